@@ -1,0 +1,78 @@
+/**
+ * Protocol validation: the first check of every chain. Rules on decoded packets; the framing rules
+ * that come before any decoding (first packet, reserved flags, forbidden types, size) live in the
+ * session, and the byte-level rules of PUBLISH in protocol/publish.ts.
+ */
+import type { IConnectPacket, ISubscription } from 'mqtt-packet'
+import { ReasonCode } from '../protocol/reason.js'
+import { checkClientId, checkTopicFilter, checkTopicNameString } from '../protocol/validate.js'
+import type { PublishView } from '../protocol/publish.js'
+import type { SessionState } from '../session/state.js'
+import type { Check, CheckFactory } from './check.js'
+import { disconnect, FORWARD, type Verdict } from './verdict.js'
+
+const INVALID_CLIENT_ID = disconnect(ReasonCode.ClientIdentifierNotValid, 'invalid_client_id')
+const MALFORMED = disconnect(ReasonCode.MalformedPacket, 'malformed_packet')
+const PROTOCOL_ERROR = disconnect(ReasonCode.ProtocolError, 'protocol_error')
+const INVALID_TOPIC = disconnect(ReasonCode.TopicNameInvalid, 'invalid_topic')
+const INVALID_FILTER = disconnect(ReasonCode.TopicFilterInvalid, 'invalid_topic_filter')
+const ALIAS_INVALID = disconnect(ReasonCode.TopicAliasInvalid, 'topic_alias_invalid')
+
+function faultVerdict(code: number, otherwise: Verdict): Verdict {
+  return code === ReasonCode.MalformedPacket ? MALFORMED : otherwise
+}
+
+export class ProtocolCheck implements Check {
+  readonly name = 'protocol'
+  /** Topics the client bound to aliases (5.0), index = alias. */
+  private aliases: string[] | null = null
+
+  onConnect(connect: IConnectPacket): Verdict {
+    const level = connect.protocolVersion ?? 4
+    const idFault = checkClientId(connect.clientId, level)
+    if (idFault !== 0) return faultVerdict(idFault, INVALID_CLIENT_ID)
+    const will = connect.will
+    if (will) {
+      // The Will Topic MUST be a UTF-8 Encoded String [MQTT-3.1.3-11] and a Topic Name: no wildcards.
+      const topicFault = checkTopicNameString(will.topic)
+      if (topicFault !== 0) return faultVerdict(topicFault, INVALID_TOPIC)
+      // If the Will Flag is set, Will QoS may be 0, 1 or 2; 3 is malformed [MQTT-3.1.2-14].
+      if ((will.qos ?? 0) > 2) return MALFORMED
+    }
+    // A 3.1.1 client that sends a password must also send a user name [MQTT-3.1.2-22].
+    if (level < 5 && connect.password !== undefined && connect.username === undefined) return PROTOCOL_ERROR
+    return FORWARD
+  }
+
+  onPublish(p: PublishView, s: SessionState): Verdict {
+    const alias = p.topicAlias
+    if (alias === 0) return FORWARD
+    // A Topic Alias above the broker's Topic Alias Maximum is a protocol error [MQTT-3.3.2-9].
+    if (alias > s.topicAliasMaximum) return ALIAS_INVALID
+    const aliases = this.aliases ?? (this.aliases = [])
+    if (p.topicLength > 0) {
+      aliases[alias] = p.topic // (re)binds the alias [MQTT-3.3.2-12]
+      return FORWARD
+    }
+    const topic = aliases[alias]
+    // An alias never bound cannot name a topic: the receiver's mapping is missing [MQTT-3.3.2-10].
+    if (topic === undefined) return PROTOCOL_ERROR
+    p.topic = topic // later checks see the real topic
+    return FORWARD
+  }
+
+  onSubscribe(subscription: ISubscription): Verdict {
+    const fault = checkTopicFilter(subscription.topic)
+    return fault === 0 ? FORWARD : faultVerdict(fault, INVALID_FILTER)
+  }
+
+  onUnsubscribe(filter: string): Verdict {
+    const fault = checkTopicFilter(filter)
+    return fault === 0 ? FORWARD : faultVerdict(fault, INVALID_FILTER)
+  }
+}
+
+export const protocolCheck: CheckFactory = {
+  name: 'protocol',
+  create: () => () => new ProtocolCheck(),
+}

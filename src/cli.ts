@@ -1,0 +1,144 @@
+#!/usr/bin/env node
+/**
+ * The command line:
+ *   moat --config FILE          run the proxy
+ *   moat check --config FILE    validate a config and exit (0 valid, 1 invalid)
+ *   moat demo [--port N]        embedded broker + proxy, for a first look
+ */
+import { readFileSync } from 'node:fs'
+import { parseArgs } from 'node:util'
+import { pino } from 'pino'
+import pretty from 'pino-pretty'
+import { loadConfig } from './config/load.js'
+import { demoBanner, startDemo } from './demo.js'
+import { ConfigError, MoatError } from './errors.js'
+import { createLogger, redactPaths, type Logger } from './log/logger.js'
+import { Moat } from './moat.js'
+
+const USAGE = `Usage:
+  moat --config FILE           run the proxy with the config in FILE
+  moat check --config FILE     validate FILE, print every problem, exit non-zero if invalid
+  moat demo [--port 1883] [--admin-port 9464]
+                               run an embedded broker behind moat, for a first look
+  moat --help | --version
+
+Docs: README.md; config reference: policies/example.yaml; error codes: docs/errors.md`
+
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }
+  return pkg.version
+}
+
+class UsageError extends MoatError {
+  constructor(message: string) {
+    super('MOAT_ERR_USAGE', message)
+  }
+}
+
+function parse(argv: string[]): { command: string; config?: string; port: number; adminPort: number } {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        port: { type: 'string' },
+        'admin-port': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+    })
+  } catch (err) {
+    throw new UsageError((err as Error).message)
+  }
+  const { values, positionals } = parsed
+  if (values.help) return { command: 'help', port: 0, adminPort: 0 }
+  if (values.version) return { command: 'version', port: 0, adminPort: 0 }
+  if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`)
+  const command = positionals[0] ?? 'run'
+  if (!['run', 'check', 'demo'].includes(command)) throw new UsageError(`unknown command '${command}'`)
+  const port = portOption(values.port, 1883, '--port')
+  const adminPort = portOption(values['admin-port'], 9464, '--admin-port')
+  if (command !== 'demo' && values.config === undefined) throw new UsageError(`'moat ${command === 'run' ? '' : command + ' '}' needs --config FILE`)
+  return { command, config: values.config, port, adminPort }
+}
+
+function portOption(value: string | undefined, fallback: number, name: string): number {
+  if (value === undefined) return fallback
+  const port = Number(value)
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`${name} must be a port number (0-65535), got '${value}'`)
+  return port
+}
+
+function prettyLogger(): Logger {
+  return pino({ level: 'info', redact: { paths: redactPaths, censor: '[redacted]' } },
+    pretty({ colorize: process.stdout.isTTY, sync: true, ignore: 'pid,hostname,service', translateTime: 'HH:MM:ss.l' }))
+}
+
+/** Stop on SIGTERM/SIGINT: a first signal drains for the grace period, a second closes at once. */
+function onSignals(stop: (graceMs?: number) => Promise<void>, logger: Logger): void {
+  let stopping = false
+  const handler = (signal: NodeJS.Signals): void => {
+    if (stopping) {
+      logger.warn({ event: 'signal', signal }, 'second signal: closing all sessions now')
+      void stop(0)
+      return
+    }
+    stopping = true
+    logger.info({ event: 'signal', signal }, 'stopping')
+    stop().then(() => process.exit(0), (err: unknown) => {
+      logger.error({ err }, 'shutdown failed')
+      process.exit(1)
+    })
+  }
+  process.on('SIGTERM', handler)
+  process.on('SIGINT', handler)
+}
+
+async function main(argv: string[]): Promise<number> {
+  const args = parse(argv)
+  switch (args.command) {
+    case 'help':
+      process.stdout.write(USAGE + '\n')
+      return 0
+    case 'version':
+      process.stdout.write(version() + '\n')
+      return 0
+    case 'check': {
+      const config = loadConfig(args.config!)
+      process.stdout.write(`${args.config}: valid (${config.listeners.length} listener(s), upstream ${config.upstream.host}:${config.upstream.port})\n`)
+      return 0
+    }
+    case 'demo': {
+      const logger = prettyLogger()
+      const demo = await startDemo({ port: args.port, adminPort: args.adminPort, logger })
+      process.stdout.write(demoBanner(demo) + '\n')
+      onSignals(() => demo.stop(), logger)
+      return -1
+    }
+    default: {
+      const config = loadConfig(args.config!)
+      const logger = createLogger(config.log.level)
+      const moat = new Moat(config, { logger })
+      await moat.start()
+      onSignals((graceMs) => moat.shutdown(graceMs), logger)
+      return -1
+    }
+  }
+}
+
+main(process.argv.slice(2)).then((code) => {
+  if (code >= 0) process.exitCode = code
+}, (err: unknown) => {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`moat: invalid config\n${err.message}\n`)
+    process.exitCode = 1
+  } else if (err instanceof MoatError) {
+    process.stderr.write(`moat: ${err.message}${err.code === 'MOAT_ERR_USAGE' ? '\n\n' + USAGE : ''}\n`)
+    process.exitCode = err.code === 'MOAT_ERR_USAGE' ? 2 : 1
+  } else {
+    process.stderr.write(`moat: unexpected error: ${(err as Error)?.stack ?? String(err)}\n`)
+    process.exitCode = 1
+  }
+})

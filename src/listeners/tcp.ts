@@ -1,0 +1,49 @@
+/** A plain TCP listener: accepts sockets and hands each to the proxy. */
+import net, { type Server, type Socket } from 'node:net'
+import type { ListenerConfig } from '../config/types.js'
+import { MoatError } from '../errors.js'
+
+export type AcceptFn = (socket: Socket, listener: ListenerConfig) => void
+
+export class TcpListener {
+  readonly config: ListenerConfig
+  private readonly server: Server
+
+  constructor(config: ListenerConfig, accept: AcceptFn) {
+    this.config = config
+    this.server = net.createServer({ noDelay: true }, (socket) => accept(socket, config))
+  }
+
+  listen(): Promise<void> {
+    const { host, port, name } = this.config
+    return new Promise((resolve, reject) => {
+      const server = this.server
+      const onError = (err: NodeJS.ErrnoException): void => {
+        reject(new MoatError('MOAT_ERR_LISTEN', `listener '${name}' cannot listen on ${host}:${port}: ${err.code ?? err.message}`))
+      }
+      server.once('error', onError)
+      server.listen({ host, port }, () => {
+        server.off('error', onError)
+        resolve()
+      })
+    })
+  }
+
+  address(): { host: string; port: number } {
+    const address = this.server.address()
+    if (address === null || typeof address === 'string') throw new Error(`listener '${this.config.name}' is not listening`)
+    return { host: address.address, port: address.port }
+  }
+
+  get listening(): boolean {
+    return this.server.listening
+  }
+
+  /** Stops accepting; open connections are not touched. */
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      if (!this.server.listening) return resolve()
+      this.server.close(() => resolve())
+    })
+  }
+}

@@ -1,0 +1,132 @@
+/**
+ * The metric catalogue: every metric Moat exports, with its name, help and bounded labels
+ * (STYLE H12). Values come from Stats at scrape time through collect(); nothing on the packet path
+ * touches prom-client.
+ */
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
+import { closeReasons } from '../checks/reasons.js'
+import { packetTypeNames } from '../protocol/packet-type.js'
+import type { Stats } from './stats.js'
+
+type LabelledCounter = Counter<string>
+
+function fillByType(counter: LabelledCounter, direction: string, values: Float64Array): void {
+  for (let type = 0; type < 16; type++) {
+    const value = values[type]!
+    if (value > 0) counter.inc({ direction, packet_type: packetTypeNames[type]! }, value)
+  }
+}
+
+function fillByReason(counter: LabelledCounter, values: Float64Array): void {
+  for (let i = 0; i < closeReasons.length; i++) {
+    const value = values[i]!
+    if (value > 0) counter.inc({ reason: closeReasons[i]! }, value)
+  }
+}
+
+export function createRegistry(stats: Stats): Registry {
+  const register = new Registry()
+  collectDefaultMetrics({ register, prefix: 'moat_process_' })
+
+  new Counter({
+    name: 'moat_connections_accepted_total',
+    help: 'Client connections accepted, by listener.',
+    labelNames: ['listener'],
+    registers: [register],
+    collect() {
+      this.reset()
+      for (const [listener, value] of stats.connectionsAccepted) this.inc({ listener }, value)
+    },
+  })
+  new Gauge({
+    name: 'moat_sessions_open',
+    help: 'Client sessions currently open.',
+    registers: [register],
+    collect() {
+      this.set(stats.sessionsOpen)
+    },
+  })
+  new Counter({
+    name: 'moat_sessions_closed_total',
+    help: 'Client sessions ended, by reason.',
+    labelNames: ['reason'],
+    registers: [register],
+    collect() {
+      this.reset()
+      fillByReason(this, stats.sessionsClosed)
+    },
+  })
+  new Counter({
+    name: 'moat_packets_rejected_total',
+    help: 'Packets refused without closing the client (dropped or answered with a failure code), by reason.',
+    labelNames: ['reason'],
+    registers: [register],
+    collect() {
+      this.reset()
+      fillByReason(this, stats.packetsRejected)
+    },
+  })
+  new Counter({
+    name: 'moat_packets_total',
+    help: 'MQTT packets received, by direction (client_to_broker, broker_to_client) and packet type.',
+    labelNames: ['direction', 'packet_type'],
+    registers: [register],
+    collect() {
+      this.reset()
+      fillByType(this, 'client_to_broker', stats.packetsFromClient)
+      fillByType(this, 'broker_to_client', stats.packetsFromBroker)
+    },
+  })
+  new Counter({
+    name: 'moat_packet_bytes_total',
+    help: 'Bytes of MQTT packets received, by direction and packet type.',
+    labelNames: ['direction', 'packet_type'],
+    registers: [register],
+    collect() {
+      this.reset()
+      fillByType(this, 'client_to_broker', stats.bytesFromClient)
+      fillByType(this, 'broker_to_client', stats.bytesFromBroker)
+    },
+  })
+  new Counter({
+    name: 'moat_decode_errors_total',
+    help: 'Client packets that failed to decode, by packet type.',
+    labelNames: ['packet_type'],
+    registers: [register],
+    collect() {
+      this.reset()
+      for (let type = 0; type < 16; type++) {
+        const value = stats.decodeErrors[type]!
+        if (value > 0) this.inc({ packet_type: packetTypeNames[type]! }, value)
+      }
+    },
+  })
+  new Counter({
+    name: 'moat_upstream_connects_total',
+    help: 'Connections opened to the broker (one per accepted CONNECT).',
+    registers: [register],
+    collect() {
+      this.reset()
+      this.inc(stats.upstreamConnects)
+    },
+  })
+  new Counter({
+    name: 'moat_upstream_connect_failures_total',
+    help: 'Attempts to reach the broker that failed or timed out.',
+    registers: [register],
+    collect() {
+      this.reset()
+      this.inc(stats.upstreamConnectFailures)
+    },
+  })
+  new Counter({
+    name: 'moat_upstream_connect_seconds_total',
+    help: 'Time spent opening broker connections (divide by moat_upstream_connects_total for the mean).',
+    registers: [register],
+    collect() {
+      this.reset()
+      this.inc(stats.upstreamConnectSeconds)
+    },
+  })
+  return register
+}

@@ -1,0 +1,44 @@
+/**
+ * Hot-path counters as plain numbers and typed arrays (STYLE H12): the per-packet path increments a
+ * slot; prom-client reads them only at scrape time (metrics/registry.ts). Label values are bounded
+ * by construction: packet types, reasons and listener names from the config.
+ */
+import { closeReasons, type CloseReason } from '../checks/reasons.js'
+
+const reasonIndex = new Map<CloseReason, number>(closeReasons.map((r, i) => [r, i]))
+
+export class Stats {
+  /** Client → broker, by packet type (index = type 0..15). */
+  readonly packetsFromClient = new Float64Array(16)
+  readonly bytesFromClient = new Float64Array(16)
+  /** Broker → client, by packet type. */
+  readonly packetsFromBroker = new Float64Array(16)
+  readonly bytesFromBroker = new Float64Array(16)
+  /** Sessions ended, by reason (index into closeReasons). */
+  readonly sessionsClosed = new Float64Array(closeReasons.length)
+  /** Packets refused without closing the client (dropped QoS 0, refused QoS > 0), by reason. */
+  readonly packetsRejected = new Float64Array(closeReasons.length)
+  /** Packets that failed to decode, by packet type. */
+  readonly decodeErrors = new Float64Array(16)
+  readonly connectionsAccepted = new Map<string, number>()
+  sessionsOpen = 0
+  upstreamConnects = 0
+  upstreamConnectFailures = 0
+  upstreamConnectSeconds = 0
+
+  countClose(reason: CloseReason): void {
+    this.sessionsClosed[reasonIndex.get(reason)!]! += 1
+  }
+
+  countReject(reason: CloseReason): void {
+    this.packetsRejected[reasonIndex.get(reason)!]! += 1
+  }
+
+  countAccept(listener: string): void {
+    this.connectionsAccepted.set(listener, (this.connectionsAccepted.get(listener) ?? 0) + 1)
+  }
+
+  closedFor(reason: CloseReason): number {
+    return this.sessionsClosed[reasonIndex.get(reason)!]!
+  }
+}

@@ -1,0 +1,137 @@
+/**
+ * The proxy: its listeners, the sessions they accept, the check chain built from the config, the
+ * counters, and the admin endpoint. `new Moat(config).start()` runs it; `shutdown()` drains it.
+ */
+import type { Socket } from 'node:net'
+import type { Registry } from 'prom-client'
+import { CheckChain } from './checks/chain.js'
+import type { ListenerConfig, MoatConfig } from './config/types.js'
+import { TcpListener } from './listeners/tcp.js'
+import { createLogger, type Logger } from './log/logger.js'
+import { AdminServer } from './metrics/admin.js'
+import { createRegistry } from './metrics/registry.js'
+import { Stats } from './metrics/stats.js'
+import type { SessionContext } from './session/context.js'
+import { Session } from './session/session.js'
+
+export interface MoatOptions {
+  logger?: Logger
+}
+
+export class Moat implements SessionContext {
+  readonly config: MoatConfig
+  readonly logger: Logger
+  readonly stats = new Stats()
+  readonly chain: CheckChain
+  readonly registry: Registry
+  private readonly listeners: TcpListener[]
+  private readonly admin: AdminServer | null
+  private readonly sessions = new Set<Session>()
+  private sessionIds = 0
+  private draining = false
+  private drainWaiters: Array<() => void> = []
+
+  constructor(config: MoatConfig, options: MoatOptions = {}) {
+    this.config = config
+    this.logger = options.logger ?? createLogger(config.log.level)
+    this.chain = CheckChain.build(config)
+    this.registry = createRegistry(this.stats)
+    this.listeners = config.listeners.map((l) => new TcpListener(l, this.accept.bind(this)))
+    this.admin = config.admin === null ? null : new AdminServer(config.admin, this.registry, {
+      listenersUp: () => !this.draining && this.listeners.every((l) => l.listening),
+      upstream: config.upstream,
+    })
+  }
+
+  /** Binds every listener (and the admin endpoint). Rejects with MOAT_ERR_LISTEN naming the one that failed. */
+  async start(): Promise<void> {
+    try {
+      for (const listener of this.listeners) await listener.listen()
+      if (this.admin !== null) await this.admin.listen()
+    } catch (err) {
+      await Promise.all(this.listeners.map((l) => l.close()))
+      await this.admin?.close()
+      throw err
+    }
+    for (const listener of this.listeners) {
+      const { host, port } = listener.address()
+      this.logger.info({ event: 'listening', listener: listener.config.name, protocol: listener.config.protocol, host, port }, 'listening')
+    }
+    if (this.admin !== null) {
+      const { host, port } = this.admin.address()
+      this.logger.info({ event: 'admin_listening', host, port }, 'admin endpoint listening')
+    }
+    this.logger.info({ event: 'ready', upstream: `${this.config.upstream.host}:${this.config.upstream.port}`, checks: this.chain.names }, 'moat ready')
+  }
+
+  /** The address a listener actually bound (port 0 in the config picks a free one). */
+  address(listener?: string): { host: string; port: number } {
+    const found = listener === undefined ? this.listeners[0] : this.listeners.find((l) => l.config.name === listener)
+    if (found === undefined) throw new Error(`no listener named '${listener}'`)
+    return found.address()
+  }
+
+  adminAddress(): { host: string; port: number } | null {
+    return this.admin?.address() ?? null
+  }
+
+  get sessionCount(): number {
+    return this.sessions.size
+  }
+
+  private accept(socket: Socket, listener: ListenerConfig): void {
+    if (this.draining) {
+      socket.destroy()
+      return
+    }
+    this.stats.countAccept(listener.name)
+    this.stats.sessionsOpen += 1
+    this.sessions.add(new Session(this, socket, listener.name))
+  }
+
+  nextSessionId(): number {
+    return ++this.sessionIds
+  }
+
+  sessionEnded(session: Session): void {
+    this.sessions.delete(session)
+    if (this.sessions.size === 0 && this.drainWaiters.length > 0) {
+      const waiters = this.drainWaiters
+      this.drainWaiters = []
+      for (const wake of waiters) wake()
+    }
+  }
+
+  /**
+   * Graceful shutdown: stop accepting, let open sessions go on for `gracePeriodMs` (default from the
+   * config), then close the rest (5.0 clients get DISCONNECT 0x8B, server shutting down).
+   * Resolves when every session has ended.
+   */
+  async shutdown(gracePeriodMs = this.config.shutdown.gracePeriodMs): Promise<void> {
+    const first = !this.draining
+    this.draining = true
+    if (first) {
+      this.logger.info({ event: 'shutdown', sessions: this.sessions.size, gracePeriodMs }, 'shutting down: no new connections')
+      await Promise.all(this.listeners.map((l) => l.close()))
+    }
+    if (this.sessions.size > 0 && gracePeriodMs > 0) {
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([
+        this.drained(),
+        new Promise<void>((resolve) => { timer = setTimeout(resolve, gracePeriodMs) }),
+      ])
+      clearTimeout(timer)
+    }
+    if (this.sessions.size > 0) {
+      this.logger.info({ event: 'shutdown_close', sessions: this.sessions.size }, 'grace period over: closing sessions')
+      for (const session of this.sessions) session.shutdown()
+      await this.drained()
+    }
+    if (first) await this.admin?.close()
+  }
+
+  private drained(): Promise<void> {
+    if (this.sessions.size === 0) return Promise.resolve()
+    return new Promise((resolve) => this.drainWaiters.push(resolve))
+  }
+}

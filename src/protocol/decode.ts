@@ -1,0 +1,122 @@
+/**
+ * Full decoding of the rare, complex packets (CONNECT, SUBSCRIBE, UNSUBSCRIBE, AUTH, DISCONNECT)
+ * with mqtt-packet, wrapped so that (STYLE H9):
+ * - it is fed exactly one complete, size-capped frame per call, so its internal list never holds more;
+ * - its errors come back as values (a message), never as exceptions or events;
+ * - the rules it does not enforce are added: every UTF-8 string field must be well-formed UTF-8
+ *   [MQTT-1.5.4-1] without U+0000 [MQTT-1.5.4-2], and a packet must have no bytes after its last
+ *   field (mqtt-packet reads what it needs and ignores a tail).
+ */
+import { isUtf8 } from 'node:buffer'
+import { parser as createParser } from 'mqtt-packet'
+import type { Packet } from 'mqtt-packet'
+
+export type { Packet }
+
+/** What mqtt-packet's parser exposes internally and the wrapper relies on (pinned by tests). */
+interface ParserInternals {
+  _pos: number
+  _list: { slice(start: number, end: number): Buffer }
+  packet: { cmd: string; length: number }
+  _parseString(): string | null
+  _newPacket(): boolean
+  on(event: 'packet', fn: (p: Packet) => void): void
+  on(event: 'error', fn: (e: Error) => void): void
+  parse(buf: Buffer): number
+  moatBadString: boolean
+  moatTrailingBytes: boolean
+}
+
+const FULLY_READ = new Set(['connect', 'subscribe', 'unsubscribe', 'auth', 'disconnect'])
+
+export class PacketDecoder {
+  private readonly parser: ParserInternals
+  private packet: Packet | null = null
+  private error: string | null = null
+
+  /** `protocolVersion`: the version from the client's CONNECT; omit to decode a CONNECT. */
+  constructor(protocolVersion?: number) {
+    const parser = (protocolVersion === undefined ? createParser() : createParser({ protocolVersion })) as unknown as ParserInternals
+    const parseString = parser._parseString
+    const newPacket = parser._newPacket
+    parser.moatBadString = false
+    parser.moatTrailingBytes = false
+    parser._parseString = function checkedParseString(this: ParserInternals): string | null {
+      const start = this._pos + 2
+      const result = parseString.call(this)
+      if (result !== null && !this.moatBadString) {
+        if (result.includes('\u0000')) this.moatBadString = true
+        else if (result.includes('\uFFFD') && !isUtf8(this._list.slice(start, this._pos))) this.moatBadString = true
+      }
+      return result
+    }
+    parser._newPacket = function checkedNewPacket(this: ParserInternals): boolean {
+      if (FULLY_READ.has(this.packet.cmd) && this._pos !== this.packet.length) this.moatTrailingBytes = true
+      return newPacket.call(this)
+    }
+    parser.on('packet', (packet) => { this.packet = packet })
+    parser.on('error', (error) => { this.error = error.message })
+    this.parser = parser
+  }
+
+  /** Decodes one complete frame. Returns the packet, or null with `lastError` saying why. */
+  decode(frame: Buffer): Packet | null {
+    const parser = this.parser
+    this.packet = null
+    this.error = null
+    parser.moatBadString = false
+    parser.moatTrailingBytes = false
+    let left: number
+    try {
+      left = parser.parse(frame)
+    } catch (err) {
+      // mqtt-packet reports through 'error'; a throw is a bug in it, still only this client's problem.
+      this.error = `decoder failure: ${(err as Error).message}`
+      return null
+    }
+    if (this.error !== null) return null
+    if (parser.moatBadString) {
+      this.error = 'a UTF-8 string field is not well-formed UTF-8 or contains U+0000'
+      return null
+    }
+    if (parser.moatTrailingBytes) {
+      this.error = 'bytes after the last field of the packet'
+      return null
+    }
+    if (this.packet === null || left !== 0) {
+      this.error = 'incomplete packet'
+      return null
+    }
+    return this.packet
+  }
+
+  get lastError(): string {
+    return this.error ?? ''
+  }
+}
+
+/** Protocol name and level of a CONNECT, read before decoding so each fault gets its own answer. */
+export const ConnectProtocol = {
+  Ok: 0,
+  BadName: 1,
+  UnsupportedLevel: 2,
+  Malformed: 3,
+} as const
+
+/**
+ * Checks the protocol name and level of a CONNECT frame: "MQIsdp" with level 3 (3.1), "MQTT" with
+ * 4 (3.1.1) or 5 (5.0). The top bit of the level is the bridge flag some brokers send; it is kept.
+ * Returns the level (3, 4 or 5) or a negative ConnectProtocol fault.
+ */
+export function readConnectLevel(frame: Buffer, bodyOffset: number): number {
+  if (bodyOffset + 2 > frame.length) return -ConnectProtocol.Malformed
+  const nameLength = frame.readUInt16BE(bodyOffset)
+  const levelAt = bodyOffset + 2 + nameLength
+  if (levelAt >= frame.length) return -ConnectProtocol.Malformed
+  const name = frame.toString('latin1', bodyOffset + 2, levelAt)
+  const level = frame[levelAt]! & 0x7f
+  if (name === 'MQTT') return level === 4 || level === 5 ? level : -ConnectProtocol.UnsupportedLevel
+  if (name === 'MQIsdp') return level === 3 ? 3 : -ConnectProtocol.UnsupportedLevel
+  // If the protocol name is incorrect the server MAY disconnect the client [MQTT-3.1.2-1].
+  return -ConnectProtocol.BadName
+}

@@ -1,0 +1,260 @@
+/**
+ * Incremental MQTT framing: fed arbitrary chunks of a byte stream, yields whole packets.
+ *
+ * - A frame that lies within one chunk is handed on as `chunk.subarray(...)`: no copy.
+ * - A frame spanning chunks is assembled in a buffer that grows only as bytes arrive, up to
+ *   `min(declared size, maxPacketSize)`; it is never allocated at the declared size up front,
+ *   so a client that declares 200 MB and trickles bytes costs nothing (STYLE H2).
+ * - The Remaining Length varint is at most 4 bytes and minimally encoded [MQTT-1.5.5-1]; anything
+ *   else is a framing error. A frame whose declared size exceeds the cap is refused as soon as the
+ *   varint is complete, before a byte of its body is buffered.
+ * - Errors are values handed to the sink, never exceptions (STYLE H1).
+ * - The sink may stop the framer (return false from onFrame); the unprocessed rest is held, without
+ *   copying, until `resume()`. That is how a session waits for an asynchronous decision or for
+ *   the other socket to drain without losing bytes.
+ */
+
+export const FrameError = {
+  MalformedLength: 'malformed_remaining_length',
+  TooLarge: 'packet_too_large',
+} as const
+export type FrameError = (typeof FrameError)[keyof typeof FrameError]
+
+export interface FrameSink {
+  /**
+   * A complete packet: `frame` holds the fixed header and the body; `bodyOffset` is where the body
+   * starts. Return false to stop the framer (the rest is held until resume()).
+   */
+  onFrame(frame: Buffer, type: number, flags: number, bodyOffset: number): boolean
+  /** The stream is not MQTT (or breaks the cap): the framer is dead after this call. */
+  onFrameError(error: FrameError, declaredSize: number): void
+}
+
+/** Largest value of a 4-byte variable byte integer: 268,435,455 [MQTT-1.5.5]. */
+export const MAX_REMAINING_LENGTH = 268_435_455
+const INITIAL_ASSEMBLY = 4096
+
+/**
+ * Decodes a Remaining Length varint at `pos` (the byte after the first header byte).
+ * Returns the value, VARINT_INCOMPLETE when `end` comes first, or VARINT_MALFORMED.
+ */
+export const VARINT_INCOMPLETE = -1
+export const VARINT_MALFORMED = -2
+export function readVarint(buf: Buffer, pos: number, end: number): number {
+  let value = 0
+  let multiplier = 1
+  for (let i = 0; i < 4; i++) {
+    if (pos + i >= end) return VARINT_INCOMPLETE
+    const byte = buf[pos + i]!
+    value += (byte & 0x7f) * multiplier
+    if ((byte & 0x80) === 0) {
+      // A trailing zero byte after the first means a longer encoding than needed [MQTT-1.5.5-1].
+      if (byte === 0 && i > 0) return VARINT_MALFORMED
+      return value
+    }
+    multiplier *= 128
+  }
+  return VARINT_MALFORMED
+}
+
+/** Number of bytes of the minimal varint encoding of `value` (values are minimal by construction). */
+export function varintSize(value: number): number {
+  return value < 128 ? 1 : value < 16_384 ? 2 : value < 2_097_152 ? 3 : 4
+}
+
+export class Framer {
+  private readonly sink: FrameSink
+  maxPacketSize: number
+
+  // A header (type byte + varint, at most 5 bytes) that arrived split across chunks.
+  private readonly header = Buffer.alloc(5)
+  private headerLength = 0
+
+  // A frame being assembled across chunks.
+  private assembly: Buffer | null = null
+  private assembled = 0
+  private frameSize = 0
+  private bodyOffset = 0
+
+  // Bytes not yet processed because the sink stopped us.
+  private held: Buffer[] = []
+  private heldBytes = 0
+  private stopped = false
+  private failed = false
+
+  constructor(sink: FrameSink, maxPacketSize: number) {
+    this.sink = sink
+    this.maxPacketSize = maxPacketSize
+  }
+
+  /** Bytes received but not yet handed on (partial frame + held while stopped). */
+  get bufferedBytes(): number {
+    return this.headerLength + this.assembled + this.heldBytes
+  }
+
+  get isStopped(): boolean {
+    return this.stopped
+  }
+
+  get isFailed(): boolean {
+    return this.failed
+  }
+
+  /** True when no partial frame is pending (the stream ends on a packet boundary). */
+  get atBoundary(): boolean {
+    return this.headerLength === 0 && this.assembly === null && this.heldBytes === 0
+  }
+
+  push(chunk: Buffer): void {
+    if (this.failed || chunk.length === 0) return
+    if (this.stopped) {
+      this.held.push(chunk)
+      this.heldBytes += chunk.length
+      return
+    }
+    this.process(chunk, 0)
+  }
+
+  /** Continue after the sink returned false. Processes what was held, in order. */
+  resume(): void {
+    if (!this.stopped || this.failed) return
+    this.stopped = false
+    while (this.held.length > 0 && !this.stopped && !this.failed) {
+      const chunk = this.held.shift()!
+      this.heldBytes -= chunk.length
+      this.process(chunk, 0)
+    }
+  }
+
+  /** Stop from outside (e.g. while the session waits); bytes pushed meanwhile are held. */
+  stop(): void {
+    this.stopped = true
+  }
+
+  /** Drop everything: the session is closing. */
+  reset(): void {
+    this.held = []
+    this.heldBytes = 0
+    this.assembly = null
+    this.assembled = 0
+    this.headerLength = 0
+    this.failed = true
+  }
+
+  private process(chunk: Buffer, start: number): void {
+    const end = chunk.length
+    let pos = start
+    while (pos < end) {
+      if (this.assembly !== null) {
+        pos = this.continueAssembly(chunk, pos, end)
+        if (this.assembled < this.frameSize) return // chunk used up
+        if (!this.emitAssembled()) return this.hold(chunk, pos)
+        continue
+      }
+      if (this.headerLength > 0) {
+        pos = this.continueHeader(chunk, pos, end)
+        if (this.failed) return
+        // A packet with no body (PINGREQ, DISCONNECT) is complete with its header.
+        if (this.assembly !== null && this.assembled === this.frameSize && !this.emitAssembled()) {
+          return this.hold(chunk, pos)
+        }
+        continue
+      }
+      // Fast path: the header is in this chunk.
+      const remaining = readVarint(chunk, pos + 1, end)
+      if (remaining === VARINT_INCOMPLETE) {
+        chunk.copy(this.header, 0, pos, end)
+        this.headerLength = end - pos // at most 4: readVarint saw no 4th varint byte
+        return
+      }
+      if (remaining === VARINT_MALFORMED) return this.fail(FrameError.MalformedLength, 0)
+      const headerSize = 1 + varintSize(remaining)
+      const size = headerSize + remaining
+      if (size > this.maxPacketSize) return this.fail(FrameError.TooLarge, size)
+      const first = chunk[pos]!
+      if (pos + size <= end) {
+        const frame = chunk.subarray(pos, pos + size)
+        pos += size
+        if (!this.sink.onFrame(frame, first >> 4, first & 0x0f, headerSize)) return this.hold(chunk, pos)
+        continue
+      }
+      // The frame continues in a later chunk: start assembling.
+      this.startAssembly(size, headerSize)
+      pos = this.continueAssembly(chunk, pos, end)
+      return
+    }
+  }
+
+  private continueHeader(chunk: Buffer, pos: number, end: number): number {
+    while (pos < end && this.headerLength < 5) {
+      this.header[this.headerLength++] = chunk[pos++]!
+      const remaining = readVarint(this.header, 1, this.headerLength)
+      if (remaining === VARINT_INCOMPLETE) continue
+      if (remaining === VARINT_MALFORMED) {
+        this.fail(FrameError.MalformedLength, 0)
+        return end
+      }
+      const headerSize = this.headerLength
+      const size = headerSize + remaining
+      if (size > this.maxPacketSize) {
+        this.fail(FrameError.TooLarge, size)
+        return end
+      }
+      this.headerLength = 0
+      this.startAssembly(size, headerSize)
+      this.header.copy(this.assembly!, 0, 0, headerSize)
+      this.assembled = headerSize
+      return pos
+    }
+    return end
+  }
+
+  private startAssembly(size: number, headerSize: number): void {
+    this.frameSize = size
+    this.bodyOffset = headerSize
+    this.assembled = 0
+    // Grows with the bytes that arrive; never sized by what the peer merely declares.
+    this.assembly = Buffer.allocUnsafe(Math.min(size, INITIAL_ASSEMBLY))
+  }
+
+  private continueAssembly(chunk: Buffer, pos: number, end: number): number {
+    const want = this.frameSize - this.assembled
+    const take = Math.min(want, end - pos)
+    let buf = this.assembly!
+    const needed = this.assembled + take
+    if (needed > buf.length) {
+      const grown = Buffer.allocUnsafe(Math.min(this.frameSize, Math.max(needed, buf.length * 2)))
+      buf.copy(grown, 0, 0, this.assembled)
+      buf = grown
+      this.assembly = grown
+    }
+    chunk.copy(buf, this.assembled, pos, pos + take)
+    this.assembled += take
+    return pos + take
+  }
+
+  /** Called when the assembly is complete; hands it to the sink. */
+  private emitAssembled(): boolean {
+    const buf = this.assembly!
+    const frame = buf.length === this.frameSize ? buf : buf.subarray(0, this.frameSize)
+    this.assembly = null
+    this.assembled = 0
+    const first = frame[0]!
+    return this.sink.onFrame(frame, first >> 4, first & 0x0f, this.bodyOffset)
+  }
+
+  private hold(chunk: Buffer, pos: number): void {
+    if (this.failed) return
+    this.stopped = true
+    if (pos < chunk.length) {
+      const rest = chunk.subarray(pos)
+      this.held.unshift(rest)
+      this.heldBytes += rest.length
+    }
+  }
+
+  private fail(error: FrameError, declaredSize: number): void {
+    this.reset()
+    this.sink.onFrameError(error, declaredSize)
+  }
+}
