@@ -2,6 +2,7 @@
  * Full decoding of the rare, complex packets (CONNECT, SUBSCRIBE, UNSUBSCRIBE, AUTH, DISCONNECT)
  * with mqtt-packet, wrapped so that (STYLE H9):
  * - it is fed exactly one complete, size-capped frame per call, so its internal list never holds more;
+ * - SUBSCRIBE and UNSUBSCRIBE without any topic filter are refused;
  * - its errors come back as values (a message), never as exceptions or events;
  * - the rules it does not enforce are added: every UTF-8 string field must be well-formed UTF-8
  *   [MQTT-1.5.4-1] without U+0000 [MQTT-1.5.4-2], and a packet must have no bytes after its last
@@ -83,11 +84,18 @@ export class PacketDecoder {
       this.error = 'bytes after the last field of the packet'
       return null
     }
-    if (this.packet === null || left !== 0) {
+    const packet = this.packet as Packet | null
+    if (packet === null || left !== 0) {
       this.error = 'incomplete packet'
       return null
     }
-    return this.packet
+    // SUBSCRIBE and UNSUBSCRIBE MUST carry at least one topic filter [MQTT-3.8.3-3] [MQTT-3.10.3-2].
+    if ((packet.cmd === 'subscribe' && packet.subscriptions.length === 0) ||
+      (packet.cmd === 'unsubscribe' && packet.unsubscriptions.length === 0)) {
+      this.error = `${packet.cmd} without a topic filter`
+      return null
+    }
+    return packet
   }
 
   get lastError(): string {

@@ -1,0 +1,99 @@
+import type { IConnectPacket } from 'mqtt-packet'
+import { describe, expect, it } from 'vitest'
+import { CHECK_FAILED, CheckChain } from '../../../src/checks/chain.js'
+import type { Check, CheckFactory } from '../../../src/checks/check.js'
+import { Action, disconnect, FORWARD, reject } from '../../../src/checks/verdict.js'
+import type { MoatConfig } from '../../../src/config/types.js'
+import { PublishView } from '../../../src/protocol/publish.js'
+import { SessionState } from '../../../src/session/state.js'
+
+const config = {} as MoatConfig
+const connect = { cmd: 'connect', clientId: 'c', protocolVersion: 4 } as IConnectPacket
+const state = (): SessionState => new SessionState(1, 'mqtt', '127.0.0.1', 1)
+
+function factory(name: string, check: Omit<Check, 'name'> | null, calls: string[] = []): CheckFactory {
+  return {
+    name,
+    create: () => check === null ? null : () => {
+      calls.push(`create:${name}`)
+      return { name, ...check }
+    },
+  }
+}
+
+describe('CheckChain', () => {
+  it('leaves out a check whose factory returns null (feature off)', () => {
+    const chain = CheckChain.build(config, [factory('a', {}), factory('off', null), factory('b', {})])
+    expect(chain.names).toEqual(['a', 'b'])
+  })
+
+  it('creates one check instance per session', () => {
+    const calls: string[] = []
+    const chain = CheckChain.build(config, [factory('a', {}, calls)])
+    chain.forSession(state())
+    chain.forSession(state())
+    expect(calls).toEqual(['create:a', 'create:a'])
+  })
+
+  it('runs publish checks in order and stops at the first refusal', () => {
+    const order: string[] = []
+    const deny = reject(0x87, 'malformed_packet')
+    const chain = CheckChain.build(config, [
+      factory('first', { onPublish: () => { order.push('first'); return FORWARD } }),
+      factory('second', { onPublish: () => { order.push('second'); return deny } }),
+      factory('third', { onPublish: () => { order.push('third'); return FORWARD } }),
+    ])
+    const checks = chain.forSession(state())
+    expect(checks.runPublish(new PublishView(), state())).toBe(deny)
+    expect(order).toEqual(['first', 'second'])
+    expect(checks.decidedBy).toBe('second')
+  })
+
+  it('forwards when every check forwards, and when no check has the hook', () => {
+    const checks = CheckChain.build(config, [factory('a', { onPublish: () => FORWARD }), factory('b', {})]).forSession(state())
+    expect(checks.runPublish(new PublishView(), state())).toBe(FORWARD)
+    expect(checks.runSubscribe({ topic: 'a', qos: 0 }, state())).toBe(FORWARD)
+    expect(checks.runUnsubscribe('a', state())).toBe(FORWARD)
+  })
+
+  it('runs CONNECT synchronously when every check is synchronous', () => {
+    const checks = CheckChain.build(config, [factory('a', { onConnect: () => FORWARD })]).forSession(state())
+    expect(checks.runConnect(connect, state())).toBe(FORWARD)
+  })
+
+  it('goes asynchronous only from a check that returns a promise, then continues the chain', async () => {
+    const order: string[] = []
+    const checks = CheckChain.build(config, [
+      factory('sync', { onConnect: () => { order.push('sync'); return FORWARD } }),
+      factory('async', { onConnect: async () => { order.push('async'); return FORWARD } }),
+      factory('after', { onConnect: () => { order.push('after'); return disconnect(0x86, 'check_failed') } }),
+    ]).forSession(state())
+    const result = checks.runConnect(connect, state())
+    expect(result).toBeInstanceOf(Promise)
+    expect((await result).action).toBe(Action.Disconnect)
+    expect(order).toEqual(['sync', 'async', 'after'])
+    expect(checks.decidedBy).toBe('after')
+  })
+
+  it('fails closed when a check throws or its promise rejects (DESIGN principle 5)', async () => {
+    const throwing = CheckChain.build(config, [factory('t', { onConnect: () => { throw new Error('boom') } })]).forSession(state())
+    expect(throwing.runConnect(connect, state())).toBe(CHECK_FAILED)
+    const rejecting = CheckChain.build(config, [factory('r', { onConnect: () => Promise.reject(new Error('down')) })]).forSession(state())
+    expect(await rejecting.runConnect(connect, state())).toBe(CHECK_FAILED)
+  })
+
+  it('hands out cached verdicts: deciding allocates nothing', () => {
+    expect(reject(0x87, 'malformed_packet')).toBe(reject(0x87, 'malformed_packet'))
+    expect(Object.isFrozen(disconnect(0x81, 'malformed_packet'))).toBe(true)
+  })
+
+  it('calls every onClose even if one throws', () => {
+    const closed: string[] = []
+    const checks = CheckChain.build(config, [
+      factory('a', { onClose: () => { closed.push('a'); throw new Error('x') } }),
+      factory('b', { onClose: () => { closed.push('b') } }),
+    ]).forSession(state())
+    checks.close(state())
+    expect(closed).toEqual(['a', 'b'])
+  })
+})

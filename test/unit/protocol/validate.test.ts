@@ -1,0 +1,55 @@
+import { describe, expect, it } from 'vitest'
+import { ReasonCode } from '../../../src/protocol/reason.js'
+import { checkClientId, checkTopicFilter, checkTopicNameString, checkUtf8 } from '../../../src/protocol/validate.js'
+
+describe('checkTopicFilter', () => {
+  it.each(['#', '+', 'a/#', 'a/+/b', '+/+', '/', 'a//b', '+/#', 'sport/tennis/+', '$SYS/#', '$share/g/a/#', '$share/g/+'])(
+    'accepts %s', (filter) => expect(checkTopicFilter(filter)).toBe(0))
+
+  it.each([
+    ['a/#/b', '# not last [MQTT-4.7.1-1]'],
+    ['a#', '# not alone in its level [MQTT-4.7.1-1]'],
+    ['a/b#', '# not alone in its level [MQTT-4.7.1-1]'],
+    ['a+', '+ not alone in its level [MQTT-4.7.1-2]'],
+    ['a/+b', '+ not alone in its level [MQTT-4.7.1-2]'],
+    ['', 'empty [MQTT-4.7.3-1]'],
+    ['$share/', 'shared without name [MQTT-4.8.2-1]'],
+    ['$share//a', 'empty share name [MQTT-4.8.2-1]'],
+    ['$share/g', 'shared without filter [MQTT-4.8.2-2]'],
+    ['$share/g/', 'shared without filter [MQTT-4.8.2-2]'],
+    ['$share/g+/a', 'wildcard in share name [MQTT-4.8.2-2]'],
+  ])('refuses %s: %s', (filter) => expect(checkTopicFilter(filter)).toBe(ReasonCode.TopicFilterInvalid))
+
+  it('refuses U+0000 in a filter [MQTT-4.7.3-2]', () => {
+    expect(checkTopicFilter('a/\u0000')).toBe(ReasonCode.MalformedPacket)
+  })
+})
+
+describe('checkTopicNameString', () => {
+  it('accepts a plain name', () => expect(checkTopicNameString('a/b/c')).toBe(0))
+  it.each(['a/+', '#', ''])('refuses %j', (topic) => expect(checkTopicNameString(topic)).toBe(ReasonCode.TopicNameInvalid))
+})
+
+describe('checkUtf8', () => {
+  it('accepts ASCII and well-formed multi-byte UTF-8', () => {
+    const buf = Buffer.from('héllo 世界 🌍')
+    expect(checkUtf8(buf, 0, buf.length)).toBe(0)
+  })
+  it('refuses U+0000 and ill-formed UTF-8 [MQTT-1.5.4-1] [MQTT-1.5.4-2]', () => {
+    expect(checkUtf8(Buffer.from([0x61, 0x00]), 0, 2)).toBe(ReasonCode.MalformedPacket)
+    expect(checkUtf8(Buffer.from([0xff]), 0, 1)).toBe(ReasonCode.MalformedPacket)
+  })
+})
+
+describe('checkClientId', () => {
+  it('accepts long ids on 3.1.1 and 5.0 [MQTT-3.1.3-5]', () => {
+    expect(checkClientId('x'.repeat(200), 4)).toBe(0)
+    expect(checkClientId('', 5)).toBe(0)
+  })
+  it('limits 3.1 ids to 1..23 bytes', () => {
+    expect(checkClientId('x'.repeat(24), 3)).toBe(ReasonCode.ClientIdentifierNotValid)
+    expect(checkClientId('', 3)).toBe(ReasonCode.ClientIdentifierNotValid)
+    expect(checkClientId('x'.repeat(23), 3)).toBe(0)
+  })
+  it('refuses U+0000', () => expect(checkClientId('a\u0000', 4)).toBe(ReasonCode.MalformedPacket))
+})
