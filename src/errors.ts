@@ -1,10 +1,52 @@
-// placeholder until the config work lands (helper-1 replaces this file)
-export type MoatErrorCode = 'MOAT_ERR_CONFIG_READ' | 'MOAT_ERR_CONFIG_SYNTAX' | 'MOAT_ERR_CONFIG_INVALID' | 'MOAT_ERR_LISTEN' | 'MOAT_ERR_USAGE'
+/**
+ * The one catalogue of Moat's errors (STYLE H8). Each has a stable code, documented in
+ * docs/errors.md (a test keeps the two in step). These are control-plane errors (config, startup,
+ * command line); the data plane never throws: protocol faults are reason codes, not errors.
+ */
+
+export const errorCodes = {
+  MOAT_ERR_CONFIG_READ: 'The config file cannot be read (missing, unreadable, a directory).',
+  MOAT_ERR_CONFIG_SYNTAX: 'The config file is not valid YAML.',
+  MOAT_ERR_CONFIG_INVALID: 'The config file is valid YAML but breaks the schema: unknown key, bad value, missing key, unsupported section.',
+  MOAT_ERR_LISTEN: 'A listener or the admin endpoint cannot bind its address (port in use, address not local, permission).',
+  MOAT_ERR_USAGE: 'The command line is wrong (unknown command or option, missing --config).',
+} as const
+
+export type MoatErrorCode = keyof typeof errorCodes
+
 export class MoatError extends Error {
   readonly code: MoatErrorCode
+
   constructor(code: MoatErrorCode, message: string) {
     super(message)
+    this.name = 'MoatError'
     this.code = code
   }
 }
-export class ConfigError extends MoatError {}
+
+/** One problem in a config file: where it is and what is wrong. */
+export interface ConfigIssue {
+  readonly file: string
+  /** Dotted key path, e.g. `listeners.0.port`; '' for the whole file. */
+  readonly path: string
+  /** 1-based line and column of the offending node, when known. */
+  readonly line?: number
+  readonly column?: number
+  readonly message: string
+}
+
+export function formatConfigIssue(issue: ConfigIssue): string {
+  const where = issue.line === undefined ? issue.file : `${issue.file}:${issue.line}:${issue.column ?? 1}`
+  return `${where} ${issue.path === '' ? '' : issue.path + ': '}${issue.message}`
+}
+
+/** Every problem found in a config, reported together. */
+export class ConfigError extends MoatError {
+  readonly issues: readonly ConfigIssue[]
+
+  constructor(code: 'MOAT_ERR_CONFIG_READ' | 'MOAT_ERR_CONFIG_SYNTAX' | 'MOAT_ERR_CONFIG_INVALID', issues: ConfigIssue[]) {
+    super(code, issues.map(formatConfigIssue).join('\n'))
+    this.name = 'ConfigError'
+    this.issues = issues
+  }
+}

@@ -1,0 +1,120 @@
+/**
+ * Loading a config: read → parse YAML (keeping positions) → validate every key (all problems at
+ * once) → compile into MoatConfig → freeze (STYLE H5). Any problem throws one ConfigError whose
+ * issues name the file, line, key and reason.
+ */
+import { readFileSync } from 'node:fs'
+import { isMap, isNode, LineCounter, parseDocument, type Document } from 'yaml'
+import type { z } from 'zod'
+import { ConfigError, type ConfigIssue } from '../errors.js'
+import { configSchema, unsupportedSections, type ConfigOutput } from './schema.js'
+import type { MoatConfig } from './types.js'
+
+export { formatConfigIssue } from '../errors.js'
+
+export function loadConfig(file: string): MoatConfig {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message
+    throw new ConfigError('MOAT_ERR_CONFIG_READ', [{ file, path: '', message: `cannot read the config: ${reason}` }])
+  }
+  return parseConfig(text, file)
+}
+
+export function parseConfig(text: string, file: string): MoatConfig {
+  const lines = new LineCounter()
+  const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false })
+  if (doc.errors.length > 0) {
+    throw new ConfigError('MOAT_ERR_CONFIG_SYNTAX', doc.errors.map((e) => {
+      const at = lines.linePos(e.pos[0])
+      return { file, path: '', line: at.line, column: at.col, message: `YAML syntax: ${e.message.split('\n')[0]}` }
+    }))
+  }
+  const value: unknown = doc.toJS()
+  if (value === null || value === undefined) {
+    throw new ConfigError('MOAT_ERR_CONFIG_INVALID', [{ file, path: '', message: 'the config is empty: at least `listeners` and `upstream` are required' }])
+  }
+  return validate(value, file, doc, lines)
+}
+
+/** Validates a plain object (configs built in code, tests, `moat demo`). */
+export function configFromObject(value: unknown, file = ''): MoatConfig {
+  return validate(value, file, null, null)
+}
+
+function validate(value: unknown, file: string, doc: Document | null, lines: LineCounter | null): MoatConfig {
+  const result = configSchema.safeParse(value)
+  if (!result.success) {
+    const issues = result.error.issues.flatMap((issue) => toIssues(issue, file, doc, lines))
+    throw new ConfigError('MOAT_ERR_CONFIG_INVALID', issues)
+  }
+  return compile(result.data, file)
+}
+
+function toIssues(issue: z.core.$ZodIssue, file: string, doc: Document | null, lines: LineCounter | null): ConfigIssue[] {
+  const path = issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p))
+  if (issue.code === 'unrecognized_keys') {
+    return issue.keys.map((key) => {
+      const feature = path.length === 0 ? unsupportedSections[key] : undefined
+      const message = feature !== undefined
+        ? `'${key}' (${feature}) is not supported by this version of moat yet: refusing to start rather than run without the policy you asked for`
+        : `unknown key '${key}'`
+      return issueAt(file, [...path, key], message, doc, lines, true)
+    })
+  }
+  let message = issue.message
+  if (issue.code === 'invalid_type' && issue.input === undefined) message = 'is required'
+  return [issueAt(file, path, message, doc, lines, false)]
+}
+
+/** Finds the line of the node at `path` (of its key when `atKey`), or of the nearest parent that exists. */
+function issueAt(file: string, path: Array<string | number>, message: string, doc: Document | null, lines: LineCounter | null, atKey: boolean): ConfigIssue {
+  const dotted = path.join('.')
+  if (doc === null || lines === null) return { file, path: dotted, message }
+  for (let depth = path.length; depth >= 0; depth--) {
+    const node = locate(doc, path.slice(0, depth), atKey && depth === path.length)
+    if (node !== null) {
+      const at = lines.linePos(node)
+      return { file, path: dotted, line: at.line, column: at.col, message }
+    }
+  }
+  return { file, path: dotted, message }
+}
+
+function locate(doc: Document, path: Array<string | number>, atKey: boolean): number | null {
+  if (path.length === 0) return doc.contents?.range?.[0] ?? 0
+  if (atKey) {
+    const parent = path.length === 1 ? doc.contents : doc.getIn(path.slice(0, -1), true)
+    if (isMap(parent)) {
+      const last = path[path.length - 1]
+      for (const pair of parent.items) {
+        if (isNode(pair.key) && (pair.key as { value?: unknown }).value === last) return pair.key.range?.[0] ?? null
+      }
+    }
+    return null
+  }
+  const node = doc.getIn(path, true)
+  return isNode(node) ? node.range?.[0] ?? null : null
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    for (const key of Object.keys(value)) deepFreeze((value as Record<string, unknown>)[key])
+    Object.freeze(value)
+  }
+  return value
+}
+
+function compile(c: ConfigOutput, file: string): MoatConfig {
+  return deepFreeze({
+    file,
+    listeners: c.listeners.map((l) => ({ name: l.name, protocol: 'mqtt' as const, host: l.host, port: l.port })),
+    upstream: { host: c.upstream.host, port: c.upstream.port, connectTimeoutMs: c.upstream.connectTimeout },
+    admin: c.admin === undefined ? null : { host: c.admin.host, port: c.admin.port },
+    limits: { maxPacketSize: c.limits.maxPacketSize, connectTimeoutMs: c.limits.connectTimeout },
+    shutdown: { gracePeriodMs: c.shutdown.gracePeriod },
+    log: { level: c.log.level },
+  })
+}

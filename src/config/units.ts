@@ -1,0 +1,90 @@
+/**
+ * Human units in config values: sizes (`256KiB`), durations (`5s`), rates (`100/s`).
+ * Each parser returns a number in base units or throws an Error whose message is the reason,
+ * which the loader attaches to the key and line.
+ */
+
+const SIZE_UNITS: Record<string, number> = {
+  B: 1,
+  KiB: 1024,
+  MiB: 1024 ** 2,
+  GiB: 1024 ** 3,
+  KB: 1000,
+  MB: 1000 ** 2,
+  GB: 1000 ** 3,
+}
+
+const DURATION_UNITS: Record<string, number> = {
+  ms: 1,
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+}
+
+const RATE_UNITS: Record<string, number> = {
+  s: 1000,
+  m: 60_000,
+  h: 3_600_000,
+}
+
+/** The largest MQTT packet: 1 byte of type, 4 of length, 268,435,455 of body. */
+export const MAX_SIZE = 268_435_460
+/** setTimeout's ceiling (2^31 - 1 ms, about 24.8 days). */
+export const MAX_DURATION_MS = 2_147_483_647
+
+const NUMBER_WITH_UNIT = /^(\d+(?:\.\d+)?)\s*([A-Za-z]*)$/
+
+function show(value: unknown): string {
+  return typeof value === 'string' ? JSON.stringify(value) : String(value)
+}
+
+/** Bytes from a whole number, or a string such as `512`, `512B`, `16KiB`, `1.5MiB`, `64KB`. */
+export function parseSize(value: unknown): number {
+  let bytes: number
+  if (typeof value === 'number') {
+    if (!Number.isInteger(value) || value < 0) throw new Error(`expected a size like 256KiB or a whole number of bytes, got ${show(value)}`)
+    bytes = value
+  } else if (typeof value === 'string') {
+    const match = NUMBER_WITH_UNIT.exec(value.trim())
+    const unit = match === null ? undefined : SIZE_UNITS[match[2] === '' ? 'B' : match[2]!]
+    if (match === null || unit === undefined) {
+      throw new Error(`expected a size like 256KiB (units: B, KiB, MiB, GiB, KB, MB, GB), got ${show(value)}`)
+    }
+    bytes = Number(match[1]) * unit
+    if (!Number.isInteger(bytes)) throw new Error(`${show(value)} is not a whole number of bytes`)
+  } else {
+    throw new Error(`expected a size like 256KiB, got ${show(value)}`)
+  }
+  if (bytes > MAX_SIZE) throw new Error(`${show(value)} is larger than the largest MQTT packet (${MAX_SIZE} bytes)`)
+  return bytes
+}
+
+/** Milliseconds from a string such as `250ms`, `5s`, `1.5s`, `2m`, `1h`; `0` alone is allowed. */
+export function parseDuration(value: unknown): number {
+  if (value === 0 || value === '0') return 0
+  if (typeof value === 'number') throw new Error(`a duration needs a unit (ms, s, m, h): write ${value}s or ${value}ms, not ${value}`)
+  if (typeof value !== 'string') throw new Error(`expected a duration like 5s, got ${show(value)}`)
+  const match = NUMBER_WITH_UNIT.exec(value.trim())
+  if (match !== null && match[2] === '') throw new Error(`a duration needs a unit (ms, s, m, h): write ${match[1]}s or ${match[1]}ms`)
+  const unit = match === null ? undefined : DURATION_UNITS[match[2]!]
+  if (match === null || unit === undefined) throw new Error(`expected a duration like 5s (units: ms, s, m, h), got ${show(value)}`)
+  const ms = Math.round(Number(match[1]) * unit)
+  if (ms > MAX_DURATION_MS) throw new Error(`${show(value)} is too long (at most about 24 days)`)
+  return ms
+}
+
+export interface Rate {
+  readonly count: number
+  readonly perMs: number
+}
+
+/** A rate such as `100/s`, `10/m`, `5/h`. */
+export function parseRate(value: unknown): Rate {
+  if (typeof value !== 'string') throw new Error(`expected a rate like 100/s, got ${show(value)}`)
+  const match = /^(\d+(?:\.\d+)?)\s*\/\s*([a-z]+)$/.exec(value.trim())
+  const perMs = match === null ? undefined : RATE_UNITS[match[2]!]
+  if (match === null || perMs === undefined) throw new Error(`expected a rate like 100/s (per s, m or h), got ${show(value)}`)
+  const count = Number(match[1])
+  if (count <= 0) throw new Error(`a rate must be above zero, got ${show(value)}`)
+  return { count, perMs }
+}

@@ -1,0 +1,111 @@
+import { fileURLToPath } from 'node:url'
+import { describe, expect, it } from 'vitest'
+import { configFromObject, loadConfig } from '../../../src/config/load.js'
+import { ConfigError, type ConfigIssue } from '../../../src/errors.js'
+
+const fixture = (name: string): string => fileURLToPath(new URL(`../../fixtures/configs/${name}`, import.meta.url))
+const policy = (name: string): string => fileURLToPath(new URL(`../../../policies/${name}`, import.meta.url))
+
+function issuesOf(file: string): { code: string; issues: readonly ConfigIssue[]; message: string } {
+  try {
+    loadConfig(file)
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError)
+    const e = err as ConfigError
+    return { code: e.code, issues: e.issues, message: e.message }
+  }
+  throw new Error(`${file} loaded, but it should not`)
+}
+
+describe('loadConfig: valid files', () => {
+  it('loads every key and converts units', () => {
+    const config = loadConfig(fixture('valid/full.yaml'))
+    expect(config).toEqual({
+      file: fixture('valid/full.yaml'),
+      listeners: [
+        { name: 'mqtt', protocol: 'mqtt', host: '127.0.0.1', port: 1883 },
+        { name: 'internal', protocol: 'mqtt', host: '0.0.0.0', port: 2883 },
+      ],
+      upstream: { host: 'broker.internal', port: 1884, connectTimeoutMs: 1500 },
+      admin: { host: '127.0.0.1', port: 9500 },
+      limits: { maxPacketSize: 1_048_576, connectTimeoutMs: 3000 },
+      shutdown: { gracePeriodMs: 60_000 },
+      log: { level: 'debug' },
+    })
+  })
+
+  it('returns a deeply frozen config', () => {
+    const config = loadConfig(fixture('valid/full.yaml'))
+    expect(Object.isFrozen(config)).toBe(true)
+    expect(Object.isFrozen(config.listeners[0])).toBe(true)
+    expect(Object.isFrozen(config.limits)).toBe(true)
+  })
+
+  it('fills defaults and turns the admin endpoint off when its section is absent', () => {
+    const config = loadConfig(policy('minimal.yaml'))
+    expect(config.admin).toBeNull()
+    expect(config.limits).toEqual({ maxPacketSize: 262_144, connectTimeoutMs: 10_000 })
+    expect(config.upstream.connectTimeoutMs).toBe(5000)
+    expect(config.shutdown.gracePeriodMs).toBe(10_000)
+    expect(config.log.level).toBe('info')
+  })
+
+  it('loads both example policies', () => {
+    expect(loadConfig(policy('example.yaml')).admin).toEqual({ host: '127.0.0.1', port: 9464 })
+    expect(loadConfig(policy('minimal.yaml')).listeners).toHaveLength(1)
+  })
+})
+
+describe('loadConfig: each problem names the file, line, key and reason', () => {
+  it.each([
+    ['unknown-top-level.yaml', 'listners', 4, /unknown key 'listners'/],
+    ['unknown-nested.yaml', 'upstream.timeout', 6, /unknown key 'timeout'/],
+    ['auth-section.yaml', 'auth', 4, /'auth' \(credential checks\) is not supported by this version of moat yet: refusing to start/],
+    ['mqtts-listener.yaml', 'listeners.0.protocol', 3, /protocol 'mqtts' is not supported by this version of moat yet \(only 'mqtt'\)/],
+    ['bad-size.yaml', 'limits.maxPacketSize', 5, /expected a size like 256KiB .* got "12 parsecs"/],
+    ['bare-duration.yaml', 'limits.connectTimeout', 5, /needs a unit .* write 30s or 30ms/],
+    ['duplicate-listener.yaml', 'listeners.1.name', 3, /duplicate listener name 'mqtt'/],
+    ['missing-upstream.yaml', 'upstream', 1, /is required/],
+  ])('%s', (file, path, line, reason) => {
+    const { code, issues, message } = issuesOf(fixture(`invalid/${file}`))
+    expect(code).toBe('MOAT_ERR_CONFIG_INVALID')
+    expect(issues).toHaveLength(1)
+    expect(issues[0]).toMatchObject({ file: fixture(`invalid/${file}`), path, line })
+    expect(issues[0]!.message).toMatch(reason)
+    expect(message).toContain(`${fixture(`invalid/${file}`)}:${line}:`)
+    expect(message).toContain(`${path}: `)
+  })
+
+  it('reports a YAML syntax error with its line', () => {
+    const { code, issues } = issuesOf(fixture('invalid/syntax.yaml'))
+    expect(code).toBe('MOAT_ERR_CONFIG_SYNTAX')
+    expect(issues[0]!.message).toMatch(/YAML syntax/)
+    expect(issues[0]!.line).toBeGreaterThanOrEqual(2)
+  })
+
+  it('reports an empty file clearly', () => {
+    const { issues } = issuesOf(fixture('invalid/empty.yaml'))
+    expect(issues[0]!.message).toMatch(/the config is empty: at least `listeners` and `upstream` are required/)
+  })
+
+  it('reports every problem at once', () => {
+    const { issues } = issuesOf(fixture('invalid/several.yaml'))
+    expect(issues.map((i) => [i.path, i.line])).toEqual(expect.arrayContaining([
+      ['listeners.0.port', 2], ['upstream.host', 3], ['log.level', 4],
+    ]))
+    expect(issues).toHaveLength(3)
+  })
+
+  it('reports a missing file with MOAT_ERR_CONFIG_READ', () => {
+    const { code, message } = issuesOf('/nonexistent/moat.yaml')
+    expect(code).toBe('MOAT_ERR_CONFIG_READ')
+    expect(message).toMatch(/\/nonexistent\/moat\.yaml cannot read the config: no such file/)
+  })
+})
+
+describe('configFromObject', () => {
+  it('validates a config built in code, with key paths', () => {
+    expect(() => configFromObject({ listeners: [], upstream: { host: 'h', port: 1 } })).toThrow(/listeners: at least one listener is required/)
+    expect(configFromObject({ listeners: [{ name: 'l', protocol: 'mqtt', port: 0 }], upstream: { host: 'h', port: 1 } }).listeners[0]!.port).toBe(0)
+  })
+})
