@@ -49,7 +49,7 @@ export class Moat implements SessionContext {
       for (const listener of this.listeners) await listener.listen()
       if (this.admin !== null) await this.admin.listen()
     } catch (err) {
-      await Promise.all(this.listeners.map((l) => l.close()))
+      for (const listener of this.listeners) listener.close()
       await this.admin?.close()
       throw err
     }
@@ -112,7 +112,7 @@ export class Moat implements SessionContext {
     this.draining = true
     if (first) {
       this.logger.info({ event: 'shutdown', sessions: this.sessions.size, gracePeriodMs }, 'shutting down: no new connections')
-      await Promise.all(this.listeners.map((l) => l.close()))
+      for (const listener of this.listeners) listener.close()
     }
     if (this.sessions.size > 0 && gracePeriodMs > 0) {
       let timer: NodeJS.Timeout | undefined

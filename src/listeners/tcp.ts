@@ -39,11 +39,11 @@ export class TcpListener {
     return this.server.listening
   }
 
-  /** Stops accepting; open connections are not touched. */
-  close(): Promise<void> {
-    return new Promise((resolve) => {
-      if (!this.server.listening) return resolve()
-      this.server.close(() => resolve())
-    })
+  /**
+   * Stops accepting; open connections are not touched. (net.Server's close callback would wait for
+   * every connection to end, which is the sessions' business, so it is not awaited here.)
+   */
+  close(): void {
+    if (this.server.listening) this.server.close()
   }
 }

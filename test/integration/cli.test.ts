@@ -1,0 +1,170 @@
+/**
+ * The `moat` command as a user runs it: node dist/cli.js (built by test/global-setup.ts), with real
+ * configs, a real broker (Aedes in this process) and real clients.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { EventEmitter, once } from 'node:events'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Aedes } from 'aedes'
+import mqtt from 'mqtt'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+
+const root = fileURLToPath(new URL('../..', import.meta.url))
+const cli = join(root, 'dist/cli.js')
+
+interface Run { code: number | null; signal: string | null; stdout: string; stderr: string }
+
+/** MQTT.js clients are event emitters whose typings node:events' once() does not accept. */
+const events = (client: mqtt.MqttClient): EventEmitter => client as unknown as EventEmitter
+
+function run(args: string[]): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [cli, ...args], { cwd: root })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => { stdout += d })
+    child.stderr.on('data', (d: Buffer) => { stderr += d })
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }))
+  })
+}
+
+/** Starts a long-running moat and resolves once `ready` matches its output. */
+function start(args: string[], ready: RegExp): Promise<{ child: ChildProcess; output: () => string; match: RegExpMatchArray }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cli, ...args], { cwd: root })
+    let output = ''
+    const onData = (d: Buffer): void => {
+      output += d
+      const match = output.match(ready)
+      if (match) resolve({ child, output: () => output, match })
+    }
+    child.stdout!.on('data', onData)
+    child.stderr!.on('data', onData)
+    child.on('close', (code) => reject(new Error(`moat exited (${code}) before it was ready:\n${output}`)))
+  })
+}
+
+let broker: Aedes
+let brokerServer: net.Server
+let brokerPort: number
+let dir: string
+
+beforeAll(async () => {
+  broker = await Aedes.createBroker()
+  brokerServer = net.createServer(broker.handle)
+  brokerServer.listen(0, '127.0.0.1')
+  await once(brokerServer, 'listening')
+  brokerPort = (brokerServer.address() as net.AddressInfo).port
+  dir = mkdtempSync(join(tmpdir(), 'moat-cli-'))
+})
+
+afterAll(async () => {
+  brokerServer.close()
+  await new Promise<void>((resolve) => broker.close(() => resolve()))
+})
+
+function writeConfig(name: string, text: string): string {
+  const file = join(dir, name)
+  writeFileSync(file, text)
+  return file
+}
+
+describe('moat check', () => {
+  it('accepts a valid config and exits 0', async () => {
+    const result = await run(['check', '--config', 'policies/example.yaml'])
+    expect(result.code).toBe(0)
+    expect(result.stdout).toMatch(/policies\/example\.yaml: valid/)
+  })
+
+  it('prints every problem with file, line, key and reason, and exits 1', async () => {
+    const file = writeConfig('bad.yaml', [
+      'listeners:',
+      '  - { name: mqtt, protocol: mqtt, port: 1883, tls: {} }',
+      'upstream: { host: 127.0.0.1, port: 1884 }',
+      'limits: { maxPacketSize: huge }',
+    ].join('\n'))
+    const result = await run(['check', '--config', file])
+    expect(result.code).toBe(1)
+    expect(result.stderr).toContain(`${file}:2:`)
+    expect(result.stderr).toMatch(/listeners\.0\.tls: unknown key 'tls'/)
+    expect(result.stderr).toMatch(new RegExp(`${file}:4:\\d+ limits\\.maxPacketSize: expected a size like 256KiB`))
+  })
+
+  it('refuses a missing --config with a usage error (exit 2)', async () => {
+    const result = await run(['check'])
+    expect(result.code).toBe(2)
+    expect(result.stderr).toMatch(/needs --config FILE/)
+    expect(result.stderr).toMatch(/Usage:/)
+  })
+})
+
+describe('moat --config FILE', () => {
+  it('proxies real clients, then drains on SIGTERM and exits 0', async () => {
+    const file = writeConfig('run.yaml', [
+      'listeners: [{ name: edge, protocol: mqtt, host: 127.0.0.1, port: 0 }]',
+      `upstream: { host: 127.0.0.1, port: ${brokerPort} }`,
+      'shutdown: { gracePeriod: 200ms }',
+    ].join('\n'))
+    const moat = await start(['--config', file], /"event":"listening".*?"port":(\d+)/)
+    const port = Number(moat.match[1])
+    const client = await mqtt.connectAsync({ host: '127.0.0.1', port, clientId: 'cli-1', reconnectPeriod: 0 })
+    await client.subscribeAsync('cli/t')
+    const message = once(events(client), 'message')
+    await client.publishAsync('cli/t', 'through the binary')
+    const [topic, payload] = await message
+    expect(topic).toBe('cli/t')
+    expect(String(payload)).toBe('through the binary')
+
+    const closed = once(events(client), 'close')
+    const exited = once(moat.child, 'close')
+    moat.child.kill('SIGTERM')
+    await closed
+    const [code] = await exited
+    expect(code).toBe(0)
+    expect(moat.output()).toMatch(/"event":"shutdown"/)
+    expect(moat.output()).toMatch(/"reason":"shutdown"/)
+    client.end(true)
+  })
+
+  it('names the listener that cannot bind and exits 1', async () => {
+    const file = writeConfig('busy.yaml', [
+      `listeners: [{ name: taken, protocol: mqtt, host: 127.0.0.1, port: ${brokerPort} }]`,
+      `upstream: { host: 127.0.0.1, port: ${brokerPort} }`,
+    ].join('\n'))
+    const result = await run(['--config', file])
+    expect(result.code).toBe(1)
+    expect(result.stderr).toMatch(new RegExp(`listener 'taken' cannot listen on 127\\.0\\.0\\.1:${brokerPort}: EADDRINUSE`))
+  })
+})
+
+describe('moat demo', () => {
+  it('starts an embedded broker behind moat, prints how to connect, and stops on SIGINT', async () => {
+    const demo = await start(['demo', '--port', '0', '--admin-port', '0'], /moat \(MQTT listener\)\s+mqtt:\/\/127\.0\.0\.1:(\d+)[\s\S]*metrics\s+http:\/\/127\.0\.0\.1:(\d+)\/metrics[\s\S]*Ctrl-C/)
+    const port = Number(demo.match[1])
+    const adminPort = Number(demo.match[2])
+    expect(demo.output()).toMatch(/mosquitto_sub -h 127\.0\.0\.1 -p \d+/)
+
+    const sub = await mqtt.connectAsync({ host: '127.0.0.1', port, clientId: 'demo-sub', reconnectPeriod: 0 })
+    await sub.subscribeAsync('demo/#')
+    const pub = await mqtt.connectAsync({ host: '127.0.0.1', port, clientId: 'demo-pub', reconnectPeriod: 0 })
+    const message = once(events(sub), 'message')
+    await pub.publishAsync('demo/hello', 'hi')
+    const [topic, payload] = await message
+    expect(topic).toBe('demo/hello')
+    expect(String(payload)).toBe('hi')
+
+    const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text()
+    expect(metrics).toMatch(/moat_sessions_open 2/)
+
+    await pub.endAsync()
+    await sub.endAsync()
+    const exited = once(demo.child, 'close')
+    demo.child.kill('SIGINT')
+    const [code] = await exited
+    expect(code).toBe(0)
+  })
+})
