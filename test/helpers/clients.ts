@@ -1,0 +1,154 @@
+/** Real MQTT clients for the tests: MQTT.js for honest traffic, a raw socket for hand-made bytes. */
+import { EventEmitter } from 'node:events'
+import net from 'node:net'
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
+import { generate, parser as createParser, type Packet } from 'mqtt-packet'
+import type { ProtocolLevel } from './broker.js'
+
+let counter = 0
+/** A client id / topic segment unique within the test run. */
+export function uid(prefix: string): string {
+  counter++
+  return `${prefix}-${process.pid}-${counter}-${Math.random().toString(36).slice(2, 7)}`
+}
+
+export function connect(port: number, options: IClientOptions = {}): Promise<MqttClient> {
+  return mqtt.connectAsync({
+    host: '127.0.0.1',
+    port,
+    reconnectPeriod: 0,
+    connectTimeout: 5000,
+    clientId: uid('client'),
+    ...options,
+  })
+}
+
+export interface Message {
+  topic: string
+  payload: Buffer
+  packet: mqtt.IPublishPacket
+}
+
+/** Collects every message a client receives, and lets a test wait for the next ones. */
+export class Inbox {
+  readonly messages: Message[] = []
+  private readonly events = new EventEmitter()
+
+  constructor(client: MqttClient) {
+    client.on('message', (topic, payload, packet) => {
+      this.messages.push({ topic, payload, packet })
+      this.events.emit('message')
+    })
+  }
+
+  /** Resolves when `count` messages (in total) have arrived. */
+  async waitFor(count: number, timeoutMs = 5000): Promise<Message[]> {
+    const timer = setTimeout(() => this.events.emit('timeout'), timeoutMs)
+    try {
+      while (this.messages.length < count) {
+        const [event] = await Promise.race([once(this.events, 'message'), once(this.events, 'timeout')])
+        if (event === 'timeout') throw new Error(`expected ${count} message(s), got ${this.messages.length}`)
+      }
+      return this.messages.slice(0, count)
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+}
+
+function once(emitter: EventEmitter, event: string): Promise<[string]> {
+  return new Promise((resolve) => emitter.once(event, () => resolve([event])))
+}
+
+/** A raw TCP client: sends exactly the bytes a test makes, decodes what comes back. */
+export class RawClient {
+  readonly socket: net.Socket
+  readonly packets: Packet[] = []
+  /** Resolves when the socket is closed (by either side); `reset` when it ended with an error. */
+  readonly closed: Promise<{ reset: boolean }>
+  private readonly parser
+  private readonly events = new EventEmitter()
+  private isClosed = false
+
+  constructor(port: number, version: ProtocolLevel = 4) {
+    this.socket = net.connect(port, '127.0.0.1')
+    this.parser = createParser({ protocolVersion: version })
+    this.parser.on('packet', (packet: Packet) => {
+      this.packets.push(packet)
+      this.events.emit('packet')
+    })
+    this.parser.on('error', () => { /* a test reads packets, not the parser's opinion */ })
+    this.socket.on('data', (d: Buffer) => this.parser.parse(d))
+    let reset = false
+    this.socket.on('error', () => { reset = true })
+    this.closed = new Promise((resolve) => this.socket.on('close', () => {
+      this.isClosed = true
+      this.events.emit('close')
+      resolve({ reset })
+    }))
+  }
+
+  get isOpen(): boolean {
+    return !this.isClosed
+  }
+
+  async connected(): Promise<void> {
+    if (this.socket.readyState === 'open') return
+    await new Promise<void>((resolve, reject) => {
+      this.socket.once('connect', resolve)
+      this.socket.once('error', reject)
+    })
+  }
+
+  send(bytes: Buffer | Packet): boolean {
+    return this.socket.write(Buffer.isBuffer(bytes) ? bytes : generate(bytes))
+  }
+
+  /** The next packet received (in order), or null if the connection closed first. */
+  async nextPacket(index = this.consumed, timeoutMs = 5000): Promise<Packet | null> {
+    const deadline = Date.now() + timeoutMs
+    while (this.packets.length <= index) {
+      if (this.isClosed) return null
+      if (Date.now() > deadline) throw new Error(`no packet #${index} within ${timeoutMs} ms`)
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, Math.max(1, deadline - Date.now()))
+        function done(): void { clearTimeout(timer); resolve() }
+        this.events.once('packet', done)
+        this.events.once('close', done)
+      })
+    }
+    this.consumed = index + 1
+    return this.packets[index]!
+  }
+
+  private consumed = 0
+
+  destroy(): void {
+    this.socket.destroy()
+  }
+}
+
+/** An MQTT.js-free CONNECT for raw clients. */
+export function connectPacket(clientId: string, version: ProtocolLevel = 4, extra: Record<string, unknown> = {}): Packet {
+  return {
+    cmd: 'connect',
+    protocolId: version === 3 ? 'MQIsdp' : 'MQTT',
+    protocolVersion: version,
+    clientId,
+    clean: true,
+    keepalive: 60,
+    ...extra,
+  } as Packet
+}
+
+/** A raw client that has connected through `port` and received a successful CONNACK. */
+export async function rawSession(port: number, clientId: string, version: ProtocolLevel = 4): Promise<RawClient> {
+  const raw = new RawClient(port, version)
+  await raw.connected()
+  raw.send(connectPacket(clientId, version))
+  const connack = await raw.nextPacket()
+  if (connack?.cmd !== 'connack') throw new Error(`expected CONNACK, got ${JSON.stringify(connack)}`)
+  const code = (connack as mqtt.IConnackPacket).reasonCode ?? (connack as mqtt.IConnackPacket).returnCode
+  if (code !== 0) throw new Error(`CONNACK refused: ${code}`)
+  return raw
+}

@@ -1,0 +1,31 @@
+/** Moat in this process, in front of a test broker, on a free port. */
+import { pino } from 'pino'
+import type { MoatConfig } from '../../src/config/types.js'
+import { Moat } from '../../src/moat.js'
+
+export interface MoatOverrides {
+  limits?: Partial<MoatConfig['limits']>
+  upstream?: Partial<MoatConfig['upstream']>
+  admin?: MoatConfig['admin']
+  shutdown?: Partial<MoatConfig['shutdown']>
+}
+
+export function testConfig(upstream: { host: string; port: number }, overrides: MoatOverrides = {}): MoatConfig {
+  return {
+    file: '',
+    listeners: [{ name: 'mqtt', protocol: 'mqtt', host: '127.0.0.1', port: 0 }],
+    upstream: { host: upstream.host, port: upstream.port, connectTimeoutMs: 2000, ...overrides.upstream },
+    admin: overrides.admin ?? null,
+    limits: { maxPacketSize: 4 * 1024 * 1024, connectTimeoutMs: 5000, ...overrides.limits },
+    shutdown: { gracePeriodMs: 0, ...overrides.shutdown },
+    log: { level: 'silent' },
+  }
+}
+
+/** Logs go nowhere unless MOAT_TEST_LOG=debug (or another level) is set. */
+export async function startMoat(upstream: { host: string; port: number }, overrides: MoatOverrides = {}): Promise<Moat> {
+  const level = process.env.MOAT_TEST_LOG ?? 'silent'
+  const moat = new Moat(testConfig(upstream, overrides), { logger: pino({ level }) })
+  await moat.start()
+  return moat
+}
