@@ -12,13 +12,21 @@ export function uid(prefix: string): string {
   return `${prefix}-${process.pid}-${counter}-${Math.random().toString(36).slice(2, 7)}`
 }
 
+/** A client id short enough for MQTT 3.1 (at most 23 bytes). */
+export function shortId(): string {
+  counter++
+  return `c${counter}-${Math.random().toString(36).slice(2, 10)}`
+}
+
 export function connect(port: number, options: IClientOptions = {}): Promise<MqttClient> {
+  const v31 = options.protocolVersion === 3
   return mqtt.connectAsync({
     host: '127.0.0.1',
     port,
     reconnectPeriod: 0,
     connectTimeout: 5000,
-    clientId: uid('client'),
+    clientId: shortId(),
+    ...(v31 ? { protocolId: 'MQIsdp' } : {}),
     ...options,
   })
 }
