@@ -31,6 +31,28 @@ export function connect(port: number, options: IClientOptions = {}): Promise<Mqt
   })
 }
 
+/**
+ * Connects with an Inbox attached before the CONNACK, so messages a resumed session delivers right
+ * after it are not missed; resolves with the CONNACK packet too.
+ */
+export function connectWithInbox(port: number, options: IClientOptions = {}): Promise<{ client: MqttClient; inbox: Inbox; connack: mqtt.IConnackPacket }> {
+  const v31 = options.protocolVersion === 3
+  const client = mqtt.connect({
+    host: '127.0.0.1',
+    port,
+    reconnectPeriod: 0,
+    connectTimeout: 5000,
+    clientId: shortId(),
+    ...(v31 ? { protocolId: 'MQIsdp' } : {}),
+    ...options,
+  })
+  const inbox = new Inbox(client)
+  return new Promise((resolve, reject) => {
+    client.once('connect', (connack) => resolve({ client, inbox, connack }))
+    client.once('error', reject)
+  })
+}
+
 export interface Message {
   topic: string
   payload: Buffer

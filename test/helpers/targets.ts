@@ -3,7 +3,7 @@
  * itself is right) and THROUGH MOAT (proving Moat is transparent). `relayTargets()` declares the
  * describe blocks and starts one broker and one Moat per broker kind.
  */
-import { afterAll, beforeAll, describe } from 'vitest'
+import { afterAll, beforeAll, describe, it } from 'vitest'
 import type { Moat } from '../../src/moat.js'
 import { brokerKinds, brokerVersions, startBroker, type BrokerKind, type ProtocolLevel, type TestBroker } from './broker.js'
 import { startMoat, type MoatOverrides } from './moat.js'
@@ -24,7 +24,13 @@ export type TargetSuite = (target: () => Target, version: ProtocolLevel) => void
  * Declares `suite` for every broker kind × target × protocol level in `levels` the broker speaks.
  */
 export function relayTargets(title: string, levels: readonly ProtocolLevel[], suite: TargetSuite, overrides: MoatOverrides = {}): void {
-  for (const kind of brokerKinds()) {
+  const kinds = brokerKinds().filter((kind) => levels.some((l) => brokerVersions(kind).includes(l)))
+  if (kinds.length === 0) {
+    // Only without Mosquitto, outside CI (brokerKinds() throws under CI=true): the documented skip.
+    it.skip(`${title}: needs mosquitto for MQTT ${levels.join(', ')}`, () => {})
+    return
+  }
+  for (const kind of kinds) {
     describe(`${title} (${kind})`, () => {
       let broker: TestBroker
       let moat: Moat
