@@ -26,7 +26,7 @@ function fillByReason(counter: LabelledCounter, values: Float64Array): void {
 
 export function createRegistry(stats: Stats): Registry {
   const register = new Registry()
-  collectDefaultMetrics({ register, prefix: 'moat_process_' })
+  collectDefaultMetrics({ register, prefix: 'moat_' })
 
   new Counter({
     name: 'moat_connections_accepted_total',

@@ -1,0 +1,82 @@
+/**
+ * The admin endpoint, scraped for real: /metrics counts what happened (by bounded labels),
+ * /healthz answers, /readyz follows the broker's reachability.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { Moat } from '../../src/moat.js'
+import { startBroker, type TestBroker } from '../helpers/broker.js'
+import { connect, rawSession, uid } from '../helpers/clients.js'
+import { startMoat } from '../helpers/moat.js'
+
+describe('admin endpoint', () => {
+  let broker: TestBroker
+  let moat: Moat
+  let admin: string
+
+  beforeAll(async () => {
+    broker = await startBroker('aedes')
+    moat = await startMoat(broker, { admin: { host: '127.0.0.1', port: 0 } })
+    admin = `http://127.0.0.1:${moat.adminAddress()!.port}`
+  })
+  afterAll(async () => {
+    await moat?.shutdown(0)
+    await broker?.stop()
+  })
+
+  /** The value of one sample in Prometheus text, e.g. metric('moat_packets_total{direction="client_to_broker",packet_type="publish"}'). */
+  async function metric(sample: string): Promise<number> {
+    const text = await (await fetch(`${admin}/metrics`)).text()
+    const line = text.split('\n').find((l) => l.startsWith(sample + ' '))
+    return line === undefined ? 0 : Number(line.slice(sample.length + 1))
+  }
+
+  it('answers /healthz and /readyz while the broker is reachable', async () => {
+    const health = await fetch(`${admin}/healthz`)
+    expect(health.status).toBe(200)
+    const ready = await fetch(`${admin}/readyz`)
+    expect(ready.status).toBe(200)
+    expect(await ready.text()).toBe('ready\n')
+  })
+
+  it('counts connections, packets by type and direction, and closes by reason', async () => {
+    const accepted = await metric('moat_connections_accepted_total{listener="mqtt"}')
+    const publishes = await metric('moat_packets_total{direction="client_to_broker",packet_type="publish"}')
+    const violations = await metric('moat_sessions_closed_total{reason="forbidden_packet_type"}')
+
+    const client = await connect(moat.address().port)
+    await client.publishAsync(uid('m'), 'x', { qos: 1 })
+    await client.publishAsync(uid('m'), 'y', { qos: 1 })
+    const bad = await rawSession(moat.address().port, uid('bad'))
+    bad.send(Buffer.from([0x20, 0x02, 0x00, 0x00])) // CONNACK from a client
+    await bad.closed
+
+    expect(await metric('moat_connections_accepted_total{listener="mqtt"}')).toBe(accepted + 2)
+    expect(await metric('moat_packets_total{direction="client_to_broker",packet_type="publish"}')).toBe(publishes + 2)
+    expect(await metric('moat_packets_total{direction="broker_to_client",packet_type="puback"}')).toBeGreaterThanOrEqual(2)
+    expect(await metric('moat_sessions_closed_total{reason="forbidden_packet_type"}')).toBe(violations + 1)
+    expect(await metric('moat_sessions_open')).toBeGreaterThanOrEqual(1)
+    expect(await metric('moat_upstream_connects_total')).toBeGreaterThanOrEqual(2)
+    await client.endAsync()
+  })
+
+  it('never labels a metric with a client id or a topic', async () => {
+    const id = uid('secret-client')
+    const client = await connect(moat.address().port, { clientId: id })
+    await client.publishAsync(`${id}/topic`, 'x', { qos: 1 })
+    const text = await (await fetch(`${admin}/metrics`)).text()
+    expect(text).not.toContain(id)
+    expect(text).toMatch(/^moat_process_cpu_seconds_total /m)
+    await client.endAsync()
+  })
+
+  it('answers 404 for unknown paths and 405 for other methods', async () => {
+    expect((await fetch(`${admin}/nope`)).status).toBe(404)
+    expect((await fetch(`${admin}/metrics`, { method: 'POST' })).status).toBe(405)
+  })
+
+  it('reports not ready once the broker is gone', async () => {
+    await broker.stop()
+    await expect.poll(async () => (await fetch(`${admin}/readyz`)).status, { timeout: 5000 }).toBe(503)
+    expect(await (await fetch(`${admin}/readyz`)).text()).toBe('not ready: broker unreachable\n')
+  })
+})
