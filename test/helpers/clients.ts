@@ -71,6 +71,17 @@ export class Inbox {
     })
   }
 
+  /** Resolves with the first message on `topic` (already received or still to come). */
+  async waitForTopic(topic: string, timeoutMs = 5000): Promise<Message> {
+    const deadline = Date.now() + timeoutMs
+    for (;;) {
+      const found = this.messages.find((m) => m.topic === topic)
+      if (found !== undefined) return found
+      if (Date.now() > deadline) throw new Error(`no message on ${topic} within ${timeoutMs} ms`)
+      await this.waitFor(this.messages.length + 1, Math.max(1, deadline - Date.now()))
+    }
+  }
+
   /** Resolves when `count` messages (in total) have arrived. */
   async waitFor(count: number, timeoutMs = 5000): Promise<Message[]> {
     const timer = setTimeout(() => this.events.emit('timeout'), timeoutMs)

@@ -177,7 +177,7 @@ for (const kind of brokerKinds()) {
           await raw.closed
           await broker.clientGone(id)
           expect(broker.received(id)).toEqual(['connect', `publish ${id}/before`])
-          await spyInbox.waitFor(spyInbox.messages.findIndex((m) => m.topic === `${id}/before`) + 1)
+          await spyInbox.waitForTopic(`${id}/before`)
           expect(spySaw(id)).toEqual([`${id}/before`])
           expect(moat.stats.closedFor(counted as never)).toBe(counter + 1)
         })
