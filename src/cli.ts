@@ -73,7 +73,7 @@ function portOption(value: string | undefined, fallback: number, name: string): 
 
 function prettyLogger(): Logger {
   return pino({ level: 'info', redact: { paths: redactPaths, censor: '[redacted]' } },
-    pretty({ colorize: process.stdout.isTTY, sync: true, ignore: 'pid,hostname,service', translateTime: 'HH:MM:ss.l' }))
+    pretty({ colorize: process.stdout.isTTY, sync: true, singleLine: true, ignore: 'pid,hostname,service', translateTime: 'HH:MM:ss.l' }))
 }
 
 /** Stop on SIGTERM/SIGINT: a first signal drains for the grace period, a second closes at once. */

@@ -12,7 +12,7 @@ import { AdminServer } from './metrics/admin.js'
 import { createRegistry } from './metrics/registry.js'
 import { Stats } from './metrics/stats.js'
 import type { SessionContext } from './session/context.js'
-import { Session } from './session/session.js'
+import { Session, type SessionInfo } from './session/session.js'
 
 export interface MoatOptions {
   logger?: Logger
@@ -77,6 +77,11 @@ export class Moat implements SessionContext {
 
   get sessionCount(): number {
     return this.sessions.size
+  }
+
+  /** One snapshot per open session (buffers, pause state, identity). */
+  sessionInfo(): SessionInfo[] {
+    return [...this.sessions].map((s) => s.info())
   }
 
   private accept(socket: Socket, listener: ListenerConfig): void {

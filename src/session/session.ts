@@ -29,6 +29,20 @@ import type { SessionContext } from './context.js'
 import { RunWriter } from './run-writer.js'
 import { SessionState } from './state.js'
 
+export interface SessionInfo {
+  readonly id: number
+  readonly listener: string
+  readonly remote: string
+  readonly clientId: string
+  readonly version: number
+  readonly clientWriteBuffer: number
+  readonly brokerWriteBuffer: number
+  readonly clientReadBuffer: number
+  readonly brokerReadBuffer: number
+  readonly clientPaused: boolean
+  readonly brokerPaused: boolean
+}
+
 const kSession = Symbol('moat.session')
 type SessionSocket = Socket & { [kSession]: Session }
 
@@ -112,6 +126,25 @@ export class Session implements FrameSink {
 
   get isClosed(): boolean {
     return this.phase === Phase.Closed
+  }
+
+  /** A snapshot for operators and tests: identity, buffers and whether each side is paused. */
+  info(): SessionInfo {
+    return {
+      id: this.state.id,
+      listener: this.state.listener,
+      remote: `${this.state.remoteAddress}:${this.state.remotePort}`,
+      clientId: this.state.clientId,
+      version: this.state.version,
+      /** Bytes waiting to be written to the client / to the broker. */
+      clientWriteBuffer: this.client.writableLength,
+      brokerWriteBuffer: this.upstream?.writableLength ?? 0,
+      /** Bytes received from the client and not yet handed on (a partial frame, or held while waiting). */
+      clientReadBuffer: this.clientFramer.bufferedBytes,
+      brokerReadBuffer: this.brokerFramer.bufferedBytes,
+      clientPaused: this.pausedFor !== 0,
+      brokerPaused: this.brokerPaused,
+    }
   }
 
   // ---------------------------------------------------------------- client → broker

@@ -26,6 +26,9 @@ export interface TestBroker {
   connections(): number
   /** Resolves once the broker has seen the client's connection end. */
   clientGone(clientId: string, timeoutMs?: number): Promise<void>
+  /** Mosquitto only: freeze / thaw the broker process, so it stops reading its sockets. */
+  freeze?(): void
+  thaw?(): void
   stop(): Promise<void>
 }
 
@@ -89,6 +92,8 @@ async function startMosquittoBroker(): Promise<TestBroker> {
       const id = escape(clientId)
       await m.waitForLog(new RegExp(`^(Client ${id} (disconnected|closed its connection|has exceeded timeout)|Socket error on client ${id}, disconnecting)`), timeoutMs)
     },
+    freeze: () => m.freeze(),
+    thaw: () => m.resume(),
     stop: () => m.stop(),
   }
 }

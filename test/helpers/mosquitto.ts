@@ -64,7 +64,17 @@ export class MosquittoProcess {
     })
   }
 
+  /** Freezes the broker process (SIGSTOP): it reads nothing until resume(). */
+  freeze(): void {
+    this.child.kill('SIGSTOP')
+  }
+
+  resume(): void {
+    this.child.kill('SIGCONT')
+  }
+
   async stop(): Promise<void> {
+    this.resume()
     if (this.child.exitCode === null && this.child.signalCode === null) {
       const exited = new Promise((resolve) => this.child.once('exit', resolve))
       this.child.kill('SIGKILL')
