@@ -18,17 +18,21 @@ export function shortId(): string {
   return `c${counter}-${Math.random().toString(36).slice(2, 10)}`
 }
 
-export function connect(port: number, options: IClientOptions = {}): Promise<MqttClient> {
-  const v31 = options.protocolVersion === 3
-  return mqtt.connectAsync({
+/** Test defaults: loopback, no reconnect, a fresh short client id, 'MQIsdp' for MQTT 3.1. */
+function clientOptions(port: number, options: IClientOptions): IClientOptions {
+  return {
     host: '127.0.0.1',
     port,
     reconnectPeriod: 0,
     connectTimeout: 5000,
     clientId: shortId(),
-    ...(v31 ? { protocolId: 'MQIsdp' } : {}),
+    ...(options.protocolVersion === 3 ? { protocolId: 'MQIsdp' } : {}),
     ...options,
-  })
+  }
+}
+
+export function connect(port: number, options: IClientOptions = {}): Promise<MqttClient> {
+  return mqtt.connectAsync(clientOptions(port, options))
 }
 
 /**
@@ -36,16 +40,7 @@ export function connect(port: number, options: IClientOptions = {}): Promise<Mqt
  * after it are not missed; resolves with the CONNACK packet too.
  */
 export function connectWithInbox(port: number, options: IClientOptions = {}): Promise<{ client: MqttClient; inbox: Inbox; connack: mqtt.IConnackPacket }> {
-  const v31 = options.protocolVersion === 3
-  const client = mqtt.connect({
-    host: '127.0.0.1',
-    port,
-    reconnectPeriod: 0,
-    connectTimeout: 5000,
-    clientId: shortId(),
-    ...(v31 ? { protocolId: 'MQIsdp' } : {}),
-    ...options,
-  })
+  const client = mqtt.connect(clientOptions(port, options))
   const inbox = new Inbox(client)
   return new Promise((resolve, reject) => {
     client.once('connect', (connack) => resolve({ client, inbox, connack }))

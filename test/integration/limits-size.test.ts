@@ -8,20 +8,10 @@ import type { Moat } from '../../src/moat.js'
 import { brokerKinds, brokerVersions, startBroker, type TestBroker } from '../helpers/broker.js'
 import { rawSession, uid } from '../helpers/clients.js'
 import { startMoat } from '../helpers/moat.js'
+import { varint } from '../helpers/bytes.js'
 
 const DECLARED = 200 * 1024 * 1024
 
-/** The Remaining Length varint of `n`. */
-function varint(n: number): number[] {
-  const out: number[] = []
-  do {
-    let byte = n % 128
-    n = Math.floor(n / 128)
-    if (n > 0) byte |= 0x80
-    out.push(byte)
-  } while (n > 0)
-  return out
-}
 
 for (const kind of brokerKinds()) {
   describe(`maxPacketSize in front of ${kind}`, () => {

@@ -2,6 +2,7 @@ import fc from 'fast-check'
 import { generate } from 'mqtt-packet'
 import { describe, expect, it } from 'vitest'
 import { Framer, FrameError, readVarint, VARINT_INCOMPLETE, VARINT_MALFORMED, type FrameSink } from '../../../src/protocol/framer.js'
+import { varint } from '../../helpers/bytes.js'
 
 interface Collected {
   frames: Buffer[]
@@ -50,16 +51,6 @@ const packets: Buffer[] = [
 ]
 const stream = Buffer.concat(packets)
 
-function varint(value: number): number[] {
-  const out: number[] = []
-  do {
-    let byte = value % 128
-    value = Math.floor(value / 128)
-    if (value > 0) byte |= 0x80
-    out.push(byte)
-  } while (value > 0)
-  return out
-}
 
 describe('readVarint', () => {
   it.each([
