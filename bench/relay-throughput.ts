@@ -1,0 +1,118 @@
+/**
+ * Relay throughput: N publishers send QoS 0 PUBLISH packets as fast as TCP lets them, one
+ * subscriber counts deliveries, first straight to Mosquitto, then through Moat (a separate
+ * `node dist/cli.js` process). Reports delivered messages per second and Moat's CPU time per
+ * delivered message (each message crosses Moat twice: publisher→broker and broker→subscriber).
+ *
+ *   npm run bench:relay -- [--seconds 5] [--publishers 10] [--size 64] [--batch 16]
+ *
+ * A first measurement; the full benchmark (HAProxy, latency, connections) is bench issue work.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
+import { tmpdir, cpus } from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { generate, parser as createParser } from 'mqtt-packet'
+
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, publishers: { type: 'string', default: '10' }, size: { type: 'string', default: '64' }, batch: { type: 'string', default: '16' } } })
+const SECONDS = Number(values.seconds)
+const PUBLISHERS = Number(values.publishers)
+const SIZE = Number(values.size)
+/** Frames per publisher write: 1 is a device sending one message per write. */
+const BATCH = Number(values.batch)
+
+const dir = mkdtempSync(join(tmpdir(), 'moat-bench-'))
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+function start(command: string, args: string[], ready: RegExp): Promise<{ child: ChildProcess; match: RegExpMatchArray }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    const onData = (d: Buffer): void => {
+      out += d
+      const match = out.match(ready)
+      if (match) resolve({ child, match })
+    }
+    child.stdout!.on('data', onData)
+    child.stderr!.on('data', onData)
+    child.on('exit', (code) => reject(new Error(`${command} exited (${code}): ${out}`)))
+  })
+}
+
+async function freePort(): Promise<number> {
+  const server = net.createServer().listen(0, '127.0.0.1')
+  await new Promise((r) => server.once('listening', r))
+  const { port } = server.address() as net.AddressInfo
+  await new Promise((r) => server.close(r))
+  return port
+}
+
+/** user+system CPU seconds of a process, from /proc. */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
+  return (Number(fields[11]) + Number(fields[12])) / 100 // utime, stime in clock ticks (100 Hz)
+}
+
+async function scenario(port: number, pid: number | null): Promise<{ rate: number; cpuUsPerMessage: number | null }> {
+  const connect = (id: string): Buffer => generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: id, clean: true, keepalive: 60 })
+  let received = 0
+  const sub = net.connect(port, '127.0.0.1')
+  const parser = createParser({ protocolVersion: 4 })
+  parser.on('packet', (p) => { if (p.cmd === 'publish') received++ })
+  sub.on('data', (d: Buffer) => parser.parse(d))
+  sub.write(connect(`bench-sub-${port}`))
+  sub.write(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'bench/#', qos: 0 }] }))
+  await sleep(300)
+  const frame = generate({ cmd: 'publish', topic: 'bench/load', payload: Buffer.alloc(SIZE, 7), qos: 0, retain: false, dup: false })
+  const batch = Buffer.concat(Array.from({ length: BATCH }, () => frame))
+  let stop = false
+  const publishers = Array.from({ length: PUBLISHERS }, (_, i) => {
+    const s = net.connect(port, '127.0.0.1')
+    s.on('error', () => {})
+    s.write(connect(`bench-pub-${port}-${i}`))
+    const pump = (): void => {
+      while (!stop) if (!s.write(batch)) return void s.once('drain', pump)
+    }
+    s.on('connect', () => setTimeout(pump, 200))
+    return s
+  })
+  await sleep(1000) // warm up
+  const cpu0 = pid === null ? 0 : cpuSeconds(pid)
+  const start = received
+  const t0 = process.hrtime.bigint()
+  await sleep(SECONDS * 1000)
+  const count = received - start
+  const elapsed = Number(process.hrtime.bigint() - t0) / 1e9
+  const cpu = pid === null ? 0 : cpuSeconds(pid) - cpu0
+  stop = true
+  for (const p of publishers) p.destroy()
+  sub.destroy()
+  await sleep(500)
+  return { rate: count / elapsed, cpuUsPerMessage: pid === null ? null : (cpu / count) * 1e6 }
+}
+
+const brokerPort = await freePort()
+writeFileSync(join(dir, 'mosquitto.conf'), `listener ${brokerPort} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nlog_type information\n`)
+const mosquitto = await start('/usr/sbin/mosquitto', ['-c', join(dir, 'mosquitto.conf')], /running/)
+writeFileSync(join(dir, 'moat.yaml'), `listeners: [{ name: bench, protocol: mqtt, host: 127.0.0.1, port: 0 }]\nupstream: { host: 127.0.0.1, port: ${brokerPort} }\nlimits: { maxPacketSize: 1MiB }\nlog: { level: info }\n`)
+const moat = await start(process.execPath, ['dist/cli.js', '--config', join(dir, 'moat.yaml')], /"event":"listening".*?"port":(\d+)/)
+const moatPort = Number(moat.match[1])
+
+try {
+  const direct = await scenario(brokerPort, null)
+  const proxied = await scenario(moatPort, moat.child.pid!)
+  const result = {
+    machine: `${cpus().length} × ${cpus()[0]?.model ?? '?'}`,
+    node: process.version,
+    scenario: { publishers: PUBLISHERS, payloadBytes: SIZE, framesPerWrite: BATCH, qos: 0, seconds: SECONDS },
+    direct: { deliveredPerSecond: Math.round(direct.rate) },
+    moat: { deliveredPerSecond: Math.round(proxied.rate), cpuMicrosecondsPerDeliveredMessage: Number(proxied.cpuUsPerMessage!.toFixed(2)) },
+    ratio: Number((proxied.rate / direct.rate).toFixed(3)),
+  }
+  console.log(JSON.stringify(result, null, 2))
+} finally {
+  moat.child.kill('SIGKILL')
+  mosquitto.child.kill('SIGKILL')
+}
