@@ -123,6 +123,7 @@ async function main(argv: string[]): Promise<number> {
       const moat = new Moat(config, { logger })
       await moat.start()
       onSignals((graceMs) => moat.shutdown(graceMs), logger)
+      process.on('SIGHUP', () => { moat.reload() })
       return -1
     }
   }

@@ -4,7 +4,9 @@
  */
 import type { Socket } from 'node:net'
 import type { Registry } from 'prom-client'
-import { CheckChain } from './checks/chain.js'
+import type { CheckChain } from './checks/chain.js'
+import { loadConfig } from './config/load.js'
+import { PolicyStore } from './config/policy-store.js'
 import type { ListenerConfig, MoatConfig } from './config/types.js'
 import { TcpListener } from './listeners/tcp.js'
 import { createLogger, type Logger } from './log/logger.js'
@@ -19,10 +21,9 @@ export interface MoatOptions {
 }
 
 export class Moat implements SessionContext {
-  readonly config: MoatConfig
+  readonly policy: PolicyStore
   readonly logger: Logger
   readonly stats = new Stats()
-  readonly chain: CheckChain
   readonly registry: Registry
   private readonly listeners: TcpListener[]
   private readonly admin: AdminServer | null
@@ -32,15 +33,53 @@ export class Moat implements SessionContext {
   private drainWaiters: Array<() => void> = []
 
   constructor(config: MoatConfig, options: MoatOptions = {}) {
-    this.config = config
+    this.policy = new PolicyStore(config)
     this.logger = options.logger ?? createLogger(config.log.level)
-    this.chain = CheckChain.build(config)
-    this.registry = createRegistry(this.stats)
+    this.registry = createRegistry(this.stats, this.policy)
     this.listeners = config.listeners.map((l) => new TcpListener(l, this.accept.bind(this)))
     this.admin = config.admin === null ? null : new AdminServer(config.admin, this.registry, {
       listenersUp: () => !this.draining && this.listeners.every((l) => l.listening),
       upstream: config.upstream,
     })
+  }
+
+  /** The running configuration (replaced by a successful reload). */
+  get config(): MoatConfig {
+    return this.policy.config
+  }
+
+  get chain(): CheckChain {
+    return this.policy.chain
+  }
+
+  /**
+   * Reloads the config file (SIGHUP): on success the new policy applies to every packet from now
+   * on, on open sessions too; an invalid file leaves the running policy in place, logged at warn
+   * and counted. Listener and admin addresses are bound at start: changing them needs a restart.
+   */
+  reload(): boolean {
+    const current = this.policy.config
+    if (current.file === '') {
+      this.logger.warn({ event: 'config_reload', outcome: 'failure' }, 'reload: this config was not loaded from a file')
+      this.stats.configReloadFailures += 1
+      return false
+    }
+    let next: MoatConfig
+    try {
+      next = loadConfig(current.file)
+    } catch (err) {
+      this.stats.configReloadFailures += 1
+      this.logger.warn({ event: 'config_reload', outcome: 'failure', file: current.file, error: (err as Error).message }, 'reload failed: keeping the running policy')
+      return false
+    }
+    if (JSON.stringify(next.listeners) !== JSON.stringify(current.listeners) || JSON.stringify(next.admin) !== JSON.stringify(current.admin)) {
+      this.logger.warn({ event: 'config_reload', file: current.file }, 'listener and admin changes take effect on restart; the running ones are kept')
+    }
+    this.policy.swap(next)
+    this.logger.level = next.log.level
+    this.stats.configReloads += 1
+    this.logger.info({ event: 'config_reload', outcome: 'success', file: current.file, generation: this.policy.generation }, 'config reloaded')
+    return true
   }
 
   /** Binds every listener (and the admin endpoint). Rejects with MOAT_ERR_LISTEN naming the one that failed. */

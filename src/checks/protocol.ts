@@ -24,8 +24,6 @@ function faultVerdict(code: number, otherwise: Verdict): Verdict {
 
 export class ProtocolCheck implements Check {
   readonly name = 'protocol'
-  /** Topics the client bound to aliases (5.0), index = alias. */
-  private aliases: string[] | null = null
 
   onConnect(connect: IConnectPacket): Verdict {
     const level = connect.protocolVersion ?? 4
@@ -49,7 +47,7 @@ export class ProtocolCheck implements Check {
     if (alias === 0) return FORWARD
     // A Topic Alias above the broker's Topic Alias Maximum is a protocol error [MQTT-3.3.2-9].
     if (alias > s.topicAliasMaximum) return ALIAS_INVALID
-    const aliases = this.aliases ?? (this.aliases = [])
+    const aliases = s.clientAliases ?? (s.clientAliases = [])
     if (p.topicLength > 0) {
       aliases[alias] = p.topic // (re)binds the alias [MQTT-3.3.2-12]
       return FORWARD

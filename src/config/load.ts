@@ -47,13 +47,23 @@ export function configFromObject(value: unknown, file = ''): MoatConfig {
 function validate(value: unknown, file: string, doc: Document | null, lines: LineCounter | null): MoatConfig {
   const result = configSchema.safeParse(value)
   if (!result.success) {
-    const issues = result.error.issues.flatMap((issue) => toIssues(issue, file, doc, lines))
+    const issues = result.error.issues.flatMap((issue) => toIssues(issue, value, file, doc, lines))
     throw new ConfigError('MOAT_ERR_CONFIG_INVALID', issues)
   }
   return compile(result.data, file)
 }
 
-function toIssues(issue: z.core.$ZodIssue, file: string, doc: Document | null, lines: LineCounter | null): ConfigIssue[] {
+/** The value at `path` in the raw config, or undefined where the path does not exist. */
+function valueAt(root: unknown, path: Array<string | number>): unknown {
+  let node = root
+  for (const key of path) {
+    if (node === null || typeof node !== 'object') return undefined
+    node = (node as Record<string | number, unknown>)[key]
+  }
+  return node
+}
+
+function toIssues(issue: z.core.$ZodIssue, root: unknown, file: string, doc: Document | null, lines: LineCounter | null): ConfigIssue[] {
   const path = issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p))
   if (issue.code === 'unrecognized_keys') {
     return issue.keys.map((key) => {
@@ -65,7 +75,7 @@ function toIssues(issue: z.core.$ZodIssue, file: string, doc: Document | null, l
     })
   }
   let message = issue.message
-  if (issue.code === 'invalid_type' && issue.input === undefined) message = 'is required'
+  if (issue.code === 'invalid_type' && valueAt(root, path) === undefined) message = 'is required'
   return [issueAt(file, path, message, doc, lines, false)]
 }
 

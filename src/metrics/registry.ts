@@ -6,6 +6,7 @@
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import { closeReasons } from '../checks/reasons.js'
 import { packetTypeNames } from '../protocol/packet-type.js'
+import type { PolicyStore } from '../config/policy-store.js'
 import type { Stats } from './stats.js'
 
 type LabelledCounter = Counter<string>
@@ -24,7 +25,7 @@ function fillByReason(counter: LabelledCounter, values: Float64Array): void {
   }
 }
 
-export function createRegistry(stats: Stats): Registry {
+export function createRegistry(stats: Stats, policy: PolicyStore): Registry {
   const register = new Registry()
   collectDefaultMetrics({ register, prefix: 'moat_' })
 
@@ -126,6 +127,25 @@ export function createRegistry(stats: Stats): Registry {
     collect() {
       this.reset()
       this.inc(stats.upstreamConnectSeconds)
+    },
+  })
+  new Counter({
+    name: 'moat_config_reloads_total',
+    help: 'Config reloads (SIGHUP), by outcome; a failed reload keeps the running policy.',
+    labelNames: ['outcome'],
+    registers: [register],
+    collect() {
+      this.reset()
+      this.inc({ outcome: 'success' }, stats.configReloads)
+      this.inc({ outcome: 'failure' }, stats.configReloadFailures)
+    },
+  })
+  new Gauge({
+    name: 'moat_config_generation',
+    help: 'Generation of the running policy: 1 at start, +1 per successful reload.',
+    registers: [register],
+    collect() {
+      this.set(policy.generation)
     },
   })
   return register

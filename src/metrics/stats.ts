@@ -25,6 +25,8 @@ export class Stats {
   upstreamConnects = 0
   upstreamConnectFailures = 0
   upstreamConnectSeconds = 0
+  configReloads = 0
+  configReloadFailures = 0
 
   countClose(reason: CloseReason): void {
     this.sessionsClosed[reasonIndex.get(reason)!]! += 1

@@ -98,6 +98,8 @@ export class Session implements FrameSink {
   private clientOpen = true
   private upstreamOpen = false
   private readonly startedAt = Date.now()
+  /** The policy generation this session's checks and caps were built from. */
+  private generation: number
   private dialStartedAt = 0
   private closeReason: CloseReason | null = null
   private readonly log: SessionContext['logger']
@@ -107,7 +109,9 @@ export class Session implements FrameSink {
     this.client = client
     this.state = new SessionState(ctx.nextSessionId(), listener, client.remoteAddress ?? '', client.remotePort ?? 0)
     this.log = ctx.logger.child({ sid: this.state.id, listener, remote: `${this.state.remoteAddress}:${this.state.remotePort}` })
-    const maxPacketSize = ctx.config.limits.maxPacketSize
+    const { config, generation } = ctx.policy
+    this.generation = generation
+    const maxPacketSize = config.limits.maxPacketSize
     this.clientFramer = new Framer(this, maxPacketSize)
     this.brokerFramer = new Framer(new BrokerFrames(this), maxPacketSize)
     this.toClient.attach(client)
@@ -120,7 +124,7 @@ export class Session implements FrameSink {
     client.on('error', onClientError)
     client.on('close', onClientClose)
     client.on('drain', onClientDrain)
-    this.timer = setTimeout(onConnectTimeout, ctx.config.limits.connectTimeoutMs, this)
+    this.timer = setTimeout(onConnectTimeout, config.limits.connectTimeoutMs, this)
     this.log.debug({ event: 'session_start' }, 'client connected')
   }
 
@@ -150,10 +154,26 @@ export class Session implements FrameSink {
   // ---------------------------------------------------------------- client → broker
 
   onClientData(chunk: Buffer): void {
+    if (this.generation !== this.ctx.policy.generation) this.adoptPolicy()
     this.clientFramer.push(chunk)
     if (this.phase !== Phase.Open) return
     this.toBroker.flush()
     if (this.upstream!.writableNeedDrain) this.pauseClient(PAUSED_BROKER_FULL)
+  }
+
+  /**
+   * A reload happened: packets from now on follow the new policy (new caps, a chain rebuilt from
+   * the new config). Protocol state (aliases, identity) lives in SessionState and is kept.
+   */
+  private adoptPolicy(): void {
+    const { config, chain, generation } = this.ctx.policy
+    this.generation = generation
+    this.clientFramer.maxPacketSize = config.limits.maxPacketSize
+    this.brokerFramer.maxPacketSize = config.limits.maxPacketSize
+    if (this.checks !== null) {
+      this.checks.close(this.state)
+      this.checks = chain.forSession(this.state)
+    }
   }
 
   onFrame(frame: Buffer, type: number, flags: number, bodyOffset: number): boolean {
@@ -328,7 +348,7 @@ export class Session implements FrameSink {
     state.keepalive = packet.keepalive ?? 0
     state.cleanStart = packet.clean ?? true
     this.decoder = new PacketDecoder(level)
-    this.checks = this.ctx.chain.forSession(state)
+    this.checks = this.ctx.policy.chain.forSession(state)
     this.connectFrame = frame
     this.phase = Phase.Checking
     this.pauseClient(PAUSED_CONNECTING)
@@ -358,7 +378,7 @@ export class Session implements FrameSink {
 
   private dial(): void {
     this.phase = Phase.Dialing
-    const { host, port, connectTimeoutMs } = this.ctx.config.upstream
+    const { host, port, connectTimeoutMs } = this.ctx.policy.config.upstream
     this.dialStartedAt = performance.now()
     const upstream = net.connect({ host, port }) as SessionSocket
     upstream[kSession] = this

@@ -19,6 +19,11 @@ export class SessionState {
    * from its CONNACK (5.0; 0 = aliases not allowed) [MQTT-3.2.2-17].
    */
   topicAliasMaximum = 0
+  /**
+   * Topics the client bound to aliases (5.0), index = alias. Protocol state, so it lives here and
+   * survives a policy reload that rebuilds the session's checks.
+   */
+  clientAliases: string[] | null = null
   /** True once the broker accepted the CONNECT. */
   connected = false
 

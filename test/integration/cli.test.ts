@@ -4,7 +4,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process'
 import { EventEmitter, once } from 'node:events'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -128,6 +128,27 @@ describe('moat --config FILE', () => {
     expect(moat.output()).toMatch(/"event":"shutdown"/)
     expect(moat.output()).toMatch(/"reason":"shutdown"/)
     client.end(true)
+  })
+
+  it('reloads the config on SIGHUP, and keeps the running one when the new file is invalid', async () => {
+    const file = writeConfig('hup.yaml', [
+      'listeners: [{ name: edge, protocol: mqtt, host: 127.0.0.1, port: 0 }]',
+      `upstream: { host: 127.0.0.1, port: ${brokerPort} }`,
+    ].join('\n'))
+    const moat = await start(['--config', file], /"event":"ready"/)
+    const waitFor = async (re: RegExp): Promise<void> => {
+      await expect.poll(() => re.test(moat.output()), { timeout: 5000 }).toBe(true)
+    }
+    writeFileSync(file, readFileSync(file, 'utf8') + '\nlimits: { maxPacketSize: 1KiB }\n')
+    moat.child.kill('SIGHUP')
+    await waitFor(/"outcome":"success".*"generation":2/)
+    writeFileSync(file, 'listeners: nope\n')
+    moat.child.kill('SIGHUP')
+    await waitFor(/"outcome":"failure".*reload failed: keeping the running policy/)
+    expect(moat.output()).toMatch(/listeners: expected a list of listeners/)
+    const exited = once(moat.child, 'close')
+    moat.child.kill('SIGTERM')
+    expect((await exited)[0]).toBe(0)
   })
 
   it('names the listener that cannot bind and exits 1', async () => {

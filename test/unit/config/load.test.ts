@@ -66,6 +66,7 @@ describe('loadConfig: each problem names the file, line, key and reason', () => 
     ['bare-duration.yaml', 'limits.connectTimeout', 5, /needs a unit .* write 30s or 30ms/],
     ['duplicate-listener.yaml', 'listeners.1.name', 3, /duplicate listener name 'mqtt'/],
     ['missing-upstream.yaml', 'upstream', 1, /is required/],
+    ['wrong-type.yaml', 'listeners', 1, /^expected a list of listeners$/],
   ])('%s', (file, path, line, reason) => {
     const { code, issues, message } = issuesOf(fixture(`invalid/${file}`))
     expect(code).toBe('MOAT_ERR_CONFIG_INVALID')

@@ -1,0 +1,32 @@
+import { describe, expect, it } from 'vitest'
+import type { CheckFactory } from '../../../src/checks/check.js'
+import { PolicyStore } from '../../../src/config/policy-store.js'
+import type { MoatConfig } from '../../../src/config/types.js'
+
+const config = (maxPacketSize: number): MoatConfig => ({ limits: { maxPacketSize } } as MoatConfig)
+
+describe('PolicyStore', () => {
+  it('swaps config and chain by reference and bumps the generation', () => {
+    const store = new PolicyStore(config(100))
+    const chain = store.chain
+    expect(store.generation).toBe(1)
+    store.swap(config(200))
+    expect(store.generation).toBe(2)
+    expect(store.config.limits.maxPacketSize).toBe(200)
+    expect(store.chain).not.toBe(chain)
+  })
+
+  it('keeps the running policy when the new one fails to compile', () => {
+    const picky: CheckFactory = {
+      name: 'picky',
+      create: (c) => {
+        if (c.limits.maxPacketSize > 1000) throw new Error('too big')
+        return null
+      },
+    }
+    const store = new PolicyStore(config(100), [picky])
+    expect(() => store.swap(config(5000))).toThrow('too big')
+    expect(store.generation).toBe(1)
+    expect(store.config.limits.maxPacketSize).toBe(100)
+  })
+})
