@@ -67,6 +67,7 @@ export class Moat implements SessionContext {
     let next: MoatConfig
     try {
       next = loadConfig(current.file)
+      this.policy.swap(next) // compiles first: a failure here leaves the running policy in place
     } catch (err) {
       this.stats.configReloadFailures += 1
       this.logger.warn({ event: 'config_reload', outcome: 'failure', file: current.file, error: (err as Error).message }, 'reload failed: keeping the running policy')
@@ -75,7 +76,6 @@ export class Moat implements SessionContext {
     if (JSON.stringify(next.listeners) !== JSON.stringify(current.listeners) || JSON.stringify(next.admin) !== JSON.stringify(current.admin)) {
       this.logger.warn({ event: 'config_reload', file: current.file }, 'listener and admin changes take effect on restart; the running ones are kept')
     }
-    this.policy.swap(next)
     this.logger.level = next.log.level
     this.stats.configReloads += 1
     this.logger.info({ event: 'config_reload', outcome: 'success', file: current.file, generation: this.policy.generation }, 'config reloaded')
