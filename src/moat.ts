@@ -7,12 +7,13 @@ import type { Registry } from 'prom-client'
 import type { CheckChain } from './checks/chain.js'
 import { loadConfig } from './config/load.js'
 import { PolicyStore } from './config/policy-store.js'
-import type { ListenerConfig, MoatConfig } from './config/types.js'
+import type { MoatConfig } from './config/types.js'
 import { TcpListener } from './listeners/tcp.js'
 import { createLogger, type Logger } from './log/logger.js'
 import { AdminServer } from './metrics/admin.js'
 import { createRegistry } from './metrics/registry.js'
 import { Stats } from './metrics/stats.js'
+import type { ConnInfo } from './session/conn-info.js'
 import type { SessionContext } from './session/context.js'
 import { Session, type SessionInfo } from './session/session.js'
 
@@ -123,14 +124,14 @@ export class Moat implements SessionContext {
     return [...this.sessions].map((s) => s.info())
   }
 
-  private accept(socket: Socket, listener: ListenerConfig): void {
+  private accept(socket: Socket, conn: ConnInfo): void {
     if (this.draining) {
       socket.destroy()
       return
     }
-    this.stats.countAccept(listener.name)
+    this.stats.countAccept(conn.listener)
     this.stats.sessionsOpen += 1
-    this.sessions.add(new Session(this, socket, listener.name))
+    this.sessions.add(new Session(this, socket, conn))
   }
 
   nextSessionId(): number {

@@ -2,8 +2,10 @@
 import net, { type Server, type Socket } from 'node:net'
 import type { ListenerConfig } from '../config/types.js'
 import { MoatError } from '../errors.js'
+import { plainConnInfo, type ConnInfo } from '../session/conn-info.js'
 
-export type AcceptFn = (socket: Socket, listener: ListenerConfig) => void
+/** Hands an accepted connection to the proxy, with what the listener learnt about it. */
+export type AcceptFn = (socket: Socket, conn: ConnInfo) => void
 
 export class TcpListener {
   readonly config: ListenerConfig
@@ -11,7 +13,7 @@ export class TcpListener {
 
   constructor(config: ListenerConfig, accept: AcceptFn) {
     this.config = config
-    this.server = net.createServer({ noDelay: true }, (socket) => accept(socket, config))
+    this.server = net.createServer({ noDelay: true }, (socket) => accept(socket, plainConnInfo(config.name, socket.remoteAddress, socket.remotePort)))
   }
 
   listen(): Promise<void> {

@@ -25,6 +25,7 @@ import { clientMaySend, FLAGS_ANY, PacketType, packetTypeNames, requiredFlags } 
 import { PublishView, readPublish } from '../protocol/publish.js'
 import { ReasonCode } from '../protocol/reason.js'
 import { CONNACK_UNACCEPTABLE_PROTOCOL, connackRefusal, disconnectV5, publishRefusalV5 } from '../protocol/responses.js'
+import type { ConnInfo } from './conn-info.js'
 import type { SessionContext } from './context.js'
 import { RunWriter } from './run-writer.js'
 import { SessionState } from './state.js'
@@ -104,11 +105,11 @@ export class Session implements FrameSink {
   private closeReason: CloseReason | null = null
   private readonly log: SessionContext['logger']
 
-  constructor(ctx: SessionContext, client: Socket, listener: string) {
+  constructor(ctx: SessionContext, client: Socket, conn: ConnInfo) {
     this.ctx = ctx
     this.client = client
-    this.state = new SessionState(ctx.nextSessionId(), listener, client.remoteAddress ?? '', client.remotePort ?? 0)
-    this.log = ctx.logger.child({ sid: this.state.id, listener, remote: `${this.state.remoteAddress}:${this.state.remotePort}` })
+    this.state = new SessionState(ctx.nextSessionId(), conn)
+    this.log = ctx.logger.child({ sid: this.state.id, listener: conn.listener, remote: `${this.state.remoteAddress}:${this.state.remotePort}` })
     const { config, generation } = ctx.policy
     this.generation = generation
     const maxPacketSize = config.limits.maxPacketSize

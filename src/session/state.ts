@@ -2,16 +2,33 @@
  * What checks may know about a client: its protocol, identity and negotiated limits.
  * One per session; every field is initialised here so the object keeps one shape (STYLE H7).
  */
+import type { ClientCertificate, ConnInfo, Transport } from './conn-info.js'
+
 export class SessionState {
   /** Session number, unique within the process (logs). */
   readonly id: number
   readonly listener: string
+  /** The client's real address: from the PROXY protocol header where the listener reads one. */
   readonly remoteAddress: string
   readonly remotePort: number
+  readonly transport: Transport
+  readonly tlsVersion: string | null
+  /** The verified client certificate (mutual TLS), null otherwise. */
+  readonly certificate: ClientCertificate | null
   /** Protocol level from CONNECT: 3 (3.1), 4 (3.1.1) or 5 (5.0); 0 before CONNECT. */
   version = 0
   clientId = ''
+  /**
+   * The identity checks and logs use: the CONNECT user name, or the one an auth backend established
+   * (a certificate's CN, a JWT subject). Null for an anonymous client.
+   */
   username: string | null = null
+  /** Attributes an auth backend vouched for (JWT claims, HTTP backend answer): ACL `{claims.NAME}`. */
+  claims: Readonly<Record<string, string>> | null = null
+  /** Groups an auth backend placed the client in (ACL `groups` selector). */
+  groups: readonly string[] = []
+  /** Which auth backend accepted the client ('anonymous' when none was needed); null before. */
+  authenticatedBy: string | null = null
   keepalive = 0
   cleanStart = true
   /**
@@ -27,10 +44,13 @@ export class SessionState {
   /** True once the broker accepted the CONNECT. */
   connected = false
 
-  constructor(id: number, listener: string, remoteAddress: string, remotePort: number) {
+  constructor(id: number, conn: ConnInfo) {
     this.id = id
-    this.listener = listener
-    this.remoteAddress = remoteAddress
-    this.remotePort = remotePort
+    this.listener = conn.listener
+    this.remoteAddress = conn.remoteAddress
+    this.remotePort = conn.remotePort
+    this.transport = conn.transport
+    this.tlsVersion = conn.tlsVersion
+    this.certificate = conn.certificate
   }
 }

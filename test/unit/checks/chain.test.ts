@@ -5,11 +5,12 @@ import type { Check, CheckFactory } from '../../../src/checks/check.js'
 import { Action, disconnect, FORWARD, reject } from '../../../src/checks/verdict.js'
 import type { MoatConfig } from '../../../src/config/types.js'
 import { PublishView } from '../../../src/protocol/publish.js'
+import { plainConnInfo } from '../../../src/session/conn-info.js'
 import { SessionState } from '../../../src/session/state.js'
 
 const config = {} as MoatConfig
 const connect = { cmd: 'connect', clientId: 'c', protocolVersion: 4 } as IConnectPacket
-const state = (): SessionState => new SessionState(1, 'mqtt', '127.0.0.1', 1)
+const state = (): SessionState => new SessionState(1, plainConnInfo('mqtt', '127.0.0.1', 1))
 
 function factory(name: string, check: Omit<Check, 'name'> | null, calls: string[] = []): CheckFactory {
   return {

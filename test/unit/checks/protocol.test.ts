@@ -5,6 +5,7 @@ import { ProtocolCheck } from '../../../src/checks/protocol.js'
 import { Action } from '../../../src/checks/verdict.js'
 import { PublishView, readPublish } from '../../../src/protocol/publish.js'
 import { ReasonCode } from '../../../src/protocol/reason.js'
+import { plainConnInfo } from '../../../src/session/conn-info.js'
 import { SessionState } from '../../../src/session/state.js'
 
 function view(fields: Partial<IPublishPacket>): PublishView {
@@ -15,7 +16,7 @@ function view(fields: Partial<IPublishPacket>): PublishView {
 }
 
 function v5State(aliasMax: number): SessionState {
-  const s = new SessionState(1, 'mqtt', '127.0.0.1', 1)
+  const s = new SessionState(1, plainConnInfo('mqtt', '127.0.0.1', 1))
   s.version = 5
   s.topicAliasMaximum = aliasMax
   return s
