@@ -5,6 +5,7 @@
 import type { Socket } from 'node:net'
 import type { Registry } from 'prom-client'
 import type { CheckChain } from './checks/chain.js'
+import { checkFactories } from './checks/index.js'
 import { loadConfig } from './config/load.js'
 import { PolicyStore } from './config/policy-store.js'
 import type { MoatConfig } from './config/types.js'
@@ -34,8 +35,8 @@ export class Moat implements SessionContext {
   private drainWaiters: Array<() => void> = []
 
   constructor(config: MoatConfig, options: MoatOptions = {}) {
-    this.policy = new PolicyStore(config)
     this.logger = options.logger ?? createLogger(config.log.level)
+    this.policy = new PolicyStore(config, checkFactories, { logger: this.logger, stats: this.stats })
     this.registry = createRegistry(this.stats, this.policy)
     this.listeners = config.listeners.map((l) => new TcpListener(l, this.accept.bind(this)))
     this.admin = config.admin === null ? null : new AdminServer(config.admin, this.registry, {
@@ -79,6 +80,9 @@ export class Moat implements SessionContext {
     }
     this.logger.level = next.log.level
     this.stats.configReloads += 1
+    // Open sessions adopt the new policy now, not at their next packet: a revoked subscription
+    // must stop delivering even to a client that sends nothing.
+    for (const session of this.sessions) session.adoptPolicy()
     this.logger.info({ event: 'config_reload', outcome: 'success', file: current.file, generation: this.policy.generation }, 'config reloaded')
     return true
   }
@@ -100,6 +104,9 @@ export class Moat implements SessionContext {
     if (this.admin !== null) {
       const { host, port } = this.admin.address()
       this.logger.info({ event: 'admin_listening', host, port }, 'admin endpoint listening')
+    }
+    if (this.config.acl === null) {
+      this.logger.warn({ event: 'no_acl' }, 'no `acl` section: every client may publish and subscribe to every topic')
     }
     this.logger.info({ event: 'ready', upstream: `${this.config.upstream.host}:${this.config.upstream.port}`, checks: this.chain.names }, 'moat ready')
   }

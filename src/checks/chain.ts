@@ -12,7 +12,9 @@ import type { MoatConfig } from '../config/types.js'
 import type { PublishView } from '../protocol/publish.js'
 import { ReasonCode } from '../protocol/reason.js'
 import type { SessionState } from '../session/state.js'
-import type { Check, CheckFactory } from './check.js'
+import { pino } from 'pino'
+import { Stats } from '../metrics/stats.js'
+import type { Check, CheckEnv, CheckFactory } from './check.js'
 import { checkFactories } from './index.js'
 import { Action, disconnect, FORWARD, type Verdict } from './verdict.js'
 
@@ -25,6 +27,11 @@ function isThenable(value: unknown): value is PromiseLike<Verdict> {
   return value !== null && typeof value === 'object' && typeof (value as PromiseLike<Verdict>).then === 'function'
 }
 
+/** For chains built outside a running proxy (tests, `moat check`): logs go nowhere. */
+export function silentEnv(): CheckEnv {
+  return { logger: pino({ level: 'silent' }), stats: new Stats() }
+}
+
 export class CheckChain {
   private readonly makers: ReadonlyArray<(s: SessionState) => Check>
   readonly names: readonly string[]
@@ -34,11 +41,11 @@ export class CheckChain {
     this.names = names
   }
 
-  static build(config: MoatConfig, factories: readonly CheckFactory[] = checkFactories): CheckChain {
+  static build(config: MoatConfig, factories: readonly CheckFactory[] = checkFactories, env: CheckEnv = silentEnv()): CheckChain {
     const makers: Array<(s: SessionState) => Check> = []
     const names: string[] = []
     for (const factory of factories) {
-      const make = factory.create(config)
+      const make = factory.create(config, env)
       if (make === null) continue
       makers.push(make)
       names.push(factory.name)
@@ -60,6 +67,7 @@ export class SessionChecks {
   private readonly unsubscribe: Check[]
   private readonly deliver: Check[]
   private readonly closing: Check[]
+  private readonly reviewing: Check[]
   /** The check that decided the last non-Forward verdict (for logs). */
   decidedBy = ''
 
@@ -70,6 +78,7 @@ export class SessionChecks {
     this.unsubscribe = checks.filter((c) => c.onUnsubscribe !== undefined)
     this.deliver = checks.filter((c) => c.onDeliver !== undefined)
     this.closing = checks.filter((c) => c.onClose !== undefined)
+    this.reviewing = checks.filter((c) => c.reviewSubscription !== undefined)
   }
 
   get hasDeliverChecks(): boolean {
@@ -154,6 +163,19 @@ export class SessionChecks {
     const checks = this.unsubscribe
     for (let i = 0; i < checks.length; i++) {
       const verdict = checks[i]!.onUnsubscribe!(filter, s)
+      if (verdict.action !== Action.Forward) {
+        this.decidedBy = checks[i]!.name
+        return verdict
+      }
+    }
+    return FORWARD
+  }
+
+  /** After a reload: may the client keep this subscription? */
+  reviewSubscription(filter: string, s: SessionState): Verdict {
+    const checks = this.reviewing
+    for (let i = 0; i < checks.length; i++) {
+      const verdict = checks[i]!.reviewSubscription!(filter, s)
       if (verdict.action !== Action.Forward) {
         this.decidedBy = checks[i]!.name
         return verdict

@@ -9,6 +9,8 @@
  */
 import type { IConnectPacket, ISubscription } from 'mqtt-packet'
 import type { MoatConfig } from '../config/types.js'
+import type { Logger } from '../log/logger.js'
+import type { Stats } from '../metrics/stats.js'
 import type { PublishView } from '../protocol/publish.js'
 import type { SessionState } from '../session/state.js'
 import type { Verdict } from './verdict.js'
@@ -25,10 +27,21 @@ export interface Check {
   /** Broker → client PUBLISH. */
   onDeliver?(p: PublishView, s: SessionState): Verdict
   onClose?(s: SessionState): void
+  /**
+   * After a policy reload, once per subscription the client holds (its filter as subscribed,
+   * `$share/…` included): Forward keeps it, anything else revokes it at the broker.
+   */
+  reviewSubscription?(filter: string, s: SessionState): Verdict
+}
+
+/** What a factory may hand its checks besides the config: the process logger and counters. */
+export interface CheckEnv {
+  readonly logger: Logger
+  readonly stats: Stats
 }
 
 export interface CheckFactory {
   readonly name: string
   /** Compile this check's slice of the config; null when the feature is off. */
-  create(config: MoatConfig): ((s: SessionState) => Check) | null
+  create(config: MoatConfig, env: CheckEnv): ((s: SessionState) => Check) | null
 }

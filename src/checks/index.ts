@@ -3,8 +3,12 @@
  * here; its factory decides from the config whether it is on.
  */
 import type { CheckFactory } from './check.js'
+import { aclCheck } from './acl.js'
+import { aclShadowCheck } from './acl-shadow.js'
 import { protocolCheck } from './protocol.js'
 
 export const checkFactories: readonly CheckFactory[] = [
   protocolCheck,
+  aclCheck,
+  aclShadowCheck,
 ]

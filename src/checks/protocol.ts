@@ -47,12 +47,10 @@ export class ProtocolCheck implements Check {
     if (alias === 0) return FORWARD
     // A Topic Alias above the broker's Topic Alias Maximum is a protocol error [MQTT-3.3.2-9].
     if (alias > s.topicAliasMaximum) return ALIAS_INVALID
-    const aliases = s.clientAliases ?? (s.clientAliases = [])
-    if (p.topicLength > 0) {
-      aliases[alias] = p.topic // (re)binds the alias [MQTT-3.3.2-12]
-      return FORWARD
-    }
-    const topic = aliases[alias]
+    // A publish with a topic name (re)binds the alias [MQTT-3.3.2-12]: the session records the
+    // binding only once the packet is forwarded, so a refused publish cannot rebind it.
+    if (p.topicLength > 0) return FORWARD
+    const topic = s.clientAliases?.[alias]
     // An alias never bound cannot name a topic: the receiver's mapping is missing [MQTT-3.3.2-10].
     if (topic === undefined) return PROTOCOL_ERROR
     p.topic = topic // later checks see the real topic

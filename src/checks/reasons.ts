@@ -19,6 +19,10 @@ export const denyReasons = [
   'invalid_topic_filter',
   'topic_alias_invalid',
   'connect_timeout',
+  // topic allow-list (checks/acl.ts)
+  'acl_denied',
+  // quotas
+  'quota_exceeded',
   // the chain itself
   'check_failed',
 ] as const

@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { isMap, isNode, LineCounter, parseDocument, type Document } from 'yaml'
 import type { z } from 'zod'
+import { compileAcl } from '../acl/compile-config.js'
 import { ConfigError, type ConfigIssue } from '../errors.js'
 import { configSchema, unsupportedSections, type ConfigOutput } from './schema.js'
 import type { MoatConfig } from './types.js'
@@ -65,6 +66,8 @@ function valueAt(root: unknown, path: Array<string | number>): unknown {
 
 function toIssues(issue: z.core.$ZodIssue, root: unknown, file: string, doc: Document | null, lines: LineCounter | null): ConfigIssue[] {
   const path = issue.path.map((p) => (typeof p === 'symbol' ? String(p) : p))
+  // `acl` written as a plain list is read as { rules: list }: point at the list the file has.
+  if (path[0] === 'acl' && path[1] === 'rules' && Array.isArray(valueAt(root, ['acl']))) path.splice(1, 1)
   if (issue.code === 'unrecognized_keys') {
     return issue.keys.map((key) => {
       const feature = path.length === 0 ? unsupportedSections[key] : undefined
@@ -126,5 +129,6 @@ function compile(c: ConfigOutput, file: string): MoatConfig {
     limits: { maxPacketSize: c.limits.maxPacketSize, connectTimeoutMs: c.limits.connectTimeout },
     shutdown: { gracePeriodMs: c.shutdown.gracePeriod },
     log: { level: c.log.level },
+    acl: c.acl === undefined ? null : compileAcl(c.acl, file),
   })
 }

@@ -3,12 +3,12 @@
  * are parsed here (config/units.ts), so what comes out has bytes and milliseconds.
  */
 import { z } from 'zod'
+import { aclSchema } from './acl-schema.js'
 import { parseDuration, parseSize } from './units.js'
 
 /** Sections of DESIGN.md this version cannot enforce yet: refused, never silently ignored. */
 export const unsupportedSections: Record<string, string> = {
   auth: 'credential checks',
-  acl: 'topic allow-lists',
   cluster: 'shared state',
 }
 
@@ -75,6 +75,7 @@ export const configSchema = z.strictObject({
   shutdown: z.strictObject({
     gracePeriod: duration.default(10_000),
   }).default({ gracePeriod: 10_000 }),
+  acl: aclSchema.optional(),
   log: z.strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'expected one of fatal, error, warn, info, debug, trace, silent' }).default('info'),
   }).default({ level: 'info' }),

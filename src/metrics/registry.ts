@@ -140,6 +140,35 @@ export function createRegistry(stats: Stats, policy: PolicyStore): Registry {
       this.inc({ outcome: 'failure' }, stats.configReloadFailures)
     },
   })
+  new Counter({
+    name: 'moat_acl_shadow_denials_total',
+    help: 'Packets the shadow (candidate) ACL would have denied, by action; nothing was refused.',
+    labelNames: ['action'],
+    registers: [register],
+    collect() {
+      this.reset()
+      this.inc({ action: 'publish' }, stats.aclShadowDenials[0]!)
+      this.inc({ action: 'subscribe' }, stats.aclShadowDenials[1]!)
+    },
+  })
+  new Counter({
+    name: 'moat_acl_revocations_total',
+    help: 'Subscriptions Moat unsubscribed at the broker because a reloaded policy no longer allows them.',
+    registers: [register],
+    collect() {
+      this.reset()
+      this.inc(stats.aclRevocations)
+    },
+  })
+  new Counter({
+    name: 'moat_deliveries_denied_total',
+    help: 'Broker deliveries not forwarded to the client: topic not readable under the ACL (outbound check) or subscription revoked.',
+    registers: [register],
+    collect() {
+      this.reset()
+      this.inc(stats.deliveriesDenied)
+    },
+  })
   new Gauge({
     name: 'moat_config_generation',
     help: 'Generation of the running policy: 1 at start, +1 per successful reload.',

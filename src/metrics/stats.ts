@@ -21,6 +21,12 @@ export class Stats {
   /** Packets that failed to decode, by packet type. */
   readonly decodeErrors = new Float64Array(16)
   readonly connectionsAccepted = new Map<string, number>()
+  /** Shadow ACL would-be denials: [publish, subscribe]. */
+  readonly aclShadowDenials = new Float64Array(2)
+  /** Subscriptions revoked at the broker because a reloaded policy no longer allows them. */
+  aclRevocations = 0
+  /** Broker deliveries held back by the outbound ACL (or after a revocation). */
+  deliveriesDenied = 0
   sessionsOpen = 0
   upstreamConnects = 0
   upstreamConnectFailures = 0

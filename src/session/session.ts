@@ -15,13 +15,14 @@
  * session allocates no closures (STYLE H7).
  */
 import net, { type Socket } from 'node:net'
-import type { IConnackPacket, IConnectPacket, ISubscribePacket, IUnsubscribePacket } from 'mqtt-packet'
+import { generate, type IConnackPacket, type IConnectPacket, type ISubscribePacket, type ISubscription, type IUnsubscribePacket } from 'mqtt-packet'
 import type { SessionChecks } from '../checks/chain.js'
 import type { CloseReason, DenyReason } from '../checks/reasons.js'
-import { Action, type Verdict } from '../checks/verdict.js'
+import { Action, reject, type Verdict } from '../checks/verdict.js'
 import { PacketDecoder, readConnectLevel, ConnectProtocol } from '../protocol/decode.js'
 import { Framer, FrameError, type FrameSink } from '../protocol/framer.js'
 import { clientMaySend, FLAGS_ANY, PacketType, packetTypeNames, requiredFlags } from '../protocol/packet-type.js'
+import { ack, suback } from '../protocol/acks.js'
 import { PublishView, readPublish } from '../protocol/publish.js'
 import { ReasonCode } from '../protocol/reason.js'
 import { CONNACK_UNACCEPTABLE_PROTOCOL, connackRefusal, disconnectV5, publishRefusalV5 } from '../protocol/responses.js'
@@ -29,6 +30,7 @@ import type { ConnInfo } from './conn-info.js'
 import type { SessionContext } from './context.js'
 import { RunWriter } from './run-writer.js'
 import { SessionState } from './state.js'
+import { MAX_PENDING_SUBSCRIBES, MAX_TRACKED_SUBSCRIPTIONS, SubscriptionBook } from './subscription-book.js'
 
 export interface SessionInfo {
   readonly id: number
@@ -45,6 +47,17 @@ export interface SessionInfo {
 }
 
 const kSession = Symbol('moat.session')
+
+/** A 5.0 SUBACK Moat writes itself carries no properties. */
+const EMPTY_PROPERTIES = Buffer.from([0])
+const QUOTA_REFUSAL = reject(ReasonCode.QuotaExceeded, 'quota_exceeded')
+
+function topicOf(s: ISubscription): string {
+  return s.topic
+}
+function qosOf(s: ISubscription): number {
+  return s.qos
+}
 type SessionSocket = Socket & { [kSession]: Session }
 
 const Phase = {
@@ -87,6 +100,15 @@ export class Session implements FrameSink {
   private readonly toBroker = new RunWriter()
   private readonly toClient = new RunWriter()
   private readonly publishView = new PublishView()
+  /** Broker → client PUBLISH, read only when deliveries are inspected (outbound ACL, revocations, 5.0 aliases). */
+  private readonly deliveryView = new PublishView()
+  private readonly book = new SubscriptionBook()
+  /** QoS 2 publishes Moat refused and answered with PUBREC itself (3.1.1): their PUBREL is answered here too. */
+  private refusedQos2: Set<number> | null = null
+  /** QoS 2 deliveries Moat held back and acknowledged to the broker: their PUBREL is answered here. */
+  private heldDeliveries: Set<number> | null = null
+  /** Deny reasons already logged for this session: the first of each is logged, all are counted (STYLE H14). */
+  private loggedRejects: Set<string> | null = null
   private checks: SessionChecks | null = null
   private decoder: PacketDecoder | null = null
   private connectFrame: Buffer | null = null
@@ -166,7 +188,8 @@ export class Session implements FrameSink {
    * A reload happened: packets from now on follow the new policy (new caps, a chain rebuilt from
    * the new config). Protocol state (aliases, identity) lives in SessionState and is kept.
    */
-  private adoptPolicy(): void {
+  adoptPolicy(): void {
+    if (this.generation === this.ctx.policy.generation || this.phase >= Phase.Closing) return
     const { config, chain, generation } = this.ctx.policy
     this.generation = generation
     this.clientFramer.maxPacketSize = config.limits.maxPacketSize
@@ -174,7 +197,33 @@ export class Session implements FrameSink {
     if (this.checks !== null) {
       this.checks.close(this.state)
       this.checks = chain.forSession(this.state)
+      if (this.phase === Phase.Open) this.reviewSubscriptions()
     }
+  }
+
+  /**
+   * After a reload: subscriptions the new policy forbids are unsubscribed at the broker on the
+   * client's behalf, and their deliveries stop at once (held back until the broker's UNSUBACK).
+   * A rule with `onDeny: disconnect` closes the client instead (5.0: DISCONNECT 0x87).
+   */
+  private reviewSubscriptions(): void {
+    const state = this.state
+    if (state.subscriptions.size === 0) return
+    const checks = this.checks!
+    const revoked: string[] = []
+    for (const filter of state.subscriptions.keys()) {
+      const verdict = checks.reviewSubscription(filter, state)
+      if (verdict.action === Action.Forward) continue
+      if (verdict.action === Action.Disconnect) {
+        this.violation(verdict.why, verdict.reason, PacketType.Subscribe)
+        return
+      }
+      revoked.push(filter)
+    }
+    if (revoked.length === 0) return
+    this.ctx.stats.aclRevocations += revoked.length
+    this.log.info({ event: 'subscriptions_revoked', filters: revoked, rule: state.lastRule || undefined, clientId: state.clientId }, 'policy reload: unsubscribing at the broker')
+    this.toBroker.write(this.book.revoke(revoked, state))
   }
 
   onFrame(frame: Buffer, type: number, flags: number, bodyOffset: number): boolean {
@@ -227,25 +276,45 @@ export class Session implements FrameSink {
     const verdict = this.checks!.runPublish(view, this.state)
     const qos = view.qos
     const packetId = view.packetId
-    view.clear()
     if (verdict.action === Action.Forward) {
+      // A forwarded publish with a topic name and an alias (re)binds the alias [MQTT-3.3.2-12].
+      if (view.topicAlias !== 0 && view.topicLength > 0) this.state.bindClientAlias(view.topicAlias, view.topic)
+      view.clear()
       this.toBroker.add(frame)
       return true
     }
-    return this.refusePublish(verdict, qos, packetId)
+    const topic = view.topic
+    view.clear()
+    return this.refusePublish(verdict, qos, packetId, topic)
   }
 
   /**
-   * A refused PUBLISH: Disconnect closes the client; Reject answers a 5.0 QoS 1/2 publish with
-   * PUBACK/PUBREC carrying the reason, and drops anything else (3.1.1 has no negative ack).
+   * A refused PUBLISH: Disconnect closes the client; Reject drops it, counted, and answers a QoS 1/2
+   * publish so the client does not resend it forever: 5.0 PUBACK/PUBREC carrying the reason (which
+   * ends a QoS 2 flow), 3.1.1 a plain PUBACK/PUBREC (it has no negative ack; the message is dropped,
+   * as Mosquitto does for a denied publish), whose PUBREL Moat then answers itself.
    */
-  private refusePublish(verdict: Verdict, qos: number, packetId: number): boolean {
+  private refusePublish(verdict: Verdict, qos: number, packetId: number, topic: string): boolean {
     if (verdict.action === Action.Disconnect) return this.violation(verdict.why, verdict.reason, PacketType.Publish)
     this.ctx.stats.countReject(verdict.why as CloseReason)
-    if (qos > 0 && this.state.version === 5) {
-      this.toClient.write(publishRefusalV5(qos === 1 ? PacketType.Puback : PacketType.Pubrec, packetId, verdict.reason))
+    this.logReject(verdict.why, 'publish', topic)
+    if (qos === 0) return true
+    const type = qos === 1 ? PacketType.Puback : PacketType.Pubrec
+    if (this.state.version === 5) {
+      this.toClient.write(publishRefusalV5(type, packetId, verdict.reason))
+    } else {
+      if (qos === 2) (this.refusedQos2 ?? (this.refusedQos2 = new Set())).add(packetId)
+      this.toClient.write(ack(type, packetId))
     }
     return true
+  }
+
+  /** The first refusal of each reason per session is logged (with the rule); all are counted. */
+  private logReject(why: DenyReason, action: string, topic: string): void {
+    const logged = this.loggedRejects ?? (this.loggedRejects = new Set())
+    if (logged.has(why)) return
+    logged.add(why)
+    this.log.warn({ event: 'packet_refused', reason: why, action, topic, rule: this.state.lastRule || undefined, check: this.checks?.decidedBy, clientId: this.state.clientId }, 'refused (first of its kind for this session; later ones are only counted)')
   }
 
   /** PUBACK, PUBREC, PUBREL, PUBCOMP: a non-zero packet id [MQTT-2.2.1-3], and the right length. */
@@ -257,6 +326,11 @@ export class Session implements FrameSink {
     }
     // 5.0 acks may carry a reason code and properties: let the full decoder judge those (rare).
     if (remaining > 3 && this.decoder!.decode(frame) === null) return this.decodeFailure(type)
+    // The PUBREL of a QoS 2 publish Moat refused (3.1.1): the broker never saw it, Moat completes it.
+    if (type === PacketType.Pubrel && this.refusedQos2 !== null && this.refusedQos2.delete(frame.readUInt16BE(bodyOffset))) {
+      this.toClient.write(ack(PacketType.Pubcomp, frame.readUInt16BE(bodyOffset)))
+      return true
+    }
     this.toBroker.add(frame)
     return true
   }
@@ -266,12 +340,44 @@ export class Session implements FrameSink {
     if (packet === null) return this.decodeFailure(PacketType.Subscribe)
     if (!packet.messageId) return this.violation('malformed_packet', ReasonCode.MalformedPacket, PacketType.Subscribe)
     const checks = this.checks!
-    for (const subscription of packet.subscriptions) {
-      const verdict = checks.runSubscribe(subscription, this.state)
-      // Per-filter refusals (SUBACK failure codes) come with the ACL; until then any refusal closes.
-      if (verdict.action !== Action.Forward) return this.violation(verdict.why, verdict.reason, PacketType.Subscribe)
+    const state = this.state
+    const subscriptions = packet.subscriptions
+    const book = this.book
+    if (book.pendingCount >= MAX_PENDING_SUBSCRIBES) return this.violation('quota_exceeded', ReasonCode.QuotaExceeded, PacketType.Subscribe)
+    const full = state.subscriptions.size + subscriptions.length > MAX_TRACKED_SUBSCRIPTIONS
+    // Per filter: Moat's refusal code, or -1 where the filter goes to the broker.
+    let codes: number[] | null = null
+    const allowed: ISubscription[] = []
+    for (let i = 0; i < subscriptions.length; i++) {
+      const subscription = subscriptions[i]!
+      const verdict = full ? QUOTA_REFUSAL : checks.runSubscribe(subscription, state)
+      if (verdict.action === Action.Forward) {
+        allowed.push(subscription)
+        continue
+      }
+      if (verdict.action === Action.Disconnect) return this.violation(verdict.why, verdict.reason, PacketType.Subscribe)
+      // Refused filter: SUBACK failure code 0x80 (3.x) or the reason code (5.0) in its slot.
+      codes ??= new Array<number>(subscriptions.length).fill(-1)
+      codes[i] = state.version === 5 ? verdict.reason : 0x80
+      this.ctx.stats.countReject(verdict.why as CloseReason)
+      this.logReject(verdict.why, 'subscribe', subscription.topic)
     }
-    this.toBroker.add(frame)
+    const packetId = packet.messageId
+    if (codes === null) {
+      book.expect(packetId, allowed.map(topicOf), allowed.map(qosOf), null)
+      this.toBroker.add(frame) // all allowed: the original bytes
+      return true
+    }
+    if (allowed.length === 0) {
+      // All refused: Moat answers alone, the broker sees nothing.
+      this.toClient.write(suback(packetId, codes, state.version === 5 ? EMPTY_PROPERTIES : null))
+      return true
+    }
+    // Mixed: a rewritten SUBSCRIBE with only the allowed filters (DESIGN principle 3: a deliberate
+    // rewrite); the broker's SUBACK is merged back into the client's order (SubscriptionBook).
+    book.expect(packetId, allowed.map(topicOf), allowed.map(qosOf), codes)
+    packet.subscriptions = allowed
+    this.toBroker.write(generate(packet, { protocolVersion: state.version }))
     return true
   }
 
@@ -284,6 +390,7 @@ export class Session implements FrameSink {
       const verdict = checks.runUnsubscribe(filter, this.state)
       if (verdict.action !== Action.Forward) return this.violation(verdict.why, verdict.reason, PacketType.Unsubscribe)
     }
+    for (const filter of packet.unsubscriptions) this.state.subscriptions.delete(filter)
     this.toBroker.add(frame)
     return true
   }
@@ -348,6 +455,7 @@ export class Session implements FrameSink {
     state.username = packet.username ?? null
     state.keepalive = packet.keepalive ?? 0
     state.cleanStart = packet.clean ?? true
+    state.clientAcceptsAliases = level === 5 && (packet.properties?.topicAliasMaximum ?? 0) > 0
     this.decoder = new PacketDecoder(level)
     this.checks = this.ctx.policy.chain.forSession(state)
     this.connectFrame = frame
@@ -434,19 +542,82 @@ export class Session implements FrameSink {
     }
   }
 
-  onBrokerFrame(frame: Buffer, type: number, bodyOffset: number): boolean {
+  onBrokerFrame(frame: Buffer, type: number, flags: number, bodyOffset: number): boolean {
     if (this.phase >= Phase.Closing) return false
     const stats = this.ctx.stats
     stats.packetsFromBroker[type]! += 1
     stats.bytesFromBroker[type]! += frame.length
-    if (type === PacketType.Connack) {
-      if (this.connackSeen) return this.brokerViolation('a second CONNACK')
-      this.onConnack(frame, bodyOffset)
-    } else if (type === PacketType.Disconnect) {
-      this.brokerSentDisconnect = true
+    switch (type) {
+      case PacketType.Publish:
+        if (this.inspectDeliveries && !this.onDelivery(frame, flags, bodyOffset)) return true
+        break
+      case PacketType.Suback:
+        frame = this.book.onSuback(frame, bodyOffset, this.state)
+        break
+      case PacketType.Unsuback:
+        if (this.book.onUnsuback(frame, bodyOffset)) return true // answers Moat's own revocation
+        break
+      case PacketType.Pubrel:
+        if (this.heldDeliveries !== null && frame.length >= bodyOffset + 2 && this.heldDeliveries.delete(frame.readUInt16BE(bodyOffset))) {
+          this.toBroker.write(ack(PacketType.Pubcomp, frame.readUInt16BE(bodyOffset)))
+          return true
+        }
+        break
+      case PacketType.Connack:
+        if (this.connackSeen) return this.brokerViolation('a second CONNACK')
+        this.onConnack(frame, bodyOffset)
+        break
+      case PacketType.Disconnect:
+        this.brokerSentDisconnect = true
+        break
     }
     this.toClient.add(frame)
     return true
+  }
+
+  /**
+   * Whether broker PUBLISHes are read at all: when outbound checks exist, while a revocation is in
+   * flight, or on 5.0 when the client accepts topic aliases (their bindings must be followed from
+   * the first delivery for a later check to know an alias-only delivery's topic).
+   */
+  private get inspectDeliveries(): boolean {
+    return this.checks!.hasDeliverChecks || this.book.revokingAny || this.state.clientAcceptsAliases
+  }
+
+  /**
+   * A delivery from the broker: resolve its topic alias, then hold it back when the client may not
+   * read the topic (outbound ACL) or only a revoked subscription carries it. A held QoS 1/2
+   * delivery is acknowledged to the broker by Moat, so it is not redelivered forever.
+   * Returns false when the delivery must not reach the client.
+   */
+  private onDelivery(frame: Buffer, flags: number, bodyOffset: number): boolean {
+    const view = this.deliveryView
+    const state = this.state
+    if (readPublish(frame, flags, bodyOffset, state.version, false, view) !== 0) {
+      view.clear()
+      return true // the client's own parser judges a broker's malformed packet; Moat does not hide it
+    }
+    const alias = view.topicAlias
+    if (alias !== 0) {
+      const aliases = state.brokerAliases ?? (state.brokerAliases = [])
+      if (view.topicLength > 0) aliases[alias] = view.topic
+      else view.topic = aliases[alias] ?? ''
+    }
+    const checks = this.checks!
+    const allowed = view.topic !== '' || alias === 0
+      ? (!checks.hasDeliverChecks || checks.runDeliver(view, state).action === Action.Forward) && !(this.book.revokingAny && this.book.isRevokedDelivery(view.topic, state))
+      : false // an alias the broker never bound: nothing to judge it by
+    const qos = view.qos
+    const packetId = view.packetId
+    view.clear()
+    if (allowed) return true
+    this.ctx.stats.deliveriesDenied += 1
+    if (qos === 1) this.toBroker.write(ack(PacketType.Puback, packetId))
+    else if (qos === 2) {
+      (this.heldDeliveries ?? (this.heldDeliveries = new Set())).add(packetId)
+      this.toBroker.write(ack(PacketType.Pubrec, packetId))
+    }
+    return false
   }
 
   private onConnack(frame: Buffer, bodyOffset: number): void {
@@ -638,8 +809,8 @@ class BrokerFrames implements FrameSink {
     this.session = session
   }
 
-  onFrame(frame: Buffer, type: number, _flags: number, bodyOffset: number): boolean {
-    return this.session.onBrokerFrame(frame, type, bodyOffset)
+  onFrame(frame: Buffer, type: number, flags: number, bodyOffset: number): boolean {
+    return this.session.onBrokerFrame(frame, type, flags, bodyOffset)
   }
 
   onFrameError(error: FrameError, declaredSize: number): void {

@@ -41,8 +41,24 @@ export class SessionState {
    * survives a policy reload that rebuilds the session's checks.
    */
   clientAliases: string[] | null = null
+  /** Topics the broker bound to aliases in its deliveries (5.0), index = alias. */
+  brokerAliases: string[] | null = null
+  /** The client's CONNECT allowed the broker to use topic aliases (5.0 Topic Alias Maximum > 0). */
+  clientAcceptsAliases = false
   /** True once the broker accepted the CONNECT. */
   connected = false
+  /** Name of the policy rule behind the last refusal, for the log line ('' when none). */
+  lastRule = ''
+  /**
+   * Filters the broker granted this client (as subscribed, `$share/…` included) → requested QoS:
+   * re-judged when the policy changes. Bounded by the broker's grants of the client's SUBSCRIBEs.
+   */
+  readonly subscriptions = new Map<string, number>()
+
+  /** Records an alias binding of a publish that was forwarded [MQTT-3.3.2-12]. */
+  bindClientAlias(alias: number, topic: string): void {
+    (this.clientAliases ?? (this.clientAliases = []))[alias] = topic
+  }
 
   constructor(id: number, conn: ConnInfo) {
     this.id = id

@@ -8,6 +8,7 @@ export interface MoatOverrides {
   upstream?: Partial<MoatConfig['upstream']>
   admin?: MoatConfig['admin']
   shutdown?: Partial<MoatConfig['shutdown']>
+  acl?: MoatConfig['acl']
 }
 
 export function testConfig(upstream: { host: string; port: number }, overrides: MoatOverrides = {}): MoatConfig {
@@ -19,6 +20,7 @@ export function testConfig(upstream: { host: string; port: number }, overrides: 
     limits: { maxPacketSize: 4 * 1024 * 1024, connectTimeoutMs: 5000, ...overrides.limits },
     shutdown: { gracePeriodMs: 0, ...overrides.shutdown },
     log: { level: 'silent' },
+    acl: overrides.acl ?? null,
   }
 }
 

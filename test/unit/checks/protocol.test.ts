@@ -26,7 +26,11 @@ describe('ProtocolCheck', () => {
   it('resolves a 5.0 topic alias to its topic so later checks see the real topic', () => {
     const check = new ProtocolCheck()
     const s = v5State(10)
-    expect(check.onPublish(view({ topic: 'devices/1/temp', properties: { topicAlias: 2 } }), s).action).toBe(Action.Forward)
+    const binding = view({ topic: 'devices/1/temp', properties: { topicAlias: 2 } })
+    expect(check.onPublish(binding, s).action).toBe(Action.Forward)
+    // The check does not bind: the session records the binding once the publish is forwarded.
+    expect(s.clientAliases?.[2]).toBeUndefined()
+    s.bindClientAlias(2, binding.topic)
     const aliased = view({ topic: '', properties: { topicAlias: 2 } })
     expect(check.onPublish(aliased, s).action).toBe(Action.Forward)
     expect(aliased.topic).toBe('devices/1/temp')

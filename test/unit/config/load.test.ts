@@ -31,6 +31,19 @@ describe('loadConfig: valid files', () => {
       limits: { maxPacketSize: 1_048_576, connectTimeoutMs: 3000 },
       shutdown: { gracePeriodMs: 60_000 },
       log: { level: 'debug' },
+      acl: {
+        outbound: true,
+        shadow: null,
+        rules: [
+          { name: 'own-tree', effect: 'allow', publish: true, subscribe: true, topic: 'devices/{client_id}/#', users: null, groups: null, listeners: null, sources: null, anonymous: null, maxQos: 1, retain: false, onDeny: 'reject' },
+          { name: 'acl.rules.1', effect: 'deny', publish: false, subscribe: true, topic: 'devices/+/secrets', users: ['ops'], groups: null, listeners: null, sources: ['10.0.0.0/8'], anonymous: null, maxQos: 2, retain: true, onDeny: 'disconnect' },
+          // The Mosquitto file: its deny line first, then the rest in file order.
+          expect.objectContaining({ name: `${fixture('valid/broker.acl')}:6`, effect: 'deny', publish: true, subscribe: true, topic: 'alice/private', users: ['alice'] }),
+          expect.objectContaining({ name: `${fixture('valid/broker.acl')}:2`, effect: 'allow', publish: false, subscribe: true, topic: 'public/#', users: null, anonymous: true }),
+          expect.objectContaining({ name: `${fixture('valid/broker.acl')}:5`, effect: 'allow', publish: true, subscribe: true, topic: 'alice/#', users: ['alice'] }),
+          expect.objectContaining({ name: `${fixture('valid/broker.acl')}:8`, effect: 'allow', publish: true, subscribe: false, topic: 'sensors/{username}/{client_id}', users: null, anonymous: null }),
+        ],
+      },
     })
   })
 
@@ -67,6 +80,9 @@ describe('loadConfig: each problem names the file, line, key and reason', () => 
     ['duplicate-listener.yaml', 'listeners.1.name', 3, /duplicate listener name 'mqtt'/],
     ['missing-upstream.yaml', 'upstream', 1, /is required/],
     ['wrong-type.yaml', 'listeners', 1, /^expected a list of listeners$/],
+    ['acl-placeholder.yaml', 'acl.0.topic', 5, /unknown placeholder \{clientid\}/],
+    ['acl-both-effects.yaml', 'acl.rules.1', 7, /exactly one of `allow` or `deny`/],
+    ['acl-bad-filter.yaml', 'acl.1.topic', 6, /'a\/#\/b' is not a valid topic filter/],
   ])('%s', (file, path, line, reason) => {
     const { code, issues, message } = issuesOf(fixture(`invalid/${file}`))
     expect(code).toBe('MOAT_ERR_CONFIG_INVALID')
@@ -75,6 +91,12 @@ describe('loadConfig: each problem names the file, line, key and reason', () => 
     expect(issues[0]!.message).toMatch(reason)
     expect(message).toContain(`${fixture(`invalid/${file}`)}:${line}:`)
     expect(message).toContain(`${path}: `)
+  })
+
+  it('names the line of a bad Mosquitto acl_file', () => {
+    const { code, issues } = issuesOf(fixture('invalid/acl-mosquitto-file.yaml'))
+    expect(code).toBe('MOAT_ERR_CONFIG_INVALID')
+    expect(issues).toEqual([expect.objectContaining({ file: fixture('invalid/bad.acl'), line: 3, message: expect.stringMatching(/unknown keyword 'topik'/) })])
   })
 
   it('reports a YAML syntax error with its line', () => {

@@ -3,7 +3,7 @@ import type { CheckFactory } from '../../../src/checks/check.js'
 import { PolicyStore } from '../../../src/config/policy-store.js'
 import type { MoatConfig } from '../../../src/config/types.js'
 
-const config = (maxPacketSize: number): MoatConfig => ({ limits: { maxPacketSize } } as MoatConfig)
+const config = (maxPacketSize: number): MoatConfig => ({ limits: { maxPacketSize }, acl: null } as unknown as MoatConfig)
 
 describe('PolicyStore', () => {
   it('swaps config and chain by reference and bumps the generation', () => {

@@ -1,0 +1,85 @@
+/**
+ * Topic allow-list (acl/session-acl.ts holds the matching): every PUBLISH (the will message of
+ * CONNECT and retained publishes included), every SUBSCRIBE filter (`$share/GROUP/f` judged on `f`),
+ * and, with `acl.outbound`, every delivery from the broker. Topic aliases are resolved by the
+ * protocol check before this one runs, so an alias never hides a topic from it.
+ *
+ * The session's rules are bound after authentication (onConnect runs after the auth check), or on
+ * first use when a reload rebuilt the check for a live session.
+ */
+import type { IConnectPacket, ISubscription } from 'mqtt-packet'
+import { CompiledAcl, type SessionAcl } from '../acl/session-acl.js'
+import { unshare } from '../acl/filter-relations.js'
+import type { PublishView } from '../protocol/publish.js'
+import { ReasonCode } from '../protocol/reason.js'
+import type { SessionState } from '../session/state.js'
+import type { Check, CheckFactory } from './check.js'
+import { disconnect, FORWARD, reject, type Verdict } from './verdict.js'
+
+const DENIED = reject(ReasonCode.NotAuthorized, 'acl_denied')
+const DENIED_CLOSE = disconnect(ReasonCode.NotAuthorized, 'acl_denied')
+
+export class AclCheck implements Check {
+  readonly name: string = 'acl'
+  private readonly compiled: CompiledAcl
+  private acl: SessionAcl | null = null
+
+  constructor(compiled: CompiledAcl) {
+    this.compiled = compiled
+  }
+
+  protected rules(s: SessionState): SessionAcl {
+    return this.acl ?? (this.acl = this.compiled.bind(s))
+  }
+
+  /** The verdict for a refusal by the rule that just decided (or the default deny). */
+  private denied(acl: SessionAcl, s: SessionState): Verdict {
+    const rule = acl.rule
+    s.lastRule = rule === null ? 'default deny' : rule.name
+    return rule !== null && rule.disconnect ? DENIED_CLOSE : DENIED
+  }
+
+  onConnect(connect: IConnectPacket, s: SessionState): Verdict {
+    const acl = this.acl = this.compiled.bind(s)
+    const will = connect.will
+    // The will is a publish the broker makes for the client later: judge it now, like any publish.
+    if (will && !acl.mayPublish(will.topic, will.qos ?? 0, will.retain ?? false)) {
+      s.lastRule = acl.rule === null ? 'default deny' : acl.rule.name
+      return DENIED
+    }
+    return FORWARD
+  }
+
+  onPublish(p: PublishView, s: SessionState): Verdict {
+    const acl = this.rules(s)
+    return acl.mayPublish(p.topic, p.qos, p.retain) ? FORWARD : this.denied(acl, s)
+  }
+
+  onSubscribe(subscription: ISubscription, s: SessionState): Verdict {
+    const acl = this.rules(s)
+    return acl.maySubscribe(unshare(subscription.topic), subscription.qos) ? FORWARD : this.denied(acl, s)
+  }
+
+  reviewSubscription(filter: string, s: SessionState): Verdict {
+    const acl = this.rules(s)
+    return acl.maySubscribe(unshare(filter), s.subscriptions.get(filter) ?? 0) ? FORWARD : this.denied(acl, s)
+  }
+}
+
+/** Adds the outbound check: deliveries on topics the client may not read are held back. */
+export class OutboundAclCheck extends AclCheck {
+  onDeliver(p: PublishView, s: SessionState): Verdict {
+    const acl = this.rules(s)
+    return acl.mayRead(p.topic) ? FORWARD : DENIED
+  }
+}
+
+export const aclCheck: CheckFactory = {
+  name: 'acl',
+  create(config) {
+    const acl = config.acl
+    if (acl === null) return null
+    const compiled = new CompiledAcl(acl.rules)
+    return acl.outbound ? () => new OutboundAclCheck(compiled) : () => new AclCheck(compiled)
+  },
+}
