@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { pino } from 'pino'
 import pretty from 'pino-pretty'
+import { explain, type Identity } from './acl/explain.js'
 import { loadConfig } from './config/load.js'
 import { demoBanner, startDemo } from './demo.js'
 import { ConfigError, MoatError } from './errors.js'
@@ -18,6 +19,10 @@ import { Moat } from './moat.js'
 const USAGE = `Usage:
   moat --config FILE           run the proxy with the config in FILE
   moat check --config FILE     validate FILE, print every problem, exit non-zero if invalid
+  moat check --config FILE --as USER:CLIENT (--publish TOPIC | --subscribe FILTER)
+             [--qos N] [--retain] [--listener NAME] [--from ADDRESS] [--cn CN] [--claim NAME=VALUE]…
+                               the ACL's decision for that identity and the rule that made it
+                               (exit 0 allowed, 3 denied); USER empty (:CLIENT) = anonymous
   moat demo [--port 1883] [--admin-port 9464]
                                run an embedded broker behind moat, for a first look
   moat --help | --version
@@ -35,7 +40,56 @@ class UsageError extends MoatError {
   }
 }
 
-function parse(argv: string[]): { command: string; config?: string; port: number; adminPort: number } {
+interface Args {
+  command: string
+  config?: string
+  port: number
+  adminPort: number
+  question?: AclQuestion
+}
+
+interface AclQuestion {
+  who: Identity
+  action: 'publish' | 'subscribe'
+  topic: string
+  qos: number
+  retain: boolean
+}
+
+function aclQuestion(values: Record<string, string | boolean | string[] | undefined>): AclQuestion | undefined {
+  const as = values.as as string | undefined
+  const publish = values.publish as string | undefined
+  const subscribe = values.subscribe as string | undefined
+  if (as === undefined && publish === undefined && subscribe === undefined) return undefined
+  if (as === undefined || !as.includes(':')) throw new UsageError('--as USER:CLIENT is required to ask the ACL (USER empty for an anonymous client)')
+  if ((publish === undefined) === (subscribe === undefined)) throw new UsageError('give exactly one of --publish TOPIC or --subscribe FILTER')
+  const colon = as.indexOf(':')
+  const qos = values.qos === undefined ? 0 : Number(values.qos)
+  if (![0, 1, 2].includes(qos)) throw new UsageError(`--qos must be 0, 1 or 2, got '${String(values.qos)}'`)
+  const claims: Record<string, string> = {}
+  for (const c of (values.claim as string[] | undefined) ?? []) {
+    const eq = c.indexOf('=')
+    if (eq <= 0) throw new UsageError(`--claim takes NAME=VALUE, got '${c}'`)
+    claims[c.slice(0, eq)] = c.slice(eq + 1)
+  }
+  return {
+    who: {
+      username: colon === 0 ? null : as.slice(0, colon),
+      clientId: as.slice(colon + 1),
+      listener: (values.listener as string | undefined) ?? 'mqtt',
+      address: (values.from as string | undefined) ?? '127.0.0.1',
+      certCn: (values.cn as string | undefined) ?? null,
+      claims,
+      groups: (values.group as string[] | undefined) ?? [],
+    },
+    action: publish !== undefined ? 'publish' : 'subscribe',
+    topic: publish ?? subscribe!,
+    qos,
+    retain: values.retain === true,
+  }
+}
+
+function parse(argv: string[]): Args {
   let parsed
   try {
     parsed = parseArgs({
@@ -45,6 +99,16 @@ function parse(argv: string[]): { command: string; config?: string; port: number
         config: { type: 'string', short: 'c' },
         port: { type: 'string' },
         'admin-port': { type: 'string' },
+        as: { type: 'string' },
+        publish: { type: 'string' },
+        subscribe: { type: 'string' },
+        qos: { type: 'string' },
+        retain: { type: 'boolean' },
+        listener: { type: 'string' },
+        from: { type: 'string' },
+        cn: { type: 'string' },
+        claim: { type: 'string', multiple: true },
+        group: { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -61,7 +125,9 @@ function parse(argv: string[]): { command: string; config?: string; port: number
   const port = portOption(values.port, 1883, '--port')
   const adminPort = portOption(values['admin-port'], 9464, '--admin-port')
   if (command !== 'demo' && values.config === undefined) throw new UsageError(`'moat ${command === 'run' ? '' : command + ' '}' needs --config FILE`)
-  return { command, config: values.config, port, adminPort }
+  const question = aclQuestion(values)
+  if (question !== undefined && command !== 'check') throw new UsageError('--as/--publish/--subscribe go with `moat check`')
+  return { command, config: values.config, port, adminPort, question }
 }
 
 function portOption(value: string | undefined, fallback: number, name: string): number {
@@ -107,6 +173,13 @@ async function main(argv: string[]): Promise<number> {
       return 0
     case 'check': {
       const config = loadConfig(args.config!)
+      if (args.question !== undefined) {
+        const q = args.question
+        const d = explain(config.acl, q.who, q.action, q.topic, q.qos, q.retain)
+        const who = `${q.who.username ?? '(anonymous)'}:${q.who.clientId}`
+        process.stdout.write(`${q.action} ${q.topic} as ${who}: ${d.allowed ? 'allow' : 'deny'} (${d.rule})\n`)
+        return d.allowed ? 0 : 3
+      }
       process.stdout.write(`${args.config}: valid (${config.listeners.length} listener(s), upstream ${config.upstream.host}:${config.upstream.port})\n`)
       return 0
     }
@@ -124,6 +197,7 @@ async function main(argv: string[]): Promise<number> {
       await moat.start()
       onSignals((graceMs) => moat.shutdown(graceMs), logger)
       process.on('SIGHUP', () => { moat.reload() })
+      moat.watchConfig()
       return -1
     }
   }

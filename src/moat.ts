@@ -2,6 +2,7 @@
  * The proxy: its listeners, the sessions they accept, the check chain built from the config, the
  * counters, and the admin endpoint. `new Moat(config).start()` runs it; `shutdown()` drains it.
  */
+import { unwatchFile, watchFile } from 'node:fs'
 import type { Socket } from 'node:net'
 import type { Registry } from 'prom-client'
 import type { CheckChain } from './checks/chain.js'
@@ -32,6 +33,7 @@ export class Moat implements SessionContext {
   private readonly sessions = new Set<Session>()
   private sessionIds = 0
   private draining = false
+  private watching = false
   private drainWaiters: Array<() => void> = []
 
   constructor(config: MoatConfig, options: MoatOptions = {}) {
@@ -85,6 +87,21 @@ export class Moat implements SessionContext {
     for (const session of this.sessions) session.adoptPolicy()
     this.logger.info({ event: 'config_reload', outcome: 'success', file: current.file, generation: this.policy.generation }, 'config reloaded')
     return true
+  }
+
+  /**
+   * Reloads when the config file changes (polled every `intervalMs`: robust to editors that
+   * replace the file, and to config-management tools). SIGHUP still works.
+   */
+  watchConfig(intervalMs = 1000): void {
+    const file = this.policy.config.file
+    if (file === '' || this.watching) return
+    this.watching = true
+    watchFile(file, { interval: intervalMs, persistent: false }, (current, previous) => {
+      if (current.mtimeMs === previous.mtimeMs && current.size === previous.size) return
+      this.logger.info({ event: 'config_changed', file }, 'config file changed: reloading')
+      this.reload()
+    })
   }
 
   /** Binds every listener (and the admin endpoint). Rejects with MOAT_ERR_LISTEN naming the one that failed. */
@@ -179,6 +196,7 @@ export class Moat implements SessionContext {
       for (const session of this.sessions) session.shutdown()
       await this.drained()
     }
+    if (first && this.watching) unwatchFile(this.policy.config.file)
     if (first) await this.admin?.close()
   }
 

@@ -94,6 +94,31 @@ describe('moat check', () => {
     expect(result.stderr).toMatch(new RegExp(`${file}:4:\\d+ limits\\.maxPacketSize: expected a size like 256KiB`))
   })
 
+  it('answers an ACL question with the decision and the rule that decided (exit 0 allow, 3 deny)', async () => {
+    const file = writeConfig('acl.yaml', [
+      'listeners: [{ name: mqtt, protocol: mqtt, port: 1883 }]',
+      'upstream: { host: 127.0.0.1, port: 1884 }',
+      'acl:',
+      '  - { name: own-tree, allow: all, topic: "devices/{client_id}/#" }',
+      '  - { name: ops-only, allow: subscribe, topic: "$SYS/#", users: [ops] }',
+      '  - { name: nothing-else, deny: all, topic: "#" }',
+    ].join('\n'))
+    const allowed = await run(['check', '--config', file, '--as', 'alice:dev1', '--publish', 'devices/dev1/temp'])
+    expect(allowed.code).toBe(0)
+    expect(allowed.stdout).toBe('publish devices/dev1/temp as alice:dev1: allow (own-tree)\n')
+    const denied = await run(['check', '--config', file, '--as', 'alice:dev1', '--subscribe', 'devices/+/temp'])
+    expect(denied.code).toBe(3)
+    expect(denied.stdout).toBe('subscribe devices/+/temp as alice:dev1: deny (nothing-else)\n')
+    const ops = await run(['check', '--config', file, '--as', 'ops:console', '--subscribe', '$SYS/#'])
+    expect(ops.stdout).toMatch(/allow \(ops-only\)/)
+    const anonymous = await run(['check', '--config', file, '--as', ':dev2', '--subscribe', '$SYS/#'])
+    // `#` does not reach `$` topics [MQTT-4.7.2-1]: no rule matches, and no match denies.
+    expect(anonymous.stdout).toMatch(/as \(anonymous\):dev2: deny \(default deny/)
+    const usage = await run(['check', '--config', file, '--publish', 'a'])
+    expect(usage.code).toBe(2)
+    expect(usage.stderr).toMatch(/--as USER:CLIENT is required/)
+  })
+
   it('refuses a missing --config with a usage error (exit 2)', async () => {
     const result = await run(['check'])
     expect(result.code).toBe(2)
@@ -146,6 +171,19 @@ describe('moat --config FILE', () => {
     moat.child.kill('SIGHUP')
     await waitFor(/"outcome":"failure".*reload failed: keeping the running policy/)
     expect(moat.output()).toMatch(/listeners: expected a list of listeners/)
+    const exited = once(moat.child, 'close')
+    moat.child.kill('SIGTERM')
+    expect((await exited)[0]).toBe(0)
+  })
+
+  it('reloads by itself when the config file changes', async () => {
+    const file = writeConfig('watch.yaml', [
+      'listeners: [{ name: edge, protocol: mqtt, host: 127.0.0.1, port: 0 }]',
+      `upstream: { host: 127.0.0.1, port: ${brokerPort} }`,
+    ].join('\n'))
+    const moat = await start(['--config', file], /"event":"ready"/)
+    writeFileSync(file, readFileSync(file, 'utf8') + '\nlimits: { maxPacketSize: 2KiB }\n')
+    await expect.poll(() => /"event":"config_changed"[\s\S]*"outcome":"success".*"generation":2/.test(moat.output()), { timeout: 8000 }).toBe(true)
     const exited = once(moat.child, 'close')
     moat.child.kill('SIGTERM')
     expect((await exited)[0]).toBe(0)

@@ -1,0 +1,40 @@
+/**
+ * `moat check --as USER:CLIENT --publish TOPIC | --subscribe FILTER`: the decision the ACL of a
+ * config makes for one identity, and the rule that made it, so an operator (or a policy
+ * repository's CI) can test a rule before deploying it.
+ */
+import type { AclConfig } from '../config/types.js'
+import { plainConnInfo } from '../session/conn-info.js'
+import { SessionState } from '../session/state.js'
+import { unshare } from './filter-relations.js'
+import { CompiledAcl } from './session-acl.js'
+
+export interface Identity {
+  /** null: an anonymous client. */
+  readonly username: string | null
+  readonly clientId: string
+  readonly listener: string
+  readonly address: string
+  readonly certCn: string | null
+  readonly claims: Readonly<Record<string, string>>
+  readonly groups: readonly string[]
+}
+
+export interface Decision {
+  readonly allowed: boolean
+  /** The rule that decided, or 'default deny' when none matched, or 'no acl section'. */
+  readonly rule: string
+}
+
+export function explain(acl: AclConfig | null, who: Identity, action: 'publish' | 'subscribe', topic: string, qos = 0, retain = false): Decision {
+  if (acl === null) return { allowed: true, rule: 'no acl section: every topic is allowed' }
+  const certificate = who.certCn === null ? null : { subject: `CN=${who.certCn}`, cn: who.certCn, sans: [], fingerprint256: '' }
+  const s = new SessionState(0, { ...plainConnInfo(who.listener, who.address, 0), certificate })
+  s.username = who.username
+  s.clientId = who.clientId
+  s.claims = who.claims
+  s.groups = who.groups
+  const rules = new CompiledAcl(acl.rules).bind(s)
+  const allowed = action === 'publish' ? rules.mayPublish(topic, qos, retain) : rules.maySubscribe(unshare(topic), qos)
+  return { allowed, rule: rules.rule?.name ?? 'default deny (no rule matched)' }
+}

@@ -1,0 +1,130 @@
+/**
+ * The ACL matcher, table-driven: publish topics and subscribe filters against rules, with
+ * placeholders, containment, selectors and the injection cases (a crafted identity must never
+ * widen a rule).
+ */
+import { describe, expect, it } from 'vitest'
+import { CompiledAcl } from '../../../src/acl/session-acl.js'
+import { unshare } from '../../../src/acl/filter-relations.js'
+import type { AclRuleConfig } from '../../../src/config/types.js'
+import { plainConnInfo, type ClientCertificate } from '../../../src/session/conn-info.js'
+import { SessionState } from '../../../src/session/state.js'
+
+function rule(effect: 'allow' | 'deny', actions: 'publish' | 'subscribe' | 'all', topic: string, extra: Partial<AclRuleConfig> = {}): AclRuleConfig {
+  return {
+    name: `${effect} ${actions} ${topic}`, effect, topic,
+    publish: actions !== 'subscribe', subscribe: actions !== 'publish',
+    users: null, groups: null, listeners: null, sources: null, anonymous: null,
+    maxQos: 2, retain: true, onDeny: 'reject', ...extra,
+  }
+}
+
+interface Who { clientId?: string; username?: string | null; cn?: string; claims?: Record<string, string>; groups?: string[]; listener?: string; address?: string }
+
+function session(who: Who): SessionState {
+  const certificate: ClientCertificate | null = who.cn === undefined ? null : { subject: `CN=${who.cn}`, cn: who.cn, sans: [], fingerprint256: 'AA' }
+  const s = new SessionState(1, { ...plainConnInfo(who.listener ?? 'mqtt', who.address ?? '192.0.2.1', 1), certificate })
+  s.clientId = who.clientId ?? 'dev1'
+  s.username = who.username === undefined ? 'alice' : who.username
+  s.claims = who.claims ?? null
+  s.groups = who.groups ?? []
+  return s
+}
+
+const devices = [
+  rule('allow', 'all', 'devices/{client_id}/#'),
+  rule('allow', 'subscribe', 'public/#'),
+  rule('deny', 'all', '#'),
+]
+
+// [title, rules, who, topic, may publish]
+const publishCases: Array<[string, AclRuleConfig[], Who, string, boolean]> = [
+  ['own device topic', devices, {}, 'devices/dev1/temp', true],
+  ['own device root (a/# covers a)', devices, {}, 'devices/dev1', true],
+  ['another device', devices, {}, 'devices/dev2/temp', false],
+  ['a longer id that starts the same', devices, {}, 'devices/dev10/temp', false],
+  ['subscribe-only rule does not grant publish', devices, {}, 'public/news', false],
+  ['no rule matches: default deny', [rule('allow', 'publish', 'a/#')], {}, 'b', false],
+  ['$SYS is not matched by #', [rule('allow', 'all', '#')], {}, '$SYS/broker/uptime', false],
+  ['$SYS allowed only when named', [rule('allow', 'publish', '$SYS/#')], {}, '$SYS/x', true],
+  ['first match wins: deny before allow', [rule('deny', 'publish', 'a/secret'), rule('allow', 'publish', 'a/#')], {}, 'a/secret', false],
+  ['first match wins: allow before deny', [rule('allow', 'publish', 'a/#'), rule('deny', 'publish', 'a/secret')], {}, 'a/secret', true],
+  ['{username}', [rule('allow', 'publish', 'users/{username}/#')], { username: 'alice' }, 'users/alice/x', true],
+  ['{username} of someone else', [rule('allow', 'publish', 'users/{username}/#')], { username: 'alice' }, 'users/bob/x', false],
+  ['{cert.cn}', [rule('allow', 'publish', 'cn/{cert.cn}')], { cn: 'sensor-7' }, 'cn/sensor-7', true],
+  ['{cert.cn} without a certificate never matches', [rule('allow', 'publish', 'cn/{cert.cn}')], {}, 'cn/', false],
+  ['{claims.site}', [rule('allow', 'publish', 'sites/{claims.site}/#')], { claims: { site: 'berlin' } }, 'sites/berlin/t', true],
+  ['a missing claim never matches', [rule('allow', 'publish', 'sites/{claims.site}/#')], { claims: {} }, 'sites//t', false],
+  // Injection: a crafted identity cannot widen a rule.
+  ['client id "#" does not become a wildcard', devices, { clientId: '#' }, 'devices/dev2/temp', false],
+  ['client id "+" does not become a wildcard', devices, { clientId: '+' }, 'devices/dev2/temp', false],
+  ['client id with "/" cannot climb levels', devices, { clientId: 'dev1/../dev2' }, 'devices/dev1/../dev2/x', false],
+  ['user name "#" does not become a wildcard', [rule('allow', 'publish', 'users/{username}/#')], { username: '#' }, 'users/bob/x', false],
+  ['anonymous client: {username} never matches', [rule('allow', 'publish', 'users/{username}/#')], { username: null }, 'users//x', false],
+  ['deny rule with an unfillable placeholder fails closed', [rule('deny', 'publish', 'users/{username}/admin'), rule('allow', 'publish', '#')], { username: 'a/b' }, 'anything', false],
+  // Selectors
+  ['users selector matches', [rule('allow', 'publish', 'ops/#', { users: ['alice'] })], {}, 'ops/x', true],
+  ['users selector does not match', [rule('allow', 'publish', 'ops/#', { users: ['bob'] })], {}, 'ops/x', false],
+  ['groups selector', [rule('allow', 'publish', 'ops/#', { groups: ['admins'] })], { groups: ['staff', 'admins'] }, 'ops/x', true],
+  ['listeners selector', [rule('allow', 'publish', 'ops/#', { listeners: ['internal'] })], { listener: 'mqtt' }, 'ops/x', false],
+  ['sources selector inside', [rule('allow', 'publish', 'ops/#', { sources: ['10.0.0.0/8'] })], { address: '10.1.2.3' }, 'ops/x', true],
+  ['sources selector, IPv4-mapped address', [rule('allow', 'publish', 'ops/#', { sources: ['10.0.0.0/8'] })], { address: '::ffff:10.1.2.3' }, 'ops/x', true],
+  ['sources selector outside', [rule('allow', 'publish', 'ops/#', { sources: ['10.0.0.0/8'] })], { address: '192.0.2.1' }, 'ops/x', false],
+  ['anonymous-only rule (Mosquitto import) skips a named user', [rule('allow', 'publish', 'x', { anonymous: true })], { username: 'alice' }, 'x', false],
+  ['anonymous-only rule applies to an anonymous client', [rule('allow', 'publish', 'x', { anonymous: true })], { username: null }, 'x', true],
+]
+
+// [title, rules, filter, may subscribe]
+const subscribeCases: Array<[string, AclRuleConfig[], string, boolean]> = [
+  ['own tree', devices, 'devices/dev1/#', true],
+  ['own single topic', devices, 'devices/dev1/temp', true],
+  ['+ reaching other devices', devices, 'devices/+/temp', false],
+  ['everything', devices, '#', false],
+  ['two levels of anything', devices, '+/+', false],
+  ['$SYS', devices, '$SYS/#', false],
+  ['shared subscription judged on its filter: #', devices, '$share/g/#', false],
+  ['shared subscription on an allowed filter', devices, '$share/g/devices/dev1/#', true],
+  ['public tree', devices, 'public/news/#', true],
+  ['deny overlapping a broad filter', [rule('deny', 'subscribe', 'secret/#'), rule('allow', 'subscribe', '#')], '#', false],
+  ['deny not overlapping', [rule('deny', 'subscribe', 'secret/#'), rule('allow', 'subscribe', '#')], 'public/#', true],
+  ['allow that only overlaps is skipped (default deny)', [rule('allow', 'subscribe', 'a/#'), rule('allow', 'subscribe', 'b/#')], '+/x', false],
+]
+
+describe('ACL matcher: publish', () => {
+  for (const [title, rules, who, topic, expected] of publishCases) {
+    it(`${title}: ${topic} → ${expected ? 'allow' : 'deny'}`, () => {
+      const acl = new CompiledAcl(rules).bind(session(who))
+      expect(acl.mayPublish(topic, 0, false)).toBe(expected)
+    })
+  }
+
+  it('maxQos and retain limit what an allow rule grants, naming the rule', () => {
+    const acl = new CompiledAcl([rule('allow', 'publish', 'a/#', { maxQos: 1, retain: false })]).bind(session({}))
+    expect(acl.mayPublish('a/b', 1, false)).toBe(true)
+    expect(acl.mayPublish('a/b', 2, false)).toBe(false)
+    expect(acl.mayPublish('a/b', 0, true)).toBe(false)
+    expect(acl.rule?.name).toBe('allow publish a/#')
+  })
+})
+
+describe('ACL matcher: subscribe (containment)', () => {
+  for (const [title, rules, filter, expected] of subscribeCases) {
+    it(`${title}: ${filter} → ${expected ? 'allow' : 'deny'}`, () => {
+      const acl = new CompiledAcl(rules).bind(session({}))
+      expect(acl.maySubscribe(unshare(filter), 0)).toBe(expected)
+    })
+  }
+
+  it('a subscription above maxQos is refused', () => {
+    const acl = new CompiledAcl([rule('allow', 'subscribe', 'a/#', { maxQos: 0 })]).bind(session({}))
+    expect(acl.maySubscribe('a/b', 0)).toBe(true)
+    expect(acl.maySubscribe('a/b', 1)).toBe(false)
+  })
+
+  it('reading (outbound) follows the subscribe rules as topic matches', () => {
+    const acl = new CompiledAcl(devices).bind(session({}))
+    expect(acl.mayRead('devices/dev1/x')).toBe(true)
+    expect(acl.mayRead('public/a')).toBe(true)
+    expect(acl.mayRead('devices/dev2/x')).toBe(false)
+  })
+})
