@@ -68,6 +68,7 @@ export class SessionChecks {
   private readonly deliver: Check[]
   private readonly closing: Check[]
   private readonly reviewing: Check[]
+  private readonly reviewingConnection: Check[]
   /** The check that decided the last non-Forward verdict (for logs). */
   decidedBy = ''
 
@@ -79,6 +80,7 @@ export class SessionChecks {
     this.deliver = checks.filter((c) => c.onDeliver !== undefined)
     this.closing = checks.filter((c) => c.onClose !== undefined)
     this.reviewing = checks.filter((c) => c.reviewSubscription !== undefined)
+    this.reviewingConnection = checks.filter((c) => c.reviewConnection !== undefined)
   }
 
   get hasDeliverChecks(): boolean {
@@ -176,6 +178,24 @@ export class SessionChecks {
     const checks = this.reviewing
     for (let i = 0; i < checks.length; i++) {
       const verdict = checks[i]!.reviewSubscription!(filter, s)
+      if (verdict.action !== Action.Forward) {
+        this.decidedBy = checks[i]!.name
+        return verdict
+      }
+    }
+    return FORWARD
+  }
+
+  /** After a reload: may the client stay connected? */
+  reviewConnection(s: SessionState): Verdict {
+    const checks = this.reviewingConnection
+    for (let i = 0; i < checks.length; i++) {
+      let verdict: Verdict
+      try {
+        verdict = checks[i]!.reviewConnection!(s)
+      } catch {
+        verdict = CHECK_FAILED
+      }
       if (verdict.action !== Action.Forward) {
         this.decidedBy = checks[i]!.name
         return verdict

@@ -32,6 +32,11 @@ export interface Check {
    * `$share/…` included): Forward keeps it, anything else revokes it at the broker.
    */
   reviewSubscription?(filter: string, s: SessionState): Verdict
+  /**
+   * After a policy reload, once per open session: may the client stay connected under the new
+   * policy (its identity, already established, judged again)? Not Forward disconnects it.
+   */
+  reviewConnection?(s: SessionState): Verdict
 }
 
 /** What a factory may hand its checks besides the config: the process logger and counters. */

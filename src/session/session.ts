@@ -197,7 +197,14 @@ export class Session implements FrameSink {
     if (this.checks !== null) {
       this.checks.close(this.state)
       this.checks = chain.forSession(this.state)
-      if (this.phase === Phase.Open) this.reviewSubscriptions()
+      if (this.phase !== Phase.Open) return
+      const verdict = this.checks.reviewConnection(this.state)
+      if (verdict.action !== Action.Forward) {
+        // The new policy takes away the right to connect: 5.0 DISCONNECT 0x87 (or the check's reason).
+        this.violation(verdict.why, verdict.reason, PacketType.Connect)
+        return
+      }
+      this.reviewSubscriptions()
     }
   }
 
