@@ -97,4 +97,21 @@ describe('CheckChain', () => {
     checks.close(state())
     expect(closed).toEqual(['a', 'b'])
   })
+
+  it('reviews an open session after a reload: the first refusal decides, a throwing check fails closed', () => {
+    const gone = disconnect(0x87, 'acl_denied')
+    const reviewed = CheckChain.build(config, [
+      factory('keeps', { reviewConnection: () => FORWARD }),
+      factory('revokes', { reviewConnection: () => gone }),
+    ]).forSession(state())
+    expect(reviewed.reviewConnection(state())).toBe(gone)
+    expect(reviewed.decidedBy).toBe('revokes')
+    const throwing = CheckChain.build(config, [factory('t', { reviewConnection: () => { throw new Error('boom') } })]).forSession(state())
+    expect(throwing.reviewConnection(state())).toBe(CHECK_FAILED)
+    const none = CheckChain.build(config, [factory('a', {})]).forSession(state())
+    expect(none.reviewConnection(state())).toBe(FORWARD)
+    const subscription = CheckChain.build(config, [factory('acl', { reviewSubscription: (f) => (f === '#' ? gone : FORWARD) })]).forSession(state())
+    expect(subscription.reviewSubscription('#', state())).toBe(gone)
+    expect(subscription.reviewSubscription('a/b', state())).toBe(FORWARD)
+  })
 })
