@@ -1,13 +1,16 @@
 /**
- * The ACL compiled twice: once per policy (CompiledAcl: selectors pre-built) and once per session
- * (SessionAcl: only the rules whose selectors match this client, placeholders filled in), so that
- * per packet a decision is one loop over plain strings: no substitution, no allocation.
+ * The ACL compiled twice: once per policy (CompiledAcl: selectors pre-built, rules without
+ * placeholders indexed in a TopicTrie per action) and once per session (SessionAcl: which rules
+ * apply to this client, and the placeholder rules with its identity filled in), so that per
+ * packet a decision is a trie walk plus a short loop: its cost does not grow with the rule count,
+ * and a session holds no per-rule copies (the `applies` map is shared by clients whose selectors
+ * answer alike).
  *
  * First match wins; no match denies. For a topic name (PUBLISH, a delivery) a rule matches when
- * its pattern matches the topic. For a SUBSCRIBE filter an allow rule matches only when its pattern
- * contains the whole filter, and a deny rule whenever the two overlap (acl/filter-relations.ts).
- * An allow rule whose placeholder cannot be filled never matches; a deny rule whose placeholder
- * cannot be filled matches everything it could have (fail closed).
+ * its pattern matches the topic. For a SUBSCRIBE filter (rare: a plain ordered scan) an allow rule
+ * matches only when its pattern contains the whole filter, and a deny rule whenever the two
+ * overlap (acl/filter-relations.ts). An allow rule whose placeholder cannot be filled never
+ * matches; a deny rule whose placeholder cannot be filled matches everything (fail closed).
  */
 import type { BlockList } from 'node:net'
 import { isIPv4 } from 'node:net'
@@ -16,20 +19,32 @@ import type { AclRuleConfig } from '../config/types.js'
 import { topicMatches } from '../protocol/topic-match.js'
 import type { SessionState } from '../session/state.js'
 import { filterContains, filtersOverlap } from './filter-relations.js'
-import { substitute } from './placeholders.js'
+import { hasPlaceholder, substitute } from './placeholders.js'
+import { TopicTrie } from './topic-trie.js'
 
-export interface BoundRule {
+/** What a decision needs of the rule that made it. */
+export interface RuleOutcome {
   readonly name: string
   readonly allow: boolean
-  /** The pattern with placeholders filled; null when they could not be (see above). */
-  readonly pattern: string | null
   readonly maxQos: number
   readonly retain: boolean
   readonly disconnect: boolean
 }
 
+/** A placeholder rule bound to one session: its pattern with the identity filled in (null: could not be). */
+interface BoundPattern {
+  readonly index: number
+  readonly pattern: string | null
+}
+
+/** Distinct `applies` maps kept for sharing; past this many the cache starts over. */
+const MAX_SHARED_APPLIES = 4096
+
 class PolicyRule {
   readonly config: AclRuleConfig
+  readonly outcome: RuleOutcome
+  readonly dynamic: boolean
+  readonly hasSelectors: boolean
   private readonly sources: BlockList | null
   private readonly users: ReadonlySet<string> | null
   private readonly groups: ReadonlySet<string> | null
@@ -37,113 +52,160 @@ class PolicyRule {
 
   constructor(config: AclRuleConfig) {
     this.config = config
+    this.outcome = Object.freeze({
+      name: config.name,
+      allow: config.effect === 'allow',
+      maxQos: config.maxQos,
+      retain: config.retain,
+      disconnect: config.onDeny === 'disconnect',
+    })
+    this.dynamic = hasPlaceholder(config.topic)
     this.sources = config.sources === null ? null : cidrList(config.sources)
     this.users = config.users === null ? null : new Set(config.users)
     this.groups = config.groups === null ? null : new Set(config.groups)
     this.listeners = config.listeners === null ? null : new Set(config.listeners)
+    this.hasSelectors = config.anonymous !== null || config.sources !== null || config.users !== null || config.groups !== null || config.listeners !== null
   }
 
-  appliesTo(s: SessionState): boolean {
+  appliesTo(s: SessionState, address: string): boolean {
     const c = this.config
     if (c.anonymous !== null && c.anonymous !== (s.username === null)) return false
     if (this.users !== null && (s.username === null || !this.users.has(s.username))) return false
     if (this.groups !== null && !s.groups.some((g) => this.groups!.has(g))) return false
     if (this.listeners !== null && !this.listeners.has(s.listener)) return false
-    if (this.sources !== null) {
-      const address = s.remoteAddress.startsWith('::ffff:') && isIPv4(s.remoteAddress.slice(7)) ? s.remoteAddress.slice(7) : s.remoteAddress
-      if (address === '' || !this.sources.check(address, isIPv4(address) ? 'ipv4' : 'ipv6')) return false
-    }
+    if (this.sources !== null && (address === '' || !this.sources.check(address, isIPv4(address) ? 'ipv4' : 'ipv6'))) return false
     return true
-  }
-
-  bind(s: SessionState): BoundRule {
-    const c = this.config
-    return Object.freeze({
-      name: c.name,
-      allow: c.effect === 'allow',
-      pattern: substitute(c.topic, s),
-      maxQos: c.maxQos,
-      retain: c.retain,
-      disconnect: c.onDeny === 'disconnect',
-    })
   }
 }
 
+/** The client's address as the CIDR selectors compare it (IPv4-mapped IPv6 → IPv4). */
+function plainAddress(address: string): string {
+  return address.startsWith('::ffff:') && isIPv4(address.slice(7)) ? address.slice(7) : address
+}
+
 export class CompiledAcl {
-  private readonly rules: readonly PolicyRule[]
+  readonly rules: readonly PolicyRule[]
+  private readonly publishTrie = new TopicTrie()
+  private readonly readTrie = new TopicTrie()
+  private readonly publishDynamic: number[] = []
+  private readonly readDynamic: number[] = []
+  private readonly anySelectors: boolean
+  private readonly allApply: Uint8Array
+  private readonly shared = new Map<string, Uint8Array>()
 
   constructor(rules: readonly AclRuleConfig[]) {
     this.rules = rules.map((r) => new PolicyRule(r))
+    this.rules.forEach((rule, i) => {
+      const { publish, subscribe, topic } = rule.config
+      if (publish) {
+        if (rule.dynamic) this.publishDynamic.push(i)
+        else this.publishTrie.add(topic, i)
+      }
+      if (subscribe) {
+        if (rule.dynamic) this.readDynamic.push(i)
+        else this.readTrie.add(topic, i)
+      }
+    })
+    this.anySelectors = this.rules.some((r) => r.hasSelectors)
+    this.allApply = new Uint8Array(this.rules.length).fill(1)
   }
 
-  /** The session's rule lists; call once the identity is known (after authentication). */
+  /** The session's view of the rules; call once the identity is known (after authentication). */
   bind(s: SessionState): SessionAcl {
-    const publish: BoundRule[] = []
-    const subscribe: BoundRule[] = []
-    for (const rule of this.rules) {
-      if (!rule.appliesTo(s)) continue
-      const bound = rule.bind(s)
-      if (rule.config.publish) publish.push(bound)
-      if (rule.config.subscribe) subscribe.push(bound)
+    return new SessionAcl(this, this.appliesFor(s), this.bindPatterns(this.publishDynamic, s), this.bindPatterns(this.readDynamic, s), s)
+  }
+
+  private appliesFor(s: SessionState): Uint8Array {
+    if (!this.anySelectors) return this.allApply
+    const address = plainAddress(s.remoteAddress)
+    const key = `${s.username === null ? 'A' : 'U' + s.username}\u0000${s.groups.join('\u0000')}\u0000\u0000${s.listener}\u0000${address}`
+    let applies = this.shared.get(key)
+    if (applies === undefined) {
+      applies = new Uint8Array(this.rules.length)
+      for (let i = 0; i < this.rules.length; i++) applies[i] = this.rules[i]!.appliesTo(s, address) ? 1 : 0
+      if (this.shared.size >= MAX_SHARED_APPLIES) this.shared.clear()
+      this.shared.set(key, applies)
     }
-    return new SessionAcl(publish, subscribe)
+    return applies
+  }
+
+  private bindPatterns(indices: number[], s: SessionState): BoundPattern[] {
+    const bound: BoundPattern[] = []
+    for (const index of indices) bound.push({ index, pattern: substitute(this.rules[index]!.config.topic, s) })
+    return bound
+  }
+
+  /** First rule (publish or read action) matching `topic` among the indexed and the session's placeholder rules. */
+  first(trie: 'publish' | 'read', topic: string, applies: Uint8Array, dynamic: readonly BoundPattern[]): number {
+    const limit = this.rules.length
+    let best = (trie === 'publish' ? this.publishTrie : this.readTrie).first(topic, applies, limit)
+    for (let i = 0; i < dynamic.length; i++) {
+      const d = dynamic[i]!
+      if (d.index >= best) break
+      if (applies[d.index] !== 1) continue
+      const pattern = d.pattern
+      if (pattern === null ? !this.rules[d.index]!.outcome.allow : topicMatches(pattern, topic)) {
+        best = d.index
+        break
+      }
+    }
+    return best
   }
 }
 
 export class SessionAcl {
-  private readonly publishRules: readonly BoundRule[]
-  private readonly subscribeRules: readonly BoundRule[]
+  private readonly compiled: CompiledAcl
+  private readonly applies: Uint8Array
+  private readonly publishPatterns: readonly BoundPattern[]
+  private readonly readPatterns: readonly BoundPattern[]
+  private readonly state: SessionState
   /** The rule that decided the last call; null when none matched (default deny). */
-  rule: BoundRule | null = null
+  rule: RuleOutcome | null = null
 
-  constructor(publish: BoundRule[], subscribe: BoundRule[]) {
-    this.publishRules = publish
-    this.subscribeRules = subscribe
+  constructor(compiled: CompiledAcl, applies: Uint8Array, publish: BoundPattern[], read: BoundPattern[], s: SessionState) {
+    this.compiled = compiled
+    this.applies = applies
+    this.publishPatterns = publish
+    this.readPatterns = read
+    this.state = s
+  }
+
+  private decided(index: number): RuleOutcome | null {
+    const rules = this.compiled.rules
+    return (this.rule = index < rules.length ? rules[index]!.outcome : null)
   }
 
   /** May the client publish to `topic` with this QoS and retain flag? */
   mayPublish(topic: string, qos: number, retain: boolean): boolean {
-    const rule = this.firstForTopic(this.publishRules, topic)
+    const rule = this.decided(this.compiled.first('publish', topic, this.applies, this.publishPatterns))
     if (rule === null || !rule.allow) return false
     return qos <= rule.maxQos && (!retain || rule.retain)
   }
 
   /** May the client receive messages published to `topic` (outbound check)? */
   mayRead(topic: string): boolean {
-    const rule = this.firstForTopic(this.subscribeRules, topic)
+    const rule = this.decided(this.compiled.first('read', topic, this.applies, this.readPatterns))
     return rule !== null && rule.allow
   }
 
-  /** May the client subscribe to `filter` (without `$share/GROUP/`) at this QoS? */
+  /** May the client subscribe to `filter` (without `$share/GROUP/`) at this QoS? Rare: an ordered scan. */
   maySubscribe(filter: string, qos: number): boolean {
-    const rules = this.subscribeRules
+    const rules = this.compiled.rules
     this.rule = null
     for (let i = 0; i < rules.length; i++) {
       const rule = rules[i]!
-      const pattern = rule.pattern
-      if (rule.allow) {
+      if (!rule.config.subscribe || this.applies[i] !== 1) continue
+      const pattern = rule.dynamic ? substitute(rule.config.topic, this.state) : rule.config.topic
+      if (rule.outcome.allow) {
         if (pattern === null || !filterContains(pattern, filter)) continue
-        this.rule = rule
-        return qos <= rule.maxQos
+        this.rule = rule.outcome
+        return qos <= rule.outcome.maxQos
       }
       if (pattern === null || filtersOverlap(pattern, filter)) {
-        this.rule = rule
+        this.rule = rule.outcome
         return false
       }
     }
     return false
-  }
-
-  private firstForTopic(rules: readonly BoundRule[], topic: string): BoundRule | null {
-    for (let i = 0; i < rules.length; i++) {
-      const rule = rules[i]!
-      const pattern = rule.pattern
-      if (pattern === null ? !rule.allow : topicMatches(pattern, topic)) {
-        this.rule = rule
-        return rule
-      }
-    }
-    this.rule = null
-    return null
   }
 }

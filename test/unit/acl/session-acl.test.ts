@@ -128,3 +128,39 @@ describe('ACL matcher: subscribe (containment)', () => {
     expect(acl.mayRead('devices/dev2/x')).toBe(false)
   })
 })
+
+describe('ACL matcher: the indexed decision equals the plain ordered scan', () => {
+  it('on random rule lists, identities and topics', async () => {
+    const fc = (await import('fast-check')).default
+    const { topicMatches } = await import('../../../src/protocol/topic-match.js')
+    const { substitute } = await import('../../../src/acl/placeholders.js')
+    const level = fc.constantFrom('a', 'b', '{client_id}', '+', '$s')
+    const pattern = fc.tuple(fc.array(level, { minLength: 1, maxLength: 3 }), fc.boolean())
+      .map(([levels, hash]) => (hash ? [...levels, '#'] : levels).join('/'))
+      .filter((p) => !/^(\$s|[+#])?$/.test(p) || p === '+')
+    const ruleArb = fc.record({
+      effect: fc.constantFrom('allow' as const, 'deny' as const),
+      actions: fc.constantFrom('publish' as const, 'subscribe' as const, 'all' as const),
+      topic: pattern,
+      users: fc.option(fc.constant(['alice']), { nil: undefined }),
+    })
+    const topicArb = fc.array(fc.constantFrom('a', 'b', 'dev1', '$s', ''), { minLength: 1, maxLength: 4 }).map((l) => l.join('/')).filter((t) => t.length > 0)
+    fc.assert(fc.property(fc.array(ruleArb, { maxLength: 10 }), fc.constantFrom('dev1', '#', 'a/b', 'b'), fc.constantFrom('alice', 'bob'), fc.array(topicArb, { minLength: 1, maxLength: 6 }), (specs, clientId, username, topics) => {
+      const rules = specs.map((r) => rule(r.effect, r.actions, r.topic, { users: r.users ?? null }))
+      const s = session({ clientId, username })
+      const acl = new CompiledAcl(rules).bind(s)
+      for (const t of topics) {
+        let expected = false
+        for (const r of rules) {
+          if (!r.publish || (r.users !== null && !r.users.includes(username))) continue
+          const p = substitute(r.topic, s)
+          if (p === null ? r.effect === 'deny' : topicMatches(p, t)) {
+            expected = r.effect === 'allow'
+            break
+          }
+        }
+        expect(acl.mayPublish(t, 0, false)).toBe(expected)
+      }
+    }), { numRuns: 1500 })
+  })
+})
