@@ -19,6 +19,7 @@ import { checkFactories } from './index.js'
 import { Action, disconnect, FORWARD, type Verdict } from './verdict.js'
 
 type PublishHook = (p: PublishView, s: SessionState) => Verdict
+type FilterHook = (filter: string, s: SessionState) => Verdict
 
 /** A check that threw or whose promise rejected: fail closed (DESIGN principle 5). */
 export const CHECK_FAILED = disconnect(ReasonCode.ImplementationSpecificError, 'check_failed')
@@ -162,24 +163,20 @@ export class SessionChecks {
   }
 
   runUnsubscribe(filter: string, s: SessionState): Verdict {
-    const checks = this.unsubscribe
-    for (let i = 0; i < checks.length; i++) {
-      const verdict = checks[i]!.onUnsubscribe!(filter, s)
-      if (verdict.action !== Action.Forward) {
-        this.decidedBy = checks[i]!.name
-        return verdict
-      }
-    }
-    return FORWARD
+    return this.runFilterHooks(this.unsubscribe, filter, s, 'onUnsubscribe')
   }
 
   /** After a reload: may the client keep this subscription? */
   reviewSubscription(filter: string, s: SessionState): Verdict {
-    const checks = this.reviewing
+    return this.runFilterHooks(this.reviewing, filter, s, 'reviewSubscription')
+  }
+
+  private runFilterHooks(checks: Check[], filter: string, s: SessionState, hook: 'onUnsubscribe' | 'reviewSubscription'): Verdict {
     for (let i = 0; i < checks.length; i++) {
-      const verdict = checks[i]!.reviewSubscription!(filter, s)
+      const check = checks[i]!
+      const verdict = (check[hook] as FilterHook).call(check, filter, s)
       if (verdict.action !== Action.Forward) {
-        this.decidedBy = checks[i]!.name
+        this.decidedBy = check.name
         return verdict
       }
     }
