@@ -1,13 +1,15 @@
 /**
- * The admin endpoint: /metrics (Prometheus text), /healthz (the process answers), /readyz (every
+ * The admin endpoint: /metrics (Prometheus text, or OpenMetrics when asked for), /healthz (the process answers), /readyz (every
  * listener is up and the broker accepts TCP connections). Loopback by default; it has no
  * authentication, so never expose it beyond a trusted network.
  */
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import net from 'node:net'
-import type { Registry } from 'prom-client'
+import { Registry } from 'prom-client'
 import type { AdminConfig, UpstreamConfig } from '../config/types.js'
 import { MoatError } from '../errors.js'
+
+function noop(): void {}
 
 export interface ReadinessSource {
   listenersUp(): boolean
@@ -24,6 +26,7 @@ export class AdminServer {
   private readonly server: Server
   private lastProbeAt = 0
   private lastProbe: Promise<boolean> | null = null
+  private scraping: Promise<void> = Promise.resolve()
 
   constructor(config: AdminConfig, registry: Registry, source: ReadinessSource) {
     this.config = config
@@ -44,8 +47,10 @@ export class AdminServer {
       return
     }
     if (path === '/metrics') {
-      const body = await this.registry.metrics()
-      res.writeHead(200, { 'content-type': this.registry.contentType }).end(body)
+      // OpenMetrics when the scraper asks for it (Prometheus does, by its Accept header); else text 0.0.4.
+      const openMetrics = (req.headers.accept ?? '').includes('application/openmetrics-text')
+      const { body, contentType } = await this.scrape(openMetrics)
+      res.writeHead(200, { 'content-type': contentType }).end(body)
     } else if (path === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n')
     } else if (path === '/readyz') {
@@ -57,6 +62,18 @@ export class AdminServer {
     } else {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
     }
+  }
+
+  /** Scrapes one at a time: the registry's output format is switched for the duration of a scrape. */
+  private scrape(openMetrics: boolean): Promise<{ body: string; contentType: string }> {
+    const run = this.scraping.then(async () => {
+      const registry = this.registry
+      const type = openMetrics ? Registry.OPENMETRICS_CONTENT_TYPE : Registry.PROMETHEUS_CONTENT_TYPE
+      registry.setContentType(type as typeof registry.contentType)
+      return { body: await registry.metrics(), contentType: type }
+    })
+    this.scraping = run.then(noop, noop)
+    return run
   }
 
   private probeBroker(): Promise<boolean> {

@@ -170,6 +170,16 @@ export function createRegistry(stats: Stats, policy: PolicyStore): Registry {
     },
   })
   new Gauge({
+    name: 'moat_policy_info',
+    help: 'The running policy: a SHA-256 fingerprint of the compiled config (16 hex digits) and its generation; always 1.',
+    labelNames: ['hash', 'generation'],
+    registers: [register],
+    collect() {
+      this.reset()
+      this.set({ hash: policy.hash, generation: String(policy.generation) }, 1)
+    },
+  })
+  new Gauge({
     name: 'moat_config_generation',
     help: 'Generation of the running policy: 1 at start, +1 per successful reload.',
     registers: [register],

@@ -69,6 +69,24 @@ describe('admin endpoint', () => {
     await client.endAsync()
   })
 
+  it('serves OpenMetrics to a scraper that asks for it, and the text format otherwise', async () => {
+    const open = await fetch(`${admin}/metrics`, { headers: { accept: 'application/openmetrics-text; version=1.0.0,text/plain;version=0.0.4;q=0.5' } })
+    expect(open.headers.get('content-type')).toMatch(/^application\/openmetrics-text; version=1\.0\.0/)
+    const body = await open.text()
+    expect(body.trimEnd().endsWith('# EOF')).toBe(true)
+    expect(body).toMatch(/^# TYPE moat_sessions_open gauge$/m)
+    const plain = await fetch(`${admin}/metrics`)
+    expect(plain.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/)
+    expect(await plain.text()).not.toMatch(/# EOF/)
+  })
+
+  it('exports the running policy as an info metric: its hash changes with the policy', async () => {
+    const text = await (await fetch(`${admin}/metrics`)).text()
+    const match = /^moat_policy_info\{hash="([0-9a-f]{16})",generation="(\d+)"\} 1$/m.exec(text)
+    expect(match).not.toBeNull()
+    expect(match![1]).toBe(moat.policy.hash)
+  })
+
   it('answers 404 for unknown paths and 405 for other methods', async () => {
     expect((await fetch(`${admin}/nope`)).status).toBe(404)
     expect((await fetch(`${admin}/metrics`, { method: 'POST' })).status).toBe(405)

@@ -1,0 +1,24 @@
+# Moat: build with the dev toolchain, run with production dependencies only, as a non-root user.
+#   docker build -t moat .
+#   docker run -v $PWD/policies:/etc/moat moat --config /etc/moat/example.yaml
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build && npm prune --omit=dev --no-audit --no-fund
+
+FROM node:20-bookworm-slim
+# openssl: `moat certs` makes development certificates with it.
+RUN apt-get update && apt-get install -y --no-install-recommends openssl && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+ENV NODE_ENV=production
+COPY --from=build /app/package.json ./
+COPY --from=build /app/node_modules ./node_modules
+COPY --from=build /app/dist ./dist
+COPY policies ./policies
+USER node
+EXPOSE 1883 8883 9464
+ENTRYPOINT ["node", "/app/dist/cli.js"]
+CMD ["--config", "/etc/moat/moat.yaml"]
