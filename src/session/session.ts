@@ -48,6 +48,11 @@ export interface SessionInfo {
 
 const kSession = Symbol('moat.session')
 
+/** The return / reason code of a CONNACK Moat writes. */
+function connackCode(connack: Buffer): number {
+  return connack[3] ?? 0
+}
+
 /** A 5.0 SUBACK Moat writes itself carries no properties. */
 const EMPTY_PROPERTIES = Buffer.from([0])
 const QUOTA_REFUSAL = reject(ReasonCode.QuotaExceeded, 'quota_exceeded')
@@ -107,8 +112,8 @@ export class Session implements FrameSink {
   private refusedQos2: Set<number> | null = null
   /** QoS 2 deliveries Moat held back and acknowledged to the broker: their PUBREL is answered here. */
   private heldDeliveries: Set<number> | null = null
-  /** Deny reasons already logged for this session: the first of each is logged, all are counted (STYLE H14). */
-  private loggedRejects: Set<string> | null = null
+  /** Refusals per deny reason for this session: the first of each is logged, all are counted and summed up in the session_end line (STYLE H14). */
+  private refusals: Map<string, number> | null = null
   private checks: SessionChecks | null = null
   private decoder: PacketDecoder | null = null
   private connectFrame: Buffer | null = null
@@ -304,7 +309,7 @@ export class Session implements FrameSink {
   private refusePublish(verdict: Verdict, qos: number, packetId: number, topic: string): boolean {
     if (verdict.action === Action.Disconnect) return this.violation(verdict.why, verdict.reason, PacketType.Publish)
     this.ctx.stats.countReject(verdict.why as CloseReason)
-    this.logReject(verdict.why, 'publish', topic)
+    this.logReject(verdict.why, verdict.reason, 'publish', topic)
     if (qos === 0) return true
     const type = qos === 1 ? PacketType.Puback : PacketType.Pubrec
     if (this.state.version === 5) {
@@ -316,12 +321,17 @@ export class Session implements FrameSink {
     return true
   }
 
-  /** The first refusal of each reason per session is logged (with the rule); all are counted. */
-  private logReject(why: DenyReason, action: string, topic: string): void {
-    const logged = this.loggedRejects ?? (this.loggedRejects = new Set())
-    if (logged.has(why)) return
-    logged.add(why)
-    this.log.warn({ event: 'packet_refused', reason: why, action, topic, rule: this.state.lastRule || undefined, check: this.checks?.decidedBy, clientId: this.state.clientId }, 'refused (first of its kind for this session; later ones are only counted)')
+  /**
+   * An audit line for the first refusal of each reason per session (with the rule and the reason
+   * code that decided); later ones are counted, and summed up in the session_end line.
+   */
+  private logReject(why: DenyReason, code: number, action: string, topic: string): void {
+    const refusals = this.refusals ?? (this.refusals = new Map())
+    const seen = refusals.get(why) ?? 0
+    refusals.set(why, seen + 1)
+    if (seen > 0) return
+    const state = this.state
+    this.log.warn({ audit: true, event: 'packet_refused', reason: why, code, action, topic, rule: state.lastRule || undefined, check: this.checks?.decidedBy, clientId: state.clientId, username: state.username ?? undefined }, 'refused (first of its kind for this session; later ones are only counted)')
   }
 
   /** PUBACK, PUBREC, PUBREL, PUBCOMP: a non-zero packet id [MQTT-2.2.1-3], and the right length. */
@@ -367,7 +377,7 @@ export class Session implements FrameSink {
       codes ??= new Array<number>(subscriptions.length).fill(-1)
       codes[i] = state.version === 5 ? verdict.reason : 0x80
       this.ctx.stats.countReject(verdict.why as CloseReason)
-      this.logReject(verdict.why, 'subscribe', subscription.topic)
+      this.logReject(verdict.why, verdict.reason, 'subscribe', subscription.topic)
     }
     const packetId = packet.messageId
     if (codes === null) {
@@ -431,7 +441,8 @@ export class Session implements FrameSink {
    * [MQTT-3.14.0-1]), and close. Returns false so the framer stops.
    */
   private violation(why: DenyReason, reason: number, type: number): boolean {
-    this.log.warn({ event: 'client_refused', reason: why, code: reason, packetType: packetTypeNames[type], clientId: this.state.clientId }, 'closing client')
+    const state = this.state
+    this.log.warn({ audit: true, event: 'client_refused', reason: why, code: reason, packetType: packetTypeNames[type], rule: state.lastRule || undefined, check: this.checks?.decidedBy, clientId: state.clientId, username: state.username ?? undefined }, 'closing client')
     const answer = this.state.version === 5 && this.state.connected ? disconnectV5(reason) : null
     this.close(why, answer)
     return false
@@ -487,7 +498,7 @@ export class Session implements FrameSink {
   }
 
   private refuseConnect(why: CloseReason, answer: Buffer | null, type: number): boolean {
-    this.log.warn({ event: 'connect_refused', reason: why, packetType: packetTypeNames[type], clientId: this.state.clientId || undefined }, 'refusing client')
+    this.log.warn({ audit: true, event: 'connect_refused', reason: why, code: answer === null ? undefined : connackCode(answer), packetType: packetTypeNames[type], rule: this.state.lastRule || undefined, check: this.checks?.decidedBy, clientId: this.state.clientId || undefined, username: this.state.username ?? undefined }, 'refusing client')
     this.close(why, answer)
     return false
   }
@@ -636,6 +647,15 @@ export class Session implements FrameSink {
       const connack = this.decoder!.decode(frame) as IConnackPacket | null
       state.topicAliasMaximum = connack?.properties?.topicAliasMaximum ?? 0
     }
+    this.log.info({
+      event: state.connected ? 'session_open' : 'session_refused_by_broker',
+      code,
+      clientId: state.clientId,
+      username: state.username ?? undefined,
+      authenticatedBy: state.authenticatedBy ?? undefined,
+      version: state.version,
+      transport: state.transport,
+    }, state.connected ? 'client connected to the broker' : 'the broker refused the client')
   }
 
   private brokerViolation(detail: string): boolean {
@@ -675,7 +695,7 @@ export class Session implements FrameSink {
   onFrameError(error: FrameError, declaredSize: number): void {
     if (this.phase >= Phase.Closing) return
     if (error === FrameError.TooLarge) {
-      this.log.warn({ event: 'client_refused', reason: 'packet_too_large', declaredSize }, 'closing client')
+      this.log.warn({ audit: true, event: 'client_refused', reason: 'packet_too_large', code: ReasonCode.PacketTooLarge, declaredSize, clientId: this.state.clientId || undefined }, 'closing client')
       // 5.0: DISCONNECT 0x95 [MQTT-3.2.2-15 spirit]; before CONNACK: CONNACK 0x95.
       const answer = this.state.version !== 5 ? null
         : this.state.connected ? disconnectV5(ReasonCode.PacketTooLarge)
@@ -689,7 +709,7 @@ export class Session implements FrameSink {
   onConnectTimeout(): void {
     this.timer = null
     if (this.phase !== Phase.AwaitConnect) return
-    this.log.warn({ event: 'client_refused', reason: 'connect_timeout', buffered: this.clientFramer.bufferedBytes }, 'no CONNECT in time')
+    this.log.warn({ audit: true, event: 'client_refused', reason: 'connect_timeout', buffered: this.clientFramer.bufferedBytes }, 'no CONNECT in time')
     this.close('connect_timeout', null)
   }
 
@@ -804,6 +824,8 @@ export class Session implements FrameSink {
       bytesIn: this.client.bytesRead,
       bytesOut: this.client.bytesWritten,
       durationMs: Date.now() - this.startedAt,
+      // Repeated refusals are summed up here rather than logged at packet rate.
+      refusals: this.refusals === null ? undefined : Object.fromEntries(this.refusals),
     }, 'session closed')
     this.ctx.sessionEnded(this)
   }
