@@ -4,7 +4,13 @@
  */
 import type { CheckFactory } from './check.js'
 import { protocolCheck } from './protocol.js'
+import { quotaCheck } from './quota.js'
+import { rateCheck } from './rate.js'
+import { sizeCheck } from './size.js'
 
 export const checkFactories: readonly CheckFactory[] = [
   protocolCheck,
+  sizeCheck, // limits: keep size, rate, quota last and in this order (a throttled packet is re-run)
+  rateCheck,
+  quotaCheck,
 ]

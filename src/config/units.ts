@@ -88,3 +88,19 @@ export function parseRate(value: unknown): Rate {
   if (count <= 0) throw new Error(`a rate must be above zero, got ${show(value)}`)
   return { count, perMs }
 }
+
+/** A byte rate such as `64KiB/s`, `1MiB/m`, `1000/s` (bytes): the size part takes the units of parseSize. */
+export function parseByteRate(value: unknown): Rate {
+  if (typeof value !== 'string') throw new Error(`expected a byte rate like 64KiB/s, got ${show(value)}`)
+  const slash = value.lastIndexOf('/')
+  const perMs = slash < 0 ? undefined : RATE_UNITS[value.slice(slash + 1).trim()]
+  if (perMs === undefined) throw new Error(`expected a byte rate like 64KiB/s (per s, m or h), got ${show(value)}`)
+  let count: number
+  try {
+    count = parseSize(value.slice(0, slash).trim())
+  } catch {
+    throw new Error(`expected a byte rate like 64KiB/s (per s, m or h), got ${show(value)}`)
+  }
+  if (count <= 0) throw new Error(`a rate must be above zero, got ${show(value)}`)
+  return { count, perMs }
+}

@@ -27,6 +27,10 @@ export class Stats {
   upstreamConnectSeconds = 0
   configReloads = 0
   configReloadFailures = 0
+  /** Sessions whose client Moat is not reading because a rate limit throttles it (gauge). */
+  sessionsThrottled = 0
+  /** Times a rate limit made a session wait. */
+  throttleWaits = 0
 
   countClose(reason: CloseReason): void {
     this.sessionsClosed[reasonIndex.get(reason)!]! += 1

@@ -43,6 +43,14 @@ export class SessionState {
   clientAliases: string[] | null = null
   /** True once the broker accepted the CONNECT. */
   connected = false
+  /** Set by a check that returns a Throttle verdict: when (nowMs() clock) the packet may be retried. */
+  throttleUntil = 0
+  /**
+   * Quota state (checks/quota.ts): topic filters held and QoS 1/2 packet ids awaiting the broker's
+   * ack. Here, not in the check, so a policy reload that rebuilds the checks keeps the counts.
+   */
+  subscriptions: Set<string> | null = null
+  inflight: Set<number> | null = null
 
   constructor(id: number, conn: ConnInfo) {
     this.id = id
