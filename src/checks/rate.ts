@@ -7,7 +7,7 @@
  *
  * What an excess does is per rule: `throttle` (Throttle verdict: the session stops reading the
  * client until the bucket refills, then checks the same packet again: nothing is lost), `drop`
- * (PUBLISH is refused: counted, 5.0 QoS 1/2 get PUBACK/PUBREC 0x96; any other packet type cannot be
+ * (PUBLISH is refused: counted, 5.0 QoS 1/2 get PUBACK/PUBREC 0x97; any other packet type cannot be
  * dropped without breaking the client's session, so it is closed), `disconnect` (5.0 DISCONNECT 0x96).
  * When several buckets are over, the strongest action wins (disconnect > drop > throttle).
  *
@@ -25,7 +25,9 @@ import type { Check, CheckFactory } from './check.js'
 import { disconnect, FORWARD, reject, throttle, type Verdict } from './verdict.js'
 
 const RATE_DISCONNECT = disconnect(ReasonCode.MessageRateTooHigh, 'rate_limited')
-const RATE_DROP = reject(ReasonCode.MessageRateTooHigh, 'rate_limited')
+// 0x96 is not a valid PUBACK/PUBREC reason code (MQTT 5.0 section 3.4.2.1; MQTT.js refuses it):
+// a dropped QoS 1/2 publish is answered with 0x97, Quota exceeded.
+const RATE_DROP = reject(ReasonCode.QuotaExceeded, 'rate_limited')
 const RATE_THROTTLE = throttle(ReasonCode.MessageRateTooHigh, 'rate_limited')
 
 interface SpecWithAction {

@@ -44,6 +44,10 @@ export class Stats {
     this.connectionsAccepted.set(listener, (this.connectionsAccepted.get(listener) ?? 0) + 1)
   }
 
+  rejectedFor(reason: CloseReason): number {
+    return this.packetsRejected[reasonIndex.get(reason)!]!
+  }
+
   closedFor(reason: CloseReason): number {
     return this.sessionsClosed[reasonIndex.get(reason)!]!
   }

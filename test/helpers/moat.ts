@@ -14,6 +14,11 @@ export interface MoatOverrides {
 /** Every limit at its default (rates and quotas off), as a loaded config would have them. */
 const defaultLimits = configFromObject({ listeners: [{ name: 'mqtt', protocol: 'mqtt', port: 0 }], upstream: { host: '127.0.0.1', port: 1 } }).limits
 
+/** A `limits` section written as in a config file (`messageRate: '100/s'`), compiled by the real loader. */
+export function limitsFrom(section: Record<string, unknown>): MoatConfig['limits'] {
+  return configFromObject({ listeners: [{ name: 'mqtt', protocol: 'mqtt', port: 0 }], upstream: { host: '127.0.0.1', port: 1 }, limits: { maxPacketSize: '4MiB', connectTimeout: '5s', ...section } }).limits
+}
+
 export function testConfig(upstream: { host: string; port: number }, overrides: MoatOverrides = {}): MoatConfig {
   return {
     file: '',
