@@ -1,0 +1,126 @@
+/**
+ * Per-client quotas: topic filters held, QoS 1/2 messages in flight towards the broker (the
+ * Receive Maximum told to 5.0 clients), and the idle timeout at 1.5 times the keepalive (capped by
+ * maxKeepalive). Each refusal is answered in the client's version and the broker sees nothing of it.
+ */
+import { generate } from 'mqtt-packet'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import type { Moat } from '../../src/moat.js'
+import { brokerKinds, brokerVersions, startBroker, type TestBroker } from '../helpers/broker.js'
+import { connectPacket, RawClient, rawSession, uid } from '../helpers/clients.js'
+import { limitsFrom, startMoat } from '../helpers/moat.js'
+
+const versionName = (v: number): string => (v === 5 ? '5.0' : '3.1.1')
+
+for (const kind of brokerKinds()) {
+  describe(`quotas (${kind})`, () => {
+    let broker: TestBroker
+    let moat: Moat | null = null
+    beforeAll(async () => {
+      broker = await startBroker(kind)
+    })
+    afterEach(async () => {
+      await moat?.shutdown(0)
+      moat = null
+    })
+    afterAll(async () => {
+      await broker?.stop()
+    })
+
+    for (const version of ([4, 5] as const).filter((v) => brokerVersions(kind).includes(v))) {
+      it(`${versionName(version)}: maxSubscriptions 2: a third filter is refused (0x97) and never reaches the broker; re-subscribing and unsubscribing are counted right`, async () => {
+        moat = await startMoat(broker, { limits: limitsFrom({ maxSubscriptions: 2 }) })
+        const id = uid('subs')
+        const raw = await rawSession(moat.address().port, id, version)
+        const sub = (messageId: number, topic: string): Buffer => generate({ cmd: 'subscribe', messageId, subscriptions: [{ topic, qos: 0 }] } as never, { protocolVersion: version })
+        raw.send(sub(1, 'a/1'))
+        expect(await raw.nextPacket()).toMatchObject({ cmd: 'suback' })
+        raw.send(sub(2, 'a/2'))
+        expect(await raw.nextPacket()).toMatchObject({ cmd: 'suback' })
+        raw.send(sub(3, 'a/1')) // held already: costs nothing
+        expect(await raw.nextPacket()).toMatchObject({ cmd: 'suback' })
+        raw.send(generate({ cmd: 'unsubscribe', messageId: 4, unsubscriptions: ['a/2'] } as never, { protocolVersion: version }))
+        expect(await raw.nextPacket()).toMatchObject({ cmd: 'unsuback' })
+        raw.send(sub(5, 'a/3')) // the slot a/2 gave back
+        expect(await raw.nextPacket()).toMatchObject({ cmd: 'suback' })
+        raw.send(sub(6, 'a/4'))
+        // Until SUBSCRIBE is answered per filter, a refused filter closes the client (5.0: 0x97).
+        const answer = await raw.nextPacket()
+        await raw.closed
+        if (version === 5) expect(answer).toMatchObject({ cmd: 'disconnect', reasonCode: 0x97 })
+        else expect(answer).toBeNull()
+        await broker.clientGone(id)
+        expect(broker.received(id).filter((r) => r === 'subscribe')).toHaveLength(4)
+        expect(moat.stats.closedFor('quota_exceeded')).toBe(1)
+      })
+    }
+
+    if (kind === 'mosquitto') {
+      for (const version of [4, 5] as const) {
+        it(`${versionName(version)}: maxInflight 2: a third unacknowledged QoS 1 publish closes the client${version === 5 ? ' (DISCONNECT 0x93)' : ''}; acks give slots back`, async () => {
+          moat = await startMoat(broker, { limits: limitsFrom({ maxInflight: 2 }) })
+          const id = uid('inflight')
+          const topic = uid('inflight-topic')
+          const raw = await rawSession(moat.address().port, id, version)
+          const pub = (messageId: number): Buffer => generate({ cmd: 'publish', topic, payload: Buffer.from('x'), qos: 1, messageId, retain: false, dup: false } as never, { protocolVersion: version })
+          // Acknowledged one by one: never more than one in flight.
+          for (let n = 1; n <= 4; n++) {
+            raw.send(pub(n))
+            expect(await raw.nextPacket()).toMatchObject({ cmd: 'puback', messageId: n })
+          }
+          broker.freeze!()
+          try {
+            raw.send(Buffer.concat([pub(10), pub(11), pub(10) /* a retransmission is not counted twice */, pub(12)]))
+            const answer = await raw.nextPacket()
+            await raw.closed
+            if (version === 5) expect(answer).toMatchObject({ cmd: 'disconnect', reasonCode: 0x93 })
+            else expect(answer).toBeNull()
+          } finally {
+            broker.thaw!()
+          }
+          await broker.clientGone(id)
+          const publishes = broker.received(id).filter((r) => r === `publish ${topic}`)
+          expect(publishes).toHaveLength(7) // 4 acknowledged, then 10, 11 and the retransmitted 10
+          expect(moat.stats.closedFor('receive_maximum_exceeded')).toBe(1)
+        })
+      }
+    }
+
+    for (const version of ([4, 5] as const).filter((v) => brokerVersions(kind).includes(v))) {
+      it(`${versionName(version)}: maxKeepalive 1s: a client that asked for no keepalive and stays silent is closed after 1.5 s${version === 5 ? ' (DISCONNECT 0x8D)' : ''}`, async () => {
+        moat = await startMoat(broker, { limits: limitsFrom({ maxKeepalive: '1s' }) })
+        const id = uid('idle')
+        const raw = new RawClient(moat.address().port, version)
+        await raw.connected()
+        raw.send(connectPacket(id, version, { keepalive: 0 }))
+        const connack = await raw.nextPacket()
+        expect(connack).toMatchObject({ cmd: 'connack' })
+        if (version === 5) expect((connack as { properties?: { serverKeepAlive?: number } }).properties?.serverKeepAlive).toBe(1)
+        const answer = await raw.nextPacket(undefined, 10_000)
+        await raw.closed
+        if (version === 5) expect(answer).toMatchObject({ cmd: 'disconnect', reasonCode: 0x8d })
+        else expect(answer).toBeNull()
+        expect(moat.stats.closedFor('idle_timeout')).toBe(1)
+        await broker.clientGone(id)
+      })
+    }
+
+    it('a client that keeps pinging within its keepalive is not closed for idleness', async () => {
+      moat = await startMoat(broker, { limits: limitsFrom({ maxKeepalive: '1s' }) })
+      const id = uid('pinger')
+      const raw = new RawClient(moat.address().port, 4)
+      await raw.connected()
+      raw.send(connectPacket(id, 4, { keepalive: 1 }))
+      expect(await raw.nextPacket()).toMatchObject({ cmd: 'connack' })
+      // Four round trips, each answered before the next goes out, spaced under the keepalive (pacing, not waiting).
+      for (let n = 0; n < 4; n++) {
+        await new Promise<void>((resolve) => setTimeout(resolve, 700))
+        raw.send(Buffer.from([0xc0, 0x00]))
+        expect(await raw.nextPacket()).toMatchObject({ cmd: 'pingresp' })
+      }
+      expect(raw.isOpen).toBe(true)
+      expect(moat.stats.closedFor('idle_timeout')).toBe(0)
+      raw.destroy()
+    })
+  })
+}
