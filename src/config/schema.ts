@@ -3,8 +3,9 @@
  * are parsed here (config/units.ts), so what comes out has bytes and milliseconds.
  */
 import { z } from 'zod'
+import { BucketSpec } from '../limits/token-bucket.js'
 import { checkTopicFilter } from '../protocol/validate.js'
-import { parseByteRate, parseDuration, parseRate, parseSize } from './units.js'
+import { parseByteRate, parseDuration, parseMemorySize, parseRate, parseSize, type Rate } from './units.js'
 
 /** Sections of DESIGN.md this version cannot enforce yet: refused, never silently ignored. */
 export const unsupportedSections: Record<string, string> = {
@@ -92,13 +93,36 @@ const limitsSchema = {
   maxKeepalive: duration.refine((v) => v >= 1000 && v <= 65_535_000, { error: 'must be between 1s and 65535s' }).optional(),
   overload: z.strictObject({
     eventLoopLag: duration.refine((v) => v > 0, { error: 'must be above zero' }).optional(),
-    memory: size.refine((v) => v > 0, { error: 'must be above zero' }).optional(),
+    memory: unit(parseMemorySize).refine((v) => v > 0, { error: 'must be above zero' }).optional(),
     sampleInterval: duration.default(500).refine((v) => v >= 10, { error: 'must be at least 10ms' }),
   }).prefault({}),
 }
 
-/** Cross-key rules: a payload cap above maxPacketSize could never be reached. */
-function checkLimits(limits: { maxPacketSize: number; maxPayload?: number | undefined; payload: Array<{ max: number }> }, ctx: z.RefinementCtx): void {
+type RateKeys = { messageRate?: Rate | undefined; byteRate?: Rate | undefined; packetRate?: Rate | undefined; burst: number }
+
+/** A rate and burst that a token bucket cannot count in exact integers is refused here, by key. */
+function checkBucket(rate: Rate | undefined, burstMs: number, path: Array<string | number>, ctx: z.RefinementCtx): void {
+  if (rate === undefined) return
+  try {
+    new BucketSpec(rate, burstMs) // eslint-disable-line no-new
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', path, message: (err as Error).message })
+  }
+}
+
+/** Cross-key rules: buckets that can count exactly; a payload cap above maxPacketSize could never be reached. */
+function checkLimits(limits: RateKeys & {
+  maxPacketSize: number
+  maxPayload?: number | undefined
+  payload: Array<{ max: number }>
+  perUsername?: RateKeys | undefined
+  topics: Array<{ rate: Rate; burst?: number | undefined }>
+}, ctx: z.RefinementCtx): void {
+  for (const key of ['messageRate', 'byteRate', 'packetRate'] as const) {
+    checkBucket(limits[key], limits.burst, [key], ctx)
+    if (limits.perUsername !== undefined) checkBucket(limits.perUsername[key], limits.perUsername.burst, ['perUsername', key], ctx)
+  }
+  limits.topics.forEach((t, i) => checkBucket(t.rate, t.burst ?? limits.burst, ['topics', i, 'rate'], ctx))
   const cap = limits.maxPacketSize
   if (limits.maxPayload !== undefined && limits.maxPayload > cap) {
     ctx.addIssue({ code: 'custom', path: ['maxPayload'], message: `${limits.maxPayload} bytes is above maxPacketSize (${cap}): raise maxPacketSize too` })
