@@ -109,6 +109,11 @@ export class ConnectionLimiter {
     return reason
   }
 
+  /** Per-address rate buckets held (bounded by `trackedAddresses`) and addresses / users with open connections. */
+  get tracked(): { addressBuckets: number; addresses: number; users: number } {
+    return { addressBuckets: this.addressBuckets?.size ?? 0, addresses: this.perAddress.size, users: this.perUser.size }
+  }
+
   refusedFor(reason: ConnectionRefusal): number {
     return this.refused[connectionRefusals.indexOf(reason)]!
   }
