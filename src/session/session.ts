@@ -71,6 +71,9 @@ const REFUSAL_CODES: Record<ConnectionRefusal, number> = {
   server_overloaded: ReasonCode.ServerBusy,
 }
 
+/** A throttled packet is checked again at least this often, so a reload that lifts a limit applies soon. */
+const MAX_THROTTLE_WAIT_MS = 1000
+
 /** How long a closing session waits for its peers to close before destroying the sockets. */
 const LINGER_MS = 2000
 
@@ -118,7 +121,11 @@ export class Session implements FrameSink {
   // session holds a connection slot for its address / user name, and a packet held while throttled.
   readonly refusal: ConnectionRefusal | null
   userAdmitted = false
+  /** Counted in the moat_sessions_throttled gauge (from the first wait until the client is read again). */
   private throttled = false
+  /** Inside onThrottleEnd (the gauge already counts this session); replaying: re-checking the held frame. */
+  private waking = false
+  private replaying = false
   private throttleTimer: NodeJS.Timeout | null = null
   private heldFrame: Buffer | null = null
   private heldType = 0
@@ -558,11 +565,12 @@ export class Session implements FrameSink {
     this.heldBodyOffset = bodyOffset
     if (!this.throttled) {
       this.throttled = true
-      this.ctx.stats.sessionsThrottled += 1
+      if (!this.waking) this.ctx.stats.sessionsThrottled += 1
     }
-    this.ctx.stats.throttleWaits += 1
+    if (!this.replaying) this.ctx.stats.throttleWaits += 1
     this.pauseClient(PAUSED_THROTTLED)
-    this.throttleTimer = setTimeout(onThrottleEnd, Math.max(1, this.state.throttleUntil - nowMs()), this)
+    const wait = Math.min(MAX_THROTTLE_WAIT_MS, Math.max(1, this.state.throttleUntil - nowMs()))
+    this.throttleTimer = setTimeout(onThrottleEnd, wait, this)
     return false
   }
 
@@ -572,8 +580,19 @@ export class Session implements FrameSink {
     const frame = this.heldFrame!
     this.heldFrame = null
     this.throttled = false
-    if (this.dispatch(frame, this.heldType, this.heldFlags, this.heldBodyOffset)) this.clientFramer.resume()
-    if (this.phase !== Phase.Open) return
+    // Not reading the client means no chunk brings a reload in: look here.
+    if (this.generation !== this.ctx.policy.generation) this.adoptPolicy()
+    this.waking = true
+    this.replaying = true
+    const forwarded = this.dispatch(frame, this.heldType, this.heldFlags, this.heldBodyOffset)
+    this.replaying = false
+    if (forwarded) this.clientFramer.resume()
+    this.waking = false
+    if (this.phase !== Phase.Open) {
+      // close() saw throttled === false while the gauge still counted this session.
+      if (!this.throttled) this.ctx.stats.sessionsThrottled -= 1
+      return
+    }
     this.toBroker.flush()
     if (this.upstream!.writableNeedDrain) this.pauseClient(PAUSED_BROKER_FULL)
     if (!this.throttled) {

@@ -5,7 +5,13 @@
  * closes (5.0: DISCONNECT 0x96); every packet type counts towards `packetRate`; topic rules limit
  * one pattern without touching the others.
  */
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { generate } from 'mqtt-packet'
+import { pino } from 'pino'
+import { loadConfig } from '../../src/config/load.js'
+import { Moat as MoatClass } from '../../src/moat.js'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { Moat } from '../../src/moat.js'
 import { brokerKinds, brokerVersions, startBroker, type TestBroker } from '../helpers/broker.js'
@@ -67,6 +73,8 @@ for (const kind of brokerKinds()) {
       expect(perSecond).toBeLessThanOrEqual(110)
       expect(moat.stats.throttleWaits).toBeGreaterThan(0)
       raw.destroy()
+      await expect.poll(() => moat!.stats.sessionsOpen).toBe(0)
+      expect(moat.stats.sessionsThrottled).toBe(0)
       await watcher.endAsync()
     }, 30_000)
 
@@ -177,6 +185,36 @@ for (const kind of brokerKinds()) {
       const received = broker.received(id)
       expect(received.filter((r) => r === `publish alerts/${id}`)).toHaveLength(1)
       expect(received.filter((r) => r === `publish ${other}`)).toHaveLength(5)
+    })
+
+    it('a reload that lifts the rate frees a throttled client within a second: the held messages go through', async () => {
+      const file = join(mkdtempSync(join(tmpdir(), 'moat-rate-')), 'moat.yaml')
+      const yaml = (rate: string): string => [
+        'listeners: [{ name: mqtt, protocol: mqtt, host: 127.0.0.1, port: 0 }]',
+        `upstream: { host: ${broker.host}, port: ${broker.port} }`,
+        `limits: { messageRate: ${rate} }`,
+        'log: { level: silent }',
+      ].join('\n')
+      writeFileSync(file, yaml('1/h'))
+      moat = new MoatClass(loadConfig(file), { logger: pino({ level: 'silent' }) })
+      await moat.start()
+      const topic = uid('reload')
+      const watcher = await connect(broker.port)
+      const seen: number[] = []
+      watcher.on('message', (_t, payload) => seen.push(payload.readUInt32BE(0)))
+      await watcher.subscribeAsync(topic)
+      const raw = await rawSession(moat.address().port, uid('held'))
+      raw.send(Buffer.concat(Array.from({ length: 5 }, (_, n) => publish(topic, n))))
+      await expect.poll(() => seen.length).toBe(1)
+      await expect.poll(() => moat!.stats.sessionsThrottled).toBe(1)
+      writeFileSync(file, yaml('1000/s'))
+      expect(moat.reload()).toBe(true)
+      await expect.poll(() => seen.length, { timeout: 5000 }).toBe(5)
+      expect(seen).toEqual([0, 1, 2, 3, 4])
+      expect(moat.stats.sessionsThrottled).toBe(0)
+      expect(moat.stats.throttleWaits).toBe(1)
+      raw.destroy()
+      await watcher.endAsync()
     })
 
     it('perUsername: the rate is shared by all connections of one user name', async () => {
