@@ -102,6 +102,8 @@ export class RateCheck implements Check {
   private readonly publishBuckets: TokenBucket[]
   private readonly otherBuckets: TokenBucket[]
   private readonly topicBuckets: TokenBucket[]
+  /** Which topic rules the current PUBLISH matched (reused: matching is done once per packet). */
+  private readonly matched: Uint8Array
   private userPublish: readonly TokenBucket[] = NO_BUCKETS
   private userOther: readonly TokenBucket[] = NO_BUCKETS
   private userResolved: boolean
@@ -115,6 +117,7 @@ export class RateCheck implements Check {
     this.publishBuckets = policy.session.map((s) => new TokenBucket(s.spec, s.action, s.perByte, now))
     this.otherBuckets = this.publishBuckets.filter((_, i) => !policy.session[i]!.publishOnly)
     this.topicBuckets = policy.topics.map((t) => new TokenBucket(t.spec, t.action, false, now))
+    this.matched = new Uint8Array(policy.topics.length)
     this.userResolved = policy.users === null
   }
 
@@ -156,18 +159,19 @@ export class RateCheck implements Check {
     const rules = this.policy.topics
     if (rules.length > 0) {
       const topic = p.topic
+      const matched = this.matched
       for (let i = 0; i < rules.length; i++) {
-        if (topicMatches(rules[i]!.topic, topic)) this.considerOne(this.topicBuckets[i]!, 1, now)
+        const hit = topicMatches(rules[i]!.topic, topic)
+        matched[i] = hit ? 1 : 0
+        if (hit) this.considerOne(this.topicBuckets[i]!, 1, now)
       }
     }
     if (this.worst !== ExcessAction.None) return this.verdict(s, now)
     this.charge(this.publishBuckets, size)
     this.charge(this.userPublish, size)
-    if (rules.length > 0) {
-      const topic = p.topic
-      for (let i = 0; i < rules.length; i++) {
-        if (topicMatches(rules[i]!.topic, topic)) this.topicBuckets[i]!.take(1)
-      }
+    const matched = this.matched
+    for (let i = 0; i < rules.length; i++) {
+      if (matched[i] === 1) this.topicBuckets[i]!.take(1)
     }
     return FORWARD
   }
