@@ -15,7 +15,7 @@
  * session allocates no closures (STYLE H7).
  */
 import net, { type Socket } from 'node:net'
-import { generate, type IConnackPacket, type IConnectPacket, type ISubscribePacket, type IUnsubscribePacket } from 'mqtt-packet'
+import type { IConnackPacket, IConnectPacket, ISubscribePacket, IUnsubscribePacket } from 'mqtt-packet'
 import type { SessionChecks } from '../checks/chain.js'
 import type { CloseReason, DenyReason } from '../checks/reasons.js'
 import { Action, type Verdict } from '../checks/verdict.js'
@@ -26,6 +26,7 @@ import { PublishView, readPublish } from '../protocol/publish.js'
 import { ReasonCode } from '../protocol/reason.js'
 import { CONNACK_UNACCEPTABLE_PROTOCOL, connackRefusal, disconnectV5, publishRefusalV5 } from '../protocol/responses.js'
 import type { ConnInfo } from './conn-info.js'
+import { rewriteConnack } from '../limits/connack.js'
 import type { ConnectionRefusal } from '../limits/connections.js'
 import { nowMs } from '../limits/token-bucket.js'
 import type { SessionContext } from './context.js'
@@ -70,6 +71,9 @@ const REFUSAL_CODES: Record<ConnectionRefusal, number> = {
   too_many_connections: ReasonCode.QuotaExceeded,
   server_overloaded: ReasonCode.ServerBusy,
 }
+
+/** How long a connection refused at accept time may take to send the CONNECT its refusal answers. */
+const REFUSED_CONNECT_WAIT_MS = 1000
 
 /** A throttled packet is checked again at least this often, so a reload that lifts a limit applies soon. */
 const MAX_THROTTLE_WAIT_MS = 1000
@@ -155,7 +159,9 @@ export class Session implements FrameSink {
     client.on('error', onClientError)
     client.on('close', onClientClose)
     client.on('drain', onClientDrain)
-    this.timer = setTimeout(onConnectTimeout, config.limits.connectTimeoutMs, this)
+    // A refused connection gets a short while to send its CONNECT (to be told why), not the full timeout.
+    const connectWait = refusal === null ? config.limits.connectTimeoutMs : Math.min(config.limits.connectTimeoutMs, REFUSED_CONNECT_WAIT_MS)
+    this.timer = setTimeout(onConnectTimeout, connectWait, this)
     this.log.debug({ event: 'session_start' }, 'client connected')
   }
 
@@ -380,7 +386,12 @@ export class Session implements FrameSink {
     if (level < 0) return this.refuseConnect('malformed_packet', null, type)
     const state = this.state
     state.version = level
-    if (this.refusal !== null) return this.refuseConnect(this.refusal, connackRefusal(level, REFUSAL_CODES[this.refusal]), type)
+    if (this.refusal !== null) {
+      // Moat.accept logged the first refusal; a flood of them must not flood the log.
+      this.log.debug({ event: 'connect_refused', reason: this.refusal }, 'refusing client')
+      this.close(this.refusal, connackRefusal(level, REFUSAL_CODES[this.refusal]))
+      return false
+    }
     const packet = new PacketDecoder().decode(frame) as IConnectPacket | null
     if (packet === null) {
       this.ctx.stats.decodeErrors[PacketType.Connect]! += 1
@@ -840,30 +851,6 @@ function onThrottleEnd(session: Session): void {
 }
 function onIdleCheck(session: Session): void {
   session.onIdleCheck()
-}
-
-/**
- * A 5.0 CONNACK that tells the client Moat's limits: Maximum Packet Size (added, or lowered to
- * maxPacketSize), Receive Maximum (lowered to maxInflight), Server Keep Alive (when Moat lowers the
- * client's keepalive). Null when the broker's CONNACK already says all that (forwarded unchanged).
- */
-function rewriteConnack(connack: IConnackPacket, maxPacketSize: number, maxInflight: number | null, requested: number, keepalive: number): Buffer | null {
-  const props = { ...connack.properties }
-  let changed = false
-  if (props.maximumPacketSize === undefined || props.maximumPacketSize > maxPacketSize) {
-    props.maximumPacketSize = maxPacketSize
-    changed = true
-  }
-  if (maxInflight !== null && (props.receiveMaximum ?? 65_535) > maxInflight) {
-    props.receiveMaximum = maxInflight
-    changed = true
-  }
-  if (props.serverKeepAlive === undefined ? keepalive !== requested : props.serverKeepAlive > keepalive) {
-    props.serverKeepAlive = keepalive
-    changed = true
-  }
-  if (!changed) return null
-  return generate({ cmd: 'connack', sessionPresent: connack.sessionPresent, reasonCode: connack.reasonCode ?? 0, properties: props }, { protocolVersion: 5 })
 }
 
 function onConnectVerdict(session: Session, verdict: Verdict | null): void {
