@@ -8,6 +8,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { generate } from 'mqtt-packet'
 import { pino } from 'pino'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config/load.js'
@@ -72,6 +73,28 @@ for (const kind of brokerKinds()) {
       expect(moat.limiter.refusedFor('connection_rate')).toBe(refused)
       expect(moat.stats.closedFor('connection_rate')).toBe(refused)
     }, 60_000)
+
+    it('/metrics counts refused connections by reason, and throttled sessions', async () => {
+      moat = await startMoat(broker, {
+        admin: { host: '127.0.0.1', port: 0 },
+        limits: limitsFrom({ connections: { perAddressRate: '1/m' }, messageRate: '1/h' }),
+      })
+      const port = moat.address().port
+      const ok = await attempt(port, 4)
+      expect(ok.code).toBe(0)
+      const refused = await attempt(port, 4)
+      expect(refused.code).toBe(3)
+      ok.raw.send(Buffer.concat([0, 1].map(() => generate({ cmd: 'publish', topic: 'metrics/x', payload: Buffer.from('x'), qos: 0, retain: false, dup: false }))))
+      await expect.poll(() => moat!.stats.sessionsThrottled).toBe(1)
+      const { host, port: adminPort } = moat.adminAddress()!
+      const text = await (await fetch(`http://${host}:${adminPort}/metrics`)).text()
+      expect(text).toContain('moat_connections_refused_total{reason="connection_rate"} 1')
+      expect(text).toContain('moat_connections_refused_total{reason="too_many_connections"} 0')
+      expect(text).toContain('moat_sessions_throttled 1')
+      expect(text).toContain('moat_throttle_waits_total 1')
+      expect(text).toContain('moat_sessions_closed_total{reason="connection_rate"} 1')
+      ok.raw.destroy()
+    })
 
     if (has5) {
       it('5.0: a connection over the rate gets CONNACK 0x9F', async () => {
