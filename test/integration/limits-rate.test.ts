@@ -170,6 +170,21 @@ for (const kind of brokerKinds()) {
       })
     }
 
+    it('packetRate with throttle: a SUBSCRIBE flood is slowed down, and every SUBSCRIBE is answered', async () => {
+      moat = await startMoat(broker, { limits: limitsFrom({ packetRate: '20/s', burst: '100ms' }) })
+      const id = uid('subflood')
+      const raw = await rawSession(moat.address().port, id)
+      const started = performance.now()
+      raw.send(Buffer.concat(Array.from({ length: 20 }, (_, n) => generate({ cmd: 'subscribe', messageId: n + 1, subscriptions: [{ topic: `${id}/${n}`, qos: 0 }] }))))
+      for (let n = 0; n < 20; n++) expect(await raw.nextPacket(undefined, 10_000)).toMatchObject({ cmd: 'suback', messageId: n + 1 })
+      // 2 at once, then one every 50 ms: the 20th cannot be answered before ~0.9 s.
+      expect(performance.now() - started).toBeGreaterThan(800)
+      expect(moat.stats.throttleWaits).toBeGreaterThan(0)
+      raw.destroy()
+      await broker.clientGone(id)
+      expect(broker.received(id).filter((r) => r === 'subscribe')).toHaveLength(20)
+    })
+
     it('a topic rule (alerts/# at 1/s, drop) limits that pattern only', async () => {
       moat = await startMoat(broker, { limits: limitsFrom({ topics: [{ topic: 'alerts/#', rate: '1/m', onExcess: 'drop' }] }) })
       const id = uid('topics')
