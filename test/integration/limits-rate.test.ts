@@ -78,6 +78,26 @@ for (const kind of brokerKinds()) {
       await watcher.endAsync()
     }, 30_000)
 
+    it('an MQTT.js client publishing QoS 1 as fast as it can under throttle: every publish is acknowledged and delivered', async () => {
+      moat = await startMoat(broker, { limits: limitsFrom({ messageRate: '50/s' }) })
+      const topic = uid('mqttjs')
+      const watcher = await connect(broker.port)
+      const seen: number[] = []
+      watcher.on('message', (_t, payload) => seen.push(payload.readUInt32BE(0)))
+      await watcher.subscribeAsync(topic, { qos: 1 })
+      const publisher = await connect(moat.address().port)
+      await Promise.all(Array.from({ length: 60 }, (_, n) => {
+        const payload = Buffer.alloc(4)
+        payload.writeUInt32BE(n)
+        return publisher.publishAsync(topic, payload, { qos: 1 })
+      }))
+      await expect.poll(() => seen.length, { timeout: 10_000 }).toBe(60)
+      expect([...seen].sort((a, b) => a - b)).toEqual(Array.from({ length: 60 }, (_, n) => n))
+      expect(moat.stats.throttleWaits).toBeGreaterThan(0)
+      await publisher.endAsync()
+      await watcher.endAsync()
+    })
+
     it('a throttled client is not read, the others are: a second client publishes freely meanwhile', async () => {
       moat = await startMoat(broker, { limits: limitsFrom({ messageRate: '20/s' }) })
       const slowTopic = uid('throttled')
