@@ -24,8 +24,6 @@ export class OverloadMonitor {
 
   start(): void {
     if (this.timer !== null) return
-    this.histogram = monitorEventLoopDelay({ resolution: 10 })
-    this.histogram.enable()
     this.sample()
     this.schedule()
   }
@@ -38,6 +36,15 @@ export class OverloadMonitor {
 
   sample(): void {
     const { eventLoopLagMs, memory, sampleMs } = this.policy.config.limits.overload
+    // The lag histogram wakes the loop every 10 ms: only while a lag ceiling is configured.
+    if (eventLoopLagMs === null && this.histogram !== null) {
+      this.histogram.disable()
+      this.histogram = null
+      this.lagMs = 0
+    } else if (eventLoopLagMs !== null && this.histogram === null) {
+      this.histogram = monitorEventLoopDelay({ resolution: 10 })
+      this.histogram.enable()
+    }
     const h = this.histogram
     if (h !== null) {
       this.lagMs = h.count > 0 ? h.percentile(99) / 1e6 : 0
