@@ -39,6 +39,18 @@ describe('ConnectionLimiter', () => {
     expect(l.refusedFor('too_many_connections')).toBe(2)
   })
 
+  it('new connections per unit of time: in total across addresses, and per address independently', () => {
+    const total = limiter({ connections: { rate: '2/m' } }).limiter
+    expect([total.admit('a'), total.admit('b'), total.admit('c')]).toEqual([null, null, 'connection_rate'])
+    const perAddress = limiter({ connections: { perAddressRate: '2/m' } }).limiter
+    expect([perAddress.admit('a'), perAddress.admit('a'), perAddress.admit('a'), perAddress.admit('b')]).toEqual([null, null, 'connection_rate', null])
+    // A refusal for another reason costs no token.
+    const both = limiter({ connections: { perAddressRate: '2/m', perAddress: 1 } }).limiter
+    expect([both.admit('a'), both.admit('a')]).toEqual([null, 'too_many_connections'])
+    both.release('a')
+    expect(both.admit('a')).toBeNull()
+  })
+
   it('per user name', () => {
     const { limiter: l } = limiter({ connections: { perUsername: 1 } })
     expect(l.admitUser('u')).toBe(true)
