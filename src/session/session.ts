@@ -685,7 +685,11 @@ export class Session implements FrameSink {
 
   private resumeClient(reason: number): void {
     this.pausedFor &= ~reason
-    if (this.pausedFor === 0 && this.phase < Phase.Closing) this.client.resume()
+    if (this.pausedFor === 0 && this.phase < Phase.Closing) {
+      this.client.resume()
+      // The client's silence while Moat was not reading does not count towards its idle time.
+      if (this.idleMs !== 0) this.lastClientData = nowMs()
+    }
   }
 
   private clearTimer(): void {
