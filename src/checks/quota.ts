@@ -6,9 +6,10 @@
  *
  * - A filter beyond the quota is refused with 0x97 (Quota exceeded); re-subscribing to a filter
  *   already held costs nothing, UNSUBSCRIBE gives it back.
- * - A QoS 1/2 PUBLISH beyond the in-flight quota closes the client: on 5.0 it broke the Receive
- *   Maximum it was told (DISCONNECT 0x93) [MQTT-3.3.4-9]; 3.1.1 has no way to say "wait".
- *   A retransmission (same packet id) is not counted twice.
+ * - A QoS 1/2 PUBLISH beyond the in-flight quota: a 5.0 client broke the Receive Maximum it was
+ *   told and is closed (DISCONNECT 0x93) [MQTT-3.3.4-9]; a 3.1.1 client, which cannot be told, is
+ *   throttled: Moat stops reading it until the broker acknowledges one of its messages (the session
+ *   wakes it on the ack). A retransmission (same packet id) is not counted twice.
  */
 import type { ISubscription } from 'mqtt-packet'
 import type { MoatConfig } from '../config/types.js'
@@ -16,10 +17,15 @@ import type { PublishView } from '../protocol/publish.js'
 import { ReasonCode } from '../protocol/reason.js'
 import type { SessionState } from '../session/state.js'
 import type { Check, CheckFactory } from './check.js'
-import { disconnect, FORWARD, reject, type Verdict } from './verdict.js'
+import { nowMs } from '../limits/token-bucket.js'
+import { disconnect, FORWARD, reject, throttle, type Verdict } from './verdict.js'
 
 const TOO_MANY_SUBSCRIPTIONS = reject(ReasonCode.QuotaExceeded, 'quota_exceeded')
 const TOO_MANY_INFLIGHT = disconnect(ReasonCode.ReceiveMaximumExceeded, 'receive_maximum_exceeded')
+const WAIT_FOR_ACK = throttle(ReasonCode.ReceiveMaximumExceeded, 'receive_maximum_exceeded')
+/** A 3.1.1 client over its in-flight quota is re-checked after this long if no ack wakes it first. */
+const ACK_WAIT_MS = 1000
+
 
 export class QuotaCheck implements Check {
   readonly name = 'quota'
@@ -49,7 +55,11 @@ export class QuotaCheck implements Check {
     if (p.qos === 0 || this.maxInflight === Infinity) return FORWARD
     const inflight = s.inflight ?? (s.inflight = new Set())
     if (inflight.has(p.packetId)) return FORWARD
-    if (inflight.size >= this.maxInflight) return TOO_MANY_INFLIGHT
+    if (inflight.size >= this.maxInflight) {
+      if (s.version === 5) return TOO_MANY_INFLIGHT
+      s.throttleUntil = nowMs() + ACK_WAIT_MS
+      return WAIT_FOR_ACK
+    }
     inflight.add(p.packetId)
     return FORWARD
   }

@@ -549,6 +549,11 @@ export class Session implements FrameSink {
     // A PUBREC ends the flow only when it refuses (reason code 0x80 or above) [MQTT-4.3.3].
     if (type === PacketType.Pubrec && !(frame.length > bodyOffset + 2 && frame[bodyOffset + 2]! >= 0x80)) return
     this.state.inflight!.delete(frame.readUInt16BE(bodyOffset))
+    // A 3.1.1 client held for its in-flight quota (checks/quota.ts) may go on: wake it now.
+    if (this.throttleTimer !== null && this.state.version < 5) {
+      clearTimeout(this.throttleTimer)
+      this.throttleTimer = setTimeout(onThrottleEnd, 0, this)
+    }
   }
 
   onIdleCheck(): void {

@@ -56,34 +56,58 @@ for (const kind of brokerKinds()) {
     }
 
     if (kind === 'mosquitto') {
-      for (const version of [4, 5] as const) {
-        it(`${versionName(version)}: maxInflight 2: a third unacknowledged QoS 1 publish closes the client${version === 5 ? ' (DISCONNECT 0x93)' : ''}; acks give slots back`, async () => {
-          moat = await startMoat(broker, { limits: limitsFrom({ maxInflight: 2 }) })
-          const id = uid('inflight')
-          const topic = uid('inflight-topic')
-          const raw = await rawSession(moat.address().port, id, version)
-          const pub = (messageId: number): Buffer => generate({ cmd: 'publish', topic, payload: Buffer.from('x'), qos: 1, messageId, retain: false, dup: false } as never, { protocolVersion: version })
-          // Acknowledged one by one: never more than one in flight.
-          for (let n = 1; n <= 4; n++) {
-            raw.send(pub(n))
-            expect(await raw.nextPacket()).toMatchObject({ cmd: 'puback', messageId: n })
-          }
-          broker.freeze!()
-          try {
-            raw.send(Buffer.concat([pub(10), pub(11), pub(10) /* a retransmission is not counted twice */, pub(12)]))
-            const answer = await raw.nextPacket()
-            await raw.closed
-            if (version === 5) expect(answer).toMatchObject({ cmd: 'disconnect', reasonCode: 0x93 })
-            else expect(answer).toBeNull()
-          } finally {
-            broker.thaw!()
-          }
-          await broker.clientGone(id)
-          const publishes = broker.received(id).filter((r) => r === `publish ${topic}`)
-          expect(publishes).toHaveLength(7) // 4 acknowledged, then 10, 11 and the retransmitted 10
-          expect(moat.stats.closedFor('receive_maximum_exceeded')).toBe(1)
-        })
+      const inflightSetup = async (version: 4 | 5) => {
+        moat = await startMoat(broker, { limits: limitsFrom({ maxInflight: 2 }) })
+        const id = uid('inflight')
+        const topic = uid('inflight-topic')
+        const raw = await rawSession(moat.address().port, id, version)
+        const pub = (messageId: number): Buffer => generate({ cmd: 'publish', topic, payload: Buffer.from('x'), qos: 1, messageId, retain: false, dup: false } as never, { protocolVersion: version })
+        // Acknowledged one by one: never more than one in flight.
+        for (let n = 1; n <= 4; n++) {
+          raw.send(pub(n))
+          expect(await raw.nextPacket()).toMatchObject({ cmd: 'puback', messageId: n })
+        }
+        return { id, topic, raw, pub }
       }
+
+      it('5.0: maxInflight 2: a third unacknowledged QoS 1 publish closes the client (DISCONNECT 0x93); acks give slots back', async () => {
+        const { id, topic, raw, pub } = await inflightSetup(5)
+        broker.freeze!()
+        try {
+          raw.send(Buffer.concat([pub(10), pub(11), pub(10) /* a retransmission is not counted twice */, pub(12)]))
+          expect(await raw.nextPacket()).toMatchObject({ cmd: 'disconnect', reasonCode: 0x93 })
+          await raw.closed
+        } finally {
+          broker.thaw!()
+        }
+        await broker.clientGone(id)
+        const publishes = broker.received(id).filter((r) => r === `publish ${topic}`)
+        expect(publishes).toHaveLength(7) // 4 acknowledged, then 10, 11 and the retransmitted 10
+        expect(moat!.stats.closedFor('receive_maximum_exceeded')).toBe(1)
+      })
+
+      it('3.1.1: maxInflight 2: a third unacknowledged QoS 1 publish waits (the client is not read) until the broker acknowledges one', async () => {
+        const { id, topic, raw, pub } = await inflightSetup(4)
+        broker.freeze!()
+        try {
+          raw.send(Buffer.concat([pub(10), pub(11), pub(12), pub(13)]))
+          await expect.poll(() => moat!.sessionInfo().find((s) => s.clientId === id)?.clientPaused, { timeout: 5000 }).toBe(true)
+        } finally {
+          broker.thaw!()
+        }
+        const acked = new Set<number>()
+        while (acked.size < 4) {
+          const packet = await raw.nextPacket(undefined, 10_000)
+          expect(packet).toMatchObject({ cmd: 'puback' })
+          acked.add((packet as { messageId: number }).messageId)
+        }
+        expect([...acked].sort((a, b) => a - b)).toEqual([10, 11, 12, 13])
+        expect(raw.isOpen).toBe(true)
+        raw.destroy()
+        await broker.clientGone(id)
+        expect(broker.received(id).filter((r) => r === `publish ${topic}`)).toHaveLength(8)
+        expect(moat!.stats.closedFor('receive_maximum_exceeded')).toBe(0)
+      })
     }
 
     for (const version of ([4, 5] as const).filter((v) => brokerVersions(kind).includes(v))) {

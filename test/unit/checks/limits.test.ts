@@ -128,6 +128,7 @@ describe('quota check', () => {
   it('counts QoS 1/2 packet ids in flight; a retransmission is not counted twice; QoS 0 is free', () => {
     const make = quotaCheck.create(config({ maxInflight: 2 }))!
     const s = state()
+    s.version = 5
     const check = make(s)
     expect(check.onPublish!(view('a', 1, 1, 1), s).action).toBe(Action.Forward)
     expect(check.onPublish!(view('a', 1, 1, 1), s).action).toBe(Action.Forward)
@@ -136,5 +137,14 @@ describe('quota check', () => {
     expect(check.onPublish!(view('a', 1, 1, 3), s)).toMatchObject({ action: Action.Disconnect, reason: 0x93 })
     s.inflight!.delete(1) // the broker acknowledged packet 1
     expect(check.onPublish!(view('a', 1, 1, 3), s).action).toBe(Action.Forward)
+  })
+
+  it('a 3.1.1 client over its in-flight quota (it was never told one) waits instead of being closed', () => {
+    const make = quotaCheck.create(config({ maxInflight: 1 }))!
+    const s = state()
+    const check = make(s)
+    expect(check.onPublish!(view('a', 1, 1, 1), s).action).toBe(Action.Forward)
+    expect(check.onPublish!(view('a', 1, 1, 2), s)).toMatchObject({ action: Action.Throttle, why: 'receive_maximum_exceeded' })
+    expect(s.throttleUntil).toBeGreaterThan(0)
   })
 })
