@@ -10,6 +10,9 @@
  *   told and is closed (DISCONNECT 0x93) [MQTT-3.3.4-9]; a 3.1.1 client, which cannot be told, is
  *   throttled: Moat stops reading it until the broker acknowledges one of its messages (the session
  *   wakes it on the ack). A retransmission (same packet id) is not counted twice.
+ *   (This check runs after `rate`: a packet it holds was already charged to the rate buckets, and
+ *   is charged again when it is re-checked. Running before `rate` would be worse: a packet the
+ *   rate check then drops would keep an in-flight slot that no ack ever frees.)
  */
 import type { ISubscription } from 'mqtt-packet'
 import type { MoatConfig } from '../config/types.js'

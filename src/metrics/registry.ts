@@ -162,7 +162,7 @@ export function createRegistry(stats: Stats, policy: PolicyStore, limiter?: Conn
   })
   new Gauge({
     name: 'moat_sessions_throttled',
-    help: 'Sessions whose client Moat is not reading right now because a throttle rate limit is exhausted.',
+    help: 'Sessions whose client Moat is not reading right now: a rate limit with onExcess throttle, or a 3.1.1 client at its in-flight quota, holds a packet.',
     registers: [register],
     collect() {
       this.set(stats.sessionsThrottled)
@@ -170,7 +170,7 @@ export function createRegistry(stats: Stats, policy: PolicyStore, limiter?: Conn
   })
   new Counter({
     name: 'moat_throttle_waits_total',
-    help: 'Times a rate limit with onExcess: throttle made a client wait (its packet was held, not lost).',
+    help: 'Times a limit made a client wait (rate with onExcess throttle, 3.1.1 in-flight quota); the packet was held, not lost.',
     registers: [register],
     collect() {
       this.reset()

@@ -27,9 +27,9 @@ export class Stats {
   upstreamConnectSeconds = 0
   configReloads = 0
   configReloadFailures = 0
-  /** Sessions whose client Moat is not reading because a rate limit throttles it (gauge). */
+  /** Sessions whose client Moat is not reading because a limit holds one of its packets (gauge). */
   sessionsThrottled = 0
-  /** Times a rate limit made a session wait. */
+  /** Times a limit made a session wait (rate throttle, 3.1.1 in-flight quota). */
   throttleWaits = 0
 
   countClose(reason: CloseReason): void {
