@@ -4,7 +4,10 @@
  * `node dist/cli.js` process). Reports delivered messages per second and Moat's CPU time per
  * delivered message (each message crosses Moat twice: publisher→broker and broker→subscriber).
  *
- *   npm run bench:relay -- [--seconds 5] [--publishers 10] [--size 64] [--batch 16]
+ *   npm run bench:relay -- [--seconds 5] [--publishers 10] [--size 64] [--batch 16] [--limits 'messageRate: 1000000/s']
+ *
+ * `--limits` adds keys (YAML flow syntax) to Moat's `limits:` section, e.g. generous rates and
+ * payload caps that never bite, to measure what the size and rate checks cost per message.
  *
  * A first measurement; the full benchmark (HAProxy, latency, connections) is bench issue work.
  */
@@ -16,7 +19,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { generate, parser as createParser } from 'mqtt-packet'
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, publishers: { type: 'string', default: '10' }, size: { type: 'string', default: '64' }, batch: { type: 'string', default: '16' } } })
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, publishers: { type: 'string', default: '10' }, size: { type: 'string', default: '64' }, batch: { type: 'string', default: '16' }, limits: { type: 'string', default: '' } } })
 const SECONDS = Number(values.seconds)
 const PUBLISHERS = Number(values.publishers)
 const SIZE = Number(values.size)
@@ -96,7 +99,7 @@ async function scenario(port: number, pid: number | null): Promise<{ rate: numbe
 const brokerPort = await freePort()
 writeFileSync(join(dir, 'mosquitto.conf'), `listener ${brokerPort} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nlog_type information\n`)
 const mosquitto = await start('/usr/sbin/mosquitto', ['-c', join(dir, 'mosquitto.conf')], /running/)
-writeFileSync(join(dir, 'moat.yaml'), `listeners: [{ name: bench, protocol: mqtt, host: 127.0.0.1, port: 0 }]\nupstream: { host: 127.0.0.1, port: ${brokerPort} }\nlimits: { maxPacketSize: 1MiB }\nlog: { level: info }\n`)
+writeFileSync(join(dir, 'moat.yaml'), `listeners: [{ name: bench, protocol: mqtt, host: 127.0.0.1, port: 0 }]\nupstream: { host: 127.0.0.1, port: ${brokerPort} }\nlimits: { maxPacketSize: 1MiB${values.limits === '' ? '' : `, ${values.limits}`} }\nlog: { level: info }\n`)
 const moat = await start(process.execPath, ['dist/cli.js', '--config', join(dir, 'moat.yaml')], /"event":"listening".*?"port":(\d+)/)
 const moatPort = Number(moat.match[1])
 

@@ -10,6 +10,8 @@ import { checkFactories } from './checks/index.js'
 import { loadConfig } from './config/load.js'
 import { PolicyStore } from './config/policy-store.js'
 import type { MoatConfig } from './config/types.js'
+import { ConnectionLimiter } from './limits/connections.js'
+import { OverloadMonitor } from './limits/overload.js'
 import { TcpListener } from './listeners/tcp.js'
 import { createLogger, type Logger } from './log/logger.js'
 import { AdminServer } from './metrics/admin.js'
@@ -28,18 +30,23 @@ export class Moat implements SessionContext {
   readonly logger: Logger
   readonly stats = new Stats()
   readonly registry: Registry
+  readonly overload: OverloadMonitor
+  readonly limiter: ConnectionLimiter
   private readonly listeners: TcpListener[]
   private readonly admin: AdminServer | null
   private readonly sessions = new Set<Session>()
   private sessionIds = 0
   private draining = false
   private watching = false
+  private warnedRefusal = false
   private drainWaiters: Array<() => void> = []
 
   constructor(config: MoatConfig, options: MoatOptions = {}) {
     this.logger = options.logger ?? createLogger(config.log.level)
     this.policy = new PolicyStore(config, checkFactories, { logger: this.logger, stats: this.stats })
-    this.registry = createRegistry(this.stats, this.policy)
+    this.overload = new OverloadMonitor(this.policy)
+    this.limiter = new ConnectionLimiter(this.policy, this.overload)
+    this.registry = createRegistry(this.stats, this.policy, this.limiter)
     this.listeners = config.listeners.map((l) => new TcpListener(l, this.accept.bind(this)))
     this.admin = config.admin === null ? null : new AdminServer(config.admin, this.registry, {
       listenersUp: () => !this.draining && this.listeners.every((l) => l.listening),
@@ -107,11 +114,13 @@ export class Moat implements SessionContext {
   /** Binds every listener (and the admin endpoint). Rejects with MOAT_ERR_LISTEN naming the one that failed. */
   async start(): Promise<void> {
     try {
+      this.overload.start()
       for (const listener of this.listeners) await listener.listen()
       if (this.admin !== null) await this.admin.listen()
     } catch (err) {
       for (const listener of this.listeners) listener.close()
       await this.admin?.close()
+      this.overload.stop()
       throw err
     }
     for (const listener of this.listeners) {
@@ -155,7 +164,14 @@ export class Moat implements SessionContext {
     }
     this.stats.countAccept(conn.listener)
     this.stats.sessionsOpen += 1
-    this.sessions.add(new Session(this, socket, conn))
+    // Refused connections still get a session, which answers their CONNECT with a refusing CONNACK
+    // in the client's version and never dials the broker.
+    const refusal = this.limiter.admit(conn.remoteAddress)
+    if (refusal !== null && !this.warnedRefusal) {
+      this.warnedRefusal = true
+      this.logger.warn({ event: 'connection_refused', reason: refusal, remote: conn.remoteAddress }, 'refusing new connections (logged once; moat_connections_refused_total counts them)')
+    }
+    this.sessions.add(new Session(this, socket, conn, refusal))
   }
 
   nextSessionId(): number {
@@ -164,6 +180,8 @@ export class Moat implements SessionContext {
 
   sessionEnded(session: Session): void {
     this.sessions.delete(session)
+    if (session.refusal === null) this.limiter.release(session.state.remoteAddress)
+    if (session.userAdmitted) this.limiter.releaseUser(session.state.username!)
     if (this.sessions.size === 0 && this.drainWaiters.length > 0) {
       const waiters = this.drainWaiters
       this.drainWaiters = []
@@ -197,7 +215,10 @@ export class Moat implements SessionContext {
       await this.drained()
     }
     if (first && this.watching) unwatchFile(this.policy.config.file)
-    if (first) await this.admin?.close()
+    if (first) {
+      this.overload.stop()
+      await this.admin?.close()
+    }
   }
 
   private drained(): Promise<void> {

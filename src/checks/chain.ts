@@ -67,6 +67,7 @@ export class SessionChecks {
   private readonly subscribe: Check[]
   private readonly unsubscribe: Check[]
   private readonly deliver: Check[]
+  private readonly packet: Check[]
   private readonly closing: Check[]
   private readonly reviewing: Check[]
   private readonly reviewingConnection: Check[]
@@ -79,6 +80,7 @@ export class SessionChecks {
     this.subscribe = checks.filter((c) => c.onSubscribe !== undefined)
     this.unsubscribe = checks.filter((c) => c.onUnsubscribe !== undefined)
     this.deliver = checks.filter((c) => c.onDeliver !== undefined)
+    this.packet = checks.filter((c) => c.onPacket !== undefined)
     this.closing = checks.filter((c) => c.onClose !== undefined)
     this.reviewing = checks.filter((c) => c.reviewSubscription !== undefined)
     this.reviewingConnection = checks.filter((c) => c.reviewConnection !== undefined)
@@ -144,6 +146,19 @@ export class SessionChecks {
       const verdict = (check[hook] as PublishHook).call(check, p, s)
       if (verdict.action !== Action.Forward) {
         this.decidedBy = check.name
+        return verdict
+      }
+    }
+    return FORWARD
+  }
+
+  /** Any client packet but CONNECT, PUBLISH and DISCONNECT (packet rates); Forward when no check cares. */
+  runPacket(type: number, size: number, s: SessionState): Verdict {
+    const checks = this.packet
+    for (let i = 0; i < checks.length; i++) {
+      const verdict = checks[i]!.onPacket!(type, size, s)
+      if (verdict.action !== Action.Forward) {
+        this.decidedBy = checks[i]!.name
         return verdict
       }
     }

@@ -24,6 +24,8 @@ export interface Check {
   onSubscribe?(subscription: ISubscription, s: SessionState): Verdict
   /** Once per topic filter of an UNSUBSCRIBE. */
   onUnsubscribe?(filter: string, s: SessionState): Verdict
+  /** Every client packet other than CONNECT, PUBLISH and DISCONNECT, before its own hook (rates). */
+  onPacket?(type: number, size: number, s: SessionState): Verdict
   /** Broker → client PUBLISH. */
   onDeliver?(p: PublishView, s: SessionState): Verdict
   onClose?(s: SessionState): void

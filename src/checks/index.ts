@@ -6,9 +6,15 @@ import type { CheckFactory } from './check.js'
 import { aclCheck } from './acl.js'
 import { aclShadowCheck } from './acl-shadow.js'
 import { protocolCheck } from './protocol.js'
+import { quotaCheck } from './quota.js'
+import { rateCheck } from './rate.js'
+import { sizeCheck } from './size.js'
 
 export const checkFactories: readonly CheckFactory[] = [
   protocolCheck,
   aclCheck,
   aclShadowCheck,
+  sizeCheck, // limits: keep size, rate, quota last and in this order (a throttled packet is re-run)
+  rateCheck,
+  quotaCheck,
 ]

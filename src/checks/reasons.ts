@@ -25,6 +25,15 @@ export const denyReasons = [
   'quota_exceeded',
   // the chain itself
   'check_failed',
+  // limits (checks/size.ts, checks/rate.ts, checks/quota.ts, limits/*)
+  'payload_too_large',
+  'rate_limited',
+  'quota_exceeded',
+  'receive_maximum_exceeded',
+  'connection_rate',
+  'too_many_connections',
+  'server_overloaded',
+  'idle_timeout',
 ] as const
 export type DenyReason = (typeof denyReasons)[number]
 

@@ -9,6 +9,11 @@ export const Action = {
   Forward: 0,
   Reject: 1,
   Disconnect: 2,
+  /**
+   * Not now: the session stops reading the client until `SessionState.throttleUntil`, then runs
+   * this same packet through the chain again (nothing is lost; TCP pushes back on the client).
+   */
+  Throttle: 3,
 } as const
 export type Action = (typeof Action)[keyof typeof Action]
 
@@ -37,6 +42,11 @@ function verdict(action: Action, reason: number, why: DenyReason): Verdict {
 /** Refuse this packet only. Build once (at check creation) and return the same object per packet. */
 export function reject(reason: number, why: DenyReason): Verdict {
   return verdict(Action.Reject, reason, why)
+}
+
+/** Hold this packet (and the client) until `SessionState.throttleUntil`, then check it again. */
+export function throttle(reason: number, why: DenyReason): Verdict {
+  return verdict(Action.Throttle, reason, why)
 }
 
 /** Refuse this packet and close the client. */

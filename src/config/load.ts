@@ -9,7 +9,7 @@ import type { z } from 'zod'
 import { compileAcl } from '../acl/compile-config.js'
 import { ConfigError, type ConfigIssue } from '../errors.js'
 import { configSchema, unsupportedSections, type ConfigOutput } from './schema.js'
-import type { MoatConfig } from './types.js'
+import type { LimitsConfig, MoatConfig } from './types.js'
 
 export { formatConfigIssue } from '../errors.js'
 
@@ -126,9 +126,50 @@ function compile(c: ConfigOutput, file: string): MoatConfig {
     listeners: c.listeners.map((l) => ({ name: l.name, protocol: 'mqtt' as const, host: l.host, port: l.port })),
     upstream: { host: c.upstream.host, port: c.upstream.port, connectTimeoutMs: c.upstream.connectTimeout },
     admin: c.admin === undefined ? null : { host: c.admin.host, port: c.admin.port },
-    limits: { maxPacketSize: c.limits.maxPacketSize, connectTimeoutMs: c.limits.connectTimeout },
+    limits: compileLimits(c.limits),
     shutdown: { gracePeriodMs: c.shutdown.gracePeriod },
     log: { level: c.log.level },
     acl: c.acl === undefined ? null : compileAcl(c.acl, file),
   })
+}
+
+function compileLimits(l: ConfigOutput['limits']): LimitsConfig {
+  const u = l.perUsername
+  const c = l.connections
+  return {
+    maxPacketSize: l.maxPacketSize,
+    connectTimeoutMs: l.connectTimeout,
+    maxPayload: l.maxPayload ?? null,
+    payload: l.payload.map((r) => ({ topic: r.topic, max: r.max })),
+    messageRate: l.messageRate ?? null,
+    byteRate: l.byteRate ?? null,
+    packetRate: l.packetRate ?? null,
+    burstMs: l.burst,
+    onExcess: l.onExcess,
+    perUsername: u === undefined || (u.messageRate ?? u.byteRate ?? u.packetRate) === undefined ? null : {
+      messageRate: u.messageRate ?? null,
+      byteRate: u.byteRate ?? null,
+      packetRate: u.packetRate ?? null,
+      burstMs: u.burst,
+      onExcess: u.onExcess,
+      trackedUsers: u.trackedUsers,
+    },
+    topics: l.topics.map((t) => ({ topic: t.topic, rate: t.rate, burstMs: t.burst ?? l.burst, onExcess: t.onExcess ?? l.onExcess })),
+    connections: {
+      rate: c.rate ?? null,
+      perAddressRate: c.perAddressRate ?? null,
+      perAddress: c.perAddress ?? null,
+      perUsername: c.perUsername ?? null,
+      total: c.total ?? null,
+      trackedAddresses: c.trackedAddresses,
+    },
+    maxSubscriptions: l.maxSubscriptions ?? null,
+    maxInflight: l.maxInflight ?? null,
+    maxKeepalive: l.maxKeepalive === undefined ? null : Math.floor(l.maxKeepalive / 1000),
+    overload: {
+      eventLoopLagMs: l.overload.eventLoopLag ?? null,
+      memory: l.overload.memory ?? null,
+      sampleMs: l.overload.sampleInterval,
+    },
+  }
 }

@@ -3,8 +3,10 @@
  * are parsed here (config/units.ts), so what comes out has bytes and milliseconds.
  */
 import { z } from 'zod'
+import { BucketSpec } from '../limits/token-bucket.js'
+import { checkTopicFilter } from '../protocol/validate.js'
 import { aclSchema } from './acl-schema.js'
-import { parseDuration, parseSize } from './units.js'
+import { parseByteRate, parseDuration, parseMemorySize, parseRate, parseSize, type Rate } from './units.js'
 
 /** Sections of DESIGN.md this version cannot enforce yet: refused, never silently ignored. */
 export const unsupportedSections: Record<string, string> = {
@@ -25,6 +27,8 @@ function unit<T>(parse: (v: unknown) => T) {
 
 const size = unit(parseSize)
 const duration = unit(parseDuration)
+const rate = unit(parseRate)
+const byteRate = unit(parseByteRate)
 
 const host = z.string({ error: 'expected a host name or IP address' }).min(1, { error: 'must not be empty' })
 const port = z.number({ error: 'expected a port number' }).int({ error: 'expected a whole number' })
@@ -45,6 +49,88 @@ const listener = z.strictObject({
   host: host.default('0.0.0.0'),
   port,
 })
+
+// ---------------------------------------------------------------- limits (rates, caps, quotas)
+
+const excess = z.enum(['throttle', 'drop', 'disconnect'], { error: 'expected throttle, drop or disconnect' })
+const count = z.number({ error: 'expected a whole number' }).int({ error: 'expected a whole number' })
+  .min(1, { error: 'must be at least 1' })
+const topicPattern = z.string({ error: 'expected a topic filter like camera/#' }).min(1, { error: 'must not be empty' })
+  .refine((t) => checkTopicFilter(t) === 0, { error: 'is not a valid topic filter (# only last, + and # fill whole levels)' })
+
+const limitsSchema = {
+  maxPayload: size.optional(),
+  payload: z.array(z.strictObject({ topic: topicPattern, max: size }), { error: 'expected a list of { topic, max }' }).default([]),
+  messageRate: rate.optional(),
+  byteRate: byteRate.optional(),
+  packetRate: rate.optional(),
+  burst: duration.default(100).refine((v) => v > 0, { error: 'must be above zero' }),
+  onExcess: excess.default('throttle'),
+  perUsername: z.strictObject({
+    messageRate: rate.optional(),
+    byteRate: byteRate.optional(),
+    packetRate: rate.optional(),
+    burst: duration.default(100).refine((v) => v > 0, { error: 'must be above zero' }),
+    onExcess: excess.default('throttle'),
+    trackedUsers: count.default(10_000),
+  }).optional(),
+  topics: z.array(z.strictObject({
+    topic: topicPattern,
+    rate,
+    burst: duration.optional(),
+    onExcess: excess.optional(),
+  }), { error: 'expected a list of { topic, rate, onExcess }' }).default([]),
+  connections: z.strictObject({
+    rate: rate.optional(),
+    perAddressRate: rate.optional(),
+    perAddress: count.optional(),
+    perUsername: count.optional(),
+    total: count.optional(),
+    trackedAddresses: count.default(10_000),
+  }).prefault({}),
+  maxSubscriptions: count.optional(),
+  maxInflight: count.max(65_535, { error: 'at most 65535 (the MQTT Receive Maximum)' }).optional(),
+  maxKeepalive: duration.refine((v) => v >= 1000 && v <= 65_535_000, { error: 'must be between 1s and 65535s' }).optional(),
+  overload: z.strictObject({
+    eventLoopLag: duration.refine((v) => v > 0, { error: 'must be above zero' }).optional(),
+    memory: unit(parseMemorySize).refine((v) => v > 0, { error: 'must be above zero' }).optional(),
+    sampleInterval: duration.default(500).refine((v) => v >= 10, { error: 'must be at least 10ms' }),
+  }).prefault({}),
+}
+
+type RateKeys = { messageRate?: Rate | undefined; byteRate?: Rate | undefined; packetRate?: Rate | undefined; burst: number }
+
+/** A rate and burst that a token bucket cannot count in exact integers is refused here, by key. */
+function checkBucket(rate: Rate | undefined, burstMs: number, path: Array<string | number>, ctx: z.RefinementCtx): void {
+  if (rate === undefined) return
+  try {
+    new BucketSpec(rate, burstMs) // eslint-disable-line no-new
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', path, message: (err as Error).message })
+  }
+}
+
+/** Cross-key rules: buckets that can count exactly; a payload cap above maxPacketSize could never be reached. */
+function checkLimits(limits: RateKeys & {
+  maxPacketSize: number
+  maxPayload?: number | undefined
+  payload: Array<{ max: number }>
+  perUsername?: RateKeys | undefined
+  topics: Array<{ rate: Rate; burst?: number | undefined }>
+}, ctx: z.RefinementCtx): void {
+  for (const key of ['messageRate', 'byteRate', 'packetRate'] as const) {
+    checkBucket(limits[key], limits.burst, [key], ctx)
+    if (limits.perUsername !== undefined) checkBucket(limits.perUsername[key], limits.perUsername.burst, ['perUsername', key], ctx)
+  }
+  limits.topics.forEach((t, i) => checkBucket(t.rate, t.burst ?? limits.burst, ['topics', i, 'rate'], ctx))
+  const cap = limits.maxPacketSize
+  if (limits.maxPayload !== undefined && limits.maxPayload > cap) {
+    ctx.addIssue({ code: 'custom', path: ['maxPayload'], message: `${limits.maxPayload} bytes is above maxPacketSize (${cap}): raise maxPacketSize too` })
+  }
+  limits.payload.forEach((rule, i) => {
+    if (rule.max > cap) ctx.addIssue({ code: 'custom', path: ['payload', i, 'max'], message: `${rule.max} bytes is above maxPacketSize (${cap}): raise maxPacketSize too` })
+  })
+}
 
 export const configSchema = z.strictObject({
   listeners: z.array(listener, { error: 'expected a list of listeners' }).min(1, { error: 'at least one listener is required' })
@@ -71,7 +157,8 @@ export const configSchema = z.strictObject({
   limits: z.strictObject({
     maxPacketSize: size.default(256 * 1024).refine((v) => v >= 64, { error: 'must be at least 64B' }),
     connectTimeout: duration.default(10_000).refine((v) => v > 0, { error: 'must be above zero' }),
-  }).default({ maxPacketSize: 256 * 1024, connectTimeout: 10_000 }),
+    ...limitsSchema,
+  }).prefault({}).superRefine(checkLimits),
   shutdown: z.strictObject({
     gracePeriod: duration.default(10_000),
   }).default({ gracePeriod: 10_000 }),

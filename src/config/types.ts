@@ -31,6 +31,81 @@ export interface LimitsConfig {
   readonly maxPacketSize: number
   /** A client that has not sent a complete CONNECT within this time is closed. */
   readonly connectTimeoutMs: number
+  /** Payload cap for PUBLISH topics no `payload` rule matches; null: only maxPacketSize applies. */
+  readonly maxPayload: number | null
+  /** Per-topic-pattern payload caps; the first rule whose filter matches the topic decides. */
+  readonly payload: readonly PayloadRule[]
+  /** Per-connection rates (token buckets); null: off. */
+  readonly messageRate: Rate | null
+  readonly byteRate: Rate | null
+  readonly packetRate: Rate | null
+  /** How much of a rate may be spent at once, as a time: capacity = rate × burst (at least one unit). */
+  readonly burstMs: number
+  readonly onExcess: ExcessAction
+  /** The same rates, shared by all connections of one user name; null: off. */
+  readonly perUsername: UserRates | null
+  /** Per-topic-pattern message rates per connection; every matching rule applies. */
+  readonly topics: readonly TopicRateRule[]
+  readonly connections: ConnectionLimits
+  /** Distinct topic filters a client may hold; null: no limit. */
+  readonly maxSubscriptions: number | null
+  /** Unacknowledged QoS 1/2 PUBLISH a client may have towards the broker (5.0 Receive Maximum); null: no limit. */
+  readonly maxInflight: number | null
+  /** Largest keepalive a client may use, in seconds (5.0: Server Keep Alive); null: the client's own. */
+  readonly maxKeepalive: number | null
+  readonly overload: OverloadLimits
+}
+
+export type ExcessAction = 'throttle' | 'drop' | 'disconnect'
+
+/** `count` units per `perMs` milliseconds. */
+export interface Rate {
+  readonly count: number
+  readonly perMs: number
+}
+
+export interface PayloadRule {
+  readonly topic: string
+  readonly max: number
+}
+
+export interface UserRates {
+  readonly messageRate: Rate | null
+  readonly byteRate: Rate | null
+  readonly packetRate: Rate | null
+  readonly burstMs: number
+  readonly onExcess: ExcessAction
+  /** How many user names' buckets are kept (least recently used are forgotten). */
+  readonly trackedUsers: number
+}
+
+export interface TopicRateRule {
+  readonly topic: string
+  readonly rate: Rate
+  readonly burstMs: number
+  readonly onExcess: ExcessAction
+}
+
+export interface ConnectionLimits {
+  /** New connections accepted per unit of time, all addresses together; null: no limit. */
+  readonly rate: Rate | null
+  /** New connections per source address; null: no limit. */
+  readonly perAddressRate: Rate | null
+  /** Open connections per source address / per user name / in total; null: no limit. */
+  readonly perAddress: number | null
+  readonly perUsername: number | null
+  readonly total: number | null
+  /** How many source addresses' rate buckets are kept (least recently used are forgotten). */
+  readonly trackedAddresses: number
+}
+
+export interface OverloadLimits {
+  /** Refuse new connections while the event loop lags more than this (p99 over the last sample); null: off. */
+  readonly eventLoopLagMs: number | null
+  /** Refuse new connections while the resident set is above this many bytes; null: off. */
+  readonly memory: number | null
+  /** How often lag and memory are sampled. */
+  readonly sampleMs: number
 }
 
 export interface ShutdownConfig {

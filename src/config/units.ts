@@ -9,6 +9,7 @@ const SIZE_UNITS: Record<string, number> = {
   KiB: 1024,
   MiB: 1024 ** 2,
   GiB: 1024 ** 3,
+  TiB: 1024 ** 4,
   KB: 1000,
   MB: 1000 ** 2,
   GB: 1000 ** 3,
@@ -39,7 +40,7 @@ function show(value: unknown): string {
 }
 
 /** Bytes from a whole number, or a string such as `512`, `512B`, `16KiB`, `1.5MiB`, `64KB`. */
-export function parseSize(value: unknown): number {
+export function parseSize(value: unknown, max = MAX_SIZE): number {
   let bytes: number
   if (typeof value === 'number') {
     if (!Number.isInteger(value) || value < 0) throw new Error(`expected a size like 256KiB or a whole number of bytes, got ${show(value)}`)
@@ -55,7 +56,7 @@ export function parseSize(value: unknown): number {
   } else {
     throw new Error(`expected a size like 256KiB, got ${show(value)}`)
   }
-  if (bytes > MAX_SIZE) throw new Error(`${show(value)} is larger than the largest MQTT packet (${MAX_SIZE} bytes)`)
+  if (bytes > max) throw new Error(max === MAX_SIZE ? `${show(value)} is larger than the largest MQTT packet (${MAX_SIZE} bytes)` : `${show(value)} is too large (at most ${max} bytes)`)
   return bytes
 }
 
@@ -85,6 +86,27 @@ export function parseRate(value: unknown): Rate {
   const perMs = match === null ? undefined : RATE_UNITS[match[2]!]
   if (match === null || perMs === undefined) throw new Error(`expected a rate like 100/s (per s, m or h), got ${show(value)}`)
   const count = Number(match[1])
+  if (count <= 0) throw new Error(`a rate must be above zero, got ${show(value)}`)
+  return { count, perMs }
+}
+
+/** A memory size (no MQTT packet ceiling): up to 1 PiB. */
+export function parseMemorySize(value: unknown): number {
+  return parseSize(value, 1024 ** 5)
+}
+
+/** A byte rate such as `64KiB/s`, `1MiB/m`, `1000/s` (bytes): the size part takes the units of parseSize. */
+export function parseByteRate(value: unknown): Rate {
+  if (typeof value !== 'string') throw new Error(`expected a byte rate like 64KiB/s, got ${show(value)}`)
+  const slash = value.lastIndexOf('/')
+  const perMs = slash < 0 ? undefined : RATE_UNITS[value.slice(slash + 1).trim()]
+  if (perMs === undefined) throw new Error(`expected a byte rate like 64KiB/s (per s, m or h), got ${show(value)}`)
+  let count: number
+  try {
+    count = parseMemorySize(value.slice(0, slash).trim())
+  } catch {
+    throw new Error(`expected a byte rate like 64KiB/s (per s, m or h), got ${show(value)}`)
+  }
   if (count <= 0) throw new Error(`a rate must be above zero, got ${show(value)}`)
   return { count, perMs }
 }

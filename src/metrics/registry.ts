@@ -7,6 +7,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import { closeReasons } from '../checks/reasons.js'
 import { packetTypeNames } from '../protocol/packet-type.js'
 import type { PolicyStore } from '../config/policy-store.js'
+import { connectionRefusals, type ConnectionLimiter } from '../limits/connections.js'
 import type { Stats } from './stats.js'
 
 type LabelledCounter = Counter<string>
@@ -25,7 +26,7 @@ function fillByReason(counter: LabelledCounter, values: Float64Array): void {
   }
 }
 
-export function createRegistry(stats: Stats, policy: PolicyStore): Registry {
+export function createRegistry(stats: Stats, policy: PolicyStore, limiter?: ConnectionLimiter): Registry {
   const register = new Registry()
   collectDefaultMetrics({ register, prefix: 'moat_' })
 
@@ -185,6 +186,34 @@ export function createRegistry(stats: Stats, policy: PolicyStore): Registry {
     registers: [register],
     collect() {
       this.set(policy.generation)
+    },
+  })
+  new Counter({
+    name: 'moat_connections_refused_total',
+    help: 'New connections refused by a connection limit, by reason (connection_rate, too_many_connections, server_overloaded).',
+    labelNames: ['reason'],
+    registers: [register],
+    collect() {
+      this.reset()
+      if (limiter === undefined) return
+      for (let i = 0; i < connectionRefusals.length; i++) this.inc({ reason: connectionRefusals[i]! }, limiter.refused[i]!)
+    },
+  })
+  new Gauge({
+    name: 'moat_sessions_throttled',
+    help: 'Sessions whose client Moat is not reading right now: a rate limit with onExcess throttle, or a 3.1.1 client at its in-flight quota, holds a packet.',
+    registers: [register],
+    collect() {
+      this.set(stats.sessionsThrottled)
+    },
+  })
+  new Counter({
+    name: 'moat_throttle_waits_total',
+    help: 'Times a limit made a client wait (rate with onExcess throttle, 3.1.1 in-flight quota); the packet was held, not lost.',
+    registers: [register],
+    collect() {
+      this.reset()
+      this.inc(stats.throttleWaits)
     },
   })
   return register

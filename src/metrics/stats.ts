@@ -33,6 +33,10 @@ export class Stats {
   upstreamConnectSeconds = 0
   configReloads = 0
   configReloadFailures = 0
+  /** Sessions whose client Moat is not reading because a limit holds one of its packets (gauge). */
+  sessionsThrottled = 0
+  /** Times a limit made a session wait (rate throttle, 3.1.1 in-flight quota). */
+  throttleWaits = 0
 
   countClose(reason: CloseReason): void {
     this.sessionsClosed[reasonIndex.get(reason)!]! += 1
@@ -44,6 +48,10 @@ export class Stats {
 
   countAccept(listener: string): void {
     this.connectionsAccepted.set(listener, (this.connectionsAccepted.get(listener) ?? 0) + 1)
+  }
+
+  rejectedFor(reason: CloseReason): number {
+    return this.packetsRejected[reasonIndex.get(reason)!]!
   }
 
   closedFor(reason: CloseReason): number {

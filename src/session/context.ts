@@ -1,5 +1,6 @@
 /** What a session needs from the proxy that owns it; shared by all sessions of one Moat. */
 import type { PolicyStore } from '../config/policy-store.js'
+import type { ConnectionLimiter } from '../limits/connections.js'
 import type { Logger } from '../log/logger.js'
 import type { Stats } from '../metrics/stats.js'
 import type { Session } from './session.js'
@@ -8,6 +9,8 @@ export interface SessionContext {
   readonly policy: PolicyStore
   readonly stats: Stats
   readonly logger: Logger
+  /** Connection quotas (per user name once authenticated); absent: none. */
+  readonly limiter?: ConnectionLimiter
   nextSessionId(): number
   sessionEnded(session: Session): void
 }

@@ -27,6 +27,9 @@ import { PublishView, readPublish } from '../protocol/publish.js'
 import { ReasonCode } from '../protocol/reason.js'
 import { CONNACK_UNACCEPTABLE_PROTOCOL, connackRefusal, disconnectV5, publishRefusalV5 } from '../protocol/responses.js'
 import type { ConnInfo } from './conn-info.js'
+import { rewriteConnack } from '../limits/connack.js'
+import type { ConnectionRefusal } from '../limits/connections.js'
+import { nowMs } from '../limits/token-bucket.js'
 import type { SessionContext } from './context.js'
 import { RunWriter } from './run-writer.js'
 import { SessionState } from './state.js'
@@ -78,6 +81,20 @@ type Phase = (typeof Phase)[keyof typeof Phase]
 // Why the client socket is paused (a bit each); it resumes when none is left.
 const PAUSED_CONNECTING = 1
 const PAUSED_BROKER_FULL = 2
+const PAUSED_THROTTLED = 4
+
+/** How a connection refused at accept time is answered once its CONNECT tells the version. */
+const REFUSAL_CODES: Record<ConnectionRefusal, number> = {
+  connection_rate: ReasonCode.ConnectionRateExceeded,
+  too_many_connections: ReasonCode.QuotaExceeded,
+  server_overloaded: ReasonCode.ServerBusy,
+}
+
+/** How long a connection refused at accept time may take to send the CONNECT its refusal answers. */
+const REFUSED_CONNECT_WAIT_MS = 1000
+
+/** A throttled packet is checked again at least this often, so a reload that lifts a limit applies soon. */
+const MAX_THROTTLE_WAIT_MS = 1000
 
 /** How long a closing session waits for its peers to close before destroying the sockets. */
 const LINGER_MS = 2000
@@ -131,10 +148,27 @@ export class Session implements FrameSink {
   private dialStartedAt = 0
   private closeReason: CloseReason | null = null
   private readonly log: SessionContext['logger']
+  // Limits: a refusal decided at accept time (answered once CONNECT tells the version), whether this
+  // session holds a connection slot for its address / user name, and a packet held while throttled.
+  readonly refusal: ConnectionRefusal | null
+  userAdmitted = false
+  /** Counted in the moat_sessions_throttled gauge (from the first wait until the client is read again). */
+  private throttled = false
+  /** Inside onThrottleEnd (the gauge already counts this session); replaying: re-checking the held frame. */
+  private waking = false
+  private replaying = false
+  private throttleTimer: NodeJS.Timeout | null = null
+  private heldFrame: Buffer | null = null
+  private heldType = 0
+  private heldFlags = 0
+  private heldBodyOffset = 0
+  private idleMs = 0
+  private lastClientData = 0
 
-  constructor(ctx: SessionContext, client: Socket, conn: ConnInfo) {
+  constructor(ctx: SessionContext, client: Socket, conn: ConnInfo, refusal: ConnectionRefusal | null = null) {
     this.ctx = ctx
     this.client = client
+    this.refusal = refusal
     this.state = new SessionState(ctx.nextSessionId(), conn)
     this.log = ctx.logger.child({ sid: this.state.id, listener: conn.listener, remote: `${this.state.remoteAddress}:${this.state.remotePort}` })
     const { config, generation } = ctx.policy
@@ -152,7 +186,9 @@ export class Session implements FrameSink {
     client.on('error', onClientError)
     client.on('close', onClientClose)
     client.on('drain', onClientDrain)
-    this.timer = setTimeout(onConnectTimeout, config.limits.connectTimeoutMs, this)
+    // A refused connection gets a short while to send its CONNECT (to be told why), not the full timeout.
+    const connectWait = refusal === null ? config.limits.connectTimeoutMs : Math.min(config.limits.connectTimeoutMs, REFUSED_CONNECT_WAIT_MS)
+    this.timer = setTimeout(onConnectTimeout, connectWait, this)
     this.log.debug({ event: 'session_start' }, 'client connected')
   }
 
@@ -182,6 +218,7 @@ export class Session implements FrameSink {
   // ---------------------------------------------------------------- client → broker
 
   onClientData(chunk: Buffer): void {
+    if (this.idleMs !== 0) this.lastClientData = nowMs()
     if (this.generation !== this.ctx.policy.generation) this.adoptPolicy()
     this.clientFramer.push(chunk)
     if (this.phase !== Phase.Open) return
@@ -245,10 +282,19 @@ export class Session implements FrameSink {
     stats.packetsFromClient[type]! += 1
     stats.bytesFromClient[type]! += frame.length
     if (phase === Phase.AwaitConnect) return this.onConnectFrame(frame, type, flags, bodyOffset)
+    return this.dispatch(frame, type, flags, bodyOffset)
+  }
 
+  /** A client frame after CONNECT (also a throttled frame, replayed when its wait is over). */
+  private dispatch(frame: Buffer, type: number, flags: number, bodyOffset: number): boolean {
     const required = requiredFlags[type]!
     // Reserved flag bits MUST have their listed values; otherwise close [MQTT-2.2.2-1], [MQTT-2.2.2-2].
     if (required !== FLAGS_ANY && flags !== required) return this.violation('reserved_flags', ReasonCode.MalformedPacket, type)
+    if (type !== PacketType.Publish && type !== PacketType.Disconnect && type !== PacketType.Connect) {
+      const verdict = this.checks!.runPacket(type, frame.length, this.state)
+      if (verdict.action === Action.Throttle) return this.throttle(frame, type, flags, bodyOffset)
+      if (verdict.action !== Action.Forward) return this.violation(verdict.why, verdict.reason, type)
+    }
     switch (type) {
       case PacketType.Publish:
         return this.onPublish(frame, flags, bodyOffset)
@@ -294,6 +340,10 @@ export class Session implements FrameSink {
       view.clear()
       this.toBroker.add(frame)
       return true
+    }
+    if (verdict.action === Action.Throttle) {
+      view.clear()
+      return this.throttle(frame, PacketType.Publish, flags, bodyOffset)
     }
     const topic = view.topic
     view.clear()
@@ -464,6 +514,12 @@ export class Session implements FrameSink {
     if (level < 0) return this.refuseConnect('malformed_packet', null, type)
     const state = this.state
     state.version = level
+    if (this.refusal !== null) {
+      // Moat.accept logged the first refusal; a flood of them must not flood the log.
+      this.log.debug({ event: 'connect_refused', reason: this.refusal }, 'refusing client')
+      this.close(this.refusal, connackRefusal(level, REFUSAL_CODES[this.refusal]))
+      return false
+    }
     const packet = new PacketDecoder().decode(frame) as IConnectPacket | null
     if (packet === null) {
       this.ctx.stats.decodeErrors[PacketType.Connect]! += 1
@@ -493,6 +549,14 @@ export class Session implements FrameSink {
       const why = verdict?.why ?? 'check_failed'
       this.refuseConnect(why, connackRefusal(this.state.version, reason), PacketType.Connect)
       return
+    }
+    const username = this.state.username
+    if (username !== null && this.ctx.limiter !== undefined) {
+      if (!this.ctx.limiter.admitUser(username)) {
+        this.refuseConnect('too_many_connections', connackRefusal(this.state.version, ReasonCode.QuotaExceeded), PacketType.Connect)
+        return
+      }
+      this.userAdmitted = true
     }
     this.dial()
   }
@@ -583,7 +647,13 @@ export class Session implements FrameSink {
         break
       case PacketType.Connack:
         if (this.connackSeen) return this.brokerViolation('a second CONNACK')
-        this.onConnack(frame, bodyOffset)
+        frame = this.onConnack(frame, bodyOffset)
+        break
+      case PacketType.Puback:
+      case PacketType.Pubrec:
+      case PacketType.Pubcomp:
+        // The broker acknowledged a QoS 1/2 publish of the client: it is no longer in flight (quota).
+        if (this.state.inflight !== null) this.onBrokerAck(frame, type, bodyOffset)
         break
       case PacketType.Disconnect:
         this.brokerSentDisconnect = true
@@ -638,15 +708,12 @@ export class Session implements FrameSink {
     return false
   }
 
-  private onConnack(frame: Buffer, bodyOffset: number): void {
+  /** Returns the CONNACK to send on: the broker's bytes, or (5.0) a re-encoding carrying Moat's limits. */
+  private onConnack(frame: Buffer, bodyOffset: number): Buffer {
     this.connackSeen = true
     const state = this.state
     const code = frame.length > bodyOffset + 1 ? frame[bodyOffset + 1]! : 0xff
     state.connected = code === 0
-    if (state.connected && state.version === 5) {
-      const connack = this.decoder!.decode(frame) as IConnackPacket | null
-      state.topicAliasMaximum = connack?.properties?.topicAliasMaximum ?? 0
-    }
     this.log.info({
       event: state.connected ? 'session_open' : 'session_refused_by_broker',
       code,
@@ -656,6 +723,103 @@ export class Session implements FrameSink {
       version: state.version,
       transport: state.transport,
     }, state.connected ? 'client connected to the broker' : 'the broker refused the client')
+    if (!state.connected) return frame
+    const limits = this.ctx.policy.config.limits
+    let keepalive = state.keepalive
+    if (limits.maxKeepalive !== null && (keepalive === 0 || keepalive > limits.maxKeepalive)) keepalive = limits.maxKeepalive
+    if (state.version === 5) {
+      const connack = this.decoder!.decode(frame) as IConnackPacket | null
+      state.topicAliasMaximum = connack?.properties?.topicAliasMaximum ?? 0
+      if (connack !== null) {
+        const rewritten = rewriteConnack(connack, limits.maxPacketSize, limits.maxInflight, state.keepalive, keepalive)
+        const brokerKeepalive = connack.properties?.serverKeepAlive
+        if (brokerKeepalive !== undefined && brokerKeepalive < keepalive) keepalive = brokerKeepalive
+        if (rewritten !== null) frame = rewritten
+      }
+    }
+    state.keepalive = keepalive
+    // Idle timeout at 1.5 times the keepalive [MQTT-3.1.2-24], on the session's (idle in Open) timer.
+    if (keepalive > 0) {
+      this.idleMs = keepalive * 1500
+      this.lastClientData = nowMs()
+      this.clearTimer()
+      this.timer = setTimeout(onIdleCheck, this.idleMs, this)
+    }
+    return frame
+  }
+
+  /** The broker acknowledged a QoS 1/2 publish of the client: it no longer counts as in flight. */
+  private onBrokerAck(frame: Buffer, type: number, bodyOffset: number): void {
+    if (frame.length < bodyOffset + 2) return
+    // A PUBREC ends the flow only when it refuses (reason code 0x80 or above) [MQTT-4.3.3].
+    if (type === PacketType.Pubrec && !(frame.length > bodyOffset + 2 && frame[bodyOffset + 2]! >= 0x80)) return
+    this.state.inflight!.delete(frame.readUInt16BE(bodyOffset))
+    // A 3.1.1 client held for its in-flight quota (checks/quota.ts) may go on: wake it now.
+    if (this.throttleTimer !== null && this.state.version < 5) {
+      clearTimeout(this.throttleTimer)
+      this.throttleTimer = setTimeout(onThrottleEnd, 0, this)
+    }
+  }
+
+  onIdleCheck(): void {
+    this.timer = null
+    if (this.phase !== Phase.Open) return
+    const idle = nowMs() - this.lastClientData
+    // While Moat itself is not reading the client (throttle, backpressure) silence is not the client's fault.
+    if (this.pausedFor === 0 && idle >= this.idleMs) {
+      this.log.warn({ event: 'client_refused', reason: 'idle_timeout', keepalive: this.state.keepalive }, 'closing idle client')
+      this.close('idle_timeout', this.state.version === 5 ? disconnectV5(ReasonCode.KeepAliveTimeout) : null)
+      return
+    }
+    this.timer = setTimeout(onIdleCheck, this.pausedFor === 0 ? this.idleMs - idle : this.idleMs, this)
+  }
+
+  /**
+   * A check said "not now" (rate limit, throttle): keep the frame, stop reading the client (TCP
+   * pushes back on it; the Framer holds the rest of the chunk), and check the frame again at
+   * `state.throttleUntil`. One timer per session.
+   */
+  private throttle(frame: Buffer, type: number, flags: number, bodyOffset: number): boolean {
+    this.heldFrame = frame
+    this.heldType = type
+    this.heldFlags = flags
+    this.heldBodyOffset = bodyOffset
+    if (!this.throttled) {
+      this.throttled = true
+      if (!this.waking) this.ctx.stats.sessionsThrottled += 1
+    }
+    if (!this.replaying) this.ctx.stats.throttleWaits += 1
+    this.pauseClient(PAUSED_THROTTLED)
+    const wait = Math.min(MAX_THROTTLE_WAIT_MS, Math.max(1, this.state.throttleUntil - nowMs()))
+    this.throttleTimer = setTimeout(onThrottleEnd, wait, this)
+    return false
+  }
+
+  onThrottleEnd(): void {
+    this.throttleTimer = null
+    if (this.phase !== Phase.Open) return
+    const frame = this.heldFrame!
+    this.heldFrame = null
+    this.throttled = false
+    // Not reading the client means no chunk brings a reload in: look here.
+    if (this.generation !== this.ctx.policy.generation) this.adoptPolicy()
+    this.waking = true
+    this.replaying = true
+    const forwarded = this.dispatch(frame, this.heldType, this.heldFlags, this.heldBodyOffset)
+    this.replaying = false
+    if (forwarded) this.clientFramer.resume()
+    this.waking = false
+    if (this.phase !== Phase.Open) {
+      // close() saw throttled === false while the gauge still counted this session.
+      if (!this.throttled) this.ctx.stats.sessionsThrottled -= 1
+      return
+    }
+    this.toBroker.flush()
+    if (this.upstream!.writableNeedDrain) this.pauseClient(PAUSED_BROKER_FULL)
+    if (!this.throttled) {
+      this.ctx.stats.sessionsThrottled -= 1
+      this.resumeClient(PAUSED_THROTTLED)
+    }
   }
 
   private brokerViolation(detail: string): boolean {
@@ -731,7 +895,11 @@ export class Session implements FrameSink {
 
   private resumeClient(reason: number): void {
     this.pausedFor &= ~reason
-    if (this.pausedFor === 0 && this.phase < Phase.Closing) this.client.resume()
+    if (this.pausedFor === 0 && this.phase < Phase.Closing) {
+      this.client.resume()
+      // The client's silence while Moat was not reading does not count towards its idle time.
+      if (this.idleMs !== 0) this.lastClientData = nowMs()
+    }
   }
 
   private clearTimer(): void {
@@ -764,6 +932,10 @@ export class Session implements FrameSink {
     this.phase = Phase.Closing
     this.closeReason = why
     this.clearTimer()
+    if (this.throttleTimer !== null) clearTimeout(this.throttleTimer)
+    if (this.throttled) this.ctx.stats.sessionsThrottled -= 1
+    this.throttled = false
+    this.heldFrame = null
     this.clientFramer.reset()
     this.brokerFramer.reset()
     this.toBroker.flush()
@@ -890,6 +1062,13 @@ function onDialTimeout(session: Session): void {
 function onLingerTimeout(session: Session): void {
   session.onLingerTimeout()
 }
+function onThrottleEnd(session: Session): void {
+  session.onThrottleEnd()
+}
+function onIdleCheck(session: Session): void {
+  session.onIdleCheck()
+}
+
 function onConnectVerdict(session: Session, verdict: Verdict | null): void {
   session.onConnectVerdict(verdict)
 }

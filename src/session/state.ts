@@ -59,6 +59,14 @@ export class SessionState {
   bindClientAlias(alias: number, topic: string): void {
     (this.clientAliases ?? (this.clientAliases = []))[alias] = topic
   }
+  /** Set by a check that returns a Throttle verdict: when (nowMs() clock) the packet may be retried. */
+  throttleUntil = 0
+  /**
+   * Quota state (checks/quota.ts): topic filters held and QoS 1/2 packet ids awaiting the broker's
+   * ack. Here, not in the check, so a policy reload that rebuilds the checks keeps the counts.
+   */
+  quotaFilters: Set<string> | null = null
+  inflight: Set<number> | null = null
 
   constructor(id: number, conn: ConnInfo) {
     this.id = id

@@ -1,5 +1,6 @@
 /** Moat in this process, in front of a test broker, on a free port. */
 import { pino } from 'pino'
+import { configFromObject } from '../../src/config/load.js'
 import type { MoatConfig } from '../../src/config/types.js'
 import { Moat } from '../../src/moat.js'
 
@@ -11,13 +12,21 @@ export interface MoatOverrides {
   acl?: MoatConfig['acl']
 }
 
+/** Every limit at its default (rates and quotas off), as a loaded config would have them. */
+const defaultLimits = configFromObject({ listeners: [{ name: 'mqtt', protocol: 'mqtt', port: 0 }], upstream: { host: '127.0.0.1', port: 1 } }).limits
+
+/** A `limits` section written as in a config file (`messageRate: '100/s'`), compiled by the real loader. */
+export function limitsFrom(section: Record<string, unknown>): MoatConfig['limits'] {
+  return configFromObject({ listeners: [{ name: 'mqtt', protocol: 'mqtt', port: 0 }], upstream: { host: '127.0.0.1', port: 1 }, limits: { maxPacketSize: '4MiB', connectTimeout: '5s', ...section } }).limits
+}
+
 export function testConfig(upstream: { host: string; port: number }, overrides: MoatOverrides = {}): MoatConfig {
   return {
     file: '',
     listeners: [{ name: 'mqtt', protocol: 'mqtt', host: '127.0.0.1', port: 0 }],
     upstream: { host: upstream.host, port: upstream.port, connectTimeoutMs: 2000, ...overrides.upstream },
     admin: overrides.admin ?? null,
-    limits: { maxPacketSize: 4 * 1024 * 1024, connectTimeoutMs: 5000, ...overrides.limits },
+    limits: { ...defaultLimits, maxPacketSize: 4 * 1024 * 1024, connectTimeoutMs: 5000, ...overrides.limits },
     shutdown: { gracePeriodMs: 0, ...overrides.shutdown },
     log: { level: 'silent' },
     acl: overrides.acl ?? null,

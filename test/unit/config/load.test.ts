@@ -17,6 +17,26 @@ function issuesOf(file: string): { code: string; issues: readonly ConfigIssue[];
   throw new Error(`${file} loaded, but it should not`)
 }
 
+/** Every limit at its default: rates, quotas, payload caps and overload protection are off. */
+const defaultLimits = {
+  maxPacketSize: 262_144,
+  connectTimeoutMs: 10_000,
+  maxPayload: null,
+  payload: [],
+  messageRate: null,
+  byteRate: null,
+  packetRate: null,
+  burstMs: 100,
+  onExcess: 'throttle',
+  perUsername: null,
+  topics: [],
+  connections: { rate: null, perAddressRate: null, perAddress: null, perUsername: null, total: null, trackedAddresses: 10_000 },
+  maxSubscriptions: null,
+  maxInflight: null,
+  maxKeepalive: null,
+  overload: { eventLoopLagMs: null, memory: null, sampleMs: 500 },
+}
+
 describe('loadConfig: valid files', () => {
   it('loads every key and converts units', () => {
     const config = loadConfig(fixture('valid/full.yaml'))
@@ -28,7 +48,7 @@ describe('loadConfig: valid files', () => {
       ],
       upstream: { host: 'broker.internal', port: 1884, connectTimeoutMs: 1500 },
       admin: { host: '127.0.0.1', port: 9500 },
-      limits: { maxPacketSize: 1_048_576, connectTimeoutMs: 3000 },
+      limits: { ...defaultLimits, maxPacketSize: 1_048_576, connectTimeoutMs: 3000 },
       shutdown: { gracePeriodMs: 60_000 },
       log: { level: 'debug' },
       acl: {
@@ -57,7 +77,7 @@ describe('loadConfig: valid files', () => {
   it('fills defaults and turns the admin endpoint off when its section is absent', () => {
     const config = loadConfig(policy('minimal.yaml'))
     expect(config.admin).toBeNull()
-    expect(config.limits).toEqual({ maxPacketSize: 262_144, connectTimeoutMs: 10_000 })
+    expect(config.limits).toEqual(defaultLimits)
     expect(config.upstream.connectTimeoutMs).toBe(5000)
     expect(config.shutdown.gracePeriodMs).toBe(10_000)
     expect(config.log.level).toBe('info')

@@ -1,9 +1,14 @@
 import { describe, expect, it } from 'vitest'
 import type { CheckFactory } from '../../../src/checks/check.js'
 import { PolicyStore } from '../../../src/config/policy-store.js'
+import { configFromObject } from '../../../src/config/load.js'
 import type { MoatConfig } from '../../../src/config/types.js'
 
-const config = (maxPacketSize: number): MoatConfig => ({ limits: { maxPacketSize }, acl: null } as unknown as MoatConfig)
+const config = (maxPacketSize: number): MoatConfig => configFromObject({
+  listeners: [{ name: 'mqtt', protocol: 'mqtt', port: 0 }],
+  upstream: { host: '127.0.0.1', port: 1883 },
+  limits: { maxPacketSize },
+})
 
 describe('PolicyStore', () => {
   it('swaps config and chain by reference and bumps the generation', () => {
