@@ -2,18 +2,17 @@
  * The proxy: its listeners, the sessions they accept, the check chain built from the config, the
  * counters, and the admin endpoint. `new Moat(config).start()` runs it; `shutdown()` drains it.
  */
-import type { Socket } from 'node:net'
 import type { Registry } from 'prom-client'
 import type { CheckChain } from './checks/chain.js'
 import { loadConfig } from './config/load.js'
 import { PolicyStore } from './config/policy-store.js'
 import type { MoatConfig } from './config/types.js'
-import { TcpListener } from './listeners/tcp.js'
+import { Listener } from './listeners/index.js'
 import { createLogger, type Logger } from './log/logger.js'
 import { AdminServer } from './metrics/admin.js'
 import { createRegistry } from './metrics/registry.js'
 import { Stats } from './metrics/stats.js'
-import type { ConnInfo } from './session/conn-info.js'
+import type { ClientSocket, ConnInfo } from './session/conn-info.js'
 import type { SessionContext } from './session/context.js'
 import { Session, type SessionInfo } from './session/session.js'
 
@@ -26,7 +25,7 @@ export class Moat implements SessionContext {
   readonly logger: Logger
   readonly stats = new Stats()
   readonly registry: Registry
-  private readonly listeners: TcpListener[]
+  private readonly listeners: Listener[]
   private readonly admin: AdminServer | null
   private readonly sessions = new Set<Session>()
   private sessionIds = 0
@@ -37,7 +36,7 @@ export class Moat implements SessionContext {
     this.policy = new PolicyStore(config)
     this.logger = options.logger ?? createLogger(config.log.level)
     this.registry = createRegistry(this.stats, this.policy)
-    this.listeners = config.listeners.map((l) => new TcpListener(l, this.accept.bind(this)))
+    this.listeners = config.listeners.map((l) => new Listener(l, this, this.accept.bind(this)))
     this.admin = config.admin === null ? null : new AdminServer(config.admin, this.registry, {
       listenersUp: () => !this.draining && this.listeners.every((l) => l.listening),
       upstream: config.upstream,
@@ -74,9 +73,10 @@ export class Moat implements SessionContext {
       this.logger.warn({ event: 'config_reload', outcome: 'failure', file: current.file, error: (err as Error).message }, 'reload failed: keeping the running policy')
       return false
     }
-    if (JSON.stringify(next.listeners) !== JSON.stringify(current.listeners) || JSON.stringify(next.admin) !== JSON.stringify(current.admin)) {
+    if (listenerShape(next) !== listenerShape(current) || JSON.stringify(next.admin) !== JSON.stringify(current.admin)) {
       this.logger.warn({ event: 'config_reload', file: current.file }, 'listener and admin changes take effect on restart; the running ones are kept')
     }
+    for (const listener of this.listeners) listener.reload(next) // new certificates for new connections
     this.logger.level = next.log.level
     this.stats.configReloads += 1
     this.logger.info({ event: 'config_reload', outcome: 'success', file: current.file, generation: this.policy.generation }, 'config reloaded')
@@ -101,6 +101,9 @@ export class Moat implements SessionContext {
       const { host, port } = this.admin.address()
       this.logger.info({ event: 'admin_listening', host, port }, 'admin endpoint listening')
     }
+    if (this.config.upstream.tls?.insecure === true) {
+      this.logger.warn({ event: 'upstream_tls_insecure', upstream: `${this.config.upstream.host}:${this.config.upstream.port}` }, 'upstream.tls.insecure: the broker certificate is NOT verified; anyone on the path can impersonate the broker')
+    }
     this.logger.info({ event: 'ready', upstream: `${this.config.upstream.host}:${this.config.upstream.port}`, checks: this.chain.names }, 'moat ready')
   }
 
@@ -124,7 +127,7 @@ export class Moat implements SessionContext {
     return [...this.sessions].map((s) => s.info())
   }
 
-  private accept(socket: Socket, conn: ConnInfo): void {
+  private accept(socket: ClientSocket, conn: ConnInfo): void {
     if (this.draining) {
       socket.destroy()
       return
@@ -179,4 +182,9 @@ export class Moat implements SessionContext {
     if (this.sessions.size === 0) return Promise.resolve()
     return new Promise((resolve) => this.drainWaiters.push(resolve))
   }
+}
+
+/** Listener settings bound at start (TLS material is not among them: a reload applies it). */
+function listenerShape(config: MoatConfig): string {
+  return JSON.stringify(config.listeners.map(({ tls: _tls, ...rest }) => rest))
 }

@@ -39,6 +39,18 @@ export function createRegistry(stats: Stats, policy: PolicyStore): Registry {
       for (const [listener, value] of stats.connectionsAccepted) this.inc({ listener }, value)
     },
   })
+  new Counter({
+    name: 'moat_connections_refused_total',
+    help: 'Connections a listener refused before any MQTT byte (PROXY header, TLS handshake, client certificate, WebSocket upgrade), by listener and reason.',
+    labelNames: ['listener', 'reason'],
+    registers: [register],
+    collect() {
+      this.reset()
+      for (const [listener, byReason] of stats.connectionsRefused) {
+        for (const [reason, value] of byReason) this.inc({ listener, reason }, value)
+      }
+    },
+  })
   new Gauge({
     name: 'moat_sessions_open',
     help: 'Client sessions currently open.',

@@ -4,6 +4,7 @@
  * by construction: packet types, reasons and listener names from the config.
  */
 import { closeReasons, type CloseReason } from '../checks/reasons.js'
+import type { RefuseReason } from '../listeners/refuse-reasons.js'
 
 const reasonIndex = new Map<CloseReason, number>(closeReasons.map((r, i) => [r, i]))
 
@@ -21,6 +22,8 @@ export class Stats {
   /** Packets that failed to decode, by packet type. */
   readonly decodeErrors = new Float64Array(16)
   readonly connectionsAccepted = new Map<string, number>()
+  /** Connections a listener refused before any MQTT byte (PROXY header, TLS, WebSocket upgrade), by listener and reason. */
+  readonly connectionsRefused = new Map<string, Map<RefuseReason, number>>()
   sessionsOpen = 0
   upstreamConnects = 0
   upstreamConnectFailures = 0
@@ -38,6 +41,16 @@ export class Stats {
 
   countAccept(listener: string): void {
     this.connectionsAccepted.set(listener, (this.connectionsAccepted.get(listener) ?? 0) + 1)
+  }
+
+  countRefused(listener: string, reason: RefuseReason): void {
+    let byReason = this.connectionsRefused.get(listener)
+    if (byReason === undefined) this.connectionsRefused.set(listener, byReason = new Map())
+    byReason.set(reason, (byReason.get(reason) ?? 0) + 1)
+  }
+
+  refusedFor(listener: string, reason: RefuseReason): number {
+    return this.connectionsRefused.get(listener)?.get(reason) ?? 0
   }
 
   closedFor(reason: CloseReason): number {

@@ -14,7 +14,7 @@
  * Socket handlers are module-level functions that find their session through a symbol slot, so a
  * session allocates no closures (STYLE H7).
  */
-import net, { type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import type { IConnackPacket, IConnectPacket, ISubscribePacket, IUnsubscribePacket } from 'mqtt-packet'
 import type { SessionChecks } from '../checks/chain.js'
 import type { CloseReason, DenyReason } from '../checks/reasons.js'
@@ -25,10 +25,11 @@ import { clientMaySend, FLAGS_ANY, PacketType, packetTypeNames, requiredFlags } 
 import { PublishView, readPublish } from '../protocol/publish.js'
 import { ReasonCode } from '../protocol/reason.js'
 import { CONNACK_UNACCEPTABLE_PROTOCOL, connackRefusal, disconnectV5, publishRefusalV5 } from '../protocol/responses.js'
-import type { ConnInfo } from './conn-info.js'
+import type { ClientCertificate, ClientSocket, ConnInfo, Transport } from './conn-info.js'
 import type { SessionContext } from './context.js'
 import { RunWriter } from './run-writer.js'
 import { SessionState } from './state.js'
+import { dialUpstream, upstreamReadyEvent, type LocalEnd } from './upstream.js'
 
 export interface SessionInfo {
   readonly id: number
@@ -42,10 +43,14 @@ export interface SessionInfo {
   readonly brokerReadBuffer: number
   readonly clientPaused: boolean
   readonly brokerPaused: boolean
+  readonly transport: Transport
+  readonly tlsVersion: string | null
+  /** The verified client certificate (mutual TLS): subject, CN, SANs, fingerprint. */
+  readonly certificate: ClientCertificate | null
 }
 
 const kSession = Symbol('moat.session')
-type SessionSocket = Socket & { [kSession]: Session }
+type SessionSocket = (Socket | ClientSocket) & { [kSession]: Session }
 
 const Phase = {
   AwaitConnect: 0,
@@ -78,7 +83,7 @@ function faultReason(code: number): DenyReason {
 
 export class Session implements FrameSink {
   readonly state: SessionState
-  readonly client: Socket
+  readonly client: ClientSocket
   private readonly ctx: SessionContext
   private upstream: Socket | null = null
   private phase: Phase = Phase.AwaitConnect
@@ -105,7 +110,7 @@ export class Session implements FrameSink {
   private closeReason: CloseReason | null = null
   private readonly log: SessionContext['logger']
 
-  constructor(ctx: SessionContext, client: Socket, conn: ConnInfo) {
+  constructor(ctx: SessionContext, client: ClientSocket, conn: ConnInfo) {
     this.ctx = ctx
     this.client = client
     this.state = new SessionState(ctx.nextSessionId(), conn)
@@ -149,6 +154,9 @@ export class Session implements FrameSink {
       brokerReadBuffer: this.brokerFramer.bufferedBytes,
       clientPaused: this.pausedFor !== 0,
       brokerPaused: this.brokerPaused,
+      transport: this.state.transport,
+      tlsVersion: this.state.tlsVersion,
+      certificate: this.state.certificate,
     }
   }
 
@@ -379,12 +387,13 @@ export class Session implements FrameSink {
 
   private dial(): void {
     this.phase = Phase.Dialing
-    const { host, port, connectTimeoutMs } = this.ctx.policy.config.upstream
+    const upstreamConfig = this.ctx.policy.config.upstream
+    const connectTimeoutMs = upstreamConfig.connectTimeoutMs
     this.dialStartedAt = performance.now()
-    const upstream = net.connect({ host, port }) as SessionSocket
+    const upstream = dialUpstream(upstreamConfig, this.state, this.client as LocalEnd) as Socket & { [kSession]: Session }
     upstream[kSession] = this
     upstream.setNoDelay(true)
-    upstream.on('connect', onUpstreamConnect)
+    upstream.on(upstreamReadyEvent(upstreamConfig), onUpstreamConnect)
     upstream.on('data', onUpstreamData)
     upstream.on('end', onUpstreamEnd)
     upstream.on('error', onUpstreamError)
