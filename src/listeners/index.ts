@@ -193,6 +193,8 @@ export class Listener {
     this.pending.delete(key)
     entry.raw.off('error', onSocketError)
     this.accept(client, this.connInfo(entry.remoteAddress, entry.remotePort, entry.tlsVersion, entry.certificate))
+    // The PROXY header reader paused the raw socket; the Session is listening now.
+    if (client === entry.raw && this.trusted !== null) client.resume()
   }
 
   private connInfo(remoteAddress: string, remotePort: number, tlsVersion: string | null, certificate: ClientCertificate | null): ConnInfo {

@@ -151,17 +151,18 @@ export function readProxyHeader(socket: Socket, done: (result: ProxyParse) => vo
     buffered = buffered.length === 0 ? chunk : Buffer.concat([buffered, chunk])
     const result = parseProxyHeader(buffered)
     if (result.kind === 'incomplete') {
-      if (buffered.length > 16 + MAX_V2_LENGTH) finish({ kind: 'invalid', reason: 'header too long' })
+      if (buffered.length > 16 + MAX_V2_LENGTH) finish({ kind: 'invalid', reason: 'header too long' }, null)
       return
     }
-    if (result.kind === 'done' && buffered.length > result.length) socket.unshift(buffered.subarray(result.length))
-    finish(result)
+    finish(result, result.kind === 'done' && buffered.length > result.length ? buffered.subarray(result.length) : null)
   }
-  const onEnd = (): void => finish({ kind: 'invalid', reason: 'closed before a complete PROXY header' })
-  function finish(result: ProxyParse): void {
+  const onEnd = (): void => finish({ kind: 'invalid', reason: 'closed before a complete PROXY header' }, null)
+  function finish(result: ProxyParse, rest: Buffer | null): void {
+    // Stop reading first: unshift() on a flowing socket would hand the bytes straight back to onData.
     socket.off('data', onData)
     socket.off('end', onEnd)
     socket.pause()
+    if (rest !== null) socket.unshift(rest)
     done(result)
   }
   socket.on('data', onData)
