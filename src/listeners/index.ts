@@ -191,7 +191,8 @@ export class Listener {
     }
     clearTimeout(entry.timer)
     this.pending.delete(key)
-    entry.raw.off('error', onSocketError)
+    // The Session handles the errors of the socket it gets; a raw socket under TLS keeps the no-op.
+    if (client === entry.raw) entry.raw.off('error', onSocketError)
     this.accept(client, this.connInfo(entry.remoteAddress, entry.remotePort, entry.tlsVersion, entry.certificate))
     // The PROXY header reader paused the raw socket; the Session is listening now.
     if (client === entry.raw && this.trusted !== null) client.resume()
