@@ -4,6 +4,7 @@
  * (SIGHUP) picks up new certificates and CRLs for new connections while open sessions go on.
  */
 import { execFile } from 'node:child_process'
+import { X509Certificate } from 'node:crypto'
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import tls from 'node:tls'
@@ -118,6 +119,33 @@ describe('TLS config at load', () => {
     expect(result.code).toBe(1)
     expect(result.out).toContain(`${bad}:2:`)
     expect(result.out).toMatch(/listeners\.0\.tls\.key: cannot read .*missing\.key: no such file/)
+  })
+})
+
+describe('moat certs', () => {
+  it('makes a CA, a server and client certificates that a config can use at once', async () => {
+    const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url))
+    const out = join(certs.dir, 'cli-certs')
+    const result = await new Promise<{ code: number; out: string }>((resolve) => {
+      execFile(process.execPath, [cli, 'certs', '--out', out, '--client', 'sensor-7', '--host', 'mqtt.example.test'], (err, stdout, stderr) => resolve({ code: err === null ? 0 : Number(err.code), out: stdout + stderr }))
+    })
+    expect(result.code).toBe(0)
+    expect(result.out).toMatch(/not for production/)
+    const server = new X509Certificate(readFileSync(join(out, 'server.crt')))
+    expect(server.subjectAltName).toBe('DNS:mqtt.example.test')
+    expect(new X509Certificate(readFileSync(join(out, 'sensor-7.crt'))).subject).toMatch(/CN=sensor-7/)
+    const file = join(out, 'moat.yaml')
+    writeFileSync(file, 'listeners: [{ name: s, protocol: mqtts, port: 8883, tls: { cert: server.crt, key: server.key, ca: ca.crt, clientCert: required, crl: ca.crl } }]\nupstream: { host: 127.0.0.1, port: 1884 }\n')
+    expect(loadConfig(file).listeners[0]!.tls!.crl).toEqual([join(out, 'ca.crl')])
+  })
+
+  it('says what is missing without --out', async () => {
+    const cli = fileURLToPath(new URL('../../dist/cli.js', import.meta.url))
+    const result = await new Promise<{ code: number; out: string }>((resolve) => {
+      execFile(process.execPath, [cli, 'certs'], (err, stdout, stderr) => resolve({ code: err === null ? 0 : Number(err.code), out: stdout + stderr }))
+    })
+    expect(result.code).toBe(2)
+    expect(result.out).toMatch(/'moat certs' needs --out DIR/)
   })
 })
 
