@@ -7,6 +7,8 @@
 import { isAbsolute, resolve, dirname } from 'node:path'
 import { z } from 'zod'
 import { trustedProxyList } from '../listeners/proxy-protocol.js'
+import { WS_PING_INTERVAL_MS } from '../listeners/ws.js'
+import { parseDuration } from './units.js'
 import type { ListenerConfig, ListenerTlsConfig, UpstreamTlsConfig } from './types.js'
 
 const file = z.string({ error: 'expected a file path' }).min(1, { error: 'must not be empty' })
@@ -48,6 +50,17 @@ export const listenerExtras = {
   tls: listenerTls.optional(),
   path: z.string({ error: 'expected an HTTP path' }).regex(/^\/[^\s?#]*$/, { error: "an HTTP path starts with '/' and has no spaces, '?' or '#'" }).optional(),
   origins: z.array(z.string().min(1), { error: 'expected a list of origins, e.g. https://app.example.com' }).optional(),
+  pingInterval: z.unknown().optional().transform((value, ctx): number | undefined => {
+    if (value === undefined) return undefined
+    try {
+      const ms = parseDuration(value)
+      if (ms < 100) ctx.addIssue({ code: 'custom', message: 'must be at least 100ms' })
+      return ms
+    } catch (err) {
+      ctx.addIssue({ code: 'custom', message: (err as Error).message })
+      return z.NEVER
+    }
+  }),
   proxyProtocol: z.boolean({ error: 'expected true or false' }).default(false),
   trustedProxies: z.array(z.string(), { error: 'expected a list of CIDRs' }).optional(),
 }
@@ -57,6 +70,7 @@ interface ListenerShape {
   tls?: { clientCert: string; ca?: string; crl?: unknown } | undefined
   path?: string | undefined
   origins?: string[] | undefined
+  pingInterval?: number | undefined
   proxyProtocol: boolean
   trustedProxies?: string[] | undefined
 }
@@ -69,6 +83,7 @@ export function checkListener(l: ListenerShape, ctx: z.RefinementCtx): void {
   if (!secure && l.tls !== undefined) ctx.addIssue({ code: 'custom', path: ['tls'], message: `a ${l.protocol} listener has no TLS (use ${l.protocol === 'ws' ? 'wss' : 'mqtts'})` })
   if (!web && l.path !== undefined) ctx.addIssue({ code: 'custom', path: ['path'], message: 'only ws and wss listeners have a path' })
   if (!web && l.origins !== undefined) ctx.addIssue({ code: 'custom', path: ['origins'], message: 'only ws and wss listeners check Origin' })
+  if (!web && l.pingInterval !== undefined) ctx.addIssue({ code: 'custom', path: ['pingInterval'], message: 'only ws and wss listeners ping (MQTT keepalive covers the others)' })
   if (l.tls !== undefined && l.tls.clientCert !== 'none' && l.tls.ca === undefined) {
     ctx.addIssue({ code: 'custom', path: ['tls', 'ca'], message: `clientCert: ${l.tls.clientCert} needs ca (the CA bundle client certificates are verified against)` })
   }
@@ -115,12 +130,13 @@ export function baseDir(configFile: string): string {
   return configFile === '' ? process.cwd() : dirname(resolve(configFile))
 }
 
-export function compileListenerExtras(l: { protocol: ListenerConfig['protocol'] } & { tls?: ListenerTlsInput | undefined; path?: string | undefined; origins?: string[] | undefined; proxyProtocol: boolean; trustedProxies?: string[] | undefined }, dir: string): Omit<ListenerConfig, 'name' | 'protocol' | 'host' | 'port'> {
+export function compileListenerExtras(l: { protocol: ListenerConfig['protocol'] } & { tls?: ListenerTlsInput | undefined; path?: string | undefined; origins?: string[] | undefined; pingInterval?: number | undefined; proxyProtocol: boolean; trustedProxies?: string[] | undefined }, dir: string): Omit<ListenerConfig, 'name' | 'protocol' | 'host' | 'port'> {
   const web = l.protocol === 'ws' || l.protocol === 'wss'
   return {
     tls: l.tls === undefined ? null : compileListenerTls(l.tls, dir),
     path: web ? l.path ?? '/mqtt' : '',
     origins: l.origins ?? null,
+    pingIntervalMs: web ? l.pingInterval ?? WS_PING_INTERVAL_MS : 0,
     proxyProtocol: l.proxyProtocol,
     trustedProxies: l.trustedProxies ?? [],
   }

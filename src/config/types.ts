@@ -42,6 +42,8 @@ export interface ListenerConfig {
   readonly tls?: ListenerTlsConfig | null
   /** ws and wss: the HTTP path of the WebSocket endpoint (default /mqtt). */
   readonly path?: string
+  /** ws and wss: how often each client is pinged; one unanswered ping closes it (default 30 s). */
+  readonly pingIntervalMs?: number
   /** ws and wss: allowed `Origin` headers; null (default) allows any, including none. */
   readonly origins?: readonly string[] | null
   /** Read a PROXY protocol v1/v2 header before anything else; refuse connections without one. */

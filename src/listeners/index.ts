@@ -19,7 +19,7 @@ import type { ClientCertificate, ClientSocket, ConnInfo, Transport } from '../se
 import { isTrusted, readProxyHeader, trustedProxyList, type ProxyParse } from './proxy-protocol.js'
 import type { RefuseReason } from './refuse-reasons.js'
 import { loadServerTls, peerCertificate, sniContext, type ServerTls } from './tls.js'
-import { WsGateway, type WsDuplex } from './ws.js'
+import { WS_PING_INTERVAL_MS, WsGateway, type WsDuplex } from './ws.js'
 
 /** Hands an accepted connection to the proxy, with what the listener learnt about it. */
 export type AcceptFn = (socket: ClientSocket, conn: ConnInfo) => void
@@ -85,6 +85,7 @@ export class Listener {
       this.ws = new WsGateway({
         path: config.path ?? '/mqtt',
         origins: config.origins ?? null,
+        pingIntervalMs: config.pingIntervalMs ?? WS_PING_INTERVAL_MS,
         maxPayload: () => ctx.policy.config.limits.maxPacketSize,
         accepted: (duplex, socket) => this.onWebSocket(duplex, socket),
         refused: (socket, reason, detail) => this.refused(socket, reason, detail, false),

@@ -18,7 +18,7 @@ import type { ClientSocket } from '../session/conn-info.js'
 import type { RefuseReason } from './refuse-reasons.js'
 
 export const WS_SUBPROTOCOLS = ['mqtt', 'mqttv3.1'] as const
-/** How often the gateway pings each WebSocket client; one missed pong terminates it. */
+/** How often the gateway pings each WebSocket client by default; one missed pong terminates it. */
 export const WS_PING_INTERVAL_MS = 30_000
 /** Above this many bytes buffered in the WebSocket, writes wait for the socket (backpressure). */
 const WS_HIGH_WATER_MARK = 64 * 1024
@@ -107,6 +107,7 @@ function onWsPong(this: TaggedWebSocket): void {
 export interface WsGatewayOptions {
   readonly path: string
   readonly origins: readonly string[] | null
+  readonly pingIntervalMs: number
   /** Largest WebSocket message accepted (the proxy's maxPacketSize), read at each upgrade. */
   maxPayload(): number
   /** A WebSocket was accepted on `socket` (the TCP or TLS socket the upgrade came on). */
@@ -158,7 +159,7 @@ export class WsGateway {
         return false
       },
     })
-    this.pinger = setInterval(pingAll, WS_PING_INTERVAL_MS, this.clients)
+    this.pinger = setInterval(pingAll, options.pingIntervalMs, this.clients)
     this.pinger.unref()
   }
 

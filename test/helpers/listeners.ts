@@ -21,7 +21,7 @@ export function listenerTls(cert: string, key: string, extra: Partial<ListenerTl
 }
 
 export function listener(name: string, protocol: ListenerConfig['protocol'], extra: Partial<ListenerConfig> = {}): ListenerConfig {
-  return { name, protocol, host: '127.0.0.1', port: 0, tls: null, path: protocol === 'ws' || protocol === 'wss' ? '/mqtt' : '', origins: null, proxyProtocol: false, trustedProxies: [], ...extra }
+  return { name, protocol, host: '127.0.0.1', port: 0, tls: null, path: protocol === 'ws' || protocol === 'wss' ? '/mqtt' : '', origins: null, pingIntervalMs: protocol === 'ws' || protocol === 'wss' ? 30_000 : 0, proxyProtocol: false, trustedProxies: [], ...extra }
 }
 
 /** Captures pino output as parsed lines (and keeps Moat quiet). */

@@ -174,6 +174,27 @@ describe('ws: HTTP refusals', () => {
   })
 })
 
+describe('ws: keepalive', () => {
+  it('pings every client; one that does not answer is closed, one that answers stays', async () => {
+    const { broker, m, port } = await setup('aedes', { pingIntervalMs: 150 })
+    const url = `ws://127.0.0.1:${port}/mqtt`
+    const live = await openWs(url, ['mqtt'])
+    cleanups.push(() => live.ws.terminate())
+    let pings = 0
+    live.ws.on('ping', () => { pings++ })
+    const mute = await openWs(url, ['mqtt'], { autoPong: false })
+    const muteClosed = collect(mute.ws).closed
+    // Both are MQTT sessions first.
+    for (const ws of [live.ws, mute.ws]) ws.send(generate(connectPacket(shortId(), 4)))
+    await expect.poll(() => m.moat.sessionInfo().filter((s) => s.clientId !== '').length).toBe(2)
+    await muteClosed
+    expect(live.ws.readyState).toBe(WebSocket.OPEN)
+    expect(pings).toBeGreaterThanOrEqual(1)
+    await expect.poll(() => m.moat.sessionCount).toBe(1)
+    expect(broker.connections()).toBe(2)
+  })
+})
+
 describe('wss', () => {
   it('MQTT.js over wss passes messages both ways', async () => {
     const { broker, m, port } = await setup('aedes', {}, 'wss')

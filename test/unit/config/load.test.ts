@@ -18,7 +18,7 @@ function issuesOf(file: string): { code: string; issues: readonly ConfigIssue[];
 }
 
 /** What a plain MQTT listener has for the TLS, WebSocket and PROXY protocol keys. */
-const plainListener = { tls: null, path: '', origins: null, proxyProtocol: false, trustedProxies: [] }
+const plainListener = { tls: null, path: '', origins: null, pingIntervalMs: 0, proxyProtocol: false, trustedProxies: [] }
 
 describe('loadConfig: valid files', () => {
   it('loads every key and converts units', () => {
