@@ -52,6 +52,11 @@ export class WsDuplex extends Duplex implements ClientSocket {
     tagged.on('pong', onWsPong as (this: WebSocket) => void)
   }
 
+  /** Bytes the WebSocket holds that its socket has not taken yet. */
+  get bufferedAmount(): number {
+    return this.ws.bufferedAmount
+  }
+
   setNoDelay(): this {
     return this // ws sets TCP_NODELAY on its socket itself
   }

@@ -45,4 +45,6 @@ export interface ClientSocket extends Duplex {
   setNoDelay(noDelay?: boolean): unknown
   readonly bytesRead: number
   readonly bytesWritten: number
+  /** Bytes queued below the stream (a WebSocket's own buffer); absent on TCP/TLS sockets. */
+  readonly bufferedAmount?: number
 }

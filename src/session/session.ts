@@ -147,7 +147,7 @@ export class Session implements FrameSink {
       clientId: this.state.clientId,
       version: this.state.version,
       /** Bytes waiting to be written to the client / to the broker. */
-      clientWriteBuffer: this.client.writableLength,
+      clientWriteBuffer: this.client.writableLength + (this.client.bufferedAmount ?? 0),
       brokerWriteBuffer: this.upstream?.writableLength ?? 0,
       /** Bytes received from the client and not yet handed on (a partial frame, or held while waiting). */
       clientReadBuffer: this.clientFramer.bufferedBytes,

@@ -234,3 +234,43 @@ describe('wss', () => {
     expect(m.moat.sessionInfo()[0]!.certificate).toMatchObject({ cn: 'device-1', sans: ['DNS:device-1'] })
   })
 })
+
+describe('ws: backpressure', () => {
+  const MESSAGES = 200
+  const SIZE = 64 * 1024 // about 12.5 MiB pushed at one WebSocket session
+  const BOUND = 1024 * 1024
+
+  it('pauses reading from the broker while a WebSocket client does not read, then delivers everything in order', async () => {
+    const { broker, m, port } = await setup('aedes')
+    const topic = uid('ws/slow')
+    const clientId = shortId()
+    const { ws } = await openWs(`ws://127.0.0.1:${port}/mqtt`, ['mqtt'])
+    cleanups.push(() => ws.terminate())
+    const received = collect(ws)
+    ws.send(generate(connectPacket(clientId, 4)))
+    ws.send(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 0 }] }))
+    await expect.poll(() => received.bytes().length).toBe(4 + 5) // CONNACK + SUBACK
+    ws.pause() // the client stops reading its socket
+
+    const publisher = await connect(broker.port)
+    cleanups.push(() => publisher.endAsync())
+    for (let n = 0; n < MESSAGES; n++) {
+      const payload = Buffer.alloc(SIZE, n % 251)
+      payload.writeUInt32BE(n, 0)
+      publisher.publish(topic, payload)
+    }
+    const session = (): ReturnType<LoggedMoat['moat']['sessionInfo']>[number] => m.moat.sessionInfo().find((s) => s.clientId === clientId)!
+    await expect.poll(() => session().brokerPaused, { timeout: 10_000 }).toBe(true)
+    expect(session().clientWriteBuffer).toBeLessThan(BOUND)
+    expect(session().brokerReadBuffer).toBeLessThan(BOUND)
+
+    ws.resume()
+    const parser = (await import('mqtt-packet')).parser({ protocolVersion: 4 })
+    const payloads: Buffer[] = []
+    parser.on('packet', (p) => { if (p.cmd === 'publish') payloads.push(p.payload as Buffer) })
+    await expect.poll(() => received.bytes().length, { timeout: 20_000 }).toBeGreaterThanOrEqual(9 + MESSAGES * (SIZE + 2 + 2 + Buffer.byteLength(topic) + 2))
+    parser.parse(received.bytes())
+    expect(payloads).toHaveLength(MESSAGES)
+    payloads.forEach((payload, n) => expect(payload.readUInt32BE(0)).toBe(n))
+  }, 60_000)
+})
