@@ -8,6 +8,7 @@
  * and logged once); nothing reaches a Session, let alone the broker, before every stage passed. The
  * stages together are bounded by `limits.connectTimeout`.
  */
+import { randomBytes } from 'node:crypto'
 import net, { type BlockList, type Server, type Socket } from 'node:net'
 import tls, { type TLSSocket } from 'node:tls'
 import type { PolicyStore } from '../config/policy-store.js'
@@ -236,6 +237,8 @@ export class Listener {
     try {
       const serverTls = loadServerTls(mine.tls)
       this.tlsServer.setSecureContext(serverTls.options)
+      // New ticket keys: a session ticket issued before the reload must not resume past a new CRL.
+      this.tlsServer.setTicketKeys(randomBytes(48))
       this.serverTls = serverTls
       this.log.info({ event: 'tls_reload', outcome: 'success' }, 'certificates reloaded')
     } catch (err) {

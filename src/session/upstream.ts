@@ -37,8 +37,15 @@ export function dialUpstream(config: UpstreamConfig, state: SessionState, local:
   }
   const t = config.tls
   if (t === undefined || t === null) return raw
+  let options: tls.ConnectionOptions
+  try {
+    options = upstreamTlsOptions(t) // read at config load; only a config built in code reads here
+  } catch (err) {
+    raw.destroy(err as Error) // 'error' comes on a later tick, after the session's handlers are on
+    return raw
+  }
   const secure = tls.connect({
-    ...upstreamTlsOptions(t),
+    ...options,
     socket: raw,
     host: config.host,
     ...(t.servername !== null ? { servername: t.servername } : net.isIP(config.host) === 0 ? { servername: config.host } : {}),

@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import tls from 'node:tls'
 import { fileURLToPath } from 'node:url'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { makeDevCerts } from '../../src/certs.js'
+import { makeDevCerts, revokeDevCert as revokeDevCertIn } from '../../src/certs.js'
 import { loadConfig } from '../../src/config/load.js'
 import { ConfigError } from '../../src/errors.js'
 import { Moat } from '../../src/moat.js'
@@ -205,6 +205,44 @@ describe('reload of certificates', () => {
     // The session opened before the reload still works, both ways.
     await open.client.publishAsync(topic, 'still here', { qos: 1 })
     expect((await inbox.waitForTopic(topic)).payload.toString()).toBe('still here')
+  })
+
+  it('a TLS session ticket issued before the reload does not resume past a new CRL', async () => {
+    const live = join(certs.dir, 'tickets')
+    mkdirSync(live, { recursive: true })
+    for (const f of ['server.crt', 'server.key', 'ca.crt']) copyFileSync(join(certs.dir, f), join(live, f))
+    const fresh = makeDevCerts({ out: join(certs.dir, 'tickets-ca'), clients: ['device-9'], caName: 'Ticket CA' })
+    copyFileSync(fresh.ca, join(live, 'ca.crt'))
+    copyFileSync(fresh.crl, join(live, 'ca.crl'))
+    const file = join(live, 'moat.yaml')
+    writeFileSync(file, [
+      'listeners: [{ name: secure, protocol: mqtts, host: 127.0.0.1, port: 0, tls: { cert: server.crt, key: server.key, ca: ca.crt, clientCert: required, crl: ca.crl } }]',
+      `upstream: { host: 127.0.0.1, port: ${broker.port} }`,
+    ].join('\n'))
+    const moat = new Moat(loadConfig(file), { logger: capturingLogger([]) })
+    await moat.start()
+    cleanups.push(() => moat.shutdown(0))
+    const port = moat.address('secure').port
+    const dial = (session?: Buffer): Promise<{ ticket: Buffer | null; reused: boolean; closedByServer: boolean }> => new Promise((resolve) => {
+      let ticket: Buffer | null = null
+      let reused = false
+      const s = tls.connect({
+        host: '127.0.0.1', port, ca: readFileSync(certs.ca), servername: 'localhost',
+        cert: readFileSync(fresh.clients['device-9']!.cert), key: readFileSync(fresh.clients['device-9']!.key), ...(session ? { session } : {}),
+      })
+      s.on('session', (t: Buffer) => { ticket = t; s.end() })
+      s.on('secureConnect', () => { reused = s.isSessionReused(); if (reused) setImmediate(() => s.end()) })
+      s.on('error', () => {})
+      s.on('close', () => resolve({ ticket, reused, closedByServer: ticket === null }))
+    })
+    const first = await dial()
+    expect(first.ticket).not.toBeNull()
+    expect((await dial(first.ticket!)).reused).toBe(true) // before the reload, the ticket resumes
+    copyFileSync(revokeDevCertIn(fresh.dir, fresh.clients['device-9']!.cert), join(live, 'ca.crl'))
+    expect(moat.reload()).toBe(true)
+    const second = await dial(first.ticket!)
+    expect(second.reused).toBe(false)
+    await expect.poll(() => moat.stats.refusedFor('secure', 'client_cert_refused')).toBe(1)
   })
 
   it('keeps the running certificates when the new files are broken', async () => {

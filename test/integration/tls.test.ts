@@ -114,6 +114,8 @@ describe('mqtts: protocol versions', () => {
     const socket = await handshake(port, { ALPNProtocols: ['mqtt'] })
     expect(socket.alpnProtocol).toBe('mqtt')
     socket.destroy()
+    // A client that offers ALPN without mqtt gets no_application_protocol (RFC 7301).
+    await expect(handshake(port, { ALPNProtocols: ['h2'] })).rejects.toThrow(/NO_APPLICATION_PROTOCOL|no application protocol/i)
   })
 })
 
