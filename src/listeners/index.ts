@@ -148,7 +148,7 @@ export class Listener {
     if (this.tlsServer !== null) this.tlsServer.emit('connection', raw)
     else if (this.ws !== null) {
       this.ws.handle(raw)
-      raw.resume()
+      if (this.trusted !== null) raw.resume() // the PROXY header reader paused it; HTTP listens now
     } else this.handOver(raw, raw)
   }
 
