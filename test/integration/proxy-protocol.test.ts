@@ -80,8 +80,11 @@ describe('PROXY protocol in', () => {
     expect(m.moat.sessionInfo()[0]!.remote).toBe('198.51.100.23:61000')
   })
 
-  it('refuses a connection without a header; the broker sees nothing', async () => {
-    const { broker, m } = await setup([listener('lb', 'mqtt', TRUST_LOOPBACK)])
+  it('refuses a connection without a header; the broker sees nothing; /metrics counts it', async () => {
+    const broker = await startBroker('aedes')
+    cleanups.push(() => broker.stop())
+    const m = await startMoatWith(configWith(broker, [listener('lb', 'mqtt', TRUST_LOOPBACK)], { admin: { host: '127.0.0.1', port: 0 } }))
+    cleanups.push(() => m.moat.shutdown(0))
     const raw = new RawClient(m.moat.address('lb').port, 4)
     await raw.connected()
     raw.send(connectPacket(shortId(), 4))
@@ -91,6 +94,9 @@ describe('PROXY protocol in', () => {
     expect(m.moat.sessionCount).toBe(0)
     expect(broker.connections()).toBe(0)
     expect(m.logs.find((l) => l.event === 'connection_refused')).toMatchObject({ reason: 'proxy_header_invalid', detail: 'no PROXY protocol header' })
+    const admin = m.moat.adminAddress()!
+    const text = await (await fetch(`http://127.0.0.1:${admin.port}/metrics`)).text()
+    expect(text).toContain('moat_connections_refused_total{listener="lb",reason="proxy_header_invalid"} 1')
   })
 
   it('refuses a header from a source outside trustedProxies; the broker sees nothing', async () => {

@@ -1,3 +1,4 @@
+import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { encodeProxyV2, isTrusted, MAX_V2_LENGTH, parseProxyHeader, trustedProxyList } from '../../../src/listeners/proxy-protocol.js'
 import { proxyV1, proxyV2 } from '../../helpers/listeners.js'
@@ -122,5 +123,19 @@ describe('trustedProxies', () => {
     expect(() => trustedProxyList(['10.0.0.0/33'])).toThrow(/prefix/)
     expect(() => trustedProxyList(['lb.example.com'])).toThrow(/not an IP address/)
     expect(() => trustedProxyList(['10.0.0.0/x'])).toThrow(/prefix/)
+  })
+})
+
+describe('parseProxyHeader on hostile input', () => {
+  it('never throws and never reads past its bounds, whatever the bytes (property)', () => {
+    const prefix = fc.constantFrom(Buffer.alloc(0), Buffer.from('PROXY '), SIG, Buffer.concat([SIG, Buffer.from([0x21, 0x11])]), Buffer.concat([SIG, Buffer.from([0x21, 0x21])]))
+    fc.assert(fc.property(prefix, fc.uint8Array({ maxLength: 300 }), (head, tail) => {
+      const bytes = Buffer.concat([head, Buffer.from(tail)])
+      const result = parseProxyHeader(bytes)
+      if (result.kind === 'done') {
+        expect(result.length).toBeLessThanOrEqual(bytes.length)
+        expect(result.length).toBeLessThanOrEqual(16 + MAX_V2_LENGTH)
+      }
+    }), { numRuns: 2000 })
   })
 })
