@@ -40,11 +40,10 @@ function parseCertificate(path: Array<string | number>, file: string, pem: Buffe
 function parseKey(path: Array<string | number>, file: string, pem: Buffer, passphrase: string | null): void {
   try {
     createPrivateKey(passphrase === null ? { key: pem } : { key: pem, passphrase })
-  } catch (err) {
-    const message = (err as Error).message
-    const reason = /passphrase/i.test(message) || (passphrase !== null && /bad decrypt|unsupported/i.test(message))
-      ? (passphrase === null ? 'the key is encrypted: set passphrase' : 'wrong passphrase')
-      : 'not a PEM private key'
+  } catch {
+    const text = pem.toString('latin1')
+    const encrypted = text.includes('-----BEGIN ENCRYPTED PRIVATE KEY-----') || text.includes('Proc-Type: 4,ENCRYPTED')
+    const reason = !encrypted ? 'not a PEM private key' : passphrase === null ? 'the key is encrypted: set passphrase' : 'wrong passphrase'
     throw new TlsSettingError(path, `${file}: ${reason}`)
   }
 }

@@ -3,7 +3,7 @@
  * certificate files are reported at load (file, key, reason) by `moat check` too, and a reload
  * (SIGHUP) picks up new certificates and CRLs for new connections while open sessions go on.
  */
-import { execFile } from 'node:child_process'
+import { execFile, execFileSync } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -85,6 +85,20 @@ describe('TLS config at load', () => {
     expect(found).toHaveLength(1)
     expect(found[0]).toMatchObject({ path, line: 2 })
     expect(found[0]!.message).toMatch(reason)
+  })
+
+  it('reads an encrypted key with its passphrase, and says when the passphrase is missing or wrong', () => {
+    execFileSync('openssl', ['pkey', '-in', certs.server.key, '-aes256', '-passout', 'pass:s3cret', '-out', join(certs.dir, 'enc.key')])
+    const withPass = (pass: string | null): string => writeConfig('enc.yaml', [
+      'listeners:',
+      `  - { name: secure, protocol: mqtts, port: 8883, tls: { cert: server.crt, key: enc.key${pass === null ? '' : `, passphrase: ${pass}`} } }`,
+      'upstream: { host: 127.0.0.1, port: 1883 }',
+    ])
+    expect(loadConfig(withPass('s3cret')).listeners[0]!.tls!.passphrase).toBe('s3cret')
+    expect(issues(withPass(null))[0]).toMatchObject({ path: 'listeners.0.tls.key', message: expect.stringMatching(/encrypted: set passphrase/) })
+    const wrong = issues(withPass('nope'))[0]!
+    expect(wrong).toMatchObject({ path: 'listeners.0.tls.key', message: expect.stringMatching(/wrong passphrase/) })
+    expect(wrong.message).not.toContain('nope')
   })
 
   it.each([
