@@ -109,6 +109,18 @@ describe('mqtts: protocol versions', () => {
     await expect.poll(() => m.moat.stats.refusedFor('secure', 'tls_handshake_failed')).toBe(1)
   })
 
+  it('uses only the configured TLS 1.2 ciphers and ECDH curves', async () => {
+    // (The server key is on P-256, which TLS 1.2 also needs in the groups for the ECDSA signature.)
+    const { m, port } = await setup('aedes', { ciphers: 'ECDHE-ECDSA-AES128-GCM-SHA256', ecdhCurve: 'P-384:P-256' })
+    const ok = await handshake(port, { maxVersion: 'TLSv1.2', ecdhCurve: 'X25519:P-384:P-256' })
+    expect(ok.getCipher().standardName).toBe('TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256')
+    expect(['secp384r1', 'prime256v1']).toContain((ok.getEphemeralKeyInfo() as { name: string }).name) // not X25519
+    ok.destroy()
+    await expect(handshake(port, { maxVersion: 'TLSv1.2', ciphers: 'ECDHE-ECDSA-CHACHA20-POLY1305' })).rejects.toThrow()
+    await expect(handshake(port, { maxVersion: 'TLSv1.2', ecdhCurve: 'X25519' })).rejects.toThrow()
+    await expect.poll(() => m.moat.stats.refusedFor('secure', 'tls_handshake_failed')).toBe(2)
+  })
+
   it('offers ALPN mqtt', async () => {
     const { port } = await setup('aedes')
     const socket = await handshake(port, { ALPNProtocols: ['mqtt'] })
