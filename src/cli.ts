@@ -4,12 +4,14 @@
  *   moat --config FILE          run the proxy
  *   moat check --config FILE    validate a config and exit (0 valid, 1 invalid)
  *   moat demo [--port N]        embedded broker + proxy, for a first look
+ *   moat certs --out DIR        development CA, server and client certificates (needs openssl)
  */
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { pino } from 'pino'
 import pretty from 'pino-pretty'
 import { explain, type Identity } from './acl/explain.js'
+import { makeDevCerts } from './certs.js'
 import { loadConfig } from './config/load.js'
 import { demoBanner, startDemo } from './demo.js'
 import { ConfigError, MoatError } from './errors.js'
@@ -25,6 +27,10 @@ const USAGE = `Usage:
                                (exit 0 allowed, 3 denied); USER empty (:CLIENT) = anonymous
   moat demo [--port 1883] [--admin-port 9464]
                                run an embedded broker behind moat, for a first look
+  moat certs --out DIR [--client NAME]... [--host NAME]...
+                               make a development CA, a server certificate (for --host names,
+                               default localhost 127.0.0.1 ::1) and client certificates (default
+                               device-1) in DIR, with the openssl command; not for production
   moat --help | --version
 
 Docs: README.md; config reference: policies/example.yaml; error codes: docs/errors.md`
@@ -46,6 +52,9 @@ interface Args {
   port: number
   adminPort: number
   question?: AclQuestion
+  out?: string
+  clients?: string[]
+  hosts?: string[]
 }
 
 interface AclQuestion {
@@ -109,6 +118,9 @@ function parse(argv: string[]): Args {
         cn: { type: 'string' },
         claim: { type: 'string', multiple: true },
         group: { type: 'string', multiple: true },
+        out: { type: 'string' },
+        client: { type: 'string', multiple: true },
+        host: { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -121,9 +133,13 @@ function parse(argv: string[]): Args {
   if (values.version) return { command: 'version', port: 0, adminPort: 0 }
   if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`)
   const command = positionals[0] ?? 'run'
-  if (!['run', 'check', 'demo'].includes(command)) throw new UsageError(`unknown command '${command}'`)
+  if (!['run', 'check', 'demo', 'certs'].includes(command)) throw new UsageError(`unknown command '${command}'`)
   const port = portOption(values.port, 1883, '--port')
   const adminPort = portOption(values['admin-port'], 9464, '--admin-port')
+  if (command === 'certs') {
+    if (values.out === undefined) throw new UsageError("'moat certs' needs --out DIR")
+    return { command, port, adminPort, out: values.out, clients: values.client, hosts: values.host }
+  }
   if (command !== 'demo' && values.config === undefined) throw new UsageError(`'moat ${command === 'run' ? '' : command + ' '}' needs --config FILE`)
   const question = aclQuestion(values)
   if (question !== undefined && command !== 'check') throw new UsageError('--as/--publish/--subscribe go with `moat check`')
@@ -181,6 +197,12 @@ async function main(argv: string[]): Promise<number> {
         return d.allowed ? 0 : 3
       }
       process.stdout.write(`${args.config}: valid (${config.listeners.length} listener(s), upstream ${config.upstream.host}:${config.upstream.port})\n`)
+      return 0
+    }
+    case 'certs': {
+      const made = makeDevCerts({ out: args.out!, ...(args.clients === undefined ? {} : { clients: args.clients }), ...(args.hosts === undefined ? {} : { hosts: args.hosts }) })
+      const files = [made.ca, made.server.cert, made.server.key, ...Object.values(made.clients).flatMap((c) => [c.cert, c.key]), made.crl]
+      process.stdout.write(`development certificates (not for production) in ${made.dir}:\n${files.map((f) => '  ' + f).join('\n')}\n`)
       return 0
     }
     case 'demo': {

@@ -3,7 +3,6 @@
  * counters, and the admin endpoint. `new Moat(config).start()` runs it; `shutdown()` drains it.
  */
 import { unwatchFile, watchFile } from 'node:fs'
-import type { Socket } from 'node:net'
 import type { Registry } from 'prom-client'
 import type { CheckChain } from './checks/chain.js'
 import { checkFactories } from './checks/index.js'
@@ -12,12 +11,12 @@ import { PolicyStore } from './config/policy-store.js'
 import type { MoatConfig } from './config/types.js'
 import { ConnectionLimiter } from './limits/connections.js'
 import { OverloadMonitor } from './limits/overload.js'
-import { TcpListener } from './listeners/tcp.js'
+import { Listener } from './listeners/index.js'
 import { createLogger, type Logger } from './log/logger.js'
 import { AdminServer } from './metrics/admin.js'
 import { createRegistry } from './metrics/registry.js'
 import { Stats } from './metrics/stats.js'
-import type { ConnInfo } from './session/conn-info.js'
+import type { ClientSocket, ConnInfo } from './session/conn-info.js'
 import type { SessionContext } from './session/context.js'
 import { Session, type SessionInfo } from './session/session.js'
 
@@ -32,7 +31,7 @@ export class Moat implements SessionContext {
   readonly registry: Registry
   readonly overload: OverloadMonitor
   readonly limiter: ConnectionLimiter
-  private readonly listeners: TcpListener[]
+  private readonly listeners: Listener[]
   private readonly admin: AdminServer | null
   private readonly sessions = new Set<Session>()
   private sessionIds = 0
@@ -47,7 +46,7 @@ export class Moat implements SessionContext {
     this.overload = new OverloadMonitor(this.policy)
     this.limiter = new ConnectionLimiter(this.policy, this.overload)
     this.registry = createRegistry(this.stats, this.policy, this.limiter)
-    this.listeners = config.listeners.map((l) => new TcpListener(l, this.accept.bind(this)))
+    this.listeners = config.listeners.map((l) => new Listener(l, this, this.accept.bind(this)))
     this.admin = config.admin === null ? null : new AdminServer(config.admin, this.registry, {
       listenersUp: () => !this.draining && this.listeners.every((l) => l.listening),
       upstream: config.upstream,
@@ -84,9 +83,10 @@ export class Moat implements SessionContext {
       this.logger.warn({ event: 'config_reload', outcome: 'failure', file: current.file, error: (err as Error).message }, 'reload failed: keeping the running policy')
       return false
     }
-    if (JSON.stringify(next.listeners) !== JSON.stringify(current.listeners) || JSON.stringify(next.admin) !== JSON.stringify(current.admin)) {
+    if (listenerShape(next) !== listenerShape(current) || JSON.stringify(next.admin) !== JSON.stringify(current.admin)) {
       this.logger.warn({ event: 'config_reload', file: current.file }, 'listener and admin changes take effect on restart; the running ones are kept')
     }
+    for (const listener of this.listeners) listener.reload(next) // new certificates for new connections
     this.logger.level = next.log.level
     this.stats.configReloads += 1
     // Open sessions adopt the new policy now, not at their next packet: a revoked subscription
@@ -134,6 +134,9 @@ export class Moat implements SessionContext {
     if (this.config.acl === null) {
       this.logger.warn({ event: 'no_acl' }, 'no `acl` section: every client may publish and subscribe to every topic')
     }
+    if (this.config.upstream.tls?.insecure === true) {
+      this.logger.warn({ event: 'upstream_tls_insecure', upstream: `${this.config.upstream.host}:${this.config.upstream.port}` }, 'upstream.tls.insecure: the broker certificate is NOT verified; anyone on the path can impersonate the broker')
+    }
     this.logger.info({ event: 'ready', upstream: `${this.config.upstream.host}:${this.config.upstream.port}`, checks: this.chain.names }, 'moat ready')
   }
 
@@ -157,7 +160,7 @@ export class Moat implements SessionContext {
     return [...this.sessions].map((s) => s.info())
   }
 
-  private accept(socket: Socket, conn: ConnInfo): void {
+  private accept(socket: ClientSocket, conn: ConnInfo): void {
     if (this.draining) {
       socket.destroy()
       return
@@ -167,6 +170,7 @@ export class Moat implements SessionContext {
     // Refused connections still get a session, which answers their CONNECT with a refusing CONNACK
     // in the client's version and never dials the broker.
     const refusal = this.limiter.admit(conn.remoteAddress)
+    if (refusal !== null) this.stats.countRefused(conn.listener, refusal)
     if (refusal !== null && !this.warnedRefusal) {
       this.warnedRefusal = true
       this.logger.warn({ event: 'connection_refused', reason: refusal, remote: conn.remoteAddress }, 'refusing new connections (logged once; moat_connections_refused_total counts them)')
@@ -225,4 +229,9 @@ export class Moat implements SessionContext {
     if (this.sessions.size === 0) return Promise.resolve()
     return new Promise((resolve) => this.drainWaiters.push(resolve))
   }
+}
+
+/** Listener settings bound at start (TLS material is not among them: a reload applies it). */
+function listenerShape(config: MoatConfig): string {
+  return JSON.stringify(config.listeners.map(({ tls: _tls, ...rest }) => rest))
 }

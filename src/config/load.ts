@@ -9,6 +9,8 @@ import type { z } from 'zod'
 import { compileAcl } from '../acl/compile-config.js'
 import { ConfigError, type ConfigIssue } from '../errors.js'
 import { configSchema, unsupportedSections, type ConfigOutput } from './schema.js'
+import { tlsFileIssues } from '../listeners/tls.js'
+import { baseDir, compileListenerExtras, compileUpstreamTls } from './tls-schema.js'
 import type { LimitsConfig, MoatConfig } from './types.js'
 
 export { formatConfigIssue } from '../errors.js'
@@ -51,7 +53,11 @@ function validate(value: unknown, file: string, doc: Document | null, lines: Lin
     const issues = result.error.issues.flatMap((issue) => toIssues(issue, value, file, doc, lines))
     throw new ConfigError('MOAT_ERR_CONFIG_INVALID', issues)
   }
-  return compile(result.data, file)
+  const config = compile(result.data, file)
+  // Certificate, key, CA and CRL files must exist and parse: found now, not at the first handshake.
+  const fileIssues = tlsFileIssues(config)
+  if (fileIssues.length > 0) throw new ConfigError('MOAT_ERR_CONFIG_INVALID', fileIssues.map((i) => issueAt(file, i.path, i.message, doc, lines, false)))
+  return config
 }
 
 /** The value at `path` in the raw config, or undefined where the path does not exist. */
@@ -123,8 +129,11 @@ function deepFreeze<T>(value: T): T {
 function compile(c: ConfigOutput, file: string): MoatConfig {
   return deepFreeze({
     file,
-    listeners: c.listeners.map((l) => ({ name: l.name, protocol: 'mqtt' as const, host: l.host, port: l.port })),
-    upstream: { host: c.upstream.host, port: c.upstream.port, connectTimeoutMs: c.upstream.connectTimeout },
+    listeners: c.listeners.map((l) => ({ name: l.name, protocol: l.protocol, host: l.host, port: l.port, ...compileListenerExtras(l, baseDir(file)) })),
+    upstream: {
+      host: c.upstream.host, port: c.upstream.port, connectTimeoutMs: c.upstream.connectTimeout,
+      tls: compileUpstreamTls(c.upstream.tls, baseDir(file)), proxyProtocol: c.upstream.proxyProtocol === false ? null : c.upstream.proxyProtocol,
+    },
     admin: c.admin === undefined ? null : { host: c.admin.host, port: c.admin.port },
     limits: compileLimits(c.limits),
     shutdown: { gracePeriodMs: c.shutdown.gracePeriod },

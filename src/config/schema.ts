@@ -6,6 +6,7 @@ import { z } from 'zod'
 import { BucketSpec } from '../limits/token-bucket.js'
 import { checkTopicFilter } from '../protocol/validate.js'
 import { aclSchema } from './acl-schema.js'
+import { checkListener, listenerExtras, listenerProtocol, upstreamExtras } from './tls-schema.js'
 import { parseByteRate, parseDuration, parseMemorySize, parseRate, parseSize, type Rate } from './units.js'
 
 /** Sections of DESIGN.md this version cannot enforce yet: refused, never silently ignored. */
@@ -36,19 +37,11 @@ const port = z.number({ error: 'expected a port number' }).int({ error: 'expecte
 
 const listener = z.strictObject({
   name: z.string({ error: 'expected a name' }).regex(/^[A-Za-z0-9_.-]{1,64}$/, { error: 'a listener name is 1-64 letters, digits, _ . -' }),
-  protocol: z.string({ error: "expected 'mqtt'" }).superRefine((value, ctx) => {
-    if (value === 'mqtt') return
-    const known = ['mqtts', 'ws', 'wss'].includes(value)
-    ctx.addIssue({
-      code: 'custom',
-      message: known
-        ? `protocol '${value}' is not supported by this version of moat yet (only 'mqtt')`
-        : `unknown protocol '${value}' (only 'mqtt')`,
-    })
-  }),
+  protocol: listenerProtocol,
   host: host.default('0.0.0.0'),
   port,
-})
+  ...listenerExtras,
+}).superRefine(checkListener)
 
 // ---------------------------------------------------------------- limits (rates, caps, quotas)
 
@@ -149,6 +142,7 @@ export const configSchema = z.strictObject({
     host,
     port: port.min(1, { error: 'the broker port is 1 to 65535' }),
     connectTimeout: duration.default(5_000),
+    ...upstreamExtras,
   }, { error: 'expected the broker address: { host, port }' }),
   admin: z.strictObject({
     host: host.default('127.0.0.1'),

@@ -15,6 +15,8 @@ export const redactPaths = [
   'token',
   '*.token',
   'packet.password',
+  'passphrase',
+  '*.passphrase',
 ]
 
 export function createLogger(level: LogLevel, destination?: NodeJS.WritableStream): Logger {

@@ -40,6 +40,18 @@ export function createRegistry(stats: Stats, policy: PolicyStore, limiter?: Conn
       for (const [listener, value] of stats.connectionsAccepted) this.inc({ listener }, value)
     },
   })
+  new Counter({
+    name: 'moat_connections_refused_total',
+    help: 'Connections refused, by listener and reason: before any MQTT byte (PROXY header, TLS handshake, client certificate, WebSocket upgrade), or by a connection limit or overload (answered with a refusing CONNACK).',
+    labelNames: ['listener', 'reason'],
+    registers: [register],
+    collect() {
+      this.reset()
+      for (const [listener, byReason] of stats.connectionsRefused) {
+        for (const [reason, value] of byReason) this.inc({ listener, reason }, value)
+      }
+    },
+  })
   new Gauge({
     name: 'moat_sessions_open',
     help: 'Client sessions currently open.',
@@ -186,17 +198,6 @@ export function createRegistry(stats: Stats, policy: PolicyStore, limiter?: Conn
     registers: [register],
     collect() {
       this.set(policy.generation)
-    },
-  })
-  new Counter({
-    name: 'moat_connections_refused_total',
-    help: 'New connections refused by a connection limit, by reason (connection_rate, too_many_connections, server_overloaded).',
-    labelNames: ['reason'],
-    registers: [register],
-    collect() {
-      this.reset()
-      if (limiter === undefined) return
-      for (let i = 0; i < connectionRefusals.length; i++) this.inc({ reason: connectionRefusals[i]! }, limiter.refused[i]!)
     },
   })
   new Gauge({

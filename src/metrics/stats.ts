@@ -4,6 +4,7 @@
  * by construction: packet types, reasons and listener names from the config.
  */
 import { closeReasons, type CloseReason } from '../checks/reasons.js'
+import type { RefuseReason } from '../listeners/refuse-reasons.js'
 
 const reasonIndex = new Map<CloseReason, number>(closeReasons.map((r, i) => [r, i]))
 
@@ -27,6 +28,8 @@ export class Stats {
   aclRevocations = 0
   /** Broker deliveries held back by the outbound ACL (or after a revocation). */
   deliveriesDenied = 0
+  /** Connections a listener refused before any MQTT byte (PROXY header, TLS, WebSocket upgrade), by listener and reason. */
+  readonly connectionsRefused = new Map<string, Map<RefuseReason, number>>()
   sessionsOpen = 0
   upstreamConnects = 0
   upstreamConnectFailures = 0
@@ -52,6 +55,16 @@ export class Stats {
 
   rejectedFor(reason: CloseReason): number {
     return this.packetsRejected[reasonIndex.get(reason)!]!
+  }
+
+  countRefused(listener: string, reason: RefuseReason): void {
+    let byReason = this.connectionsRefused.get(listener)
+    if (byReason === undefined) this.connectionsRefused.set(listener, byReason = new Map())
+    byReason.set(reason, (byReason.get(reason) ?? 0) + 1)
+  }
+
+  refusedFor(listener: string, reason: RefuseReason): number {
+    return this.connectionsRefused.get(listener)?.get(reason) ?? 0
   }
 
   closedFor(reason: CloseReason): number {

@@ -4,6 +4,7 @@
  * transport, and the verified client certificate (mutual TLS). The Session copies it into
  * SessionState, where checks, logs and metrics read it.
  */
+import type { Duplex } from 'node:stream'
 
 /** A client certificate that the TLS handshake verified against the listener's CA. */
 export interface ClientCertificate {
@@ -34,4 +35,16 @@ export interface ConnInfo {
 /** ConnInfo for a plain TCP socket (no PROXY header, no TLS). */
 export function plainConnInfo(listener: string, remoteAddress: string | undefined, remotePort: number | undefined): ConnInfo {
   return { listener, remoteAddress: remoteAddress ?? '', remotePort: remotePort ?? 0, transport: 'tcp', tlsVersion: null, certificate: null }
+}
+
+/**
+ * What a Session needs from the client connection: a Duplex with a socket's counters. A TCP or TLS
+ * socket is one as it is; a WebSocket is adapted to it (listeners/ws.ts).
+ */
+export interface ClientSocket extends Duplex {
+  setNoDelay(noDelay?: boolean): unknown
+  readonly bytesRead: number
+  readonly bytesWritten: number
+  /** Bytes queued below the stream (a WebSocket's own buffer); absent on TCP/TLS sockets. */
+  readonly bufferedAmount?: number
 }

@@ -7,16 +7,16 @@
  * Adjacency is judged on memory, not on chunks: two frames are merged only when the second starts at
  * the byte right after the first in the same ArrayBuffer, so the merged slice holds exactly them.
  */
-import type { Socket } from 'node:net'
+import type { Writable } from 'node:stream'
 
 export class RunWriter {
-  private socket: Socket | null = null
+  private socket: Writable | null = null
   private run: Buffer | null = null
   private runLength = 0
   /** Bytes written through this writer (for the session's end-of-connection log). */
   bytes = 0
 
-  attach(socket: Socket): void {
+  attach(socket: Writable): void {
     this.socket = socket
   }
 

@@ -14,7 +14,7 @@
  * Socket handlers are module-level functions that find their session through a symbol slot, so a
  * session allocates no closures (STYLE H7).
  */
-import net, { type Socket } from 'node:net'
+import type { Socket } from 'node:net'
 import { generate, type IConnackPacket, type IConnectPacket, type ISubscribePacket, type ISubscription, type IUnsubscribePacket } from 'mqtt-packet'
 import type { SessionChecks } from '../checks/chain.js'
 import type { CloseReason, DenyReason } from '../checks/reasons.js'
@@ -26,7 +26,7 @@ import { ack, suback } from '../protocol/acks.js'
 import { PublishView, readPublish } from '../protocol/publish.js'
 import { ReasonCode } from '../protocol/reason.js'
 import { CONNACK_UNACCEPTABLE_PROTOCOL, connackRefusal, disconnectV5, publishRefusalV5 } from '../protocol/responses.js'
-import type { ConnInfo } from './conn-info.js'
+import type { ClientCertificate, ClientSocket, ConnInfo, Transport } from './conn-info.js'
 import { rewriteConnack } from '../limits/connack.js'
 import type { ConnectionRefusal } from '../limits/connections.js'
 import { nowMs } from '../limits/token-bucket.js'
@@ -34,6 +34,7 @@ import type { SessionContext } from './context.js'
 import { RunWriter } from './run-writer.js'
 import { SessionState } from './state.js'
 import { MAX_PENDING_SUBSCRIBES, MAX_TRACKED_SUBSCRIPTIONS, SubscriptionBook } from './subscription-book.js'
+import { dialUpstream, upstreamReadyEvent, type LocalEnd } from './upstream.js'
 
 export interface SessionInfo {
   readonly id: number
@@ -47,6 +48,10 @@ export interface SessionInfo {
   readonly brokerReadBuffer: number
   readonly clientPaused: boolean
   readonly brokerPaused: boolean
+  readonly transport: Transport
+  readonly tlsVersion: string | null
+  /** The verified client certificate (mutual TLS): subject, CN, SANs, fingerprint. */
+  readonly certificate: ClientCertificate | null
 }
 
 const kSession = Symbol('moat.session')
@@ -66,7 +71,7 @@ function topicOf(s: ISubscription): string {
 function qosOf(s: ISubscription): number {
   return s.qos
 }
-type SessionSocket = Socket & { [kSession]: Session }
+type SessionSocket = (Socket | ClientSocket) & { [kSession]: Session }
 
 const Phase = {
   AwaitConnect: 0,
@@ -113,7 +118,7 @@ function faultReason(code: number): DenyReason {
 
 export class Session implements FrameSink {
   readonly state: SessionState
-  readonly client: Socket
+  readonly client: ClientSocket
   private readonly ctx: SessionContext
   private upstream: Socket | null = null
   private phase: Phase = Phase.AwaitConnect
@@ -165,7 +170,7 @@ export class Session implements FrameSink {
   private idleMs = 0
   private lastClientData = 0
 
-  constructor(ctx: SessionContext, client: Socket, conn: ConnInfo, refusal: ConnectionRefusal | null = null) {
+  constructor(ctx: SessionContext, client: ClientSocket, conn: ConnInfo, refusal: ConnectionRefusal | null = null) {
     this.ctx = ctx
     this.client = client
     this.refusal = refusal
@@ -205,13 +210,16 @@ export class Session implements FrameSink {
       clientId: this.state.clientId,
       version: this.state.version,
       /** Bytes waiting to be written to the client / to the broker. */
-      clientWriteBuffer: this.client.writableLength,
+      clientWriteBuffer: this.client.writableLength + (this.client.bufferedAmount ?? 0),
       brokerWriteBuffer: this.upstream?.writableLength ?? 0,
       /** Bytes received from the client and not yet handed on (a partial frame, or held while waiting). */
       clientReadBuffer: this.clientFramer.bufferedBytes,
       brokerReadBuffer: this.brokerFramer.bufferedBytes,
       clientPaused: this.pausedFor !== 0,
       brokerPaused: this.brokerPaused,
+      transport: this.state.transport,
+      tlsVersion: this.state.tlsVersion,
+      certificate: this.state.certificate,
     }
   }
 
@@ -569,12 +577,13 @@ export class Session implements FrameSink {
 
   private dial(): void {
     this.phase = Phase.Dialing
-    const { host, port, connectTimeoutMs } = this.ctx.policy.config.upstream
+    const upstreamConfig = this.ctx.policy.config.upstream
+    const connectTimeoutMs = upstreamConfig.connectTimeoutMs
     this.dialStartedAt = performance.now()
-    const upstream = net.connect({ host, port }) as SessionSocket
+    const upstream = dialUpstream(upstreamConfig, this.state, this.client as LocalEnd) as Socket & { [kSession]: Session }
     upstream[kSession] = this
     upstream.setNoDelay(true)
-    upstream.on('connect', onUpstreamConnect)
+    upstream.on(upstreamReadyEvent(upstreamConfig), onUpstreamConnect)
     upstream.on('data', onUpstreamData)
     upstream.on('end', onUpstreamEnd)
     upstream.on('error', onUpstreamError)

@@ -84,7 +84,8 @@ export class MosquittoProcess {
   }
 }
 
-export async function startMosquitto(): Promise<MosquittoProcess> {
+/** `listenerLines` go right after the `listener` line (e.g. cafile/certfile/keyfile for a TLS listener). */
+export async function startMosquitto(listenerLines: readonly string[] = []): Promise<MosquittoProcess> {
   const binary = mosquittoPath()
   if (binary === null) throw new Error('mosquitto is not installed (apt-get install mosquitto)')
   for (let attempt = 0; attempt < 5; attempt++) {
@@ -93,6 +94,7 @@ export async function startMosquitto(): Promise<MosquittoProcess> {
     const conf = join(dir, 'mosquitto.conf')
     writeFileSync(conf, [
       `listener ${port} 127.0.0.1`,
+      ...listenerLines,
       'allow_anonymous true',
       'persistence false',
       'log_dest stderr', // unbuffered: stdout to a pipe is block-buffered

@@ -83,14 +83,14 @@ describe('moat check', () => {
   it('prints every problem with file, line, key and reason, and exits 1', async () => {
     const file = writeConfig('bad.yaml', [
       'listeners:',
-      '  - { name: mqtt, protocol: mqtt, port: 1883, tls: {} }',
+      '  - { name: mqtt, protocol: mqtt, port: 1883, keepAlive: {} }',
       'upstream: { host: 127.0.0.1, port: 1884 }',
       'limits: { maxPacketSize: huge }',
     ].join('\n'))
     const result = await run(['check', '--config', file])
     expect(result.code).toBe(1)
     expect(result.stderr).toContain(`${file}:2:`)
-    expect(result.stderr).toMatch(/listeners\.0\.tls: unknown key 'tls'/)
+    expect(result.stderr).toMatch(/listeners\.0\.keepAlive: unknown key 'keepAlive'/)
     expect(result.stderr).toMatch(new RegExp(`${file}:4:\\d+ limits\\.maxPacketSize: expected a size like 256KiB`))
   })
 

@@ -36,6 +36,8 @@ const defaultLimits = {
   maxKeepalive: null,
   overload: { eventLoopLagMs: null, memory: null, sampleMs: 500 },
 }
+/** What a plain MQTT listener has for the TLS, WebSocket and PROXY protocol keys. */
+const plainListener = { tls: null, path: '', origins: null, pingIntervalMs: 0, proxyProtocol: false, trustedProxies: [] }
 
 describe('loadConfig: valid files', () => {
   it('loads every key and converts units', () => {
@@ -43,10 +45,10 @@ describe('loadConfig: valid files', () => {
     expect(config).toEqual({
       file: fixture('valid/full.yaml'),
       listeners: [
-        { name: 'mqtt', protocol: 'mqtt', host: '127.0.0.1', port: 1883 },
-        { name: 'internal', protocol: 'mqtt', host: '0.0.0.0', port: 2883 },
+        { name: 'mqtt', protocol: 'mqtt', host: '127.0.0.1', port: 1883, ...plainListener },
+        { name: 'internal', protocol: 'mqtt', host: '0.0.0.0', port: 2883, ...plainListener },
       ],
-      upstream: { host: 'broker.internal', port: 1884, connectTimeoutMs: 1500 },
+      upstream: { host: 'broker.internal', port: 1884, connectTimeoutMs: 1500, tls: null, proxyProtocol: null },
       admin: { host: '127.0.0.1', port: 9500 },
       limits: { ...defaultLimits, maxPacketSize: 1_048_576, connectTimeoutMs: 3000 },
       shutdown: { gracePeriodMs: 60_000 },
@@ -94,7 +96,7 @@ describe('loadConfig: each problem names the file, line, key and reason', () => 
     ['unknown-top-level.yaml', 'listners', 4, /unknown key 'listners'/],
     ['unknown-nested.yaml', 'upstream.timeout', 6, /unknown key 'timeout'/],
     ['auth-section.yaml', 'auth', 4, /'auth' \(credential checks\) is not supported by this version of moat yet: refusing to start/],
-    ['mqtts-listener.yaml', 'listeners.0.protocol', 3, /protocol 'mqtts' is not supported by this version of moat yet \(only 'mqtt'\)/],
+    ['mqtts-listener.yaml', 'listeners.0.tls', 2, /an mqtts listener needs tls: \{ cert, key \}/],
     ['bad-size.yaml', 'limits.maxPacketSize', 5, /expected a size like 256KiB .* got "12 parsecs"/],
     ['bare-duration.yaml', 'limits.connectTimeout', 5, /needs a unit .* write 30s or 30ms/],
     ['duplicate-listener.yaml', 'listeners.1.name', 3, /duplicate listener name 'mqtt'/],

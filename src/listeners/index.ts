@@ -1,0 +1,292 @@
+/**
+ * Listeners: where clients connect. One Listener per configured entry, whatever its kind:
+ *
+ *   TCP accept ─▶ [PROXY header, if proxyProtocol] ─▶ [TLS handshake + client certificate, if mqtts/wss]
+ *              ─▶ [HTTP upgrade to WebSocket, if ws/wss] ─▶ accept(ClientSocket, ConnInfo) ─▶ Session
+ *
+ * Each stage can refuse the connection (counted in moat_connections_refused_total{listener,reason}
+ * and logged once); nothing reaches a Session, let alone the broker, before every stage passed. The
+ * stages together are bounded by `limits.connectTimeout`.
+ */
+import { randomBytes } from 'node:crypto'
+import net, { type BlockList, type Server, type Socket } from 'node:net'
+import tls, { type TLSSocket } from 'node:tls'
+import type { PolicyStore } from '../config/policy-store.js'
+import type { ListenerConfig, MoatConfig } from '../config/types.js'
+import { MoatError } from '../errors.js'
+import type { Logger } from '../log/logger.js'
+import type { Stats } from '../metrics/stats.js'
+import type { ClientCertificate, ClientSocket, ConnInfo, Transport } from '../session/conn-info.js'
+import { isTrusted, readProxyHeader, trustedProxyList, type ProxyParse } from './proxy-protocol.js'
+import type { RefuseReason } from './refuse-reasons.js'
+import { loadServerTls, peerCertificate, sniContext, type ServerTls } from './tls.js'
+import { WS_PING_INTERVAL_MS, WsGateway, type WsDuplex } from './ws.js'
+
+/** Hands an accepted connection to the proxy, with what the listener learnt about it. */
+export type AcceptFn = (socket: ClientSocket, conn: ConnInfo) => void
+
+export interface ListenerContext {
+  readonly policy: PolicyStore
+  readonly stats: Stats
+  readonly logger: Logger
+}
+
+/** A connection between TCP accept and its Session. */
+interface Pending {
+  readonly raw: Socket
+  remoteAddress: string
+  remotePort: number
+  tlsVersion: string | null
+  certificate: ClientCertificate | null
+  timer: NodeJS.Timeout
+}
+
+function keyOf(socket: Socket): string {
+  return `${socket.remoteAddress}|${socket.remotePort}`
+}
+
+export class Listener {
+  readonly config: ListenerConfig
+  private readonly ctx: ListenerContext
+  private readonly accept: AcceptFn
+  private readonly server: Server
+  private readonly transport: Transport
+  private serverTls: ServerTls | null = null
+  private readonly tlsServer: tls.Server | null = null
+  private readonly ws: WsGateway | null = null
+  private readonly trusted: BlockList | null
+  private readonly pending = new Map<string, Pending>()
+  private readonly log: Logger
+
+  constructor(config: ListenerConfig, ctx: ListenerContext, accept: AcceptFn) {
+    this.config = config
+    this.ctx = ctx
+    this.accept = accept
+    this.log = ctx.logger.child({ listener: config.name })
+    this.transport = config.protocol === 'mqtt' ? 'tcp' : config.protocol === 'mqtts' ? 'tls' : config.protocol
+    this.trusted = config.proxyProtocol === true ? trustedProxyList(config.trustedProxies ?? []) : null
+    const handshakeMs = ctx.policy.config.limits.connectTimeoutMs
+    const web = config.protocol === 'ws' || config.protocol === 'wss'
+    if (config.tls !== undefined && config.tls !== null) {
+      const serverTls = loadServerTls(config.tls)
+      this.serverTls = serverTls
+      this.tlsServer = tls.createServer({
+        ...serverTls.options,
+        requestCert: config.tls.clientCert !== 'none',
+        // Verified below, after the handshake, so a refusal is logged and counted with its reason.
+        rejectUnauthorized: false,
+        ALPNProtocols: web ? ['http/1.1'] : ['mqtt'],
+        SNICallback: (servername, cb) => cb(null, sniContext(this.serverTls!, servername) ?? this.serverTls!.context),
+        handshakeTimeout: handshakeMs,
+      })
+      this.tlsServer.on('secureConnection', (socket: TLSSocket) => this.onSecure(socket))
+      this.tlsServer.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => this.onTlsError(err, socket))
+    }
+    if (web) {
+      this.ws = new WsGateway({
+        path: config.path ?? '/mqtt',
+        origins: config.origins ?? null,
+        pingIntervalMs: config.pingIntervalMs ?? WS_PING_INTERVAL_MS,
+        maxPayload: () => ctx.policy.config.limits.maxPacketSize,
+        accepted: (duplex, socket) => this.onWebSocket(duplex, socket),
+        refused: (socket, reason, detail) => this.refused(socket, reason, detail, false),
+      }, handshakeMs)
+    }
+    this.server = net.createServer({ noDelay: true }, (socket) => this.onConnection(socket))
+  }
+
+  // ------------------------------------------------------------------ stages
+
+  private onConnection(raw: Socket): void {
+    if (this.trusted === null && this.tlsServer === null && this.ws === null) {
+      this.accept(raw, this.connInfo(raw.remoteAddress ?? '', raw.remotePort ?? 0, null, null))
+      return
+    }
+    const entry: Pending = {
+      raw,
+      remoteAddress: raw.remoteAddress ?? '',
+      remotePort: raw.remotePort ?? 0,
+      tlsVersion: null,
+      certificate: null,
+      timer: setTimeout(onPendingTimeout, this.ctx.policy.config.limits.connectTimeoutMs, this, raw),
+    }
+    const key = keyOf(raw)
+    this.pending.set(key, entry)
+    raw.once('close', () => {
+      const current = this.pending.get(key)
+      if (current?.raw === raw) {
+        clearTimeout(current.timer)
+        this.pending.delete(key)
+      }
+    })
+    raw.on('error', onSocketError)
+    if (this.trusted !== null) {
+      if (!isTrusted(this.trusted, raw.remoteAddress)) {
+        this.refused(raw, 'proxy_untrusted', 'source is not in trustedProxies', true)
+        return
+      }
+      readProxyHeader(raw, (result) => this.onProxyHeader(raw, entry, result))
+      return
+    }
+    this.afterProxy(raw)
+  }
+
+  private onProxyHeader(raw: Socket, entry: Pending, result: ProxyParse): void {
+    if (raw.destroyed) return
+    if (result.kind !== 'done') {
+      this.refused(raw, 'proxy_header_invalid', result.kind === 'invalid' ? result.reason : 'incomplete', true)
+      return
+    }
+    if (result.header.address !== null) {
+      entry.remoteAddress = result.header.address
+      entry.remotePort = result.header.port
+    }
+    this.afterProxy(raw)
+  }
+
+  private afterProxy(raw: Socket): void {
+    if (this.tlsServer !== null) this.tlsServer.emit('connection', raw)
+    else if (this.ws !== null) {
+      this.ws.handle(raw)
+      if (this.trusted !== null) raw.resume() // the PROXY header reader paused it; HTTP listens now
+    } else this.handOver(raw, raw)
+  }
+
+  private onSecure(socket: TLSSocket): void {
+    const entry = this.pending.get(keyOf(socket))
+    if (entry === undefined) {
+      socket.destroy()
+      return
+    }
+    const mode = this.config.tls!.clientCert
+    if (mode !== 'none') {
+      if (socket.authorized) {
+        entry.certificate = peerCertificate(socket)
+      } else if (mode === 'required' || socket.getPeerX509Certificate() !== undefined) {
+        const why = socket.getPeerX509Certificate() === undefined ? 'no client certificate' : `client certificate not accepted: ${String(socket.authorizationError)}`
+        this.refused(socket, 'client_cert_refused', why, true)
+        return
+      }
+    }
+    entry.tlsVersion = socket.getProtocol()
+    if (this.ws !== null) this.ws.handle(socket)
+    else this.handOver(socket, socket)
+  }
+
+  private onTlsError(err: NodeJS.ErrnoException, socket: TLSSocket): void {
+    const entry = this.pending.get(keyOf(socket))
+    if (entry === undefined) return
+    this.refused(socket, 'tls_handshake_failed', err.code ?? err.message, true)
+  }
+
+  private onWebSocket(duplex: WsDuplex, socket: Socket): void {
+    this.handOver(duplex, socket)
+  }
+
+  /** Every stage passed: the connection becomes a Session. */
+  private handOver(client: ClientSocket, socket: Socket): void {
+    const key = keyOf(socket)
+    const entry = this.pending.get(key)
+    if (entry === undefined) {
+      client.destroy()
+      return
+    }
+    clearTimeout(entry.timer)
+    this.pending.delete(key)
+    // The Session handles the errors of the socket it gets; a raw socket under TLS keeps the no-op.
+    if (client === entry.raw) entry.raw.off('error', onSocketError)
+    this.accept(client, this.connInfo(entry.remoteAddress, entry.remotePort, entry.tlsVersion, entry.certificate))
+    // The PROXY header reader paused the raw socket; the Session is listening now.
+    if (client === entry.raw && this.trusted !== null) client.resume()
+  }
+
+  private connInfo(remoteAddress: string, remotePort: number, tlsVersion: string | null, certificate: ClientCertificate | null): ConnInfo {
+    return { listener: this.config.name, remoteAddress, remotePort, transport: this.transport, tlsVersion, certificate }
+  }
+
+  /** Counts and logs a refusal; `destroy` closes the connection (HTTP refusals close after their answer). */
+  refused(socket: Socket, reason: RefuseReason, detail: string, destroy: boolean): void {
+    const key = keyOf(socket)
+    const entry = this.pending.get(key)
+    const remote = entry === undefined ? `${socket.remoteAddress}:${socket.remotePort}` : `${entry.remoteAddress}:${entry.remotePort}`
+    if (entry !== undefined) {
+      clearTimeout(entry.timer)
+      this.pending.delete(key)
+    }
+    this.ctx.stats.countRefused(this.config.name, reason)
+    const level = reason === 'tls_handshake_failed' || reason === 'handshake_timeout' ? 'info' : 'warn'
+    this.log[level]({ event: 'connection_refused', reason, remote, detail }, 'connection refused')
+    if (destroy) {
+      socket.destroy()
+      entry?.raw.destroy()
+    }
+  }
+
+  onPendingTimeout(raw: Socket): void {
+    const entry = this.pending.get(keyOf(raw))
+    if (entry?.raw !== raw) return
+    this.refused(raw, 'handshake_timeout', 'no complete PROXY header, TLS handshake or WebSocket upgrade in time', true)
+  }
+
+  // ------------------------------------------------------------------ lifecycle
+
+  /** On a config reload: new certificates, keys, CAs and CRLs apply to new connections; open ones go on. */
+  reload(next: MoatConfig): void {
+    const mine = next.listeners.find((l) => l.name === this.config.name)
+    if (this.tlsServer === null || mine?.tls === undefined || mine.tls === null || mine.protocol !== this.config.protocol) return
+    try {
+      const serverTls = loadServerTls(mine.tls)
+      this.tlsServer.setSecureContext(serverTls.options)
+      // New ticket keys: a session ticket issued before the reload must not resume past a new CRL.
+      this.tlsServer.setTicketKeys(randomBytes(48))
+      this.serverTls = serverTls
+      this.log.info({ event: 'tls_reload', outcome: 'success' }, 'certificates reloaded')
+    } catch (err) {
+      this.log.warn({ event: 'tls_reload', outcome: 'failure', error: (err as Error).message }, 'certificates not reloaded: keeping the running ones')
+    }
+  }
+
+  listen(): Promise<void> {
+    const { host, port, name } = this.config
+    return new Promise((resolve, reject) => {
+      const server = this.server
+      const onError = (err: NodeJS.ErrnoException): void => {
+        reject(new MoatError('MOAT_ERR_LISTEN', `listener '${name}' cannot listen on ${host}:${port}: ${err.code ?? err.message}`))
+      }
+      server.once('error', onError)
+      server.listen({ host, port }, () => {
+        server.off('error', onError)
+        resolve()
+      })
+    })
+  }
+
+  address(): { host: string; port: number } {
+    const address = this.server.address()
+    if (address === null || typeof address === 'string') throw new Error(`listener '${this.config.name}' is not listening`)
+    return { host: address.address, port: address.port }
+  }
+
+  get listening(): boolean {
+    return this.server.listening
+  }
+
+  /** Stops accepting; open connections are not touched (they are the sessions' business). */
+  close(): void {
+    if (this.server.listening) this.server.close()
+    this.ws?.close()
+    for (const entry of this.pending.values()) {
+      clearTimeout(entry.timer)
+      entry.raw.destroy()
+    }
+    this.pending.clear()
+  }
+}
+
+function onPendingTimeout(listener: Listener, raw: Socket): void {
+  listener.onPendingTimeout(raw)
+}
+
+function onSocketError(): void {
+  // A reset before the session exists: 'close' follows and clears the pending entry.
+}

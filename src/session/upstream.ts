@@ -1,0 +1,60 @@
+/**
+ * Dialling the broker: plain TCP, or TLS (verified against `upstream.tls.ca`, or the system CAs;
+ * `insecure: true` skips verification), optionally preceded by a PROXY protocol v2 header that
+ * tells the broker the client's real address (and, for TLS clients, the TLS version and the
+ * certificate CN). The header goes on the TCP connection before the TLS handshake, as the spec says.
+ */
+import net, { type Socket } from 'node:net'
+import tls from 'node:tls'
+import type { UpstreamConfig } from '../config/types.js'
+import { encodeProxyV2 } from '../listeners/proxy-protocol.js'
+import { upstreamTlsOptions } from '../listeners/tls.js'
+import type { SessionState } from './state.js'
+
+/** The event that means "ready for MQTT bytes" on a socket from dialUpstream(). */
+export function upstreamReadyEvent(config: UpstreamConfig): 'connect' | 'secureConnect' {
+  return config.tls === undefined || config.tls === null ? 'connect' : 'secureConnect'
+}
+
+/** Where the client reached Moat (the PROXY header's destination); a socket's local address when it has one. */
+export interface LocalEnd {
+  readonly localAddress?: string | undefined
+  readonly localPort?: number | undefined
+}
+
+export function dialUpstream(config: UpstreamConfig, state: SessionState, local: LocalEnd): Socket {
+  const raw = net.connect({ host: config.host, port: config.port })
+  if (config.proxyProtocol === 'v2') {
+    // Queued before the connection is up; written first, before any TLS or MQTT byte.
+    raw.write(encodeProxyV2({
+      remoteAddress: state.remoteAddress,
+      remotePort: state.remotePort,
+      localAddress: local.localAddress ?? '0.0.0.0',
+      localPort: local.localPort ?? 0,
+      tlsVersion: state.tlsVersion,
+      certificateCn: state.certificate?.cn ?? null,
+    }))
+  }
+  const t = config.tls
+  if (t === undefined || t === null) return raw
+  let options: tls.ConnectionOptions
+  try {
+    options = upstreamTlsOptions(t) // read at config load; only a config built in code reads here
+  } catch (err) {
+    raw.destroy(err as Error) // 'error' comes on a later tick, after the session's handlers are on
+    return raw
+  }
+  const secure = tls.connect({
+    ...options,
+    socket: raw,
+    host: config.host,
+    ...(t.servername !== null ? { servername: t.servername } : net.isIP(config.host) === 0 ? { servername: config.host } : {}),
+  })
+  // Errors of the TCP connection itself (refused, reset while connecting) end the TLS socket too.
+  raw.on('error', forwardError.bind(secure))
+  return secure
+}
+
+function forwardError(this: tls.TLSSocket, err: Error): void {
+  if (!this.destroyed) this.destroy(err)
+}
