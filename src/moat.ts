@@ -4,7 +4,9 @@
  */
 import type { Socket } from 'node:net'
 import type { Registry } from 'prom-client'
+import { AuthRuntime } from './auth/runtime.js'
 import type { CheckChain } from './checks/chain.js'
+import { checkFactories } from './checks/index.js'
 import { loadConfig } from './config/load.js'
 import { PolicyStore } from './config/policy-store.js'
 import type { MoatConfig } from './config/types.js'
@@ -26,6 +28,8 @@ export class Moat implements SessionContext {
   readonly logger: Logger
   readonly stats = new Stats()
   readonly registry: Registry
+  /** Auth state kept across reloads: live client ids, lockout counters, backends to close. */
+  readonly auth: AuthRuntime
   private readonly listeners: TcpListener[]
   private readonly admin: AdminServer | null
   private readonly sessions = new Set<Session>()
@@ -34,8 +38,9 @@ export class Moat implements SessionContext {
   private drainWaiters: Array<() => void> = []
 
   constructor(config: MoatConfig, options: MoatOptions = {}) {
-    this.policy = new PolicyStore(config)
     this.logger = options.logger ?? createLogger(config.log.level)
+    this.auth = new AuthRuntime(this.stats.auth, this.logger)
+    this.policy = new PolicyStore(config, checkFactories, { auth: this.auth })
     this.registry = createRegistry(this.stats, this.policy)
     this.listeners = config.listeners.map((l) => new TcpListener(l, this.accept.bind(this)))
     this.admin = config.admin === null ? null : new AdminServer(config.admin, this.registry, {
@@ -140,6 +145,7 @@ export class Moat implements SessionContext {
 
   sessionEnded(session: Session): void {
     this.sessions.delete(session)
+    this.auth.clientIds.release(session.state)
     if (this.sessions.size === 0 && this.drainWaiters.length > 0) {
       const waiters = this.drainWaiters
       this.drainWaiters = []
@@ -172,7 +178,10 @@ export class Moat implements SessionContext {
       for (const session of this.sessions) session.shutdown()
       await this.drained()
     }
-    if (first) await this.admin?.close()
+    if (first) {
+      await this.admin?.close()
+      await this.auth.close()
+    }
   }
 
   private drained(): Promise<void> {

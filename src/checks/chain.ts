@@ -12,7 +12,8 @@ import type { MoatConfig } from '../config/types.js'
 import type { PublishView } from '../protocol/publish.js'
 import { ReasonCode } from '../protocol/reason.js'
 import type { SessionState } from '../session/state.js'
-import type { Check, CheckFactory } from './check.js'
+import type { Check, CheckEnv, CheckFactory } from './check.js'
+import { detachedCheckEnv } from './env.js'
 import { checkFactories } from './index.js'
 import { Action, disconnect, FORWARD, type Verdict } from './verdict.js'
 
@@ -34,11 +35,11 @@ export class CheckChain {
     this.names = names
   }
 
-  static build(config: MoatConfig, factories: readonly CheckFactory[] = checkFactories): CheckChain {
+  static build(config: MoatConfig, factories: readonly CheckFactory[] = checkFactories, env: CheckEnv = detachedCheckEnv()): CheckChain {
     const makers: Array<(s: SessionState) => Check> = []
     const names: string[] = []
     for (const factory of factories) {
-      const make = factory.create(config)
+      const make = factory.create(config, env)
       if (make === null) continue
       makers.push(make)
       names.push(factory.name)

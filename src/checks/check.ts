@@ -8,6 +8,7 @@
  * keep a PublishView after the call returns.
  */
 import type { IConnectPacket, ISubscription } from 'mqtt-packet'
+import type { AuthRuntime } from '../auth/runtime.js'
 import type { MoatConfig } from '../config/types.js'
 import type { PublishView } from '../protocol/publish.js'
 import type { SessionState } from '../session/state.js'
@@ -27,8 +28,13 @@ export interface Check {
   onClose?(s: SessionState): void
 }
 
+/** What a factory may use besides the config: state owned by the proxy, kept across reloads. */
+export interface CheckEnv {
+  readonly auth: AuthRuntime
+}
+
 export interface CheckFactory {
   readonly name: string
   /** Compile this check's slice of the config; null when the feature is off. */
-  create(config: MoatConfig): ((s: SessionState) => Check) | null
+  create(config: MoatConfig, env: CheckEnv): ((s: SessionState) => Check) | null
 }

@@ -3,8 +3,10 @@
  * here; its factory decides from the config whether it is on.
  */
 import type { CheckFactory } from './check.js'
+import { authCheck } from './auth.js'
 import { protocolCheck } from './protocol.js'
 
 export const checkFactories: readonly CheckFactory[] = [
   protocolCheck,
+  authCheck,
 ]

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs'
 import { isMap, isNode, LineCounter, parseDocument, type Document } from 'yaml'
 import type { z } from 'zod'
 import { ConfigError, type ConfigIssue } from '../errors.js'
+import { compileAuth, DENY_ALL_AUTH } from './auth-schema.js'
 import { configSchema, unsupportedSections, type ConfigOutput } from './schema.js'
 import type { MoatConfig } from './types.js'
 
@@ -126,5 +127,6 @@ function compile(c: ConfigOutput, file: string): MoatConfig {
     limits: { maxPacketSize: c.limits.maxPacketSize, connectTimeoutMs: c.limits.connectTimeout },
     shutdown: { gracePeriodMs: c.shutdown.gracePeriod },
     log: { level: c.log.level },
+    auth: c.auth === undefined ? DENY_ALL_AUTH : compileAuth(c.auth, file),
   })
 }

@@ -3,11 +3,11 @@
  * are parsed here (config/units.ts), so what comes out has bytes and milliseconds.
  */
 import { z } from 'zod'
+import { authSchema } from './auth-schema.js'
 import { parseDuration, parseSize } from './units.js'
 
 /** Sections of DESIGN.md this version cannot enforce yet: refused, never silently ignored. */
 export const unsupportedSections: Record<string, string> = {
-  auth: 'credential checks',
   acl: 'topic allow-lists',
   cluster: 'shared state',
 }
@@ -78,6 +78,7 @@ export const configSchema = z.strictObject({
   log: z.strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'expected one of fatal, error, warn, info, debug, trace, silent' }).default('info'),
   }).default({ level: 'info' }),
+  auth: authSchema.optional(),
 }, { error: 'the config must be a mapping with at least `listeners` and `upstream`' })
 
 export type ConfigInput = z.input<typeof configSchema>

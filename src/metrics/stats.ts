@@ -3,6 +3,7 @@
  * slot; prom-client reads them only at scrape time (metrics/registry.ts). Label values are bounded
  * by construction: packet types, reasons and listener names from the config.
  */
+import { AuthStats } from '../auth/stats.js'
 import { closeReasons, type CloseReason } from '../checks/reasons.js'
 
 const reasonIndex = new Map<CloseReason, number>(closeReasons.map((r, i) => [r, i]))
@@ -27,6 +28,8 @@ export class Stats {
   upstreamConnectSeconds = 0
   configReloads = 0
   configReloadFailures = 0
+  /** Credential checks (auth/stats.ts). */
+  readonly auth = new AuthStats()
 
   countClose(reason: CloseReason): void {
     this.sessionsClosed[reasonIndex.get(reason)!]! += 1

@@ -19,6 +19,7 @@ import type { IConnackPacket, IConnectPacket, ISubscribePacket, IUnsubscribePack
 import type { SessionChecks } from '../checks/chain.js'
 import type { CloseReason, DenyReason } from '../checks/reasons.js'
 import { Action, type Verdict } from '../checks/verdict.js'
+import { upstreamConnect } from '../auth/upstream-credentials.js'
 import { PacketDecoder, readConnectLevel, ConnectProtocol } from '../protocol/decode.js'
 import { Framer, FrameError, type FrameSink } from '../protocol/framer.js'
 import { clientMaySend, FLAGS_ANY, PacketType, packetTypeNames, requiredFlags } from '../protocol/packet-type.js'
@@ -90,6 +91,7 @@ export class Session implements FrameSink {
   private checks: SessionChecks | null = null
   private decoder: PacketDecoder | null = null
   private connectFrame: Buffer | null = null
+  private connectPacket: IConnectPacket | null = null
   private timer: NodeJS.Timeout | null = null
   private pausedFor = 0
   private brokerPaused = false
@@ -351,6 +353,7 @@ export class Session implements FrameSink {
     this.decoder = new PacketDecoder(level)
     this.checks = this.ctx.policy.chain.forSession(state)
     this.connectFrame = frame
+    this.connectPacket = packet
     this.phase = Phase.Checking
     this.pauseClient(PAUSED_CONNECTING)
     const verdict = this.checks.runConnect(packet, state)
@@ -365,14 +368,25 @@ export class Session implements FrameSink {
     if (verdict === null || verdict.action !== Action.Forward) {
       const reason = verdict?.reason ?? ReasonCode.ImplementationSpecificError
       const why = verdict?.why ?? 'check_failed'
+      this.connectPacket = null
       this.refuseConnect(why, connackRefusal(this.state.version, reason), PacketType.Connect)
       return
     }
+    // What the broker sees of the credentials (auth.upstreamCredentials): the one deliberate rewrite.
+    const upstreamFrame = upstreamConnect(this.connectFrame!, this.connectPacket!, this.ctx.policy.config.auth?.upstreamCredentials ?? 'passthrough')
+    this.connectPacket = null
+    if (upstreamFrame === null) {
+      this.refuseConnect('check_failed', connackRefusal(this.state.version, ReasonCode.ImplementationSpecificError), PacketType.Connect)
+      return
+    }
+    this.connectFrame = upstreamFrame
     this.dial()
   }
 
   private refuseConnect(why: CloseReason, answer: Buffer | null, type: number): boolean {
-    this.log.warn({ event: 'connect_refused', reason: why, packetType: packetTypeNames[type], clientId: this.state.clientId || undefined }, 'refusing client')
+    // A failing auth backend is logged once per interval (auth/instrumented.ts), not once per client.
+    const level = why === 'auth_backend_failed' ? 'debug' : 'warn'
+    this.log[level]({ event: 'connect_refused', reason: why, packetType: packetTypeNames[type], clientId: this.state.clientId || undefined }, 'refusing client')
     this.close(why, answer)
     return false
   }
@@ -404,7 +418,8 @@ export class Session implements FrameSink {
     this.phase = Phase.Open
     const upstream = this.upstream!
     this.toBroker.attach(upstream)
-    // Principle 3: the broker gets the CONNECT exactly as the client sent it.
+    // Principle 3: the broker gets the CONNECT exactly as the client sent it (or as
+    // auth.upstreamCredentials deliberately rewrote it).
     this.toBroker.write(this.connectFrame!)
     this.connectFrame = null
     this.clientFramer.resume()

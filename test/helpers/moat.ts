@@ -1,5 +1,6 @@
 /** Moat in this process, in front of a test broker, on a free port. */
 import { pino } from 'pino'
+import { compileAuth, authSchema, type AuthInput } from '../../src/config/auth-schema.js'
 import type { MoatConfig } from '../../src/config/types.js'
 import { Moat } from '../../src/moat.js'
 
@@ -8,6 +9,13 @@ export interface MoatOverrides {
   upstream?: Partial<MoatConfig['upstream']>
   admin?: MoatConfig['admin']
   shutdown?: Partial<MoatConfig['shutdown']>
+  /** The `auth` section as written in YAML (defaults applied). Default: anonymous clients admitted. */
+  auth?: Record<string, unknown>
+}
+
+/** An auth section as a config file would have it, compiled (paths relative to `dir`). */
+export function testAuth(auth: Record<string, unknown>, dir = ''): MoatConfig['auth'] {
+  return compileAuth(authSchema.parse(auth) as AuthInput, dir === '' ? '' : `${dir}/moat.yaml`)
 }
 
 export function testConfig(upstream: { host: string; port: number }, overrides: MoatOverrides = {}): MoatConfig {
@@ -19,6 +27,8 @@ export function testConfig(upstream: { host: string; port: number }, overrides: 
     limits: { maxPacketSize: 4 * 1024 * 1024, connectTimeoutMs: 5000, ...overrides.limits },
     shutdown: { gracePeriodMs: 0, ...overrides.shutdown },
     log: { level: 'silent' },
+    // Relay tests test relaying, not auth: they admit anonymous clients (the product default is not to).
+    auth: testAuth(overrides.auth ?? { anonymous: true }),
   }
 }
 

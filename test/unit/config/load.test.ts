@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
+import { DENY_ALL_AUTH } from '../../../src/config/auth-schema.js'
 import { configFromObject, loadConfig } from '../../../src/config/load.js'
 import { ConfigError, type ConfigIssue } from '../../../src/errors.js'
 
@@ -31,6 +32,7 @@ describe('loadConfig: valid files', () => {
       limits: { maxPacketSize: 1_048_576, connectTimeoutMs: 3000 },
       shutdown: { gracePeriodMs: 60_000 },
       log: { level: 'debug' },
+      auth: DENY_ALL_AUTH, // no auth section: nobody gets in
     })
   })
 
@@ -60,7 +62,7 @@ describe('loadConfig: each problem names the file, line, key and reason', () => 
   it.each([
     ['unknown-top-level.yaml', 'listners', 4, /unknown key 'listners'/],
     ['unknown-nested.yaml', 'upstream.timeout', 6, /unknown key 'timeout'/],
-    ['auth-section.yaml', 'auth', 4, /'auth' \(credential checks\) is not supported by this version of moat yet: refusing to start/],
+    ['auth-unknown-key.yaml', 'auth.backends.0.ttl', 7, /unknown key 'ttl'/],
     ['mqtts-listener.yaml', 'listeners.0.protocol', 3, /protocol 'mqtts' is not supported by this version of moat yet \(only 'mqtt'\)/],
     ['bad-size.yaml', 'limits.maxPacketSize', 5, /expected a size like 256KiB .* got "12 parsecs"/],
     ['bare-duration.yaml', 'limits.connectTimeout', 5, /needs a unit .* write 30s or 30ms/],
