@@ -36,6 +36,11 @@ export interface SessionInfo {
   readonly listener: string
   readonly remote: string
   readonly clientId: string
+  /** The identity the auth check established (null: anonymous or not yet authenticated). */
+  readonly username: string | null
+  readonly authenticatedBy: string | null
+  readonly claims: Readonly<Record<string, string>> | null
+  readonly groups: readonly string[]
   readonly version: number
   readonly clientWriteBuffer: number
   readonly brokerWriteBuffer: number
@@ -142,6 +147,10 @@ export class Session implements FrameSink {
       listener: this.state.listener,
       remote: `${this.state.remoteAddress}:${this.state.remotePort}`,
       clientId: this.state.clientId,
+      username: this.state.username,
+      authenticatedBy: this.state.authenticatedBy,
+      claims: this.state.claims,
+      groups: this.state.groups,
       version: this.state.version,
       /** Bytes waiting to be written to the client / to the broker. */
       clientWriteBuffer: this.client.writableLength,

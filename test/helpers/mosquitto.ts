@@ -84,7 +84,14 @@ export class MosquittoProcess {
   }
 }
 
-export async function startMosquitto(): Promise<MosquittoProcess> {
+export interface MosquittoOptions {
+  /** Default true. False: clients must log in (add a `password_file` line to `config`). */
+  allowAnonymous?: boolean
+  /** Extra mosquitto.conf lines, e.g. `password_file /tmp/x/passwd`. */
+  config?: string[]
+}
+
+export async function startMosquitto(options: MosquittoOptions = {}): Promise<MosquittoProcess> {
   const binary = mosquittoPath()
   if (binary === null) throw new Error('mosquitto is not installed (apt-get install mosquitto)')
   for (let attempt = 0; attempt < 5; attempt++) {
@@ -93,12 +100,13 @@ export async function startMosquitto(): Promise<MosquittoProcess> {
     const conf = join(dir, 'mosquitto.conf')
     writeFileSync(conf, [
       `listener ${port} 127.0.0.1`,
-      'allow_anonymous true',
+      `allow_anonymous ${options.allowAnonymous === false ? 'false' : 'true'}`,
       'persistence false',
       'log_dest stderr', // unbuffered: stdout to a pipe is block-buffered
       'log_type all',
       'connection_messages true',
       'max_queued_messages 10000',
+      ...(options.config ?? []),
       '',
     ].join('\n'))
     const child = spawn(binary, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] })
