@@ -10,6 +10,9 @@ import { parseArgs } from 'node:util'
 import { pino } from 'pino'
 import pretty from 'pino-pretty'
 import { loadConfig } from './config/load.js'
+import { passwdCommand } from './auth/passwd-command.js'
+import { PolicyStore } from './config/policy-store.js'
+import type { MoatConfig } from './config/types.js'
 import { demoBanner, startDemo } from './demo.js'
 import { ConfigError, MoatError } from './errors.js'
 import { createLogger, redactPaths, type Logger } from './log/logger.js'
@@ -20,6 +23,8 @@ const USAGE = `Usage:
   moat check --config FILE     validate FILE, print every problem, exit non-zero if invalid
   moat demo [--port 1883] [--admin-port 9464]
                                run an embedded broker behind moat, for a first look
+  moat passwd FILE USER        add or replace USER in password FILE (scrypt); the
+                               password comes from stdin, or is prompted for
   moat --help | --version
 
 Docs: README.md; config reference: policies/example.yaml; error codes: docs/errors.md`
@@ -35,7 +40,7 @@ class UsageError extends MoatError {
   }
 }
 
-function parse(argv: string[]): { command: string; config?: string; port: number; adminPort: number } {
+function parse(argv: string[]): { command: string; config?: string; port: number; adminPort: number; args: string[] } {
   let parsed
   try {
     parsed = parseArgs({
@@ -53,15 +58,19 @@ function parse(argv: string[]): { command: string; config?: string; port: number
     throw new UsageError((err as Error).message)
   }
   const { values, positionals } = parsed
-  if (values.help) return { command: 'help', port: 0, adminPort: 0 }
-  if (values.version) return { command: 'version', port: 0, adminPort: 0 }
-  if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`)
+  if (values.help) return { command: 'help', port: 0, adminPort: 0, args: [] }
+  if (values.version) return { command: 'version', port: 0, adminPort: 0, args: [] }
   const command = positionals[0] ?? 'run'
-  if (!['run', 'check', 'demo'].includes(command)) throw new UsageError(`unknown command '${command}'`)
+  if (!['run', 'check', 'demo', 'passwd'].includes(command)) throw new UsageError(`unknown command '${command}'`)
+  if (command === 'passwd') {
+    if (positionals.length !== 3) throw new UsageError("'moat passwd' needs FILE and USER")
+    return { command, port: 0, adminPort: 0, args: positionals.slice(1) }
+  }
+  if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`)
   const port = portOption(values.port, 1883, '--port')
   const adminPort = portOption(values['admin-port'], 9464, '--admin-port')
   if (command !== 'demo' && values.config === undefined) throw new UsageError(`'moat ${command === 'run' ? '' : command + ' '}' needs --config FILE`)
-  return { command, config: values.config, port, adminPort }
+  return { command, config: values.config, port, adminPort, args: [] }
 }
 
 function portOption(value: string | undefined, fallback: number, name: string): number {
@@ -96,6 +105,17 @@ function onSignals(stop: (graceMs?: number) => Promise<void>, logger: Logger): v
   process.on('SIGINT', handler)
 }
 
+/** Anonymous clients admitted: say so loudly at every start (and the reason a config denies all). */
+function warnAboutAuth(config: MoatConfig, logger: Logger): void {
+  const { anonymous, backends } = config.auth
+  if (anonymous) {
+    logger.warn({ event: 'auth_anonymous', backends: backends.map((b) => b.type) },
+      'AUTH: auth.anonymous is true: clients without credentials are let through to the broker. Set auth.anonymous: false unless that is what you want.')
+  } else if (backends.length === 0) {
+    logger.warn({ event: 'auth_no_backends' }, 'AUTH: no auth backends and anonymous off: every client will be refused (add auth.backends)')
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const args = parse(argv)
   switch (args.command) {
@@ -107,7 +127,13 @@ async function main(argv: string[]): Promise<number> {
       return 0
     case 'check': {
       const config = loadConfig(args.config!)
+      new PolicyStore(config) // builds the policy too: an unreadable or malformed password file is an error
       process.stdout.write(`${args.config}: valid (${config.listeners.length} listener(s), upstream ${config.upstream.host}:${config.upstream.port})\n`)
+      return 0
+    }
+    case 'passwd': {
+      await passwdCommand(args.args[0]!, args.args[1]!, { input: process.stdin, output: process.stderr })
+      process.stderr.write(`${args.args[0]}: wrote ${args.args[1]}\n`)
       return 0
     }
     case 'demo': {
@@ -121,6 +147,7 @@ async function main(argv: string[]): Promise<number> {
       const config = loadConfig(args.config!)
       const logger = createLogger(config.log.level)
       const moat = new Moat(config, { logger })
+      warnAboutAuth(config, logger)
       await moat.start()
       onSignals((graceMs) => moat.shutdown(graceMs), logger)
       process.on('SIGHUP', () => { moat.reload() })

@@ -10,6 +10,7 @@ export const errorCodes = {
   MOAT_ERR_CONFIG_INVALID: 'The config file is valid YAML but breaks the schema: unknown key, bad value, missing key, unsupported section.',
   MOAT_ERR_LISTEN: 'A listener or the admin endpoint cannot bind its address (port in use, address not local, permission).',
   MOAT_ERR_USAGE: 'The command line is wrong (unknown command or option, missing --config).',
+  MOAT_ERR_PASSWD: '`moat passwd` could not write the entry (bad user name, empty or mismatched password, unwritable file).',
 } as const
 
 export type MoatErrorCode = keyof typeof errorCodes
