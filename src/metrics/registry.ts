@@ -7,6 +7,7 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
 import { closeReasons } from '../checks/reasons.js'
 import { packetTypeNames } from '../protocol/packet-type.js'
 import type { PolicyStore } from '../config/policy-store.js'
+import { registerAuthMetrics } from './auth-metrics.js'
 import type { Stats } from './stats.js'
 
 type LabelledCounter = Counter<string>
@@ -148,5 +149,6 @@ export function createRegistry(stats: Stats, policy: PolicyStore): Registry {
       this.set(policy.generation)
     },
   })
+  registerAuthMetrics(register, stats.auth)
   return register
 }

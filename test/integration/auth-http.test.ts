@@ -157,6 +157,30 @@ describe(`http auth in front of ${kind}`, () => {
     await client.endAsync()
   })
 
+  it('exports auth metrics on /metrics (attempts, decisions, errors, duration histogram, bounded labels)', async () => {
+    const m = await startMoat(broker, { admin: { host: '127.0.0.1', port: 0 }, auth: { backends: [{ type: 'http', url: service.url, timeout: '300ms', cache: false }], lockout: false } })
+    moats.push(m)
+    const p = m.address().port
+    const client = await connect(p, { clientId: uid('m'), username: 'allow-m', password: 'right' })
+    await client.endAsync()
+    expect(await refused(p, { clientId: uid('m'), username: 'deny', password: 'x' })).toBe(4)
+    expect(await refused(p, { clientId: uid('m'), username: 'broken', password: 'x' })).toBe(5)
+    const text = await (await fetch(`http://127.0.0.1:${m.adminAddress()!.port}/metrics`)).text()
+    const value = (sample: string): number => Number(text.split('\n').find((l) => l.startsWith(sample + ' '))?.split(' ')[1])
+    expect(value('moat_auth_attempts_total{backend="http",outcome="allow"}')).toBe(1)
+    expect(value('moat_auth_attempts_total{backend="http",outcome="deny"}')).toBe(1)
+    expect(value('moat_auth_attempts_total{backend="http",outcome="error"}')).toBe(1)
+    expect(value('moat_auth_decisions_total{decision="allowed"}')).toBe(1)
+    expect(value('moat_auth_decisions_total{decision="bad_credentials"}')).toBe(1)
+    expect(value('moat_auth_decisions_total{decision="backend_failed"}')).toBe(1)
+    expect(value('moat_auth_backend_errors_total{backend="http",kind="bad_response"}')).toBe(1)
+    expect(value('moat_auth_backend_duration_seconds_count{backend="http"}')).toBe(3)
+    expect(value('moat_auth_backend_duration_seconds_bucket{backend="http",le="+Inf"}')).toBe(3)
+    expect(value('moat_sessions_closed_total{reason="bad_credentials"}')).toBe(1)
+    expect(text).toMatch(/# TYPE moat_auth_backend_duration_seconds histogram/)
+    expect(text).not.toContain('allow-m') // no user names in labels
+  })
+
   it('holds a pipelined CONNECT+SUBSCRIBE+PUBLISH while the service thinks, then forwards them in order', async () => {
     const m = await moatWith({ backends: [{ type: 'http', url: service.url, timeout: '10s', cache: false }], lockout: false })
     const clientId = uid('pipe')
