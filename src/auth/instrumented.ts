@@ -18,6 +18,9 @@ export function instrumented(backend: AuthBackend, stats: AuthStats, log: Thrott
       try {
         return await backend.authenticate(req, signal)
       } catch (err) {
+        // The caller gave up (the client left, or auth.timeout, which the auth check counts): not
+        // this backend's failure.
+        if (signal.aborted) throw err
         const kind = errorKind(err)
         stats.error(type, kind)
         log.warn(`${name}:${kind}`, { event: 'auth_backend_error', backend: name, kind, error: (err as Error).message }, 'auth backend failing: denying clients (fail closed)')

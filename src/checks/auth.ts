@@ -67,6 +67,7 @@ export class AuthCheck implements Check {
   readonly name = 'auth'
   private readonly policy: AuthPolicy
   private controller: AbortController | null = null
+  private closed = false
 
   constructor(policy: AuthPolicy) {
     this.policy = policy
@@ -103,6 +104,8 @@ export class AuthCheck implements Check {
         try {
           result = await untilAborted(backend.authenticate(req, controller.signal), controller.signal)
         } catch (err) {
+          // The session closed while waiting: nobody hears the answer; count nothing.
+          if (this.closed) return BACKEND_FAILED
           this.failed(backend, err)
           return this.refuse('backend_failed', BACKEND_FAILED)
         }
@@ -176,7 +179,10 @@ export class AuthCheck implements Check {
 
   onClose(): void {
     // The client left (or the session closed) while a backend was still thinking: stop waiting.
-    this.controller?.abort()
+    if (this.controller !== null) {
+      this.closed = true
+      this.controller.abort()
+    }
   }
 }
 

@@ -15,6 +15,10 @@ export const redactPaths = [
   'token',
   '*.token',
   'packet.password',
+  'passwordBase64',
+  '*.passwordBase64',
+  'secret',
+  '*.secret',
 ]
 
 export function createLogger(level: LogLevel, destination?: NodeJS.WritableStream): Logger {

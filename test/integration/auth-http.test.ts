@@ -181,6 +181,21 @@ describe(`http auth in front of ${kind}`, () => {
     expect(text).not.toContain('allow-m') // no user names in labels
   })
 
+  it('a client that leaves while the service thinks ends its session; nothing reaches the broker, no backend failure counted', async () => {
+    const m = await moatWith({ backends: [{ type: 'http', url: service.url, timeout: '10s', cache: false }], lockout: false })
+    const clientId = uid('leaver')
+    const before = service.requestsFor('held')
+    const raw = new RawClient(m.address().port, 4)
+    await raw.connected()
+    raw.send(connectPacket(clientId, 4, { username: 'held', password: Buffer.from('any') }))
+    await expect.poll(() => service.requestsFor('held')).toBe(before + 1)
+    raw.destroy()
+    await expect.poll(() => m.sessionCount).toBe(0)
+    expect(broker.received(clientId)).toEqual([])
+    expect(m.stats.auth.decided('backend_failed')).toBe(0)
+    expect([...m.stats.auth.errors].every((v) => v === 0)).toBe(true)
+  })
+
   it('holds a pipelined CONNECT+SUBSCRIBE+PUBLISH while the service thinks, then forwards them in order', async () => {
     const m = await moatWith({ backends: [{ type: 'http', url: service.url, timeout: '10s', cache: false }], lockout: false })
     const clientId = uid('pipe')
