@@ -34,6 +34,8 @@ export interface AuthResult {
   /** On allow: attributes for ACLs and logs (JWT claims, HTTP `attributes`). */
   readonly claims?: Readonly<Record<string, string>> | null
   readonly groups?: readonly string[]
+  /** On allow: when the credentials stop being valid (ms since the epoch; a token's exp): caps caching. */
+  readonly validUntil?: number
 }
 
 export const ALLOW: AuthResult = Object.freeze({ outcome: 'allow' })

@@ -3,6 +3,8 @@
  * lookups of one key into one backend call; allow answers live `ttl`, deny and no-opinion answers
  * `negativeTtl`; failures are never cached (the next CONNECT asks again). Bounded by `max` entries.
  *
+ * An allow that carries `validUntil` (a JWT's exp) is kept no longer than that.
+ *
  * The key is an HMAC-SHA256, under a key drawn at start, of the request fields the backend's answer
  * depends on: the cache never holds a password, nor a fast unsalted hash of one.
  */
@@ -25,6 +27,8 @@ export function cached(backend: AuthBackend, config: AuthCacheConfig, stats: Aut
     async fetchMethod(_key, _stale, { options, context }) {
       const result = await backend.authenticate(context, AbortSignal.timeout(60_000))
       if (result.outcome !== 'allow') options.ttl = negativeTtl
+      // Never keep an allow past the credentials' own expiry (a JWT's exp).
+      else if (result.validUntil !== undefined) options.ttl = Math.max(1, Math.min(config.ttlMs, result.validUntil - Date.now()))
       return result
     },
   })

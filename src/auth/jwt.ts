@@ -80,7 +80,7 @@ export class JwtBackend implements AuthBackend {
       if (Array.isArray(g)) groups = Object.freeze(g.filter((v): v is string => typeof v === 'string' && v.length <= MAX_CLAIM).slice(0, 256))
       else if (typeof g === 'string') groups = Object.freeze([g])
     }
-    return { outcome: 'allow', username, claims, groups }
+    return { outcome: 'allow', username, claims, groups, validUntil: typeof payload.exp === 'number' ? payload.exp * 1000 : undefined }
   }
 
   cacheKey(req: AuthRequest): string {

@@ -44,6 +44,10 @@ export class AuthStats {
     this.errors[backendIndex.get(backend)! * backendErrorKinds.length + errorIndex.get(kind)!]! += 1
   }
 
+  errorsOf(backend: BackendType, kind: BackendErrorKind): number {
+    return this.errors[backendIndex.get(backend)! * backendErrorKinds.length + errorIndex.get(kind)!]!
+  }
+
   decision(d: AuthDecision): void {
     this.decisions[decisionIndex.get(d)!]! += 1
   }

@@ -645,6 +645,7 @@ export class Session implements FrameSink {
       event: 'session_end',
       clientId: this.state.clientId || undefined,
       username: this.state.username ?? undefined,
+      authenticatedBy: this.state.authenticatedBy ?? undefined,
       version: this.state.version,
       reason: this.closeReason,
       bytesIn: this.client.bytesRead,

@@ -112,10 +112,20 @@ describe(`http auth in front of ${kind}`, () => {
     expect(codes).toEqual([0x87, 0x87, 0x87, 0x87, 0x87])
     expect(broker.connections()).toBe(before)
     expect(m.stats.auth.decided('backend_failed')).toBe(5)
+    expect(m.stats.auth.errorsOf('http', 'unavailable')).toBe(5)
     const logged = lines.filter((l) => l.includes('"auth_backend_error"'))
     expect(logged).toHaveLength(1)
     expect(logged[0]).toContain('"kind":"unavailable"')
     expect(lines.join('')).not.toContain('right') // the password never reaches a log line
+  })
+
+  it('auth.timeout bounds the whole check even when the backend would wait longer: 0x87, counted as a timeout', async () => {
+    const m = await moatWith({ timeout: '200ms', backends: [{ type: 'http', url: service.url, timeout: '30s', cache: false }], lockout: false })
+    const before = broker.connections()
+    expect(await refused(m.address().port, { clientId: uid('t'), username: 'slow', password: 'x', version: 5 })).toBe(0x87)
+    expect(broker.connections()).toBe(before)
+    expect(m.stats.auth.decided('backend_failed')).toBe(1)
+    expect(m.stats.auth.errorsOf('http', 'timeout')).toBe(1)
   })
 
   it('caches answers: a repeated allow and a repeated deny do not reach the service again', async () => {

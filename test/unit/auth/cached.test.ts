@@ -45,6 +45,19 @@ describe('cached()', () => {
     expect(inner.calls).toBe(2)
   })
 
+  it('keeps an allow no longer than its validUntil (a token expiring before the TTL)', async () => {
+    const inner = counting(() => ({ outcome: 'allow', validUntil: Date.now() + 30 }))
+    inner.release()
+    const c = cached(inner, { ttlMs: 60_000, negativeTtlMs: 60_000, max: 10 }, new AuthStats())
+    await c.authenticate(req('a', 'p'), AbortSignal.timeout(5000))
+    await c.authenticate(req('a', 'p'), AbortSignal.timeout(5000))
+    expect(inner.calls).toBe(1)
+    await expect.poll(async () => {
+      await c.authenticate(req('a', 'p'), AbortSignal.timeout(5000))
+      return inner.calls
+    }).toBe(2)
+  })
+
   it('never caches a failure', async () => {
     let fail = true
     const inner = counting(() => fail ? new Error('down') : ALLOW)
