@@ -4,13 +4,15 @@
  * the broker never saw a connection from that client.
  */
 import { createHash, randomBytes } from 'node:crypto'
-import { appendFileSync, mkdtempSync, rmSync } from 'node:fs'
+import { appendFileSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generate } from 'mqtt-packet'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { hashPassword } from '../../src/auth/password-hash.js'
-import type { Moat } from '../../src/moat.js'
+import { pino } from 'pino'
+import { loadConfig } from '../../src/config/load.js'
+import { Moat } from '../../src/moat.js'
 import { mosquittoPasswd, refused } from '../helpers/auth.js'
 import { brokerKinds, startBroker, type TestBroker } from '../helpers/broker.js'
 import { connect, connectPacket, Inbox, RawClient, uid } from '../helpers/clients.js'
@@ -121,5 +123,39 @@ describe(`file auth in front of ${kind}`, () => {
     expect(connack).toMatchObject({ cmd: 'connack', returnCode: 4 })
     expect(await client.nextPacket()).toBeNull() // closed, nothing else
     expect(broker.received(clientId)).toEqual([])
+  })
+})
+
+describe('file auth and reload', () => {
+  it('re-reads the password file on reload: a new user gets in, a removed one no longer does; a broken file keeps the running policy', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moat-auth-reload-'))
+    const broker = await startBroker('aedes')
+    const passwd = join(dir, 'passwd')
+    mosquittoPasswd(passwd, { old: 'old-secret' })
+    const file = join(dir, 'moat.yaml')
+    writeFileSync(file, [
+      'listeners: [{ name: mqtt, protocol: mqtt, host: 127.0.0.1, port: 0 }]',
+      `upstream: { host: 127.0.0.1, port: ${broker.port} }`,
+      'auth: { backends: [{ type: file, path: passwd }], lockout: false }', // relative to moat.yaml
+      'log: { level: silent }',
+    ].join('\n'))
+    const moat = new Moat(loadConfig(file), { logger: pino({ level: 'silent' }) })
+    await moat.start()
+    try {
+      const port = moat.address().port
+      await (await connect(port, { clientId: uid('old'), username: 'old', password: 'old-secret' })).endAsync()
+      expect(await refused(port, { clientId: uid('new'), username: 'new', password: 'new-secret' })).toBe(4)
+      mosquittoPasswd(passwd, { new: 'new-secret' }) // -c: the file now holds only `new`
+      expect(moat.reload()).toBe(true)
+      await (await connect(port, { clientId: uid('new'), username: 'new', password: 'new-secret' })).endAsync()
+      expect(await refused(port, { clientId: uid('old'), username: 'old', password: 'old-secret' })).toBe(4)
+      writeFileSync(passwd, 'new:not-a-hash\n')
+      expect(moat.reload()).toBe(false)
+      await (await connect(port, { clientId: uid('new'), username: 'new', password: 'new-secret' })).endAsync()
+    } finally {
+      await moat.shutdown(0)
+      await broker.stop()
+      rmSync(dir, { recursive: true, force: true })
+    }
   })
 })
