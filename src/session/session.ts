@@ -381,6 +381,8 @@ export class Session implements FrameSink {
       this.refuseConnect(why, connackRefusal(this.state.version, reason), PacketType.Connect)
       return
     }
+    const state = this.state
+    this.log.info({ event: 'client_admitted', clientId: state.clientId || undefined, username: state.username ?? undefined, authenticatedBy: state.authenticatedBy ?? undefined, version: state.version }, 'client admitted')
     // What the broker sees of the credentials (auth.upstreamCredentials): the one deliberate rewrite.
     const upstreamFrame = upstreamConnect(this.connectFrame!, this.connectPacket!, this.ctx.policy.config.auth?.upstreamCredentials ?? 'passthrough')
     this.connectPacket = null
