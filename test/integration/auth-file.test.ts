@@ -10,13 +10,15 @@ import { join } from 'node:path'
 import { generate } from 'mqtt-packet'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { hashPassword } from '../../src/auth/password-hash.js'
+import { Writable } from 'node:stream'
 import { pino } from 'pino'
+import { createLogger } from '../../src/log/logger.js'
 import { loadConfig } from '../../src/config/load.js'
 import { Moat } from '../../src/moat.js'
 import { mosquittoPasswd, refused } from '../helpers/auth.js'
 import { brokerKinds, startBroker, type TestBroker } from '../helpers/broker.js'
 import { connect, connectPacket, Inbox, RawClient, uid } from '../helpers/clients.js'
-import { startMoat } from '../helpers/moat.js'
+import { startMoat, testConfig } from '../helpers/moat.js'
 
 /** A Mosquitto 1.x `$6$` line: SHA512(password ‖ salt), written here the way Mosquitto does. */
 function sha512Line(user: string, password: string): string {
@@ -152,6 +154,33 @@ describe('file auth and reload', () => {
       writeFileSync(passwd, 'new:not-a-hash\n')
       expect(moat.reload()).toBe(false)
       await (await connect(port, { clientId: uid('new'), username: 'new', password: 'new-secret' })).endAsync()
+    } finally {
+      await moat.shutdown(0)
+      await broker.stop()
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+})
+
+describe('secrets in logs', () => {
+  it('never writes a password to a log line, even at trace level', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moat-auth-logs-'))
+    const broker = await startBroker('aedes')
+    mosquittoPasswd(join(dir, 'passwd'), { alice: 'Sup3r-Secret-Pw' })
+    const lines: string[] = []
+    const sink = new Writable({ write(chunk: Buffer, _e, done) { lines.push(chunk.toString()); done() } })
+    const moat = new Moat(testConfig(broker, { auth: { backends: [{ type: 'file', path: join(dir, 'passwd') }], lockout: false } }), { logger: createLogger('trace', sink) })
+    await moat.start()
+    try {
+      const port = moat.address().port
+      await (await connect(port, { clientId: uid('ok'), username: 'alice', password: 'Sup3r-Secret-Pw' })).endAsync()
+      expect(await refused(port, { clientId: uid('bad'), username: 'alice', password: 'Wr0ng-Secret-Pw' })).toBe(4)
+      await expect.poll(() => lines.some((l) => l.includes('"event":"client_admitted"') && l.includes('"username":"alice"'))).toBe(true)
+      await expect.poll(() => lines.some((l) => l.includes('"reason":"bad_credentials"'))).toBe(true)
+      const all = lines.join('')
+      expect(all).not.toContain('Sup3r-Secret-Pw')
+      expect(all).not.toContain('Wr0ng-Secret-Pw')
+      expect(all).not.toContain(Buffer.from('Sup3r-Secret-Pw').toString('base64'))
     } finally {
       await moat.shutdown(0)
       await broker.stop()
