@@ -10,29 +10,44 @@
  * broker assigns one) is never held. `takeover: allow` turns the rule off.
  *
  * One entry per session (released when the session ends), so the map is bounded by connections.
+ * A refused newcomer never displaces the holder: the holder stays registered until it ends.
  */
 import type { SessionState } from '../session/state.js'
 
 export class ClientIdRegistry {
-  private readonly holders = new Map<string, SessionState>()
+  /**
+   * Sessions holding each client id, all of the same identity (a reconnect may overlap the old
+   * session, and a later check may still refuse the newcomer: the older holder must stay registered).
+   */
+  private readonly holders = new Map<string, SessionState[]>()
 
-  /** Makes `state` the holder of its client id; false when another identity holds it. */
+  /** Adds `state` to the holders of its client id; false when another identity holds it. */
   claim(state: SessionState): boolean {
     const id = state.clientId
     if (id === '') return true
-    const holder = this.holders.get(id)
-    if (holder !== undefined && holder !== state && holder.username !== state.username) return false
-    this.holders.set(id, state)
+    const list = this.holders.get(id)
+    if (list === undefined) {
+      this.holders.set(id, [state])
+      return true
+    }
+    if (list[0]!.username !== state.username) return false
+    if (!list.includes(state)) list.push(state)
     return true
   }
 
-  /** Forgets `state` if it still holds its client id. */
+  /** Forgets `state` as a holder of its client id. */
   release(state: SessionState): void {
-    if (this.holders.get(state.clientId) === state) this.holders.delete(state.clientId)
+    const list = this.holders.get(state.clientId)
+    if (list === undefined) return
+    const at = list.indexOf(state)
+    if (at < 0) return
+    list.splice(at, 1)
+    if (list.length === 0) this.holders.delete(state.clientId)
   }
 
+  /** The identity (user name) holding `clientId`, or undefined when nobody does. */
   holder(clientId: string): SessionState | undefined {
-    return this.holders.get(clientId)
+    return this.holders.get(clientId)?.[0]
   }
 
   get size(): number {
