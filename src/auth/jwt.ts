@@ -60,7 +60,7 @@ export class JwtBackend implements AuthBackend {
         : await jwtVerify(token, this.key, options)
       payload = result.payload
     } catch (err) {
-      if (isUnavailable(err)) throw new BackendError(err instanceof errors.JWKSTimeout ? 'timeout' : 'unavailable', `JWKS: ${(err as Error).message}`)
+      if (typeof this.key === 'function' && isUnavailable(err)) throw new BackendError(err instanceof errors.JWKSTimeout ? 'timeout' : 'unavailable', `JWKS: ${(err as Error).message}`)
       return DENY
     }
     const username = payload[c.usernameClaim]
@@ -98,10 +98,14 @@ function claimText(value: unknown): string | null {
   return null
 }
 
-/** The JWKS could not be fetched or read: the backend is failing, not the token. */
+/**
+ * The JWKS could not be fetched or read: the backend is failing, not the token. Anything else
+ * (a bad signature, a claim, a key of the wrong type for the token's algorithm) is the token's fault.
+ */
 function isUnavailable(err: unknown): boolean {
   if (err instanceof errors.JWKSTimeout || err instanceof errors.JWKSInvalid) return true
-  if (err instanceof errors.JOSEError) return false
-  // fetch failures (connection refused, DNS) and bad HTTP statuses surface as plain errors.
-  return true
+  // A JWKS answered with a status other than 200: jose's generic error.
+  if (err instanceof errors.JOSEError) return err.code === 'ERR_JOSE_GENERIC'
+  // fetch() failures (connection refused, DNS): "fetch failed" with the cause attached.
+  return err instanceof Error && /fetch/i.test(err.message)
 }

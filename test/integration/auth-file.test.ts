@@ -17,7 +17,7 @@ import { loadConfig } from '../../src/config/load.js'
 import { Moat } from '../../src/moat.js'
 import { mosquittoPasswd, refused } from '../helpers/auth.js'
 import { brokerKinds, startBroker, type TestBroker } from '../helpers/broker.js'
-import { connect, connectPacket, Inbox, RawClient, uid } from '../helpers/clients.js'
+import { connect, connectPacket, Inbox, RawClient, shortId, uid } from '../helpers/clients.js'
 import { startMoat, testConfig } from '../helpers/moat.js'
 
 /** A Mosquitto 1.x `$6$` line: SHA512(password ‖ salt), written here the way Mosquitto does. */
@@ -88,6 +88,15 @@ describe(`file auth in front of ${kind}`, () => {
       })
     }
   }
+
+  it('answers MQTT 3.1 (MQIsdp) clients with the 3.x return codes: 4 bad credentials, 5 no credentials; admits the right password', async () => {
+    const before = broker.connections()
+    expect(await refused(port, { clientId: shortId(), version: 3, username: 'alice', password: 'nope' })).toBe(4)
+    expect(await refused(port, { clientId: shortId(), version: 3 })).toBe(5)
+    expect(broker.connections()).toBe(before)
+    const client = await connect(port, { clientId: shortId(), username: 'alice', password: 'alice-secret', protocolVersion: 3 })
+    await client.endAsync()
+  })
 
   it('refuses the right password sent for another user name', async () => {
     const before = broker.connections()
