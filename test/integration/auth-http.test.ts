@@ -205,6 +205,25 @@ describe(`http auth in front of ${kind}`, () => {
     expect([...m.stats.auth.errors].every((v) => v === 0)).toBe(true)
   })
 
+  it('while the service thinks, holds a bounded amount of what the client sends (the socket is paused), then forwards all of it in order', async () => {
+    const m = await moatWith({ backends: [{ type: 'http', url: service.url, timeout: '10s', cache: false }], lockout: false })
+    const clientId = uid('flood')
+    const raw = new RawClient(m.address().port, 4)
+    await raw.connected()
+    const publishes = Array.from({ length: 64 }, (_, i) => generate({ cmd: 'publish', topic: `flood/${clientId}/${i}`, payload: Buffer.alloc(32 * 1024, i), qos: 0, retain: false, dup: false }))
+    raw.send(Buffer.concat([generate(connectPacket(clientId, 4, { username: 'held', password: Buffer.from('any') })), ...publishes])) // 2 MiB in one write
+    await expect.poll(() => service.requests.some((r) => r.clientId === clientId)).toBe(true)
+    const info = (): { clientReadBuffer: number; clientPaused: boolean } => m.sessionInfo().find((s) => s.clientId === clientId)!
+    expect(info().clientPaused).toBe(true)
+    const held = info().clientReadBuffer
+    expect(held).toBeLessThan(512 * 1024) // the rest waits in the kernel and the client, not in Moat
+    expect(broker.received(clientId)).toEqual([])
+    service.release({ result: 'allow' })
+    await expect.poll(() => broker.received(clientId).length, { timeout: 10_000 }).toBe(65)
+    expect(broker.received(clientId)).toEqual(['connect', ...publishes.map((_, i) => `publish flood/${clientId}/${i}`)])
+    raw.destroy()
+  })
+
   it('holds a pipelined CONNECT+SUBSCRIBE+PUBLISH while the service thinks, then forwards them in order', async () => {
     const m = await moatWith({ backends: [{ type: 'http', url: service.url, timeout: '10s', cache: false }], lockout: false })
     const clientId = uid('pipe')
