@@ -15,7 +15,8 @@ export class AuthRuntime {
   readonly logger: Logger
   readonly backendLog: ThrottledLog
   private lockoutTable: LockoutTable | null = null
-  private readonly backends = new Set<AuthBackend>()
+  /** Weak: an old generation's backends (a reload) are dropped with it, not kept to the end. */
+  private readonly backends = new Set<WeakRef<AuthBackend>>()
 
   constructor(stats: AuthStats, logger: Logger) {
     this.stats = stats
@@ -30,11 +31,14 @@ export class AuthRuntime {
   }
 
   track(backend: AuthBackend): void {
-    if (backend.close !== undefined) this.backends.add(backend)
+    if (backend.close === undefined) return
+    for (const ref of this.backends) if (ref.deref() === undefined) this.backends.delete(ref)
+    this.backends.add(new WeakRef(backend))
   }
 
+  /** Shutdown: closes the backends still in use (HTTP pools). */
   async close(): Promise<void> {
-    const backends = [...this.backends]
+    const backends = [...this.backends].map((ref) => ref.deref()).filter((b) => b !== undefined)
     this.backends.clear()
     await Promise.all(backends.map((b) => b.close!()))
   }
