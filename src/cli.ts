@@ -150,7 +150,9 @@ async function main(argv: string[]): Promise<number> {
       warnAboutAuth(config, logger)
       await moat.start()
       onSignals((graceMs) => moat.shutdown(graceMs), logger)
-      process.on('SIGHUP', () => { moat.reload() })
+      process.on('SIGHUP', () => {
+        if (moat.reload()) warnAboutAuth(moat.config, logger)
+      })
       return -1
     }
   }
