@@ -36,7 +36,7 @@ export interface SessionInfo {
   readonly listener: string
   readonly remote: string
   readonly clientId: string
-  /** The identity the auth check established (null: anonymous or not yet authenticated). */
+  /** The CONNECT user name until the auth check admits the client, then the identity it established (null: anonymous). */
   readonly username: string | null
   readonly authenticatedBy: string | null
   readonly claims: Readonly<Record<string, string>> | null
