@@ -99,7 +99,7 @@ async function scenario(port: number, pid: number | null): Promise<{ rate: numbe
 const brokerPort = await freePort()
 writeFileSync(join(dir, 'mosquitto.conf'), `listener ${brokerPort} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nlog_type information\n`)
 const mosquitto = await start('/usr/sbin/mosquitto', ['-c', join(dir, 'mosquitto.conf')], /running/)
-writeFileSync(join(dir, 'moat.yaml'), `listeners: [{ name: bench, protocol: mqtt, host: 127.0.0.1, port: 0 }]\nupstream: { host: 127.0.0.1, port: ${brokerPort} }\nlimits: { maxPacketSize: 1MiB${values.limits === '' ? '' : `, ${values.limits}`} }\nlog: { level: info }\n`)
+writeFileSync(join(dir, 'moat.yaml'), `listeners: [{ name: bench, protocol: mqtt, host: 127.0.0.1, port: 0 }]\nupstream: { host: 127.0.0.1, port: ${brokerPort} }\nlimits: { maxPacketSize: 1MiB${values.limits === '' ? '' : `, ${values.limits}`} }\nlog: { level: info }\nauth: { anonymous: true }\n`)
 const moat = await start(process.execPath, ['dist/cli.js', '--config', join(dir, 'moat.yaml')], /"event":"listening".*?"port":(\d+)/)
 const moatPort = Number(moat.match[1])
 

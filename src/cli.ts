@@ -13,6 +13,9 @@ import pretty from 'pino-pretty'
 import { explain, type Identity } from './acl/explain.js'
 import { makeDevCerts } from './certs.js'
 import { loadConfig } from './config/load.js'
+import { passwdCommand } from './auth/passwd-command.js'
+import { PolicyStore } from './config/policy-store.js'
+import type { MoatConfig } from './config/types.js'
 import { demoBanner, startDemo } from './demo.js'
 import { ConfigError, MoatError } from './errors.js'
 import { createLogger, redactPaths, type Logger } from './log/logger.js'
@@ -31,6 +34,8 @@ const USAGE = `Usage:
                                make a development CA, a server certificate (for --host names,
                                default localhost 127.0.0.1 ::1) and client certificates (default
                                device-1) in DIR, with the openssl command; not for production
+  moat passwd FILE USER        add or replace USER in password FILE (scrypt); the
+                               password comes from stdin, or is prompted for
   moat --help | --version
 
 Docs: README.md; config reference: policies/example.yaml; error codes: docs/errors.md`
@@ -55,6 +60,8 @@ interface Args {
   out?: string
   clients?: string[]
   hosts?: string[]
+  /** Positional arguments of `moat passwd`. */
+  args: string[]
 }
 
 interface AclQuestion {
@@ -129,21 +136,25 @@ function parse(argv: string[]): Args {
     throw new UsageError((err as Error).message)
   }
   const { values, positionals } = parsed
-  if (values.help) return { command: 'help', port: 0, adminPort: 0 }
-  if (values.version) return { command: 'version', port: 0, adminPort: 0 }
-  if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`)
+  if (values.help) return { command: 'help', port: 0, adminPort: 0, args: [] }
+  if (values.version) return { command: 'version', port: 0, adminPort: 0, args: [] }
   const command = positionals[0] ?? 'run'
-  if (!['run', 'check', 'demo', 'certs'].includes(command)) throw new UsageError(`unknown command '${command}'`)
+  if (!['run', 'check', 'demo', 'passwd', 'certs'].includes(command)) throw new UsageError(`unknown command '${command}'`)
+  if (command === 'passwd') {
+    if (positionals.length !== 3) throw new UsageError("'moat passwd' needs FILE and USER")
+    return { command, port: 0, adminPort: 0, args: positionals.slice(1) }
+  }
+  if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`)
   const port = portOption(values.port, 1883, '--port')
   const adminPort = portOption(values['admin-port'], 9464, '--admin-port')
   if (command === 'certs') {
     if (values.out === undefined) throw new UsageError("'moat certs' needs --out DIR")
-    return { command, port, adminPort, out: values.out, clients: values.client, hosts: values.host }
+    return { command, port, adminPort, out: values.out, clients: values.client, hosts: values.host, args: [] }
   }
   if (command !== 'demo' && values.config === undefined) throw new UsageError(`'moat ${command === 'run' ? '' : command + ' '}' needs --config FILE`)
   const question = aclQuestion(values)
   if (question !== undefined && command !== 'check') throw new UsageError('--as/--publish/--subscribe go with `moat check`')
-  return { command, config: values.config, port, adminPort, question }
+  return { command, config: values.config, port, adminPort, question, args: [] }
 }
 
 function portOption(value: string | undefined, fallback: number, name: string): number {
@@ -178,6 +189,17 @@ function onSignals(stop: (graceMs?: number) => Promise<void>, logger: Logger): v
   process.on('SIGINT', handler)
 }
 
+/** Anonymous clients admitted: say so loudly at every start (and the reason a config denies all). */
+function warnAboutAuth(config: MoatConfig, logger: Logger): void {
+  const { anonymous, backends } = config.auth
+  if (anonymous) {
+    logger.warn({ event: 'auth_anonymous', backends: backends.map((b) => b.type) },
+      'AUTH: auth.anonymous is true: clients without credentials are let through to the broker. Set auth.anonymous: false unless that is what you want.')
+  } else if (backends.length === 0) {
+    logger.warn({ event: 'auth_no_backends' }, 'AUTH: no auth backends and anonymous off: every client will be refused (add auth.backends)')
+  }
+}
+
 async function main(argv: string[]): Promise<number> {
   const args = parse(argv)
   switch (args.command) {
@@ -196,6 +218,7 @@ async function main(argv: string[]): Promise<number> {
         process.stdout.write(`${q.action} ${q.topic} as ${who}: ${d.allowed ? 'allow' : 'deny'} (${d.rule})\n`)
         return d.allowed ? 0 : 3
       }
+      new PolicyStore(config) // builds the policy too: an unreadable or malformed password file is an error
       process.stdout.write(`${args.config}: valid (${config.listeners.length} listener(s), upstream ${config.upstream.host}:${config.upstream.port})\n`)
       return 0
     }
@@ -203,6 +226,11 @@ async function main(argv: string[]): Promise<number> {
       const made = makeDevCerts({ out: args.out!, ...(args.clients === undefined ? {} : { clients: args.clients }), ...(args.hosts === undefined ? {} : { hosts: args.hosts }) })
       const files = [made.ca, made.server.cert, made.server.key, ...Object.values(made.clients).flatMap((c) => [c.cert, c.key]), made.crl]
       process.stdout.write(`development certificates (not for production) in ${made.dir}:\n${files.map((f) => '  ' + f).join('\n')}\n`)
+      return 0
+    }
+    case 'passwd': {
+      await passwdCommand(args.args[0]!, args.args[1]!, { input: process.stdin, output: process.stderr })
+      process.stderr.write(`${args.args[0]}: wrote ${args.args[1]}\n`)
       return 0
     }
     case 'demo': {
@@ -216,10 +244,13 @@ async function main(argv: string[]): Promise<number> {
       const config = loadConfig(args.config!)
       const logger = createLogger(config.log.level)
       const moat = new Moat(config, { logger })
+      warnAboutAuth(config, logger)
       await moat.start()
       onSignals((graceMs) => moat.shutdown(graceMs), logger)
-      process.on('SIGHUP', () => { moat.reload() })
-      moat.watchConfig()
+      process.on('SIGHUP', () => {
+        if (moat.reload()) warnAboutAuth(moat.config, logger)
+      })
+      moat.watchConfig(() => warnAboutAuth(moat.config, logger))
       return -1
     }
   }

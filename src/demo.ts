@@ -34,8 +34,12 @@ export async function startDemo(options: DemoOptions): Promise<RunningDemo> {
     admin: { host: '127.0.0.1', port: options.adminPort },
     limits: { maxPacketSize: '256KiB', connectTimeout: '10s' },
     shutdown: { gracePeriod: '1s' },
+    // The demo lets anonymous clients in, so the README's mosquitto_pub/sub commands work as written.
+    // A real config denies them unless it says `auth: { anonymous: true }`.
+    auth: { anonymous: true },
   }, 'moat demo')
   const moat = new Moat(config, { logger: options.logger })
+  options.logger.warn({ event: 'auth_anonymous' }, 'demo: anonymous clients are allowed (a config file denies them unless auth.anonymous is true)')
   try {
     await moat.start()
   } catch (err) {
@@ -72,6 +76,7 @@ export function demoBanner(demo: RunningDemo): string {
     `  npx mqtt pub -h 127.0.0.1 -p ${port} -t demo/hello -m 'hello through moat'`,
     '',
     'Every packet is framed and validated; a malformed one closes only its client.',
+    'Anonymous clients are allowed in the demo only; a config file refuses them by default (auth).',
     'Press Ctrl-C to stop.',
     '',
   ].filter((line, i, all) => line !== '' || all[i - 1] !== '').join('\n')

@@ -4,6 +4,7 @@
  */
 import { unwatchFile, watchFile } from 'node:fs'
 import type { Registry } from 'prom-client'
+import { AuthRuntime } from './auth/runtime.js'
 import type { CheckChain } from './checks/chain.js'
 import { checkFactories } from './checks/index.js'
 import { loadConfig } from './config/load.js'
@@ -31,6 +32,8 @@ export class Moat implements SessionContext {
   readonly registry: Registry
   readonly overload: OverloadMonitor
   readonly limiter: ConnectionLimiter
+  /** Auth state kept across reloads: live client ids, lockout counters, backends to close. */
+  readonly auth: AuthRuntime
   private readonly listeners: Listener[]
   private readonly admin: AdminServer | null
   private readonly sessions = new Set<Session>()
@@ -42,7 +45,8 @@ export class Moat implements SessionContext {
 
   constructor(config: MoatConfig, options: MoatOptions = {}) {
     this.logger = options.logger ?? createLogger(config.log.level)
-    this.policy = new PolicyStore(config, checkFactories, { logger: this.logger, stats: this.stats })
+    this.auth = new AuthRuntime(this.stats.auth, this.logger)
+    this.policy = new PolicyStore(config, checkFactories, { logger: this.logger, stats: this.stats, auth: this.auth })
     this.overload = new OverloadMonitor(this.policy)
     this.limiter = new ConnectionLimiter(this.policy, this.overload)
     this.registry = createRegistry(this.stats, this.policy, this.limiter)
@@ -100,14 +104,14 @@ export class Moat implements SessionContext {
    * Reloads when the config file changes (polled every `intervalMs`: robust to editors that
    * replace the file, and to config-management tools). SIGHUP still works.
    */
-  watchConfig(intervalMs = 1000): void {
+  watchConfig(onReloaded?: () => void, intervalMs = 1000): void {
     const file = this.policy.config.file
     if (file === '' || this.watching) return
     this.watching = true
     watchFile(file, { interval: intervalMs, persistent: false }, (current, previous) => {
       if (current.mtimeMs === previous.mtimeMs && current.size === previous.size) return
       this.logger.info({ event: 'config_changed', file }, 'config file changed: reloading')
-      this.reload()
+      if (this.reload()) onReloaded?.()
     })
   }
 
@@ -186,6 +190,7 @@ export class Moat implements SessionContext {
     this.sessions.delete(session)
     if (session.refusal === null) this.limiter.release(session.state.remoteAddress)
     if (session.userAdmitted) this.limiter.releaseUser(session.state.username!)
+    this.auth.clientIds.release(session.state)
     if (this.sessions.size === 0 && this.drainWaiters.length > 0) {
       const waiters = this.drainWaiters
       this.drainWaiters = []
@@ -222,6 +227,7 @@ export class Moat implements SessionContext {
     if (first) {
       this.overload.stop()
       await this.admin?.close()
+      await this.auth.close()
     }
   }
 

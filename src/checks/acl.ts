@@ -77,7 +77,7 @@ export class OutboundAclCheck extends AclCheck {
 export const aclCheck: CheckFactory = {
   name: 'acl',
   create(config) {
-    const acl = config.acl
+    const acl = config.acl ?? null
     if (acl === null) return null
     const compiled = new CompiledAcl(acl.rules)
     return acl.outbound ? () => new OutboundAclCheck(compiled) : () => new AclCheck(compiled)

@@ -12,9 +12,8 @@ import type { MoatConfig } from '../config/types.js'
 import type { PublishView } from '../protocol/publish.js'
 import { ReasonCode } from '../protocol/reason.js'
 import type { SessionState } from '../session/state.js'
-import { pino } from 'pino'
-import { Stats } from '../metrics/stats.js'
 import type { Check, CheckEnv, CheckFactory } from './check.js'
+import { detachedCheckEnv } from './env.js'
 import { checkFactories } from './index.js'
 import { Action, disconnect, FORWARD, type Verdict } from './verdict.js'
 
@@ -28,11 +27,6 @@ function isThenable(value: unknown): value is PromiseLike<Verdict> {
   return value !== null && typeof value === 'object' && typeof (value as PromiseLike<Verdict>).then === 'function'
 }
 
-/** For chains built outside a running proxy (tests, `moat check`): logs go nowhere. */
-export function silentEnv(): CheckEnv {
-  return { logger: pino({ level: 'silent' }), stats: new Stats() }
-}
-
 export class CheckChain {
   private readonly makers: ReadonlyArray<(s: SessionState) => Check>
   readonly names: readonly string[]
@@ -42,7 +36,7 @@ export class CheckChain {
     this.names = names
   }
 
-  static build(config: MoatConfig, factories: readonly CheckFactory[] = checkFactories, env: CheckEnv = silentEnv()): CheckChain {
+  static build(config: MoatConfig, factories: readonly CheckFactory[] = checkFactories, env: CheckEnv = detachedCheckEnv()): CheckChain {
     const makers: Array<(s: SessionState) => Check> = []
     const names: string[] = []
     for (const factory of factories) {

@@ -8,6 +8,7 @@
  * keep a PublishView after the call returns.
  */
 import type { IConnectPacket, ISubscription } from 'mqtt-packet'
+import type { AuthRuntime } from '../auth/runtime.js'
 import type { MoatConfig } from '../config/types.js'
 import type { Logger } from '../log/logger.js'
 import type { Stats } from '../metrics/stats.js'
@@ -41,10 +42,12 @@ export interface Check {
   reviewConnection?(s: SessionState): Verdict
 }
 
-/** What a factory may hand its checks besides the config: the process logger and counters. */
+/** What a factory may use besides the config: the process logger and counters, and state owned by the proxy, kept across reloads. */
 export interface CheckEnv {
   readonly logger: Logger
   readonly stats: Stats
+  /** Auth state (lockout table, client-id registry, counters). */
+  readonly auth: AuthRuntime
 }
 
 export interface CheckFactory {

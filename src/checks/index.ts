@@ -3,6 +3,7 @@
  * here; its factory decides from the config whether it is on.
  */
 import type { CheckFactory } from './check.js'
+import { authCheck } from './auth.js'
 import { aclCheck } from './acl.js'
 import { aclShadowCheck } from './acl-shadow.js'
 import { protocolCheck } from './protocol.js'
@@ -12,6 +13,7 @@ import { sizeCheck } from './size.js'
 
 export const checkFactories: readonly CheckFactory[] = [
   protocolCheck,
+  authCheck,
   aclCheck,
   aclShadowCheck,
   sizeCheck, // limits: keep size, rate, quota last and in this order (a throttled packet is re-run)

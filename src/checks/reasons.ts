@@ -19,6 +19,13 @@ export const denyReasons = [
   'invalid_topic_filter',
   'topic_alias_invalid',
   'connect_timeout',
+  // authentication (checks/auth.ts)
+  'bad_credentials',
+  'not_authorized',
+  'auth_backend_failed',
+  'banned',
+  'client_id_refused',
+  'client_id_taken',
   // topic allow-list (checks/acl.ts)
   'acl_denied',
   // quotas

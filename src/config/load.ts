@@ -8,6 +8,7 @@ import { isMap, isNode, LineCounter, parseDocument, type Document } from 'yaml'
 import type { z } from 'zod'
 import { compileAcl } from '../acl/compile-config.js'
 import { ConfigError, type ConfigIssue } from '../errors.js'
+import { compileAuth, DENY_ALL_AUTH } from './auth-schema.js'
 import { configSchema, unsupportedSections, type ConfigOutput } from './schema.js'
 import { tlsFileIssues } from '../listeners/tls.js'
 import { baseDir, compileListenerExtras, compileUpstreamTls } from './tls-schema.js'
@@ -139,6 +140,7 @@ function compile(c: ConfigOutput, file: string): MoatConfig {
     shutdown: { gracePeriodMs: c.shutdown.gracePeriod },
     log: { level: c.log.level },
     acl: c.acl === undefined ? null : compileAcl(c.acl, file),
+    auth: c.auth === undefined ? DENY_ALL_AUTH : compileAuth(c.auth, file),
   })
 }
 

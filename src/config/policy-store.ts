@@ -4,8 +4,9 @@
  * chunk (one integer compare) and adopts the new policy for the packets that follow.
  */
 import { createHash } from 'node:crypto'
-import { CheckChain, silentEnv } from '../checks/chain.js'
+import { CheckChain } from '../checks/chain.js'
 import type { CheckEnv, CheckFactory } from '../checks/check.js'
+import { detachedCheckEnv } from '../checks/env.js'
 import { checkFactories } from '../checks/index.js'
 import type { MoatConfig } from './types.js'
 
@@ -16,9 +17,9 @@ export class PolicyStore {
   /** A short fingerprint of the running policy, so operators can tell which one each instance runs. */
   hash: string
   private readonly factories: readonly CheckFactory[]
-  private readonly env: CheckEnv
+  readonly env: CheckEnv
 
-  constructor(config: MoatConfig, factories: readonly CheckFactory[] = checkFactories, env: CheckEnv = silentEnv()) {
+  constructor(config: MoatConfig, factories: readonly CheckFactory[] = checkFactories, env: CheckEnv = detachedCheckEnv()) {
     this.factories = factories
     this.env = env
     this.config = config

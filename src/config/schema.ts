@@ -6,12 +6,12 @@ import { z } from 'zod'
 import { BucketSpec } from '../limits/token-bucket.js'
 import { checkTopicFilter } from '../protocol/validate.js'
 import { aclSchema } from './acl-schema.js'
+import { authSchema } from './auth-schema.js'
 import { checkListener, listenerExtras, listenerProtocol, upstreamExtras } from './tls-schema.js'
 import { parseByteRate, parseDuration, parseMemorySize, parseRate, parseSize, type Rate } from './units.js'
 
 /** Sections of DESIGN.md this version cannot enforce yet: refused, never silently ignored. */
 export const unsupportedSections: Record<string, string> = {
-  auth: 'credential checks',
   cluster: 'shared state',
 }
 
@@ -160,6 +160,7 @@ export const configSchema = z.strictObject({
   log: z.strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'expected one of fatal, error, warn, info, debug, trace, silent' }).default('info'),
   }).default({ level: 'info' }),
+  auth: authSchema.optional(),
 }, { error: 'the config must be a mapping with at least `listeners` and `upstream`' })
 
 export type ConfigInput = z.input<typeof configSchema>

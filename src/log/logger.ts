@@ -17,6 +17,10 @@ export const redactPaths = [
   'packet.password',
   'passphrase',
   '*.passphrase',
+  'passwordBase64',
+  '*.passwordBase64',
+  'secret',
+  '*.secret',
 ]
 
 export function createLogger(level: LogLevel, destination?: NodeJS.WritableStream): Logger {

@@ -8,6 +8,7 @@ import { closeReasons } from '../checks/reasons.js'
 import { packetTypeNames } from '../protocol/packet-type.js'
 import type { PolicyStore } from '../config/policy-store.js'
 import { connectionRefusals, type ConnectionLimiter } from '../limits/connections.js'
+import { registerAuthMetrics } from './auth-metrics.js'
 import type { Stats } from './stats.js'
 
 type LabelledCounter = Counter<string>
@@ -217,5 +218,6 @@ export function createRegistry(stats: Stats, policy: PolicyStore, limiter?: Conn
       this.inc(stats.throttleWaits)
     },
   })
+  registerAuthMetrics(register, stats.auth)
   return register
 }

@@ -3,6 +3,7 @@
  * slot; prom-client reads them only at scrape time (metrics/registry.ts). Label values are bounded
  * by construction: packet types, reasons and listener names from the config.
  */
+import { AuthStats } from '../auth/stats.js'
 import { closeReasons, type CloseReason } from '../checks/reasons.js'
 import type { RefuseReason } from '../listeners/refuse-reasons.js'
 
@@ -40,6 +41,8 @@ export class Stats {
   sessionsThrottled = 0
   /** Times a limit made a session wait (rate throttle, 3.1.1 in-flight quota). */
   throttleWaits = 0
+  /** Credential checks (auth/stats.ts). */
+  readonly auth = new AuthStats()
 
   countClose(reason: CloseReason): void {
     this.sessionsClosed[reasonIndex.get(reason)!]! += 1

@@ -19,6 +19,7 @@ import { generate, type IConnackPacket, type IConnectPacket, type ISubscribePack
 import type { SessionChecks } from '../checks/chain.js'
 import type { CloseReason, DenyReason } from '../checks/reasons.js'
 import { Action, reject, type Verdict } from '../checks/verdict.js'
+import { upstreamConnect } from '../auth/upstream-credentials.js'
 import { PacketDecoder, readConnectLevel, ConnectProtocol } from '../protocol/decode.js'
 import { Framer, FrameError, type FrameSink } from '../protocol/framer.js'
 import { clientMaySend, FLAGS_ANY, PacketType, packetTypeNames, requiredFlags } from '../protocol/packet-type.js'
@@ -41,6 +42,11 @@ export interface SessionInfo {
   readonly listener: string
   readonly remote: string
   readonly clientId: string
+  /** The CONNECT user name until the auth check admits the client, then the identity it established (null: anonymous). */
+  readonly username: string | null
+  readonly authenticatedBy: string | null
+  readonly claims: Readonly<Record<string, string>> | null
+  readonly groups: readonly string[]
   readonly version: number
   readonly clientWriteBuffer: number
   readonly brokerWriteBuffer: number
@@ -139,6 +145,7 @@ export class Session implements FrameSink {
   private checks: SessionChecks | null = null
   private decoder: PacketDecoder | null = null
   private connectFrame: Buffer | null = null
+  private connectPacket: IConnectPacket | null = null
   private timer: NodeJS.Timeout | null = null
   private pausedFor = 0
   private brokerPaused = false
@@ -208,6 +215,10 @@ export class Session implements FrameSink {
       listener: this.state.listener,
       remote: `${this.state.remoteAddress}:${this.state.remotePort}`,
       clientId: this.state.clientId,
+      username: this.state.username,
+      authenticatedBy: this.state.authenticatedBy,
+      claims: this.state.claims,
+      groups: this.state.groups,
       version: this.state.version,
       /** Bytes waiting to be written to the client / to the broker. */
       clientWriteBuffer: this.client.writableLength + (this.client.bufferedAmount ?? 0),
@@ -541,6 +552,7 @@ export class Session implements FrameSink {
     this.decoder = new PacketDecoder(level)
     this.checks = this.ctx.policy.chain.forSession(state)
     this.connectFrame = frame
+    this.connectPacket = packet
     this.phase = Phase.Checking
     this.pauseClient(PAUSED_CONNECTING)
     const verdict = this.checks.runConnect(packet, state)
@@ -555,6 +567,7 @@ export class Session implements FrameSink {
     if (verdict === null || verdict.action !== Action.Forward) {
       const reason = verdict?.reason ?? ReasonCode.ImplementationSpecificError
       const why = verdict?.why ?? 'check_failed'
+      this.connectPacket = null
       this.refuseConnect(why, connackRefusal(this.state.version, reason), PacketType.Connect)
       return
     }
@@ -566,11 +579,23 @@ export class Session implements FrameSink {
       }
       this.userAdmitted = true
     }
+    const state = this.state
+    this.log.info({ event: 'client_admitted', clientId: state.clientId || undefined, username: state.username ?? undefined, authenticatedBy: state.authenticatedBy ?? undefined, version: state.version }, 'client admitted')
+    // What the broker sees of the credentials (auth.upstreamCredentials): the one deliberate rewrite.
+    const upstreamFrame = upstreamConnect(this.connectFrame!, this.connectPacket!, this.ctx.policy.config.auth?.upstreamCredentials ?? 'passthrough')
+    this.connectPacket = null
+    if (upstreamFrame === null) {
+      this.refuseConnect('check_failed', connackRefusal(this.state.version, ReasonCode.ImplementationSpecificError), PacketType.Connect)
+      return
+    }
+    this.connectFrame = upstreamFrame
     this.dial()
   }
 
   private refuseConnect(why: CloseReason, answer: Buffer | null, type: number): boolean {
-    this.log.warn({ audit: true, event: 'connect_refused', reason: why, code: answer === null ? undefined : connackCode(answer), packetType: packetTypeNames[type], rule: this.state.lastRule || undefined, check: this.checks?.decidedBy, clientId: this.state.clientId || undefined, username: this.state.username ?? undefined }, 'refusing client')
+    // A failing auth backend is logged once per interval (auth/instrumented.ts), not once per client.
+    const level = why === 'auth_backend_failed' ? 'debug' : 'warn'
+    this.log[level]({ audit: true, event: 'connect_refused', reason: why, code: answer === null ? undefined : connackCode(answer), packetType: packetTypeNames[type], rule: this.state.lastRule || undefined, check: this.checks?.decidedBy, clientId: this.state.clientId || undefined, username: this.state.username ?? undefined }, 'refusing client')
     this.close(why, answer)
     return false
   }
@@ -603,7 +628,8 @@ export class Session implements FrameSink {
     this.phase = Phase.Open
     const upstream = this.upstream!
     this.toBroker.attach(upstream)
-    // Principle 3: the broker gets the CONNECT exactly as the client sent it.
+    // Principle 3: the broker gets the CONNECT exactly as the client sent it (or as
+    // auth.upstreamCredentials deliberately rewrote it).
     this.toBroker.write(this.connectFrame!)
     this.connectFrame = null
     this.clientFramer.resume()
@@ -1000,6 +1026,7 @@ export class Session implements FrameSink {
       event: 'session_end',
       clientId: this.state.clientId || undefined,
       username: this.state.username ?? undefined,
+      authenticatedBy: this.state.authenticatedBy ?? undefined,
       version: this.state.version,
       reason: this.closeReason,
       bytesIn: this.client.bytesRead,

@@ -9,7 +9,7 @@
  * end, it has processed every byte that was sent on it.
  */
 import { startAedes } from './aedes.js'
-import { mosquittoPath, startMosquitto } from './mosquitto.js'
+import { mosquittoPath, startMosquitto, type MosquittoOptions } from './mosquitto.js'
 
 export type BrokerKind = 'mosquitto' | 'aedes'
 export type ProtocolLevel = 3 | 4 | 5
@@ -24,6 +24,8 @@ export interface TestBroker {
   received(clientId: string): string[]
   /** TCP connections the broker has accepted so far. */
   connections(): number
+  /** Mosquitto only: the broker's log lines (e.g. `New client connected … u'name'`). */
+  logs?(): readonly string[]
   /** Resolves once the broker has seen the client's connection end. */
   clientGone(clientId: string, timeoutMs?: number): Promise<void>
   /** Mosquitto only: freeze / thaw the broker process, so it stops reading its sockets. */
@@ -53,8 +55,9 @@ export function brokerKinds(): BrokerKind[] {
   return ['aedes']
 }
 
-export function startBroker(kind: BrokerKind): Promise<TestBroker> {
-  return kind === 'mosquitto' ? startMosquittoBroker() : startAedesBroker()
+/** `mosquitto` options (auth, extra config lines) apply to Mosquitto only. */
+export function startBroker(kind: BrokerKind, mosquitto: MosquittoOptions = {}): Promise<TestBroker> {
+  return kind === 'mosquitto' ? startMosquittoBroker(mosquitto) : startAedesBroker()
 }
 
 function deadline(what: string, timeoutMs: number): { promise: Promise<never>; clear: () => void } {
@@ -65,8 +68,8 @@ function deadline(what: string, timeoutMs: number): { promise: Promise<never>; c
   return { promise, clear: () => clearTimeout(timer) }
 }
 
-async function startMosquittoBroker(): Promise<TestBroker> {
-  const m = await startMosquitto()
+async function startMosquittoBroker(options: MosquittoOptions): Promise<TestBroker> {
+  const m = await startMosquitto(options)
   const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
   return {
     kind: 'mosquitto',
@@ -92,6 +95,7 @@ async function startMosquittoBroker(): Promise<TestBroker> {
       const id = escape(clientId)
       await m.waitForLog(new RegExp(`^(Client ${id} (disconnected|closed its connection|has exceeded timeout)|Socket error on client ${id}, disconnecting)`), timeoutMs)
     },
+    logs: () => m.logs,
     freeze: () => m.freeze(),
     thaw: () => m.resume(),
     stop: () => m.stop(),

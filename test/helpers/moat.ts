@@ -1,6 +1,11 @@
 /** Moat in this process, in front of a test broker, on a free port. */
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { pino } from 'pino'
+import { hashPassword } from '../../src/auth/password-hash.js'
 import { configFromObject } from '../../src/config/load.js'
+import { compileAuth, authSchema, type AuthInput } from '../../src/config/auth-schema.js'
 import type { MoatConfig } from '../../src/config/types.js'
 import { Moat } from '../../src/moat.js'
 
@@ -10,6 +15,8 @@ export interface MoatOverrides {
   admin?: MoatConfig['admin']
   shutdown?: Partial<MoatConfig['shutdown']>
   acl?: MoatConfig['acl']
+  /** The `auth` section as written in YAML (defaults applied). Default: anonymous clients admitted. */
+  auth?: Record<string, unknown>
 }
 
 /** Every limit at its default (rates and quotas off), as a loaded config would have them. */
@@ -18,6 +25,11 @@ const defaultLimits = configFromObject({ listeners: [{ name: 'mqtt', protocol: '
 /** A `limits` section written as in a config file (`messageRate: '100/s'`), compiled by the real loader. */
 export function limitsFrom(section: Record<string, unknown>): MoatConfig['limits'] {
   return configFromObject({ listeners: [{ name: 'mqtt', protocol: 'mqtt', port: 0 }], upstream: { host: '127.0.0.1', port: 1 }, limits: { maxPacketSize: '4MiB', connectTimeout: '5s', ...section } }).limits
+}
+
+/** An auth section as a config file would have it, compiled (paths relative to `dir`). */
+export function testAuth(auth: Record<string, unknown>, dir = ''): MoatConfig['auth'] {
+  return compileAuth(authSchema.parse(auth) as AuthInput, dir === '' ? '' : `${dir}/moat.yaml`)
 }
 
 export function testConfig(upstream: { host: string; port: number }, overrides: MoatOverrides = {}): MoatConfig {
@@ -30,6 +42,8 @@ export function testConfig(upstream: { host: string; port: number }, overrides: 
     shutdown: { gracePeriodMs: 0, ...overrides.shutdown },
     log: { level: 'silent' },
     acl: overrides.acl ?? null,
+    // Relay tests test relaying, not auth: they admit anonymous clients (the product default is not to).
+    auth: testAuth(overrides.auth ?? { anonymous: true }),
   }
 }
 
@@ -39,4 +53,17 @@ export async function startMoat(upstream: { host: string; port: number }, overri
   const moat = new Moat(testConfig(upstream, overrides), { logger: pino({ level }) })
   await moat.start()
   return moat
+}
+
+/**
+ * An `auth` section with a real password file in which every one of `users` has the password
+ * `password` (scrypt with small parameters: fast for tests), for tests that need named users.
+ */
+export async function passwordAuth(users: readonly string[], password = 'pw'): Promise<Record<string, unknown>> {
+  const dir = mkdtempSync(join(tmpdir(), 'moat-users-'))
+  const lines: string[] = []
+  for (const user of users) lines.push(`${user}:${await hashPassword(Buffer.from(password), { N: 1024, r: 8, p: 1 })}`)
+  const path = join(dir, 'passwd')
+  writeFileSync(path, lines.join('\n') + '\n')
+  return { backends: [{ type: 'file', path }] }
 }

@@ -84,8 +84,16 @@ export class MosquittoProcess {
   }
 }
 
-/** `listenerLines` go right after the `listener` line (e.g. cafile/certfile/keyfile for a TLS listener). */
-export async function startMosquitto(listenerLines: readonly string[] = []): Promise<MosquittoProcess> {
+export interface MosquittoOptions {
+  /** Default true. False: clients must log in (add a `password_file` line to `config`). */
+  allowAnonymous?: boolean
+  /** Extra mosquitto.conf lines, e.g. `password_file /tmp/x/passwd`. */
+  config?: string[]
+  /** Lines right after the `listener` line (e.g. cafile/certfile/keyfile for a TLS listener). */
+  listenerLines?: readonly string[]
+}
+
+export async function startMosquitto(options: MosquittoOptions = {}): Promise<MosquittoProcess> {
   const binary = mosquittoPath()
   if (binary === null) throw new Error('mosquitto is not installed (apt-get install mosquitto)')
   for (let attempt = 0; attempt < 5; attempt++) {
@@ -94,13 +102,14 @@ export async function startMosquitto(listenerLines: readonly string[] = []): Pro
     const conf = join(dir, 'mosquitto.conf')
     writeFileSync(conf, [
       `listener ${port} 127.0.0.1`,
-      ...listenerLines,
-      'allow_anonymous true',
+      ...(options.listenerLines ?? []),
+      `allow_anonymous ${options.allowAnonymous === false ? 'false' : 'true'}`,
       'persistence false',
       'log_dest stderr', // unbuffered: stdout to a pipe is block-buffered
       'log_type all',
       'connection_messages true',
       'max_queued_messages 10000',
+      ...(options.config ?? []),
       '',
     ].join('\n'))
     const child = spawn(binary, ['-c', conf], { stdio: ['ignore', 'pipe', 'pipe'] })

@@ -41,6 +41,7 @@ describe(`ACL reload, shadow rules and outbound check (${kind})`, () => {
       'listeners: [{ name: mqtt, protocol: mqtt, host: 127.0.0.1, port: 0 }]',
       `upstream: { host: 127.0.0.1, port: ${broker.port} }`,
       'log: { level: info }',
+      'auth: { anonymous: true }',
       'acl:',
       ...acl.map((l) => `  ${l}`),
     ].join('\n'))

@@ -133,8 +133,10 @@ describe('moat --config FILE', () => {
       'listeners: [{ name: edge, protocol: mqtt, host: 127.0.0.1, port: 0 }]',
       `upstream: { host: 127.0.0.1, port: ${brokerPort} }`,
       'shutdown: { gracePeriod: 200ms }',
+      'auth: { anonymous: true }',
     ].join('\n'))
     const moat = await start(['--config', file], /"event":"listening".*?"port":(\d+)/)
+    expect(moat.output()).toMatch(/"level":40.*"event":"auth_anonymous".*auth\.anonymous is true/)
     const port = Number(moat.match[1])
     const client = await mqtt.connectAsync({ host: '127.0.0.1', port, clientId: 'cli-1', reconnectPeriod: 0 })
     await client.subscribeAsync('cli/t')
@@ -159,6 +161,7 @@ describe('moat --config FILE', () => {
     const file = writeConfig('hup.yaml', [
       'listeners: [{ name: edge, protocol: mqtt, host: 127.0.0.1, port: 0 }]',
       `upstream: { host: 127.0.0.1, port: ${brokerPort} }`,
+      'auth: { anonymous: true }',
     ].join('\n'))
     const moat = await start(['--config', file], /"event":"ready"/)
     const waitFor = async (re: RegExp): Promise<void> => {
@@ -197,6 +200,68 @@ describe('moat --config FILE', () => {
     const result = await run(['--config', file])
     expect(result.code).toBe(1)
     expect(result.stderr).toMatch(new RegExp(`listener 'taken' cannot listen on 127\\.0\\.0\\.1:${brokerPort}: EADDRINUSE`))
+  })
+})
+
+describe('moat --config FILE: auth', () => {
+  it('without an auth section refuses every client (CONNACK 5) and says why at start', async () => {
+    const file = writeConfig('noauth.yaml', [
+      'listeners: [{ name: edge, protocol: mqtt, host: 127.0.0.1, port: 0 }]',
+      `upstream: { host: 127.0.0.1, port: ${brokerPort} }`,
+    ].join('\n'))
+    const moat = await start(['--config', file], /"event":"listening".*?"port":(\d+)/)
+    expect(moat.output()).toMatch(/"event":"auth_no_backends".*every client will be refused/)
+    const client = mqtt.connect({ host: '127.0.0.1', port: Number(moat.match[1]), clientId: 'cli-anon', reconnectPeriod: 0 })
+    const [err] = await once(events(client), 'error') as [Error & { code?: number }]
+    expect(err.code).toBe(5)
+    client.end(true)
+    const exited = once(moat.child, 'close')
+    moat.child.kill('SIGTERM')
+    expect((await exited)[0]).toBe(0)
+  })
+
+  it('moat passwd FILE USER writes a scrypt line the file backend accepts; moat check validates the file', async () => {
+    const passwd = join(dir, 'cli-passwd')
+    const written = await new Promise<Run>((resolve) => {
+      const child = spawn(process.execPath, [cli, 'passwd', passwd, 'dev-1'], { cwd: root })
+      let stdout = ''
+      let stderr = ''
+      child.stdout.on('data', (d: Buffer) => { stdout += d })
+      child.stderr.on('data', (d: Buffer) => { stderr += d })
+      child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }))
+      child.stdin.end('dev-secret\n')
+    })
+    expect(written.code).toBe(0)
+    expect(readFileSync(passwd, 'utf8')).toMatch(/^dev-1:\$scrypt\$N=16384,r=8,p=1\$[^$]+\$[^$]+\n$/)
+    const file = writeConfig('passwd.yaml', [
+      'listeners: [{ name: edge, protocol: mqtt, host: 127.0.0.1, port: 0 }]',
+      `upstream: { host: 127.0.0.1, port: ${brokerPort} }`,
+      'auth: { backends: [{ type: file, path: cli-passwd }] }',
+    ].join('\n'))
+    expect((await run(['check', '--config', file])).code).toBe(0)
+    const moat = await start(['--config', file], /"event":"listening".*?"port":(\d+)/)
+    const port = Number(moat.match[1])
+    const client = await mqtt.connectAsync({ host: '127.0.0.1', port, clientId: 'cli-dev', username: 'dev-1', password: 'dev-secret', reconnectPeriod: 0 })
+    await client.endAsync()
+    const bad = mqtt.connect({ host: '127.0.0.1', port, clientId: 'cli-bad', username: 'dev-1', password: 'nope', reconnectPeriod: 0 })
+    const [err] = await once(events(bad), 'error') as [Error & { code?: number }]
+    expect(err.code).toBe(4)
+    bad.end(true)
+    expect(moat.output()).not.toContain('dev-secret')
+    const exited = once(moat.child, 'close')
+    moat.child.kill('SIGTERM')
+    expect((await exited)[0]).toBe(0)
+  })
+
+  it('moat check reports a missing password file with the config file and key', async () => {
+    const file = writeConfig('nopasswd.yaml', [
+      'listeners: [{ name: edge, protocol: mqtt, host: 127.0.0.1, port: 0 }]',
+      `upstream: { host: 127.0.0.1, port: ${brokerPort} }`,
+      'auth: { backends: [{ type: file, path: missing-passwd }] }',
+    ].join('\n'))
+    const result = await run(['check', '--config', file])
+    expect(result.code).toBe(1)
+    expect(result.stderr).toContain(`${file} auth.backends.0.path: cannot read the password file ${join(dir, 'missing-passwd')}: no such file`)
   })
 })
 

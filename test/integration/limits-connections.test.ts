@@ -15,7 +15,7 @@ import { loadConfig } from '../../src/config/load.js'
 import { Moat } from '../../src/moat.js'
 import { brokerKinds, brokerVersions, startBroker, type ProtocolLevel, type TestBroker } from '../helpers/broker.js'
 import { connect, connectPacket, Inbox, RawClient, uid } from '../helpers/clients.js'
-import { limitsFrom, startMoat } from '../helpers/moat.js'
+import { limitsFrom, passwordAuth, startMoat } from '../helpers/moat.js'
 
 /** Connects and sends CONNECT; resolves with the CONNACK code (0 = accepted) and the client. */
 async function attempt(port: number, version: ProtocolLevel, extra: Record<string, unknown> = {}): Promise<{ code: number | null; raw: RawClient }> {
@@ -134,14 +134,15 @@ for (const kind of brokerKinds()) {
       })
 
       it(`MQTT ${version === 5 ? '5.0' : '3.1.1'}: open connections per user name`, async () => {
-        moat = await startMoat(broker, { limits: limitsFrom({ connections: { perUsername: 1 } }) })
+        moat = await startMoat(broker, { limits: limitsFrom({ connections: { perUsername: 1 } }), auth: await passwordAuth(['bob', 'carol']) })
         const port = moat.address().port
-        const a = await attempt(port, version, { username: 'bob' })
+        const pw = Buffer.from('pw')
+        const a = await attempt(port, version, { username: 'bob', password: pw })
         expect(a.code).toBe(0)
-        const other = await attempt(port, version, { username: 'carol' })
+        const other = await attempt(port, version, { username: 'carol', password: pw })
         expect(other.code).toBe(0)
         const before = broker.connections()
-        const b = await attempt(port, version, { username: 'bob' })
+        const b = await attempt(port, version, { username: 'bob', password: pw })
         expect(b.code).toBe(refusedCode)
         await b.raw.closed
         expect(broker.connections()).toBe(before)
@@ -158,6 +159,7 @@ for (const kind of brokerKinds()) {
         `upstream: { host: ${broker.host}, port: ${broker.port} }`,
         `limits: { overload: { ${overload} } }`,
         'log: { level: silent }',
+        'auth: { anonymous: true }',
       ].join('\n')
       writeFileSync(file, yaml('sampleInterval: 20ms'))
       moat = new Moat(loadConfig(file), { logger: pino({ level: 'silent' }) })

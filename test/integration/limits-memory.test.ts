@@ -65,6 +65,7 @@ describe.runIf(process.platform === 'linux')(`a client that never reads (moat as
       `upstream: { host: ${broker.host}, port: ${broker.port} }`,
       'limits: { maxPacketSize: 1MiB }',
       'log: { level: info }',
+      'auth: { anonymous: true }',
     ].join('\n'))
     moat = await startMoatProcess(config)
   })

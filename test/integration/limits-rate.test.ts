@@ -16,7 +16,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { Moat } from '../../src/moat.js'
 import { brokerKinds, brokerVersions, startBroker, type TestBroker } from '../helpers/broker.js'
 import { connect, rawSession, uid, type RawClient } from '../helpers/clients.js'
-import { limitsFrom, startMoat } from '../helpers/moat.js'
+import { limitsFrom, startMoat, passwordAuth } from '../helpers/moat.js'
 
 function publish(topic: string, n: number, qos: 0 | 1 = 0, version = 4): Buffer {
   const payload = Buffer.alloc(8)
@@ -229,6 +229,7 @@ for (const kind of brokerKinds()) {
         `upstream: { host: ${broker.host}, port: ${broker.port} }`,
         `limits: { messageRate: ${rate} }`,
         'log: { level: silent }',
+        'auth: { anonymous: true }',
       ].join('\n')
       writeFileSync(file, yaml('1/h'))
       moat = new MoatClass(loadConfig(file), { logger: pino({ level: 'silent' }) })
@@ -253,13 +254,13 @@ for (const kind of brokerKinds()) {
     })
 
     it('perUsername: the rate is shared by all connections of one user name', async () => {
-      moat = await startMoat(broker, { limits: limitsFrom({ perUsername: { messageRate: '1/m', burst: '1s', onExcess: 'drop' } }) })
+      moat = await startMoat(broker, { limits: limitsFrom({ perUsername: { messageRate: '1/m', burst: '1s', onExcess: 'drop' } }), auth: await passwordAuth(['alice']) })
       const topic = uid('shared')
       const ids = [uid('user-a'), uid('user-a')]
       const clients = await Promise.all(ids.map(async (id) => {
         const raw = new (await import('../helpers/clients.js')).RawClient(moat!.address().port)
         await raw.connected()
-        raw.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: id, clean: true, keepalive: 60, username: 'alice' } as never)
+        raw.send({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: id, clean: true, keepalive: 60, username: 'alice', password: Buffer.from('pw') } as never)
         expect(await raw.nextPacket()).toMatchObject({ cmd: 'connack', returnCode: 0 })
         return raw
       }))

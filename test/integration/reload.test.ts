@@ -24,6 +24,7 @@ describe('config reload', () => {
       `upstream: { host: 127.0.0.1, port: ${broker.port} }`,
       `limits: { maxPacketSize: ${maxPacketSize} }`,
       'log: { level: silent }',
+      'auth: { anonymous: true }',
     ].join('\n'))
   }
 

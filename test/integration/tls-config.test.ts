@@ -179,6 +179,7 @@ describe('reload of certificates', () => {
       'listeners:',
       '  - { name: secure, protocol: mqtts, host: 127.0.0.1, port: 0, tls: { cert: server.crt, key: server.key, ca: ca.crt, clientCert: required, crl: ca.crl } }',
       `upstream: { host: 127.0.0.1, port: ${broker.port} }`,
+      'auth: { anonymous: true }',
     ].join('\n'))
     const logs: Array<Record<string, unknown>> = []
     const moat = new Moat(loadConfig(file), { logger: capturingLogger(logs) })
@@ -232,6 +233,7 @@ describe('reload of certificates', () => {
     writeFileSync(file, [
       'listeners: [{ name: secure, protocol: mqtts, host: 127.0.0.1, port: 0, tls: { cert: server.crt, key: server.key, ca: ca.crt, clientCert: required, crl: ca.crl } }]',
       `upstream: { host: 127.0.0.1, port: ${broker.port} }`,
+      'auth: { anonymous: true }',
     ].join('\n'))
     const moat = new Moat(loadConfig(file), { logger: capturingLogger([]) })
     await moat.start()
@@ -267,6 +269,7 @@ describe('reload of certificates', () => {
     writeFileSync(file, [
       'listeners: [{ name: secure, protocol: mqtts, host: 127.0.0.1, port: 0, tls: { cert: server.crt, key: server.key } }]',
       `upstream: { host: 127.0.0.1, port: ${broker.port} }`,
+      'auth: { anonymous: true }',
     ].join('\n'))
     const logs: Array<Record<string, unknown>> = []
     const moat = new Moat(loadConfig(file), { logger: capturingLogger(logs) })

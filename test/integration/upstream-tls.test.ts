@@ -38,7 +38,7 @@ interface TlsBroker {
 async function startTlsBroker(): Promise<TlsBroker> {
   if (mosquittoPath() !== null) {
     // Mosquitto started as root drops to user 'mosquitto' before reading the key: keep our user.
-    const m = await startMosquitto([`cafile ${certs.ca}`, `certfile ${certs.server.cert}`, `keyfile ${certs.server.key}`, 'require_certificate true', `user ${userInfo().username}`])
+    const m = await startMosquitto({ listenerLines: [`cafile ${certs.ca}`, `certfile ${certs.server.cert}`, `keyfile ${certs.server.key}`, 'require_certificate true', `user ${userInfo().username}`] })
     cleanups.push(() => m.stop())
     return { port: m.port, connected: (id) => m.logs.some((l) => l.includes(` as ${id} (`)) }
   }

@@ -1,4 +1,4 @@
-import { silentEnv } from '../../../src/checks/chain.js'
+import { detachedCheckEnv } from '../../../src/checks/env.js'
 import { describe, expect, it } from 'vitest'
 import { quotaCheck } from '../../../src/checks/quota.js'
 import { rateCheck } from '../../../src/checks/rate.js'
@@ -30,12 +30,12 @@ function view(topic: string, size: number, qos = 0, messageId = 1): PublishView 
 
 describe('factories are off unless configured', () => {
   it.each([['size', sizeCheck], ['rate', rateCheck], ['quota', quotaCheck]] as const)('%s', (_name, factory) => {
-    expect(factory.create(config({}), silentEnv())).toBeNull()
+    expect(factory.create(config({}), detachedCheckEnv())).toBeNull()
   })
 })
 
 describe('size check', () => {
-  const make = sizeCheck.create(config({ maxPayload: '16KiB', payload: [{ topic: 'camera/#', max: '1MiB' }, { topic: 'camera/tiny', max: '1B' }] }), silentEnv())!
+  const make = sizeCheck.create(config({ maxPayload: '16KiB', payload: [{ topic: 'camera/#', max: '1MiB' }, { topic: 'camera/tiny', max: '1B' }] }), detachedCheckEnv())!
   const check = make(state())
   it('applies the first matching rule, then maxPayload', () => {
     expect(check.onPublish!(view('camera/x', 1024 * 1024), state()).action).toBe(Action.Forward)
@@ -48,7 +48,7 @@ describe('size check', () => {
 
 describe('rate check', () => {
   it('drop: refuses what is over with 0x97 and charges nothing for it', () => {
-    const make = rateCheck.create(config({ messageRate: '5/m', burst: '1m', onExcess: 'drop' }), silentEnv())!
+    const make = rateCheck.create(config({ messageRate: '5/m', burst: '1m', onExcess: 'drop' }), detachedCheckEnv())!
     const s = state()
     const check = make(s)
     const verdicts = Array.from({ length: 8 }, () => check.onPublish!(view('a', 1), s))
@@ -57,7 +57,7 @@ describe('rate check', () => {
   })
 
   it('throttle: says when to retry, in SessionState.throttleUntil', () => {
-    const make = rateCheck.create(config({ messageRate: '1/m' }), silentEnv())!
+    const make = rateCheck.create(config({ messageRate: '1/m' }), detachedCheckEnv())!
     const s = state()
     const check = make(s)
     expect(check.onPublish!(view('a', 1), s).action).toBe(Action.Forward)
@@ -67,7 +67,7 @@ describe('rate check', () => {
   })
 
   it('packetRate counts other packets through onPacket; drop there closes (an unanswered SUBSCRIBE would break the client)', () => {
-    const make = rateCheck.create(config({ packetRate: '2/m', burst: '1m', onExcess: 'drop' }), silentEnv())!
+    const make = rateCheck.create(config({ packetRate: '2/m', burst: '1m', onExcess: 'drop' }), detachedCheckEnv())!
     const s = state()
     const check = make(s)
     expect(check.onPacket!(PacketType.Pingreq, 2, s).action).toBe(Action.Forward)
@@ -76,7 +76,7 @@ describe('rate check', () => {
   })
 
   it('the strongest action of the buckets that are over wins', () => {
-    const make = rateCheck.create(config({ messageRate: '1/m', onExcess: 'throttle', topics: [{ topic: 'x/#', rate: '1/m', onExcess: 'disconnect' }] }), silentEnv())!
+    const make = rateCheck.create(config({ messageRate: '1/m', onExcess: 'throttle', topics: [{ topic: 'x/#', rate: '1/m', onExcess: 'disconnect' }] }), detachedCheckEnv())!
     const s = state()
     const check = make(s)
     expect(check.onPublish!(view('x/1', 1), s).action).toBe(Action.Forward)
@@ -85,7 +85,7 @@ describe('rate check', () => {
   })
 
   it('per user name: connections of one user share buckets; other users and anonymous clients do not', () => {
-    const make = rateCheck.create(config({ perUsername: { messageRate: '3/m', burst: '1m', onExcess: 'drop' } }), silentEnv())!
+    const make = rateCheck.create(config({ perUsername: { messageRate: '3/m', burst: '1m', onExcess: 'drop' } }), detachedCheckEnv())!
     const a1 = state('alice')
     const a2 = state('alice')
     const b = state('bob')
@@ -99,7 +99,7 @@ describe('rate check', () => {
   })
 
   it('per-user buckets are bounded by trackedUsers (lru): a flood of user names cannot grow memory', () => {
-    const make = rateCheck.create(config({ perUsername: { messageRate: '1/m', trackedUsers: 100 } }), silentEnv())!
+    const make = rateCheck.create(config({ perUsername: { messageRate: '1/m', trackedUsers: 100 } }), detachedCheckEnv())!
     for (let i = 0; i < 5000; i++) {
       const s = state(`user-${i}`)
       make(s).onPublish!(view('t', 1), s)
@@ -114,7 +114,7 @@ describe('rate check', () => {
 
 describe('quota check', () => {
   it('counts distinct filters; unsubscribing gives one back', () => {
-    const make = quotaCheck.create(config({ maxSubscriptions: 2 }), silentEnv())!
+    const make = quotaCheck.create(config({ maxSubscriptions: 2 }), detachedCheckEnv())!
     const s = state()
     const check = make(s)
     const sub = (topic: string) => check.onSubscribe!({ topic, qos: 0 }, s)
@@ -127,7 +127,7 @@ describe('quota check', () => {
   })
 
   it('counts QoS 1/2 packet ids in flight; a retransmission is not counted twice; QoS 0 is free', () => {
-    const make = quotaCheck.create(config({ maxInflight: 2 }), silentEnv())!
+    const make = quotaCheck.create(config({ maxInflight: 2 }), detachedCheckEnv())!
     const s = state()
     s.version = 5
     const check = make(s)
@@ -141,7 +141,7 @@ describe('quota check', () => {
   })
 
   it('a 3.1.1 client over its in-flight quota (it was never told one) waits instead of being closed', () => {
-    const make = quotaCheck.create(config({ maxInflight: 1 }), silentEnv())!
+    const make = quotaCheck.create(config({ maxInflight: 1 }), detachedCheckEnv())!
     const s = state()
     const check = make(s)
     expect(check.onPublish!(view('a', 1, 1, 1), s).action).toBe(Action.Forward)

@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
+import { DENY_ALL_AUTH } from '../../../src/config/auth-schema.js'
 import { configFromObject, loadConfig } from '../../../src/config/load.js'
 import { ConfigError, type ConfigIssue } from '../../../src/errors.js'
 
@@ -66,6 +67,7 @@ describe('loadConfig: valid files', () => {
           expect.objectContaining({ name: `${fixture('valid/broker.acl')}:8`, effect: 'allow', publish: true, subscribe: false, topic: 'sensors/{username}/{client_id}', users: null, anonymous: null }),
         ],
       },
+      auth: DENY_ALL_AUTH, // no auth section: nobody gets in
     })
   })
 
@@ -95,7 +97,7 @@ describe('loadConfig: each problem names the file, line, key and reason', () => 
   it.each([
     ['unknown-top-level.yaml', 'listners', 4, /unknown key 'listners'/],
     ['unknown-nested.yaml', 'upstream.timeout', 6, /unknown key 'timeout'/],
-    ['auth-section.yaml', 'auth', 4, /'auth' \(credential checks\) is not supported by this version of moat yet: refusing to start/],
+    ['auth-unknown-key.yaml', 'auth.backends.0.ttl', 7, /unknown key 'ttl'/],
     ['mqtts-listener.yaml', 'listeners.0.tls', 2, /an mqtts listener needs tls: \{ cert, key \}/],
     ['bad-size.yaml', 'limits.maxPacketSize', 5, /expected a size like 256KiB .* got "12 parsecs"/],
     ['bare-duration.yaml', 'limits.connectTimeout', 5, /needs a unit .* write 30s or 30ms/],

@@ -1,0 +1,48 @@
+/**
+ * Decorator: keeps a backend's answers in an lru-cache (STYLE H13). `fetch()` coalesces concurrent
+ * lookups of one key into one backend call; allow answers live `ttl`, deny and no-opinion answers
+ * `negativeTtl`; failures are never cached (the next CONNECT asks again). Bounded by `max` entries.
+ *
+ * An allow that carries `validUntil` (a JWT's exp) is kept no longer than that.
+ *
+ * The key is an HMAC-SHA256, under a key drawn at start, of the request fields the backend's answer
+ * depends on: the cache never holds a password, nor a fast unsalted hash of one.
+ */
+import { createHmac, randomBytes } from 'node:crypto'
+import { LRUCache } from 'lru-cache'
+import type { AuthCacheConfig } from '../config/types.js'
+import { fullCacheKey, type AuthBackend, type AuthRequest, type AuthResult } from './backend.js'
+import type { AuthStats } from './stats.js'
+
+const processKey = randomBytes(32)
+
+export function cached(backend: AuthBackend, config: AuthCacheConfig, stats: AuthStats): AuthBackend {
+  const keyOf = backend.cacheKey?.bind(backend) ?? fullCacheKey
+  const negativeTtl = config.negativeTtlMs
+  const cache = new LRUCache<string, AuthResult, AuthRequest>({
+    max: config.max,
+    ttl: config.ttlMs,
+    // The backend call is not tied to one caller: callers that give up leave it to the others.
+    ignoreFetchAbort: true,
+    async fetchMethod(_key, _stale, { options, context }) {
+      const result = await backend.authenticate(context, AbortSignal.timeout(60_000))
+      if (result.outcome !== 'allow') options.ttl = negativeTtl
+      // Never keep an allow past the credentials' own expiry (a JWT's exp).
+      else if (result.validUntil !== undefined) options.ttl = Math.max(1, Math.min(config.ttlMs, result.validUntil - Date.now()))
+      return result
+    },
+  })
+  const type = backend.type
+  return {
+    type,
+    close: backend.close?.bind(backend),
+    async authenticate(req: AuthRequest): Promise<AuthResult> {
+      const key = createHmac('sha256', processKey).update(keyOf(req)).digest('base64')
+      const status: LRUCache.Status<string, AuthResult, AuthRequest> = {}
+      const result = await cache.fetch(key, { context: req, status })
+      stats.cacheLookup(type, status.fetch === 'hit' || status.fetch === 'inflight')
+      if (result === undefined) throw new Error('auth cache: no answer')
+      return result
+    },
+  }
+}

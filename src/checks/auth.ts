@@ -1,0 +1,195 @@
+/**
+ * Authentication: the second check of every chain (after protocol). Per CONNECT:
+ *
+ * 1. Lockout: a banned address or user name is refused at once, without asking any backend,
+ *    answered like a bad password (or 0x8A Banned, if configured).
+ * 2. Backends in the configured order: the first that answers allow or deny decides; one with no
+ *    opinion passes on. A backend that fails (down, slow, bad answer), or the whole run taking
+ *    longer than `auth.timeout`, denies (fail closed; counted and logged by auth/instrumented.ts).
+ * 3. Nobody had an opinion: a client that presented no credentials is admitted as anonymous when
+ *    `auth.anonymous` is true; otherwise refused (not authorized; bad credentials if it sent some).
+ * 4. Admitted: client-id rules (pattern, length, binding to the user name), then the takeover rule
+ *    (auth/client-ids.ts). The identity goes into SessionState for ACLs and logs.
+ *
+ * Answers (the session maps them to the client's version): bad credentials 0x86 / 3.1.1 code 4;
+ * not authorized and backend failure 0x87 / 5; client id refused or taken 0x85 / 2; banned 0x86
+ * / 4 (or 0x8A / 5). Which part of the credentials was wrong is never said; a failed login counts
+ * towards the lockout whatever the reason.
+ */
+import type { IConnectPacket } from 'mqtt-packet'
+import { type AuthBackend, type AuthRequest, type AuthResult } from '../auth/backend.js'
+import { compileAuthPolicy, type AuthPolicy } from '../auth/policy.js'
+import type { AuthDecision } from '../auth/stats.js'
+import { DENY_ALL_AUTH } from '../config/auth-schema.js'
+import { ReasonCode } from '../protocol/reason.js'
+import type { SessionState } from '../session/state.js'
+import type { Check, CheckFactory } from './check.js'
+import { disconnect, FORWARD, type Verdict } from './verdict.js'
+
+export const BAD_CREDENTIALS = disconnect(ReasonCode.BadUserNameOrPassword, 'bad_credentials')
+export const NOT_AUTHORIZED = disconnect(ReasonCode.NotAuthorized, 'not_authorized')
+export const BACKEND_FAILED = disconnect(ReasonCode.NotAuthorized, 'auth_backend_failed')
+export const BANNED_AS_BAD_CREDENTIALS = disconnect(ReasonCode.BadUserNameOrPassword, 'banned')
+export const BANNED = disconnect(ReasonCode.Banned, 'banned')
+export const CLIENT_ID_REFUSED = disconnect(ReasonCode.ClientIdentifierNotValid, 'client_id_refused')
+export const CLIENT_ID_TAKEN = disconnect(ReasonCode.ClientIdentifierNotValid, 'client_id_taken')
+
+const EMPTY_GROUPS: readonly string[] = Object.freeze([])
+
+class AuthTimeout extends Error {
+  constructor() {
+    super('auth timeout')
+    this.name = 'TimeoutError'
+  }
+}
+
+function onAbortTimer(controller: AbortController): void {
+  controller.abort(new AuthTimeout())
+}
+
+/** Resolves like `p`, or rejects once `signal` aborts (a backend that ignores its signal still ends). */
+function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason as Error)
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(signal.reason as Error)
+    signal.addEventListener('abort', onAbort, { once: true })
+    p.then((v) => {
+      signal.removeEventListener('abort', onAbort)
+      resolve(v)
+    }, (err: unknown) => {
+      signal.removeEventListener('abort', onAbort)
+      reject(err as Error)
+    })
+  })
+}
+
+export class AuthCheck implements Check {
+  readonly name = 'auth'
+  private readonly policy: AuthPolicy
+  private controller: AbortController | null = null
+  private closed = false
+
+  constructor(policy: AuthPolicy) {
+    this.policy = policy
+  }
+
+  onConnect(connect: IConnectPacket, s: SessionState): Verdict | Promise<Verdict> {
+    const p = this.policy
+    const username = connect.username ?? null
+    if (p.lockout !== null && p.lockout.isBanned(s.remoteAddress, username)) {
+      return this.refuse('banned', p.banReply === 'banned' ? BANNED : BANNED_AS_BAD_CREDENTIALS)
+    }
+    if (p.backends.length === 0) return this.nobodyKnows(connect, s)
+    return this.ask(connect, s)
+  }
+
+  private async ask(connect: IConnectPacket, s: SessionState): Promise<Verdict> {
+    const p = this.policy
+    const req: AuthRequest = {
+      username: connect.username ?? null,
+      password: connect.password ?? null,
+      clientId: connect.clientId,
+      remoteAddress: s.remoteAddress,
+      listener: s.listener,
+      transport: s.transport,
+      protocolVersion: s.version,
+      certificate: s.certificate,
+    }
+    const controller = new AbortController()
+    this.controller = controller
+    const timer = setTimeout(onAbortTimer, p.timeoutMs, controller)
+    try {
+      for (const backend of p.backends) {
+        let result: AuthResult
+        try {
+          result = await untilAborted(backend.authenticate(req, controller.signal), controller.signal)
+        } catch (err) {
+          // The session closed while waiting: nobody hears the answer; count nothing.
+          if (this.closed) return BACKEND_FAILED
+          this.failed(backend, err)
+          return this.refuse('backend_failed', BACKEND_FAILED)
+        }
+        const stats = p.runtime.stats
+        if (result.outcome === 'none') {
+          stats.attempt(backend.type, 'no_opinion')
+          continue
+        }
+        if (result.outcome === 'deny') {
+          stats.attempt(backend.type, 'deny')
+          p.lockout?.fail(s.remoteAddress, req.username)
+          return this.refuse('bad_credentials', BAD_CREDENTIALS)
+        }
+        stats.attempt(backend.type, 'allow')
+        return this.admit(s, backend.type, result.username !== undefined ? result.username : req.username, result.claims ?? null, result.groups ?? EMPTY_GROUPS, connect.clientId)
+      }
+      return this.nobodyKnows(connect, s)
+    } finally {
+      clearTimeout(timer)
+      this.controller = null
+    }
+  }
+
+  private failed(backend: AuthBackend, err: unknown): void {
+    const stats = this.policy.runtime.stats
+    stats.attempt(backend.type, 'error')
+    // A timeout of the whole run is not seen by the instrumented decorator: count it here.
+    if (err instanceof AuthTimeout) {
+      stats.error(backend.type, 'timeout')
+      this.policy.runtime.backendLog.warn(`${backend.type}:timeout`, { event: 'auth_backend_error', backend: backend.type, kind: 'timeout' }, 'auth backends did not answer within auth.timeout: denying clients (fail closed)')
+    }
+  }
+
+  /** No backend accepted or denied the client. */
+  private nobodyKnows(connect: IConnectPacket, s: SessionState): Verdict {
+    const p = this.policy
+    const presented = connect.username !== undefined || connect.password !== undefined
+    if (!presented && p.anonymous) return this.admit(s, 'anonymous', null, null, EMPTY_GROUPS, connect.clientId)
+    if (!presented) return this.refuse('not_authorized', NOT_AUTHORIZED)
+    p.lockout?.fail(s.remoteAddress, connect.username ?? null)
+    return this.refuse('bad_credentials', BAD_CREDENTIALS)
+  }
+
+  private admit(
+    s: SessionState, by: string, username: string | null,
+    claims: Readonly<Record<string, string>> | null, groups: readonly string[], clientId: string,
+  ): Verdict {
+    const rules = this.policy.clientId
+    if (clientId.length > rules.maxLength || (rules.pattern !== null && !rules.pattern.test(clientId))) {
+      return this.refuse('client_id_refused', CLIENT_ID_REFUSED)
+    }
+    if (rules.bind !== 'none' && clientId !== '') {
+      const bound = username !== null && (rules.bind === 'username' ? clientId === username : clientId.startsWith(username))
+      if (!bound) return this.refuse('client_id_refused', CLIENT_ID_REFUSED)
+    }
+    s.username = username
+    s.claims = claims
+    s.groups = groups
+    s.authenticatedBy = by
+    if (rules.takeover === 'same-identity' && !this.policy.runtime.clientIds.claim(s)) {
+      return this.refuse('client_id_taken', CLIENT_ID_TAKEN)
+    }
+    this.policy.runtime.stats.decision(by === 'anonymous' ? 'anonymous' : 'allowed')
+    return FORWARD
+  }
+
+  private refuse(decision: AuthDecision, verdict: Verdict): Verdict {
+    this.policy.runtime.stats.decision(decision)
+    return verdict
+  }
+
+  onClose(): void {
+    // The client left (or the session closed) while a backend was still thinking: stop waiting.
+    if (this.controller !== null) {
+      this.closed = true
+      this.controller.abort()
+    }
+  }
+}
+
+export const authCheck: CheckFactory = {
+  name: 'auth',
+  create(config, env) {
+    const policy = compileAuthPolicy(config.auth ?? DENY_ALL_AUTH, config.file ?? '', env.auth)
+    return () => new AuthCheck(policy)
+  },
+}

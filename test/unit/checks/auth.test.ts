@@ -1,0 +1,78 @@
+import type { IConnectPacket } from 'mqtt-packet'
+import { pino } from 'pino'
+import { describe, expect, it } from 'vitest'
+import { ALLOW, BackendError, DENY, NO_OPINION, type AuthBackend, type AuthResult, type BackendType } from '../../../src/auth/backend.js'
+import type { AuthPolicy } from '../../../src/auth/policy.js'
+import { AuthRuntime } from '../../../src/auth/runtime.js'
+import { AuthStats } from '../../../src/auth/stats.js'
+import { AuthCheck } from '../../../src/checks/auth.js'
+import { Action, type Verdict } from '../../../src/checks/verdict.js'
+import { plainConnInfo } from '../../../src/session/conn-info.js'
+import { SessionState } from '../../../src/session/state.js'
+
+/** A backend with a fixed answer that records whether it was asked. */
+function backend(type: BackendType, answer: AuthResult | Error): AuthBackend & { asked: number } {
+  const b = {
+    type,
+    asked: 0,
+    authenticate(): Promise<AuthResult> {
+      b.asked++
+      return answer instanceof Error ? Promise.reject(answer) : Promise.resolve(answer)
+    },
+  }
+  return b
+}
+
+function policy(backends: AuthBackend[], over: Partial<AuthPolicy> = {}): AuthPolicy {
+  return {
+    anonymous: false, backends, timeoutMs: 1000,
+    clientId: { pattern: null, maxLength: 256, bind: 'none', takeover: 'same-identity' },
+    lockout: null, banReply: 'bad-credentials', runtime: new AuthRuntime(new AuthStats(), pino({ level: 'silent' })),
+    ...over,
+  }
+}
+
+async function run(p: AuthPolicy, connect: Partial<IConnectPacket> = { username: 'u', password: Buffer.from('p') }): Promise<Verdict> {
+  const s = new SessionState(1, plainConnInfo('mqtt', '127.0.0.1', 1))
+  s.version = 4
+  s.clientId = 'c'
+  return await new AuthCheck(p).onConnect({ cmd: 'connect', clientId: 'c', protocolVersion: 4, ...connect } as IConnectPacket, s)
+}
+
+describe('AuthCheck: backends in order', () => {
+  it('a backend with no opinion passes on; the first that allows decides', async () => {
+    const a = backend('file', NO_OPINION)
+    const b = backend('http', ALLOW)
+    const c = backend('jwt', DENY)
+    expect((await run(policy([a, b, c]))).action).toBe(Action.Forward)
+    expect([a.asked, b.asked, c.asked]).toEqual([1, 1, 0])
+  })
+
+  it('the first deny decides: later backends are not asked', async () => {
+    const a = backend('file', DENY)
+    const b = backend('http', ALLOW)
+    expect(await run(policy([a, b]))).toMatchObject({ reason: 0x86, why: 'bad_credentials' })
+    expect(b.asked).toBe(0)
+  })
+
+  it('a failing backend denies (fail closed) even when a later one would allow', async () => {
+    const a = backend('http', new BackendError('unavailable', 'down'))
+    const b = backend('file', ALLOW)
+    expect(await run(policy([a, b]))).toMatchObject({ reason: 0x87, why: 'auth_backend_failed' })
+    expect(b.asked).toBe(0)
+  })
+
+  it('nobody knows the client: credentials → bad credentials; none → not authorized, or anonymous when allowed', async () => {
+    const none = backend('file', NO_OPINION)
+    expect(await run(policy([none]))).toMatchObject({ reason: 0x86 })
+    expect(await run(policy([none]), {})).toMatchObject({ reason: 0x87, why: 'not_authorized' })
+    expect((await run(policy([none], { anonymous: true }), {})).action).toBe(Action.Forward)
+    // anonymous admits only clients without credentials: a user name nobody vouched for is refused
+    expect(await run(policy([none], { anonymous: true }))).toMatchObject({ reason: 0x86 })
+  })
+
+  it('with no backends and anonymous off, every client is refused', async () => {
+    expect(await run(policy([]))).toMatchObject({ reason: 0x86 })
+    expect(await run(policy([]), {})).toMatchObject({ reason: 0x87 })
+  })
+})
