@@ -60,6 +60,11 @@ export class FileBackend implements AuthBackend {
     return new FileBackend(parsePasswordFile(text, (line, message) => fail(`${path}:${line}: ${message}`)))
   }
 
+  /** Whether `username` has a line in the file. */
+  has(username: string): boolean {
+    return this.users.has(username)
+  }
+
   get size(): number {
     return this.users.size
   }

@@ -29,6 +29,10 @@ export interface AuthPolicy {
   readonly lockout: Lockout | null
   readonly banReply: 'bad-credentials' | 'banned'
   readonly runtime: AuthRuntime
+  /** Backend types this policy asks (a session admitted by a type no longer configured loses its right). */
+  readonly backendTypes: ReadonlySet<string>
+  /** The users of the `file` backends, to tell after a reload whether a user was removed. */
+  readonly fileUsers: ReadonlyArray<FileBackend>
 }
 
 function buildBackend(b: AuthBackendConfig, configFile: string, index: number): AuthBackend {
@@ -41,8 +45,10 @@ function buildBackend(b: AuthBackendConfig, configFile: string, index: number): 
 }
 
 export function compileAuthPolicy(config: AuthConfig, configFile: string, runtime: AuthRuntime): AuthPolicy {
+  const fileUsers: FileBackend[] = []
   const backends = config.backends.map((b, i) => {
     let backend = buildBackend(b, configFile, i)
+    if (backend instanceof FileBackend) fileUsers.push(backend)
     runtime.track(backend)
     backend = instrumented(backend, runtime.stats, runtime.backendLog, `${i}:${b.type}`)
     const cache = b.type === 'certificate' ? null : b.cache
@@ -57,5 +63,7 @@ export function compileAuthPolicy(config: AuthConfig, configFile: string, runtim
     lockout: config.lockout === null ? null : new Lockout(config.lockout, runtime.lockouts(config.lockout.maxEntries), runtime.stats),
     banReply: config.lockout?.reply ?? 'bad-credentials',
     runtime,
+    backendTypes: new Set(config.backends.map((b) => b.type)),
+    fileUsers,
   }
 }

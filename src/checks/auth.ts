@@ -33,6 +33,8 @@ export const BANNED_AS_BAD_CREDENTIALS = disconnect(ReasonCode.BadUserNameOrPass
 export const BANNED = disconnect(ReasonCode.Banned, 'banned')
 export const CLIENT_ID_REFUSED = disconnect(ReasonCode.ClientIdentifierNotValid, 'client_id_refused')
 export const CLIENT_ID_TAKEN = disconnect(ReasonCode.ClientIdentifierNotValid, 'client_id_taken')
+/** After a reload: the new policy no longer admits this open session's identity. */
+export const ACCESS_REVOKED = disconnect(ReasonCode.NotAuthorized, 'access_revoked')
 
 const EMPTY_GROUPS: readonly string[] = Object.freeze([])
 
@@ -175,6 +177,31 @@ export class AuthCheck implements Check {
   private refuse(decision: AuthDecision, verdict: Verdict): Verdict {
     this.policy.runtime.stats.decision(decision)
     return verdict
+  }
+
+  /**
+   * After a reload, for an open session: would the new policy still admit this identity? What can
+   * be judged without the password (which Moat does not keep): anonymous access turned off, the
+   * admitting backend type removed, the user removed from the password files, the client id no
+   * longer allowed by the client-id rules. (An http or jwt identity is not asked again: its
+   * answer needs the credentials.)
+   */
+  reviewConnection(s: SessionState): Verdict {
+    const p = this.policy
+    const by = s.authenticatedBy
+    if (by === null) return FORWARD
+    if (by === 'anonymous') return p.anonymous ? FORWARD : ACCESS_REVOKED
+    if (!p.backendTypes.has(by)) return ACCESS_REVOKED
+    if (by === 'file' && (s.username === null || !p.fileUsers.some((f) => f.has(s.username!)))) return ACCESS_REVOKED
+    const rules = p.clientId
+    const id = s.clientId
+    if (id.length > rules.maxLength || (rules.pattern !== null && !rules.pattern.test(id))) return ACCESS_REVOKED
+    if (rules.bind !== 'none' && id !== '') {
+      const username = s.username
+      const bound = username !== null && (rules.bind === 'username' ? id === username : id.startsWith(username))
+      if (!bound) return ACCESS_REVOKED
+    }
+    return FORWARD
   }
 
   onClose(): void {

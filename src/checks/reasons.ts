@@ -26,6 +26,7 @@ export const denyReasons = [
   'banned',
   'client_id_refused',
   'client_id_taken',
+  'access_revoked',
   // topic allow-list (checks/acl.ts)
   'acl_denied',
   // quotas

@@ -1,12 +1,13 @@
 import type { IConnectPacket } from 'mqtt-packet'
 import { pino } from 'pino'
+import { FileBackend } from '../../../src/auth/file.js'
 import { describe, expect, it } from 'vitest'
 import { ALLOW, BackendError, DENY, NO_OPINION, type AuthBackend, type AuthResult, type BackendType } from '../../../src/auth/backend.js'
 import type { AuthPolicy } from '../../../src/auth/policy.js'
 import { AuthRuntime } from '../../../src/auth/runtime.js'
 import { AuthStats } from '../../../src/auth/stats.js'
-import { AuthCheck } from '../../../src/checks/auth.js'
-import { Action, type Verdict } from '../../../src/checks/verdict.js'
+import { AuthCheck, ACCESS_REVOKED } from '../../../src/checks/auth.js'
+import { Action, FORWARD, type Verdict } from '../../../src/checks/verdict.js'
 import { plainConnInfo } from '../../../src/session/conn-info.js'
 import { SessionState } from '../../../src/session/state.js'
 
@@ -28,6 +29,7 @@ function policy(backends: AuthBackend[], over: Partial<AuthPolicy> = {}): AuthPo
     anonymous: false, backends, timeoutMs: 1000,
     clientId: { pattern: null, maxLength: 256, bind: 'none', takeover: 'same-identity' },
     lockout: null, banReply: 'bad-credentials', runtime: new AuthRuntime(new AuthStats(), pino({ level: 'silent' })),
+    backendTypes: new Set(backends.map((b) => b.type)), fileUsers: [],
     ...over,
   }
 }
@@ -74,5 +76,34 @@ describe('AuthCheck: backends in order', () => {
   it('with no backends and anonymous off, every client is refused', async () => {
     expect(await run(policy([]))).toMatchObject({ reason: 0x86 })
     expect(await run(policy([]), {})).toMatchObject({ reason: 0x87 })
+  })
+})
+
+describe('AuthCheck after a reload (reviewConnection)', () => {
+  function admitted(by: string, username: string | null, clientId = 'dev-1'): SessionState {
+    const s = new SessionState(1, plainConnInfo('mqtt', '127.0.0.1', 1))
+    s.version = 5
+    s.clientId = clientId
+    s.username = username
+    s.authenticatedBy = by
+    return s
+  }
+  const file = (users: string[]): FileBackend => new FileBackend(new Map(users.map((u) => [u, { kind: 'scrypt', N: 2, r: 1, p: 1, salt: Buffer.alloc(1), hash: Buffer.alloc(1) } as never])))
+
+  it('keeps an identity the new policy still admits', () => {
+    const p = policy([backend('file', ALLOW)], { fileUsers: [file(['alice'])] })
+    expect(new AuthCheck(p).reviewConnection(admitted('file', 'alice'))).toBe(FORWARD)
+  })
+
+  it('revokes a user removed from the password file, a backend type no longer configured, anonymous access turned off, a client id no longer allowed', () => {
+    const withFile = policy([backend('file', ALLOW)], { fileUsers: [file(['bob'])] })
+    expect(new AuthCheck(withFile).reviewConnection(admitted('file', 'alice'))).toBe(ACCESS_REVOKED)
+    expect(new AuthCheck(withFile).reviewConnection(admitted('http', 'alice'))).toBe(ACCESS_REVOKED)
+    expect(new AuthCheck(policy([], { anonymous: false })).reviewConnection(admitted('anonymous', null))).toBe(ACCESS_REVOKED)
+    expect(new AuthCheck(policy([], { anonymous: true })).reviewConnection(admitted('anonymous', null))).toBe(FORWARD)
+    const bound = policy([backend('file', ALLOW)], { fileUsers: [file(['alice'])], clientId: { pattern: null, maxLength: 256, bind: 'username-prefix', takeover: 'same-identity' } })
+    expect(new AuthCheck(bound).reviewConnection(admitted('file', 'alice', 'bob-1'))).toBe(ACCESS_REVOKED)
+    expect(new AuthCheck(bound).reviewConnection(admitted('file', 'alice', 'alice-1'))).toBe(FORWARD)
+    expect(ACCESS_REVOKED).toMatchObject({ reason: 0x87, why: 'access_revoked' })
   })
 })
