@@ -7,10 +7,14 @@
  * under CI=true.
  */
 import { execFileSync, spawnSync } from 'node:child_process'
-import { readFileSync } from 'node:fs'
+import { copyFileSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { parse } from 'yaml'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { makeDevCerts } from '../../src/certs.js'
+import { loadConfig } from '../../src/config/load.js'
 import type { Moat } from '../../src/moat.js'
 import { startBroker, type TestBroker } from '../helpers/broker.js'
 import { startMoat } from '../helpers/moat.js'
@@ -89,5 +93,16 @@ describe('dashboards and alert rules', () => {
     expect(stack.networks.internal!.internal).toBe(true)
     const plain = execFileSync('docker-compose', ['-f', 'docker-compose.yml', '-f', 'docker-compose.plain.yml', 'config'], { cwd: root, encoding: 'utf8' })
     expect(plain).toMatch(/published: 1883/)
+  })
+
+  it("the stack's policy (deploy/moat.yaml) is a valid config once its certificates exist", () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moat-stack-'))
+    makeDevCerts({ out: join(dir, 'certs') })
+    writeFileSync(join(dir, 'moat.yaml'), readFileSync(`${root}/deploy/moat.yaml`, 'utf8').replaceAll('/certs/', `${dir}/certs/`))
+    copyFileSync(`${root}/deploy/passwd`, join(dir, 'passwd'))
+    const config = loadConfig(join(dir, 'moat.yaml'))
+    expect(config.listeners.map((l) => l.protocol)).toEqual(['mqtts', 'mqtt'])
+    expect(config.auth.anonymous).toBe(false)
+    expect(config.acl?.rules.at(-1)).toMatchObject({ effect: 'deny', topic: '#' })
   })
 })
