@@ -4,7 +4,10 @@
  * touches prom-client.
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
-import { closeReasons } from '../checks/reasons.js'
+import { closeReasons, denyReasons } from '../checks/reasons.js'
+
+/** Close reasons that are refusals (not a client or broker simply going away). */
+const denials = new Set<string>(denyReasons)
 import { packetTypeNames } from '../protocol/packet-type.js'
 import type { PolicyStore } from '../config/policy-store.js'
 import { connectionRefusals, type ConnectionLimiter } from '../limits/connections.js'
@@ -207,6 +210,32 @@ export function createRegistry(stats: Stats, policy: PolicyStore, limiter?: Conn
     registers: [register],
     collect() {
       this.set(stats.sessionsThrottled)
+    },
+  })
+  new Counter({
+    name: 'moat_throttled_seconds_total',
+    help: 'Time sessions spent throttled: Moat was not reading the client because a limit held one of its packets.',
+    registers: [register],
+    collect() {
+      this.reset()
+      this.inc(stats.throttledSeconds)
+    },
+  })
+  new Counter({
+    name: 'moat_denials_total',
+    help: 'Refusals by reason and action: reject (the packet is refused, the client stays) or disconnect (the client is closed).',
+    labelNames: ['reason', 'action'],
+    registers: [register],
+    collect() {
+      this.reset()
+      for (let i = 0; i < closeReasons.length; i++) {
+        const reason = closeReasons[i]!
+        if (!denials.has(reason)) continue
+        const rejected = stats.packetsRejected[i]!
+        const closed = stats.sessionsClosed[i]!
+        if (rejected > 0) this.inc({ reason, action: 'reject' }, rejected)
+        if (closed > 0) this.inc({ reason, action: 'disconnect' }, closed)
+      }
     },
   })
   new Counter({

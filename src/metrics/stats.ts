@@ -41,6 +41,8 @@ export class Stats {
   sessionsThrottled = 0
   /** Times a limit made a session wait (rate throttle, 3.1.1 in-flight quota). */
   throttleWaits = 0
+  /** Seconds sessions spent throttled (not read because a limit holds one of their packets). */
+  throttledSeconds = 0
   /** Credential checks (auth/stats.ts). */
   readonly auth = new AuthStats()
 

@@ -142,6 +142,8 @@ export class Session implements FrameSink {
   private heldDeliveries: Set<number> | null = null
   /** Refusals per deny reason for this session: the first of each is logged, all are counted and summed up in the session_end line (STYLE H14). */
   private refusals: Map<string, number> | null = null
+  /** When the session last started to count as throttled (nowMs clock). */
+  private throttledSince = 0
   private checks: SessionChecks | null = null
   private decoder: PacketDecoder | null = null
   private connectFrame: Buffer | null = null
@@ -821,13 +823,25 @@ export class Session implements FrameSink {
     this.heldBodyOffset = bodyOffset
     if (!this.throttled) {
       this.throttled = true
-      if (!this.waking) this.ctx.stats.sessionsThrottled += 1
+      if (!this.waking) this.throttleStarted()
     }
     if (!this.replaying) this.ctx.stats.throttleWaits += 1
     this.pauseClient(PAUSED_THROTTLED)
     const wait = Math.min(MAX_THROTTLE_WAIT_MS, Math.max(1, this.state.throttleUntil - nowMs()))
     this.throttleTimer = setTimeout(onThrottleEnd, wait, this)
     return false
+  }
+
+  /** The session counts as throttled (gauge), and the time it spends so is summed up (counter). */
+  private throttleStarted(): void {
+    this.ctx.stats.sessionsThrottled += 1
+    this.throttledSince = nowMs()
+  }
+
+  private throttleEnded(): void {
+    const stats = this.ctx.stats
+    stats.sessionsThrottled -= 1
+    stats.throttledSeconds += (nowMs() - this.throttledSince) / 1000
   }
 
   onThrottleEnd(): void {
@@ -846,13 +860,13 @@ export class Session implements FrameSink {
     this.waking = false
     if (this.phase !== Phase.Open) {
       // close() saw throttled === false while the gauge still counted this session.
-      if (!this.throttled) this.ctx.stats.sessionsThrottled -= 1
+      if (!this.throttled) this.throttleEnded()
       return
     }
     this.toBroker.flush()
     if (this.upstream!.writableNeedDrain) this.pauseClient(PAUSED_BROKER_FULL)
     if (!this.throttled) {
-      this.ctx.stats.sessionsThrottled -= 1
+      this.throttleEnded()
       this.resumeClient(PAUSED_THROTTLED)
     }
   }
@@ -968,7 +982,7 @@ export class Session implements FrameSink {
     this.closeReason = why
     this.clearTimer()
     if (this.throttleTimer !== null) clearTimeout(this.throttleTimer)
-    if (this.throttled) this.ctx.stats.sessionsThrottled -= 1
+    if (this.throttled) this.throttleEnded()
     this.throttled = false
     this.heldFrame = null
     this.clientFramer.reset()

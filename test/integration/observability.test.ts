@@ -81,10 +81,13 @@ describe('metrics and audit log of a scripted session', () => {
       aclDenied: delta('moat_packets_rejected_total{reason="acl_denied"}'),
       closedBadCredentials: delta('moat_sessions_closed_total{reason="bad_credentials"}'),
       upstreamConnects: delta('moat_upstream_connects_total'),
+      deniedAclReject: delta('moat_denials_total{reason="acl_denied",action="reject"}'),
+      deniedAuthDisconnect: delta('moat_denials_total{reason="bad_credentials",action="disconnect"}'),
       open: after.get('moat_sessions_open'),
     }).toEqual({
       accepted: 2, allowed: 1, badCredentials: 1, fileAllow: 1, fileDeny: 1,
       publishes: 2, aclDenied: 1, closedBadCredentials: 1, upstreamConnects: 1, open: 0,
+      deniedAclReject: 1, deniedAuthDisconnect: 1,
     })
 
     const audit = m.logs.filter((l) => l.audit === true && l.clientId === mallory.id)
