@@ -6,6 +6,8 @@
  *
  *   npm run bench:relay -- [--seconds 5] [--publishers 10] [--size 64] [--batch 16] [--limits 'messageRate: 1000000/s']
  *
+ * `--acl-rules N` gives Moat an ACL of N rules (placeholder rules for devices, static trees of other
+ * sites with selectors, the benchmark's own tree, a final deny): every packet is judged by it.
  * `--limits` adds keys (YAML flow syntax) to Moat's `limits:` section, e.g. generous rates and
  * payload caps that never bite, to measure what the size and rate checks cost per message.
  *
@@ -19,7 +21,7 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { generate, parser as createParser } from 'mqtt-packet'
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, publishers: { type: 'string', default: '10' }, size: { type: 'string', default: '64' }, batch: { type: 'string', default: '16' }, limits: { type: 'string', default: '' } } })
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, publishers: { type: 'string', default: '10' }, size: { type: 'string', default: '64' }, batch: { type: 'string', default: '16' }, limits: { type: 'string', default: '' }, 'acl-rules': { type: 'string', default: '0' } } })
 const SECONDS = Number(values.seconds)
 const PUBLISHERS = Number(values.publishers)
 const SIZE = Number(values.size)
@@ -99,7 +101,15 @@ async function scenario(port: number, pid: number | null): Promise<{ rate: numbe
 const brokerPort = await freePort()
 writeFileSync(join(dir, 'mosquitto.conf'), `listener ${brokerPort} 127.0.0.1\nallow_anonymous true\npersistence false\nlog_dest stderr\nlog_type error\nlog_type information\n`)
 const mosquitto = await start('/usr/sbin/mosquitto', ['-c', join(dir, 'mosquitto.conf')], /running/)
-writeFileSync(join(dir, 'moat.yaml'), `listeners: [{ name: bench, protocol: mqtt, host: 127.0.0.1, port: 0 }]\nupstream: { host: 127.0.0.1, port: ${brokerPort} }\nlimits: { maxPacketSize: 1MiB${values.limits === '' ? '' : `, ${values.limits}`} }\nlog: { level: info }\nauth: { anonymous: true }\n`)
+/** An ACL of `n` rules in which the benchmark's topics are allowed near the end, as in a real policy. */
+function aclSection(n: number): string {
+  if (n <= 0) return ''
+  const rules = ['  - { deny: all, topic: "devices/{client_id}/firmware/#" }', '  - { allow: all, topic: "devices/{client_id}/#" }']
+  for (let i = rules.length; i < n - 2; i++) rules.push(`  - { ${i % 3 === 0 ? 'deny' : 'allow'}: all, topic: "site${i}/line${i % 7}/+/status"${i % 5 === 0 ? ', users: [ops]' : ''} }`)
+  rules.push('  - { allow: all, topic: "bench/#" }', '  - { deny: all, topic: "#" }')
+  return `acl:\n${rules.join('\n')}\n`
+}
+writeFileSync(join(dir, 'moat.yaml'), `listeners: [{ name: bench, protocol: mqtt, host: 127.0.0.1, port: 0 }]\nupstream: { host: 127.0.0.1, port: ${brokerPort} }\nlimits: { maxPacketSize: 1MiB${values.limits === '' ? '' : `, ${values.limits}`} }\nlog: { level: info }\nauth: { anonymous: true }\n${aclSection(Number(values['acl-rules']))}`)
 const moat = await start(process.execPath, ['dist/cli.js', '--config', join(dir, 'moat.yaml')], /"event":"listening".*?"port":(\d+)/)
 const moatPort = Number(moat.match[1])
 
