@@ -10,48 +10,21 @@
  *
  *   npm run bench:auth -- [--seconds 5] [--clients 32]
  */
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import http from 'node:http'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { generate } from 'mqtt-packet'
+import { cpuSeconds, freePort, sleep, start } from './processes.js'
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, clients: { type: 'string', default: '32' } } })
 const SECONDS = Number(values.seconds)
 const CLIENTS = Number(values.clients)
 const dir = mkdtempSync(join(tmpdir(), 'moat-bench-auth-'))
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
-function start(command: string, args: string[], ready: RegExp): Promise<{ child: ChildProcess; match: RegExpMatchArray }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['pipe', 'pipe', 'pipe'] })
-    let out = ''
-    const onData = (d: Buffer): void => {
-      out += d
-      const match = out.match(ready)
-      if (match) resolve({ child, match })
-    }
-    child.stdout!.on('data', onData)
-    child.stderr!.on('data', onData)
-    child.on('exit', (code) => reject(new Error(`${command} exited (${code}): ${out}`)))
-  })
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1')
-  await new Promise((r) => server.once('listening', r))
-  const { port } = server.address() as net.AddressInfo
-  await new Promise((r) => server.close(r))
-  return port
-}
-
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-  return (Number(fields[11]) + Number(fields[12])) / 100
-}
 
 async function listening(port: number): Promise<void> {
   for (let i = 0; i < 200; i++) {

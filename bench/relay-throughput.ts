@@ -13,13 +13,13 @@
  *
  * A first measurement; the full benchmark (HAProxy, latency, connections) is bench issue work.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir, cpus } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { generate, parser as createParser } from 'mqtt-packet'
+import { cpuSeconds, freePort, sleep, start } from './processes.js'
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, publishers: { type: 'string', default: '10' }, size: { type: 'string', default: '64' }, batch: { type: 'string', default: '16' }, limits: { type: 'string', default: '' }, 'acl-rules': { type: 'string', default: '0' } } })
 const SECONDS = Number(values.seconds)
@@ -29,36 +29,7 @@ const SIZE = Number(values.size)
 const BATCH = Number(values.batch)
 
 const dir = mkdtempSync(join(tmpdir(), 'moat-bench-'))
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
-function start(command: string, args: string[], ready: RegExp): Promise<{ child: ChildProcess; match: RegExpMatchArray }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
-    let out = ''
-    const onData = (d: Buffer): void => {
-      out += d
-      const match = out.match(ready)
-      if (match) resolve({ child, match })
-    }
-    child.stdout!.on('data', onData)
-    child.stderr!.on('data', onData)
-    child.on('exit', (code) => reject(new Error(`${command} exited (${code}): ${out}`)))
-  })
-}
-
-async function freePort(): Promise<number> {
-  const server = net.createServer().listen(0, '127.0.0.1')
-  await new Promise((r) => server.once('listening', r))
-  const { port } = server.address() as net.AddressInfo
-  await new Promise((r) => server.close(r))
-  return port
-}
-
-/** user+system CPU seconds of a process, from /proc. */
-function cpuSeconds(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-  return (Number(fields[11]) + Number(fields[12])) / 100 // utime, stime in clock ticks (100 Hz)
-}
 
 async function scenario(port: number, pid: number | null): Promise<{ rate: number; cpuUsPerMessage: number | null }> {
   const connect = (id: string): Buffer => generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: id, clean: true, keepalive: 60 })
