@@ -15,6 +15,7 @@ import { startBroker, type TestBroker } from '../helpers/broker.js'
 import { makeTestCerts, type TestCerts } from '../helpers/certs.js'
 import { connectPacket, Inbox, connect, RawClient, shortId, uid } from '../helpers/clients.js'
 import { configWith, listener, listenerTls, proxyV1, proxyV2, startMoatWith, type LoggedMoat } from '../helpers/listeners.js'
+import { limitsFrom } from '../helpers/moat.js'
 
 let certs: TestCerts
 beforeAll(() => {
@@ -49,6 +50,30 @@ function packets(stream: net.Socket): { next: () => Promise<Packet | null> } {
 }
 
 describe('PROXY protocol in', () => {
+  it('limits count the address in the header: one connection per address lets two clients behind one balancer in, and refuses a second from the same client', async () => {
+    const broker = await startBroker('aedes')
+    cleanups.push(() => broker.stop())
+    const m = await startMoatWith(configWith(broker, [listener('lb', 'mqtt', TRUST_LOOPBACK)], { limits: limitsFrom({ connections: { perAddress: 1 } }) }))
+    cleanups.push(() => m.moat.shutdown(0))
+    const through = async (address: string, port: number): Promise<{ raw: RawClient; code: number }> => {
+      const raw = new RawClient(m.moat.address('lb').port, 4)
+      cleanups.push(() => raw.destroy())
+      await raw.connected()
+      raw.send(Buffer.concat([proxyV1(address, port), generate(connectPacket(shortId(), 4))]))
+      const connack = await raw.nextPacket() as { returnCode: number }
+      return { raw, code: connack.returnCode }
+    }
+    // All three come from 127.0.0.1 (the balancer); the header says who they are.
+    expect((await through('203.0.113.7', 1001)).code).toBe(0)
+    expect((await through('198.51.100.9', 1002)).code).toBe(0)
+    const before = broker.connections()
+    const again = await through('203.0.113.7', 1003)
+    expect(again.code).toBe(3) // server unavailable: too many connections from that address
+    await again.raw.closed
+    expect(broker.connections()).toBe(before)
+    expect(m.moat.stats.refusedFor('lb', 'too_many_connections')).toBe(1)
+  })
+
   it('v1: the session, its log lines and its identity use the address in the header', async () => {
     const { broker, m } = await setup([listener('lb', 'mqtt', TRUST_LOOPBACK)])
     const clientId = shortId()
