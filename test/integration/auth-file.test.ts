@@ -61,7 +61,7 @@ describe(`file auth in front of ${kind}`, () => {
         const clientId = uid(username!)
         const client = await connect(port, { clientId, username, password, protocolVersion: version })
         await client.publishAsync(`auth/${clientId}`, 'hi', { qos: 1 })
-        expect(broker.received(clientId)).toEqual(['connect', `publish auth/${clientId}`])
+        await expect.poll(() => broker.received(clientId)).toEqual(['connect', `publish auth/${clientId}`])
         const info = moat.sessionInfo().find((s) => s.clientId === clientId)!
         expect(info).toMatchObject({ username, authenticatedBy: 'file' })
         await client.endAsync()
@@ -84,7 +84,7 @@ describe(`file auth in front of ${kind}`, () => {
         const code = await refused(port, { clientId, version, ...credentials })
         expect(code).toBe(version === 5 ? code5 : code311)
         expect(broker.connections()).toBe(before)
-        expect(broker.received(clientId)).toEqual([])
+        await expect.poll(() => broker.received(clientId)).toEqual([])
       })
     }
   }
@@ -133,7 +133,7 @@ describe(`file auth in front of ${kind}`, () => {
     const connack = await client.nextPacket()
     expect(connack).toMatchObject({ cmd: 'connack', returnCode: 4 })
     expect(await client.nextPacket()).toBeNull() // closed, nothing else
-    expect(broker.received(clientId)).toEqual([])
+    await expect.poll(() => broker.received(clientId)).toEqual([])
   })
 })
 

@@ -64,7 +64,7 @@ describe(`http auth in front of ${kind}`, () => {
     const clientId = uid('dev')
     const client = await connect(port, { clientId, username: 'allow-1', password: 'right', protocolVersion: 5 })
     await client.publishAsync(`http/${clientId}`, 'x', { qos: 1 })
-    expect(broker.received(clientId)).toEqual(['connect', `publish http/${clientId}`])
+    await expect.poll(() => broker.received(clientId)).toEqual(['connect', `publish http/${clientId}`])
     expect(plain.sessionInfo().find((s) => s.clientId === clientId)).toMatchObject({
       username: 'allow-1', authenticatedBy: 'http', groups: ['fleet', 'eu'], claims: { tenant: 'acme' },
     })
@@ -89,7 +89,7 @@ describe(`http auth in front of ${kind}`, () => {
         const before = broker.connections()
         expect(await refused(port, { clientId, username, password: 'wrong', version })).toBe(version === 5 ? code5 : code311)
         expect(broker.connections()).toBe(before)
-        expect(broker.received(clientId)).toEqual([])
+        await expect.poll(() => broker.received(clientId)).toEqual([])
       })
     }
   }
@@ -200,7 +200,7 @@ describe(`http auth in front of ${kind}`, () => {
     await expect.poll(() => service.requests.some((r) => r.clientId === clientId)).toBe(true)
     raw.destroy()
     await expect.poll(() => m.sessionCount).toBe(0)
-    expect(broker.received(clientId)).toEqual([])
+    await expect.poll(() => broker.received(clientId)).toEqual([])
     expect(m.stats.auth.decided('backend_failed')).toBe(0)
     expect([...m.stats.auth.errors].every((v) => v === 0)).toBe(true)
   })
@@ -217,10 +217,10 @@ describe(`http auth in front of ${kind}`, () => {
     expect(info().clientPaused).toBe(true)
     const held = info().clientReadBuffer
     expect(held).toBeLessThan(512 * 1024) // the rest waits in the kernel and the client, not in Moat
-    expect(broker.received(clientId)).toEqual([])
+    await expect.poll(() => broker.received(clientId)).toEqual([])
     service.release({ result: 'allow' })
     await expect.poll(() => broker.received(clientId).length, { timeout: 10_000 }).toBe(65)
-    expect(broker.received(clientId)).toEqual(['connect', ...publishes.map((_, i) => `publish flood/${clientId}/${i}`)])
+    await expect.poll(() => broker.received(clientId)).toEqual(['connect', ...publishes.map((_, i) => `publish flood/${clientId}/${i}`)])
     raw.destroy()
   })
 
@@ -236,7 +236,7 @@ describe(`http auth in front of ${kind}`, () => {
       generate({ cmd: 'publish', topic, payload: Buffer.from('after auth'), qos: 1, messageId: 2, retain: false, dup: false }),
     ]))
     await expect.poll(() => service.requests.some((r) => r.clientId === clientId)).toBe(true)
-    expect(broker.received(clientId)).toEqual([]) // nothing before the decision
+    await expect.poll(() => broker.received(clientId)).toEqual([]) // nothing before the decision
     expect(m.sessionInfo().find((s) => s.clientId === clientId)?.clientPaused).toBe(true)
     service.release({ result: 'allow' })
     const packets = [await raw.nextPacket(), await raw.nextPacket(), await raw.nextPacket(), await raw.nextPacket()]

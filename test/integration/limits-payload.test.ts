@@ -44,7 +44,7 @@ for (const kind of brokerKinds()) {
         if (version === 5) expect(answer).toMatchObject({ cmd: 'disconnect', reasonCode: 0x95 })
         else expect(answer).toBeNull()
         await broker.clientGone(id)
-        expect(broker.received(id)).toEqual(['connect'])
+        await expect.poll(() => broker.received(id)).toEqual(['connect'])
         expect(moat.stats.closedFor('payload_too_large')).toBeGreaterThanOrEqual(1)
       })
 
@@ -60,7 +60,7 @@ for (const kind of brokerKinds()) {
         raw.send(publish(topic, 16 * KiB + 1, version))
         await raw.closed
         await broker.clientGone(id)
-        expect(broker.received(id)).toEqual(['connect', `publish ${topic}`])
+        await expect.poll(() => broker.received(id)).toEqual(['connect', `publish ${topic}`])
         await watcher.endAsync()
       })
 

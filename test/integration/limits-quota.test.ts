@@ -50,7 +50,7 @@ for (const kind of brokerKinds()) {
         expect(raw.isOpen).toBe(true)
         raw.destroy()
         await broker.clientGone(id)
-        expect(broker.received(id).filter((r) => r === 'subscribe')).toHaveLength(5)
+        await expect.poll(() => broker.received(id).filter((r) => r === 'subscribe')).toHaveLength(5)
         expect(moat.stats.closedFor('quota_exceeded')).toBe(0)
       })
     }
@@ -105,7 +105,7 @@ for (const kind of brokerKinds()) {
         expect(raw.isOpen).toBe(true)
         raw.destroy()
         await broker.clientGone(id)
-        expect(broker.received(id).filter((r) => r === `publish ${topic}`)).toHaveLength(8)
+        await expect.poll(() => broker.received(id).filter((r) => r === `publish ${topic}`)).toHaveLength(8)
         expect(moat!.stats.closedFor('receive_maximum_exceeded')).toBe(0)
       })
     }

@@ -112,7 +112,7 @@ for (const kind of brokerKinds()) {
       await barrier(other)
       other.destroy()
       await broker.clientGone(id)
-      expect(broker.received(id).filter((r) => r === `publish ${topic}`)).toHaveLength(5)
+      await expect.poll(() => broker.received(id).filter((r) => r === `publish ${topic}`)).toHaveLength(5)
       raw.destroy()
     })
 
@@ -186,7 +186,7 @@ for (const kind of brokerKinds()) {
         expect(byId.get(3)).toMatchObject({ cmd: 'puback', reasonCode: 0x97 })
         raw.destroy()
         await broker.clientGone(id)
-        expect(broker.received(id).filter((r) => r === `publish ${topic}`)).toHaveLength(1)
+        await expect.poll(() => broker.received(id).filter((r) => r === `publish ${topic}`)).toHaveLength(1)
       })
     }
 
@@ -202,7 +202,7 @@ for (const kind of brokerKinds()) {
       expect(moat.stats.throttleWaits).toBeGreaterThan(0)
       raw.destroy()
       await broker.clientGone(id)
-      expect(broker.received(id).filter((r) => r === 'subscribe')).toHaveLength(20)
+      await expect.poll(() => broker.received(id).filter((r) => r === 'subscribe')).toHaveLength(20)
     })
 
     it('a topic rule (alerts/# at 1/s, drop) limits that pattern only', async () => {

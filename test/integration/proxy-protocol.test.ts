@@ -83,7 +83,7 @@ describe('PROXY protocol in', () => {
     raw.send(Buffer.concat([proxyV1('203.0.113.7', 45678), generate(connectPacket(clientId, 4))]))
     expect(await raw.nextPacket()).toMatchObject({ cmd: 'connack', returnCode: 0 })
     expect(m.moat.sessionInfo()[0]!.remote).toBe('203.0.113.7:45678')
-    expect(broker.received(clientId)).toContain('connect')
+    await expect.poll(() => broker.received(clientId)).toContain('connect')
     raw.destroy()
     await expect.poll(() => m.logs.find((l) => l.event === 'session_end')).toBeDefined()
     const lines = m.logs.filter((l) => l.sid !== undefined)

@@ -54,7 +54,7 @@ describe('config reload', () => {
     raw.send(publish(`${id}/after`, 2048)) // now over the cap
     await raw.closed
     await broker.clientGone(id)
-    expect(broker.received(id)).toEqual(['connect', `publish ${id}/before`])
+    await expect.poll(() => broker.received(id)).toEqual(['connect', `publish ${id}/before`])
     expect(moat.stats.closedFor('packet_too_large')).toBe(1)
   })
 
@@ -72,6 +72,6 @@ describe('config reload', () => {
     raw.send(publish(`${id}/big`, 2048))
     await raw.closed
     await broker.clientGone(id)
-    expect(broker.received(id)).toEqual(['connect'])
+    await expect.poll(() => broker.received(id)).toEqual(['connect'])
   })
 })

@@ -142,7 +142,7 @@ describe('mutual TLS (clientCert: required)', () => {
     const client = await connect(port, { ...clientTls(certs.clients['device-1']), clientId })
     cleanups.push(() => client.endAsync())
     await client.publishAsync('mtls/hello', 'x', { qos: 1 })
-    expect(broker.received(clientId)).toContain('publish mtls/hello')
+    await expect.poll(() => broker.received(clientId)).toContain('publish mtls/hello')
     const { X509Certificate } = await import('node:crypto')
     const x509 = new X509Certificate(readFileSync(certs.clients['device-1']!.cert))
     expect(m.moat.sessionInfo()[0]!.certificate).toEqual({
