@@ -12,6 +12,9 @@ import { pino } from 'pino'
 import pretty from 'pino-pretty'
 import { explain, type Identity } from './acl/explain.js'
 import { makeDevCerts } from './certs.js'
+import { auditConfig } from './audit/config-audit.js'
+import { atLeast, formatJson, formatText, severities, type Severity } from './audit/finding.js'
+import { probeTarget } from './audit/probe.js'
 import { loadConfig } from './config/load.js'
 import { passwdCommand } from './auth/passwd-command.js'
 import { PolicyStore } from './config/policy-store.js'
@@ -34,6 +37,12 @@ const USAGE = `Usage:
                                make a development CA, a server certificate (for --host names,
                                default localhost 127.0.0.1 ::1) and client certificates (default
                                device-1) in DIR, with the openssl command; not for production
+  moat audit --config FILE [--json] [--fail-on SEVERITY]
+                               review a config against MQTT security practice
+  moat audit --target HOST:PORT [--tls] [--ca FILE] [--servername NAME] [--json] [--fail-on SEVERITY]
+                               probe a broker (or Moat) you run: anonymous access, default
+                               credentials, # and $SYS, oversized packets, TLS versions
+                               (exit 4 when a finding is at or above --fail-on, default medium)
   moat passwd FILE USER        add or replace USER in password FILE (scrypt); the
                                password comes from stdin, or is prompted for
   moat --help | --version
@@ -60,8 +69,18 @@ interface Args {
   out?: string
   clients?: string[]
   hosts?: string[]
+  audit?: AuditArgs
   /** Positional arguments of `moat passwd`. */
   args: string[]
+}
+
+interface AuditArgs {
+  target: { host: string; port: number } | null
+  json: boolean
+  failOn: Severity
+  tls: boolean
+  ca: string | null
+  servername: string | null
 }
 
 interface AclQuestion {
@@ -113,6 +132,12 @@ function parse(argv: string[]): Args {
       allowPositionals: true,
       options: {
         config: { type: 'string', short: 'c' },
+        target: { type: 'string' },
+        json: { type: 'boolean' },
+        'fail-on': { type: 'string' },
+        tls: { type: 'boolean' },
+        ca: { type: 'string' },
+        servername: { type: 'string' },
         port: { type: 'string' },
         'admin-port': { type: 'string' },
         as: { type: 'string' },
@@ -139,7 +164,7 @@ function parse(argv: string[]): Args {
   if (values.help) return { command: 'help', port: 0, adminPort: 0, args: [] }
   if (values.version) return { command: 'version', port: 0, adminPort: 0, args: [] }
   const command = positionals[0] ?? 'run'
-  if (!['run', 'check', 'demo', 'passwd', 'certs'].includes(command)) throw new UsageError(`unknown command '${command}'`)
+  if (!['run', 'check', 'demo', 'passwd', 'certs', 'audit'].includes(command)) throw new UsageError(`unknown command '${command}'`)
   if (command === 'passwd') {
     if (positionals.length !== 3) throw new UsageError("'moat passwd' needs FILE and USER")
     return { command, port: 0, adminPort: 0, args: positionals.slice(1) }
@@ -147,6 +172,20 @@ function parse(argv: string[]): Args {
   if (positionals.length > 1) throw new UsageError(`unexpected argument '${positionals[1]}'`)
   const port = portOption(values.port, 1883, '--port')
   const adminPort = portOption(values['admin-port'], 9464, '--admin-port')
+  if (command === 'audit') {
+    if ((values.config === undefined) === (values.target === undefined)) throw new UsageError("'moat audit' needs exactly one of --config FILE or --target HOST:PORT")
+    const failOn = values['fail-on'] ?? 'medium'
+    if (!(severities as readonly string[]).includes(failOn)) throw new UsageError(`--fail-on must be one of ${severities.join(', ')}, got '${failOn}'`)
+    let target: AuditArgs['target'] = null
+    if (values.target !== undefined) {
+      const colon = values.target.lastIndexOf(':')
+      const port = Number(values.target.slice(colon + 1))
+      if (colon <= 0 || !Number.isInteger(port) || port < 1 || port > 65535) throw new UsageError(`--target must be HOST:PORT, got '${values.target}'`)
+      target = { host: values.target.slice(0, colon).replace(/^\[|\]$/g, ''), port }
+    }
+    const audit: AuditArgs = { target, json: values.json === true, failOn: failOn as Severity, tls: values.tls === true, ca: values.ca ?? null, servername: values.servername ?? null }
+    return { command, config: values.config, port: 0, adminPort: 0, args: [], audit }
+  }
   if (command === 'certs') {
     if (values.out === undefined) throw new UsageError("'moat certs' needs --out DIR")
     return { command, port, adminPort, out: values.out, clients: values.client, hosts: values.host, args: [] }
@@ -227,6 +266,14 @@ async function main(argv: string[]): Promise<number> {
       const files = [made.ca, made.server.cert, made.server.key, ...Object.values(made.clients).flatMap((c) => [c.cert, c.key]), made.crl]
       process.stdout.write(`development certificates (not for production) in ${made.dir}:\n${files.map((f) => '  ' + f).join('\n')}\n`)
       return 0
+    }
+    case 'audit': {
+      const a = args.audit!
+      const report = a.target === null
+        ? auditConfig(loadConfig(args.config!), args.config!)
+        : await probeTarget({ host: a.target.host, port: a.target.port, tls: a.tls, ca: a.ca, servername: a.servername, timeoutMs: 5000 })
+      process.stdout.write(a.json ? formatJson(report) : formatText(report))
+      return atLeast(report.findings, a.failOn).length > 0 ? 4 : 0
     }
     case 'passwd': {
       await passwdCommand(args.args[0]!, args.args[1]!, { input: process.stdin, output: process.stderr })
