@@ -79,7 +79,7 @@ describe('loadConfig: valid files', () => {
   })
 
   it('fills defaults and turns the admin endpoint off when its section is absent', () => {
-    const config = loadConfig(policy('minimal.yaml'))
+    const config = configFromObject({ listeners: [{ name: 'mqtt', protocol: 'mqtt', port: 1883 }], upstream: { host: '127.0.0.1', port: 1884 } })
     expect(config.admin).toBeNull()
     expect(config.limits).toEqual(defaultLimits)
     expect(config.upstream.connectTimeoutMs).toBe(5000)
@@ -89,7 +89,10 @@ describe('loadConfig: valid files', () => {
 
   it('loads both example policies', () => {
     expect(loadConfig(policy('example.yaml')).admin).toEqual({ host: '127.0.0.1', port: 9464 })
-    expect(loadConfig(policy('minimal.yaml')).listeners).toHaveLength(1)
+    const minimal = loadConfig(policy('minimal.yaml'))
+    expect(minimal.listeners).toHaveLength(1)
+    expect(minimal.admin).toBeNull()
+    expect(minimal.limits.messageRate).toEqual({ count: 100, perMs: 1000 })
   })
 })
 
