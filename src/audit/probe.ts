@@ -7,6 +7,7 @@
  * nothing retained, so it leaves nothing behind on the broker.
  */
 import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import net from 'node:net'
 import type { IConnackPacket, IPublishPacket, ISubackPacket } from 'mqtt-packet'
 import type { Finding, Report } from './finding.js'
@@ -47,7 +48,8 @@ interface Attempt {
 }
 
 export async function probeTarget(options: ProbeOptions): Promise<Report> {
-  const ep: Endpoint = options
+  // --ca names a PEM file; the connections get its contents.
+  const ep: Endpoint = { ...options, ca: options.ca === null ? null : readCa(options.ca) }
   const where = `${options.tls ? 'mqtts' : 'mqtt'}://${net.isIPv6(options.host) ? `[${options.host}]` : options.host}:${options.port}`
   const findings: Finding[] = []
   const add = (f: Omit<Finding, 'where'>): void => { findings.push({ ...f, where }) }
@@ -321,6 +323,14 @@ async function probeTls(ep: Endpoint, add: (f: Omit<Finding, 'where'>) => void):
       risk: "Unknown: this host's OpenSSL cannot offer those versions, so whether the target accepts them was not checked.",
       fix: 'Run the probe from a host whose OpenSSL still offers TLS 1.0/1.1, or check the target with openssl s_client -tls1.',
     })
+  }
+}
+
+function readCa(file: string): string {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new Error(`cannot read the CA file ${file}: ${(err as Error).message}`)
   }
 }
 
