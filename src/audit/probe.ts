@@ -70,7 +70,9 @@ export async function probeTarget(options: ProbeOptions): Promise<Report> {
       fix: 'Require authentication (Mosquitto: allow_anonymous false with a password_file; Moat: auth.anonymous false with an auth backend).',
     })
   } else {
+    const silent = anonymous.returnCode === null && !anonymous.conn.closed
     anonymous.conn.destroy()
+    if (silent) throw notMqtt(where, options)
     // 2. A short list of default credentials, stopping at the first accepted.
     for (const [username, password] of defaultCredentials) {
       const attempt = await connectMqtt(ep, `moat-audit-${nonce}`, { username, password })
@@ -90,9 +92,7 @@ export async function probeTarget(options: ProbeOptions): Promise<Report> {
       attempt.conn.destroy()
     }
   }
-  if (!answered) {
-    throw new Error(`${where} never answered an MQTT CONNECT with a CONNACK within ${options.timeoutMs} ms: is it an MQTT 3.1.1/5 listener${options.tls ? '' : ' (does it need --tls?)'}`)
-  }
+  if (!answered) throw notMqtt(where, options)
 
   try {
     // 3 and 4. What the session that got in may read and write.
@@ -154,6 +154,10 @@ export async function probeTarget(options: ProbeOptions): Promise<Report> {
     session?.conn.destroy()
   }
   return { subject: where, findings }
+}
+
+function notMqtt(where: string, options: ProbeOptions): Error {
+  return new Error(`${where} never answered an MQTT CONNECT with a CONNACK within ${options.timeoutMs} ms: is it an MQTT 3.1.1/5 listener${options.tls ? '' : ' (does it need --tls?)'}`)
 }
 
 /** CONNECT (MQTT 3.1.1, clean session) and wait for the CONNACK. Throws only when the socket cannot open. */
@@ -263,8 +267,9 @@ async function probeOversize(ep: Endpoint, nonce: string, session: { credentials
     len.writeUInt16BE(topic.length)
     conn.writeRaw(Buffer.concat([Buffer.from([0x30, 0xff, 0xff, 0xff, 0x7f]), len, topic, Buffer.alloc(1024)]))
   } else {
-    conn = await ProbeConnection.open(ep).catch(() => null) as ProbeConnection
-    if (conn === null) return
+    const opened = await ProbeConnection.open(ep).catch(() => null)
+    if (opened === null) return
+    conn = opened
     stage = 'CONNECT before authentication'
     conn.writeRaw(Buffer.concat([Buffer.from([0x10, 0xff, 0xff, 0xff, 0x7f, 0x00, 0x04]), Buffer.from('MQTT'), Buffer.from([0x04, 0x02, 0x00, 0x1e]), Buffer.alloc(1024)]))
   }

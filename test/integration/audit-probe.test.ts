@@ -8,7 +8,7 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
-import type { AddressInfo } from 'node:net'
+import net, { type AddressInfo } from 'node:net'
 import { tmpdir, userInfo } from 'node:os'
 import { join } from 'node:path'
 import tls from 'node:tls'
@@ -141,6 +141,26 @@ describe('probe of a Mosquitto that refuses anonymous clients but knows a defaul
   })
 })
 
+describe('probe of a Mosquitto that caps the packet size', () => {
+  let broker: MosquittoProcess
+
+  beforeAll(async () => {
+    broker = await startMosquitto({ config: ['max_packet_size 65536'] })
+  })
+
+  afterAll(async () => {
+    await broker?.stop()
+  })
+
+  it('finds no oversized-packet problem: the broker hangs up on the 256 MiB header', async () => {
+    const found = byId(await probeTarget(options(broker.port)))
+    expect(found.has('oversized-packet')).toBe(false)
+    expect(found.get('anonymous-access')).toMatchObject({ severity: 'critical' })
+    // The broker's side: it dropped the oversized client itself.
+    await broker.waitForLog(/^Client moat-audit-\S+-big disconnected/)
+  })
+})
+
 describe('probe of the same Mosquitto behind Moat with a strict policy', () => {
   let broker: MosquittoProcess
   let moat: Moat
@@ -225,9 +245,32 @@ describe('probe over TLS', () => {
   })
 })
 
-describe('probe of an address where nothing listens', () => {
-  it('throws a clear error instead of reporting', async () => {
+describe('probe of something that is not an MQTT broker', () => {
+  it('throws a clear error when nothing listens', async () => {
     const port = await freePort()
     await expect(probeTarget(options(port))).rejects.toThrow(`cannot probe 127.0.0.1:${port}: connection refused`)
+  })
+
+  it('throws a clear error when the target accepts the connection but never answers the CONNECT', async () => {
+    // Reads (and drops) what it gets, answers nothing.
+    const sockets = new Set<net.Socket>()
+    let closed = 0
+    const server = net.createServer((s) => {
+      sockets.add(s)
+      s.resume()
+      s.on('close', () => { closed++ })
+    })
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    const port = (server.address() as AddressInfo).port
+    try {
+      await expect(probeTarget(options(port, { timeoutMs: 500 }))).rejects.toThrow(`mqtt://127.0.0.1:${port} never answered an MQTT CONNECT with a CONNACK`)
+      // One connection, closed by the probe.
+      expect(sockets.size).toBe(1)
+      await expect.poll(() => closed).toBe(1)
+    } finally {
+      for (const s of sockets) s.destroy()
+      server.close()
+    }
   })
 })
