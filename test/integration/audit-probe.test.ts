@@ -196,6 +196,40 @@ describe('probe of the same Mosquitto behind Moat with a strict policy', () => {
   })
 })
 
+describe('probe of Moat admitting anonymous clients under a strict ACL', () => {
+  let broker: MosquittoProcess
+  let moat: Moat
+
+  beforeAll(async () => {
+    broker = await startMosquitto()
+    moat = await startMoat(broker, { auth: { anonymous: true }, acl: aclFrom([{ allow: 'all', topic: 'devices/alice/#' }]) })
+  })
+
+  afterAll(async () => {
+    await moat?.shutdown(0)
+    await broker?.stop()
+  })
+
+  it('finds the anonymous access and the wildcard client id, but the session may not read # or $SYS/# nor write its probe topic', async () => {
+    const found = byId(await probeTarget(options(moat.address().port)))
+    expect(found.get('anonymous-access')).toMatchObject({ severity: 'critical' })
+    expect(found.has('subscribe-all')).toBe(false)
+    expect(found.has('subscribe-sys')).toBe(false)
+    expect(found.has('publish-anywhere')).toBe(false)
+    expect(found.has('oversized-packet')).toBe(false)
+    // Moat acknowledged the denied QoS 1 publish (3.1.1 has no refusal code) and no subscription
+    // was granted to read it back: reported as unverified, not as a finding.
+    expect(found.get('publish-unverified')).toMatchObject({ severity: 'info' })
+    // What Moat really does with the default auth.clientId (no pattern): it takes 'probe+#'.
+    expect(found.get('client-id-wildcards')).toMatchObject({ severity: 'medium' })
+    // The broker's side: no probe subscription and no probe message reached it.
+    const { client } = await connectWithInbox(moat.address().port, { clientId: 'after-acl-probe' })
+    await client.endAsync()
+    await broker.waitForLog(/as after-acl-probe/)
+    expect(broker.logs.filter((l) => /moat-audit-\S+ (1 #|1 \$SYS)|Received PUBLISH from moat-audit/.test(l))).toEqual([])
+  })
+})
+
 describe('probe over TLS', () => {
   let certs: TestCerts
 
