@@ -119,7 +119,7 @@ export async function probeTarget(options: ProbeOptions): Promise<Report> {
           severity: 'medium',
           title: "A client id containing MQTT wildcards ('probe+#') is accepted",
           risk: 'Where ACL patterns substitute the client id (%c), a client id with + or # turns into a wildcard and can read or write other clients\' topics (CVE-2017-7650 class).',
-          fix: 'Refuse client ids containing +, # or / (Moat: auth.clientId rules), and keep the broker patched.',
+          fix: "Refuse client ids containing +, # or / (Moat: auth.clientId.pattern, e.g. '^[A-Za-z0-9_.:-]+$'), and keep the broker patched.",
         })
         wild.conn.close()
         await wild.conn.closedWithin(options.timeoutMs)
@@ -311,7 +311,7 @@ async function probeTls(ep: Endpoint, add: (f: Omit<Finding, 'where'>) => void):
         severity: 'high',
         title: `${version === 'TLSv1' ? 'TLS 1.0' : 'TLS 1.1'} is accepted`,
         risk: 'Deprecated protocol versions with known weaknesses (BEAST, weak ciphers, no AEAD): a client can be downgraded and its traffic attacked.',
-        fix: 'Accept TLS 1.2 and 1.3 only (Mosquitto: tls_version tlsv1.2; Moat: tls.minVersion TLSv1.2).',
+        fix: 'Accept TLS 1.2 and 1.3 only (Mosquitto: tls_version tlsv1.2; Moat listeners: tls.minVersion, TLSv1.2 by default and never lower).',
       })
     } catch (err) {
       // Refused by the server: an alert, a version mismatch or a reset after our ClientHello. Not
