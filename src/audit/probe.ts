@@ -156,8 +156,16 @@ export async function probeTarget(options: ProbeOptions): Promise<Report> {
   return { subject: where, findings }
 }
 
+/**
+ * Why the probe could not run (target unreachable, not MQTT, CA file unreadable): the CLI prints
+ * the message and exits 1. One place, so it can become a catalogued MoatError (MOAT_ERR_PROBE).
+ */
+function probeError(message: string): Error {
+  return new Error(message)
+}
+
 function notMqtt(where: string, options: ProbeOptions): Error {
-  return new Error(`${where} never answered an MQTT CONNECT with a CONNACK within ${options.timeoutMs} ms: is it an MQTT 3.1.1/5 listener${options.tls ? '' : ' (does it need --tls?)'}`)
+  return probeError(`${where} never answered an MQTT CONNECT with a CONNACK within ${options.timeoutMs} ms: is it an MQTT 3.1.1/5 listener${options.tls ? '' : ' (does it need --tls?)'}`)
 }
 
 /** CONNECT (MQTT 3.1.1, clean session) and wait for the CONNACK. Throws only when the socket cannot open. */
@@ -168,10 +176,10 @@ async function connectMqtt(ep: Endpoint, clientId: string, credentials: Credenti
   } catch (err) {
     const e = err as OpenError
     const where = `${ep.host}:${ep.port}`
-    if (e.code === 'ECONNREFUSED') throw new Error(`cannot probe ${where}: connection refused (nothing listens there)`)
-    if (e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN') throw new Error(`cannot probe ${where}: host '${ep.host}' not found`)
-    if (e.code === 'ETIMEDOUT') throw new Error(`cannot probe ${where}: no answer within ${ep.timeoutMs} ms (unreachable or filtered)`)
-    throw new Error(`cannot probe ${where}${ep.tls ? ' over TLS' : ''}: ${e.message}${e.code === undefined ? '' : ` (${e.code})`}`)
+    if (e.code === 'ECONNREFUSED') throw probeError(`cannot probe ${where}: connection refused (nothing listens there)`)
+    if (e.code === 'ENOTFOUND' || e.code === 'EAI_AGAIN') throw probeError(`cannot probe ${where}: host '${ep.host}' not found`)
+    if (e.code === 'ETIMEDOUT') throw probeError(`cannot probe ${where}: no answer within ${ep.timeoutMs} ms (unreachable or filtered)`)
+    throw probeError(`cannot probe ${where}${ep.tls ? ' over TLS' : ''}: ${e.message}${e.code === undefined ? '' : ` (${e.code})`}`)
   }
   conn.send({
     cmd: 'connect',
@@ -335,7 +343,7 @@ function readCa(file: string): string {
   try {
     return readFileSync(file, 'utf8')
   } catch (err) {
-    throw new Error(`cannot read the CA file ${file}: ${(err as Error).message}`)
+    throw probeError(`cannot read the CA file ${file}: ${(err as Error).message}`)
   }
 }
 

@@ -285,6 +285,19 @@ describe('probe of something that is not an MQTT broker', () => {
     await expect(probeTarget(options(port))).rejects.toThrow(`cannot probe 127.0.0.1:${port}: connection refused`)
   })
 
+  it('the CLI prints the reason and exits 1 when nothing listens', async () => {
+    const port = await freePort()
+    const child = spawn(process.execPath, [join(root, 'dist/cli.js'), 'audit', '--target', `127.0.0.1:${port}`], { cwd: root })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => { stdout += d })
+    child.stderr.on('data', (d: Buffer) => { stderr += d })
+    const [code] = await once(child, 'close') as [number | null]
+    expect(code).toBe(1)
+    expect(stdout).toBe('')
+    expect(stderr).toContain(`cannot probe 127.0.0.1:${port}: connection refused`)
+  })
+
   it('throws a clear error when the target accepts the connection but never answers the CONNECT', async () => {
     // Reads (and drops) what it gets, answers nothing.
     const sockets = new Set<net.Socket>()
