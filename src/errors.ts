@@ -11,6 +11,7 @@ export const errorCodes = {
   MOAT_ERR_LISTEN: 'A listener or the admin endpoint cannot bind its address (port in use, address not local, permission).',
   MOAT_ERR_USAGE: 'The command line is wrong (unknown command or option, missing --config).',
   MOAT_ERR_CERTS: '`moat certs` could not make the certificates (openssl missing or failing, a bad name).',
+  MOAT_ERR_PROBE: '`moat audit --target` could not probe the target (connection refused, host not found, no MQTT answer).',
   MOAT_ERR_PASSWD: '`moat passwd` could not write the entry (bad user name, empty or mismatched password, unwritable file).',
 } as const
 

@@ -12,6 +12,7 @@ import net from 'node:net'
 import type { IConnackPacket, IPublishPacket, ISubackPacket } from 'mqtt-packet'
 import type { Finding, Report } from './finding.js'
 import { OpenError, ProbeConnection, type Endpoint } from './probe-connection.js'
+import { MoatError } from '../errors.js'
 
 export interface ProbeOptions {
   readonly host: string
@@ -161,7 +162,7 @@ export async function probeTarget(options: ProbeOptions): Promise<Report> {
  * the message and exits 1. One place, so it can become a catalogued MoatError (MOAT_ERR_PROBE).
  */
 function probeError(message: string): Error {
-  return new Error(message)
+  return new MoatError('MOAT_ERR_PROBE', message)
 }
 
 function notMqtt(where: string, options: ProbeOptions): Error {
