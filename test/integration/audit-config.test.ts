@@ -92,6 +92,20 @@ describe('moat audit --config', () => {
     ])
   })
 
+  it('reports an unverified broker certificate, and a policy that admits nobody (info)', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moat-audit-'))
+    const file = join(dir, 'moat.yaml')
+    writeFileSync(file, [
+      'listeners: [{ name: local, protocol: mqtt, host: 127.0.0.1, port: 1883 }]',
+      'upstream: { host: 127.0.0.1, port: 8883, tls: { insecure: true } }',
+      'auth: { anonymous: false }',
+      'acl: [{ deny: all, topic: "#" }]',
+      'limits: { maxPayload: 16KiB, messageRate: 100/s, connections: { perAddressRate: 20/s } }',
+    ].join('\n') + '\n')
+    const findings = auditConfig(loadConfig(file), file).findings
+    expect(findings.map((f) => [f.id, f.severity])).toEqual([['refuses-everyone', 'info'], ['upstream-insecure', 'high']])
+  })
+
   it('passes the example configs with nothing above info', () => {
     for (const name of ['example.yaml', 'minimal.yaml']) {
       const file = join(root, 'policies', name)
