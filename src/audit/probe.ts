@@ -14,14 +14,8 @@ import type { Finding, Report } from './finding.js'
 import { OpenError, ProbeConnection, type Endpoint } from './probe-connection.js'
 import { MoatError } from '../errors.js'
 
-export interface ProbeOptions {
-  readonly host: string
-  readonly port: number
-  readonly tls: boolean
-  readonly ca: string | null
-  readonly servername: string | null
-  readonly timeoutMs: number
-}
+/** Where and how to probe: the target's address, TLS settings and the timeout of every step. */
+export type ProbeOptions = Endpoint
 
 /** Tried in order only when anonymous access is refused; the probe stops at the first accepted. */
 export const defaultCredentials: readonly (readonly [string, string])[] = [
