@@ -10,7 +10,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Moat } from '../../src/moat.js'
 import { startAedes, type AedesBroker } from '../helpers/aedes.js'
 import { connect, Inbox, rawSession, uid } from '../helpers/clients.js'
-import { startMoat } from '../helpers/moat.js'
+import { aclFrom } from '../helpers/acl.js'
+import { limitsFrom, startMoat, type MoatOverrides } from '../helpers/moat.js'
 
 const CLIENTS = 150
 const PACKETS_PER_CLIENT = 30
@@ -45,13 +46,14 @@ function mutate(bytes: Buffer): Buffer {
   }
 }
 
-describe('mutated packets from many clients (aedes)', () => {
+function storm(title: string, overrides: MoatOverrides, honestTopic: () => string, allowedPublishes: RegExp | null): void {
+describe(`mutated packets from many clients (aedes, ${title})`, () => {
   let broker: AedesBroker
   let moat: Moat
 
   beforeAll(async () => {
     broker = await startAedes()
-    moat = await startMoat(broker, { limits: { maxPacketSize: 4096, connectTimeoutMs: 2000 } })
+    moat = await startMoat(broker, overrides)
   })
   afterAll(async () => {
     await moat?.shutdown(0)
@@ -75,11 +77,16 @@ describe('mutated packets from many clients (aedes)', () => {
     const seen = broker.connections.filter((c) => c.clientId?.startsWith('mut'))
     expect(seen.length).toBe(CLIENTS)
     for (const connection of seen) expect(connection.received).not.toContain('malformed')
+    if (allowedPublishes !== null) {
+      // Nothing the policy forbids got through either, whatever the mutations made of the topics.
+      const published = seen.flatMap((c) => c.received.filter((r) => r.startsWith('publish ')))
+      expect(published.filter((r) => !allowedPublishes.test(r))).toEqual([])
+    }
     const closedByMoat = (['malformed_packet', 'reserved_flags', 'forbidden_packet_type', 'invalid_topic', 'invalid_topic_filter', 'packet_too_large', 'protocol_error', 'duplicate_connect'] as const)
       .reduce((n, reason) => n + moat.stats.closedFor(reason), 0)
     expect(closedByMoat).toBeGreaterThan(CLIENTS / 2)
 
-    const topic = uid('after')
+    const topic = honestTopic()
     const honest = await connect(moat.address().port)
     const inbox = new Inbox(honest)
     await honest.subscribeAsync(topic, { qos: 1 })
@@ -88,3 +95,11 @@ describe('mutated packets from many clients (aedes)', () => {
     await honest.endAsync()
   }, 60_000)
 })
+}
+
+storm('protocol checks only', { limits: { maxPacketSize: 4096, connectTimeoutMs: 2000 } }, () => uid('after'), null)
+
+storm('with an ACL, payload caps, rate limits and quotas', {
+  limits: limitsFrom({ maxPacketSize: '4KiB', connectTimeout: '2s', maxPayload: '32B', messageRate: '10000/s', onExcess: 'drop', maxSubscriptions: 4, maxInflight: 8 }),
+  acl: aclFrom([{ allow: 'publish', topic: 'm/a' }, { allow: 'all', topic: 'm/honest/#' }, { allow: 'subscribe', topic: 'm/#' }, { deny: 'all', topic: '#' }]),
+}, () => `m/honest/${uid('after')}`, /^publish m\/a$/)
