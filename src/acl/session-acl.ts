@@ -13,9 +13,8 @@
  * matches; a deny rule whose placeholder cannot be filled matches everything (fail closed).
  */
 import type { BlockList } from 'node:net'
-import { isIPv4 } from 'node:net'
-import { cidrList } from '../config/acl-schema.js'
 import type { AclRuleConfig } from '../config/types.js'
+import { addressList, inAddressList } from '../net/address-list.js'
 import { topicMatches } from '../protocol/topic-match.js'
 import type { SessionState } from '../session/state.js'
 import { filterContains, filtersOverlap } from './filter-relations.js'
@@ -60,27 +59,22 @@ class PolicyRule {
       disconnect: config.onDeny === 'disconnect',
     })
     this.dynamic = hasPlaceholder(config.topic)
-    this.sources = config.sources === null ? null : cidrList(config.sources)
+    this.sources = config.sources === null ? null : addressList(config.sources)
     this.users = config.users === null ? null : new Set(config.users)
     this.groups = config.groups === null ? null : new Set(config.groups)
     this.listeners = config.listeners === null ? null : new Set(config.listeners)
     this.hasSelectors = config.anonymous !== null || config.sources !== null || config.users !== null || config.groups !== null || config.listeners !== null
   }
 
-  appliesTo(s: SessionState, address: string): boolean {
+  appliesTo(s: SessionState): boolean {
     const c = this.config
     if (c.anonymous !== null && c.anonymous !== (s.username === null)) return false
     if (this.users !== null && (s.username === null || !this.users.has(s.username))) return false
     if (this.groups !== null && !s.groups.some((g) => this.groups!.has(g))) return false
     if (this.listeners !== null && !this.listeners.has(s.listener)) return false
-    if (this.sources !== null && (address === '' || !this.sources.check(address, isIPv4(address) ? 'ipv4' : 'ipv6'))) return false
+    if (this.sources !== null && !inAddressList(this.sources, s.remoteAddress)) return false
     return true
   }
-}
-
-/** The client's address as the CIDR selectors compare it (IPv4-mapped IPv6 → IPv4). */
-function plainAddress(address: string): string {
-  return address.startsWith('::ffff:') && isIPv4(address.slice(7)) ? address.slice(7) : address
 }
 
 export class CompiledAcl {
@@ -117,12 +111,11 @@ export class CompiledAcl {
 
   private appliesFor(s: SessionState): Uint8Array {
     if (!this.anySelectors) return this.allApply
-    const address = plainAddress(s.remoteAddress)
-    const key = `${s.username === null ? 'A' : 'U' + s.username}\u0000${s.groups.join('\u0000')}\u0000\u0000${s.listener}\u0000${address}`
+    const key = `${s.username === null ? 'A' : 'U' + s.username}\u0000${s.groups.join('\u0000')}\u0000\u0000${s.listener}\u0000${s.remoteAddress}`
     let applies = this.shared.get(key)
     if (applies === undefined) {
       applies = new Uint8Array(this.rules.length)
-      for (let i = 0; i < this.rules.length; i++) applies[i] = this.rules[i]!.appliesTo(s, address) ? 1 : 0
+      for (let i = 0; i < this.rules.length; i++) applies[i] = this.rules[i]!.appliesTo(s) ? 1 : 0
       if (this.shared.size >= MAX_SHARED_APPLIES) this.shared.clear()
       this.shared.set(key, applies)
     }

@@ -6,10 +6,10 @@
  */
 import { X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { isIP } from 'node:net'
 import { filtersOverlap } from '../acl/filter-relations.js'
 import { parsePasswordFile } from '../auth/file.js'
 import type { AclRuleConfig, MoatConfig } from '../config/types.js'
+import { isLoopback } from '../net/address-list.js'
 import type { Finding, Report } from './finding.js'
 
 /** A certificate that expires sooner than this is a finding. */
@@ -21,14 +21,6 @@ const WEAK_CIPHER_PARTS = ['RC4', 'DES', 'NULL', 'EXPORT', 'EXP-', 'MD5', 'ADH',
 /** Whether an OpenSSL cipher list lets in a broken suite (entries starting with ! or - exclude, they are fine). */
 function allowsWeakCipher(list: string): boolean {
   return list.split(/[:,\s]+/).some((entry) => entry !== '' && !entry.startsWith('!') && !entry.startsWith('-') && WEAK_CIPHER_PARTS.some((part) => entry.toUpperCase().includes(part)))
-}
-
-export function isLoopback(host: string): boolean {
-  if (host === 'localhost') return true
-  const version = isIP(host)
-  if (version === 4) return host.startsWith('127.')
-  if (version === 6) return host === '::1' || host.startsWith('::ffff:127.')
-  return false
 }
 
 function listenerFindings(config: MoatConfig, out: Finding[]): void {

@@ -13,6 +13,7 @@ import type { IConnackPacket, IPublishPacket, ISubackPacket } from 'mqtt-packet'
 import type { Finding, Report } from './finding.js'
 import { OpenError, ProbeConnection, type Endpoint } from './probe-connection.js'
 import { MoatError } from '../errors.js'
+import { isLoopback } from '../net/address-list.js'
 
 /** Where and how to probe: the target's address, TLS settings and the timeout of every step. */
 export type ProbeOptions = Endpoint
@@ -340,10 +341,5 @@ function readCa(file: string): string {
   } catch (err) {
     throw probeError(`cannot read the CA file ${file}: ${(err as Error).message}`)
   }
-}
-
-function isLoopback(host: string): boolean {
-  if (host === 'localhost' || host === '::1') return true
-  return net.isIPv4(host) && host.startsWith('127.')
 }
 

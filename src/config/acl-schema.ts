@@ -2,38 +2,25 @@
  * The `acl` section: a list of rules (first match wins, no match denies), or a mapping with
  * `rules`, `mosquittoAclFile`, `outbound` and `shadow`.
  */
-import { BlockList, isIP } from 'node:net'
 import { z } from 'zod'
 import { patternShape, unknownPlaceholders } from '../acl/placeholders.js'
+import { addressList } from '../net/address-list.js'
 import { checkTopicFilter } from '../protocol/validate.js'
 
 const action = z.enum(['publish', 'subscribe', 'all'], { error: "expected publish, subscribe or all" })
 const actions = z.union([action, z.array(action).min(1, { error: 'name at least one action' })], { error: 'expected publish, subscribe, all, or a list of them' })
 const names = z.array(z.string().min(1, { error: 'must not be empty' }), { error: 'expected a list of names' }).min(1, { error: 'an empty list matches nobody: omit the key instead' })
 
-/** `10.0.0.0/8`, `2001:db8::/32`, or a single address. */
-export function parseCidr(value: string): { address: string; prefix: number; family: 'ipv4' | 'ipv6' } | null {
-  const [address, bits, extra] = value.split('/')
-  if (extra !== undefined || address === undefined) return null
-  const version = isIP(address)
-  if (version === 0) return null
-  const max = version === 4 ? 32 : 128
-  const prefix = bits === undefined ? max : /^\d{1,3}$/.test(bits) ? Number(bits) : NaN
-  if (!(prefix >= 0 && prefix <= max)) return null
-  return { address, prefix, family: version === 4 ? 'ipv4' : 'ipv6' }
-}
-
-/** A BlockList that answers whether an address lies in any of `cidrs` (already validated). */
-export function cidrList(cidrs: readonly string[]): BlockList {
-  const list = new BlockList()
-  for (const c of cidrs) {
-    const parsed = parseCidr(c)!
-    list.addSubnet(parsed.address, parsed.prefix, parsed.family)
+function isAddressListEntry(value: string): boolean {
+  try {
+    addressList([value])
+    return true
+  } catch {
+    return false
   }
-  return list
 }
 
-const cidr = z.string({ error: 'expected a CIDR such as 10.0.0.0/8' }).refine((v) => parseCidr(v) !== null, { error: 'expected a CIDR such as 10.0.0.0/8 or an IP address' })
+const cidr = z.string({ error: 'expected a CIDR such as 10.0.0.0/8' }).refine(isAddressListEntry, { error: 'expected a CIDR such as 10.0.0.0/8 or an IP address' })
 
 const topicPattern = z.string({ error: 'expected a topic pattern' }).superRefine((value, ctx) => {
   const unknown = unknownPlaceholders(value)

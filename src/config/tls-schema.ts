@@ -6,7 +6,7 @@
  */
 import { isAbsolute, resolve, dirname } from 'node:path'
 import { z } from 'zod'
-import { trustedProxyList } from '../listeners/proxy-protocol.js'
+import { addressList } from '../net/address-list.js'
 import { WS_PING_INTERVAL_MS } from '../listeners/ws.js'
 import { parseDuration } from './units.js'
 import type { ListenerConfig, ListenerTlsConfig, UpstreamTlsConfig } from './types.js'
@@ -96,7 +96,7 @@ export function checkListener(l: ListenerShape, ctx: z.RefinementCtx): void {
   if (!l.proxyProtocol && l.trustedProxies !== undefined) ctx.addIssue({ code: 'custom', path: ['trustedProxies'], message: 'trustedProxies applies only with proxyProtocol: true' })
   l.trustedProxies?.forEach((entry, i) => {
     try {
-      trustedProxyList([entry])
+      addressList([entry])
     } catch (err) {
       ctx.addIssue({ code: 'custom', path: ['trustedProxies', i], message: (err as Error).message })
     }

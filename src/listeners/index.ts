@@ -17,7 +17,8 @@ import { MoatError } from '../errors.js'
 import type { Logger } from '../log/logger.js'
 import type { Stats } from '../metrics/stats.js'
 import type { ClientCertificate, ClientSocket, ConnInfo, Transport } from '../session/conn-info.js'
-import { isTrusted, readProxyHeader, trustedProxyList, type ProxyParse } from './proxy-protocol.js'
+import { addressList, inAddressList } from '../net/address-list.js'
+import { readProxyHeader, type ProxyParse } from './proxy-protocol.js'
 import type { RefuseReason } from './refuse-reasons.js'
 import { loadServerTls, peerCertificate, sniContext, type ServerTls } from './tls.js'
 import { WS_PING_INTERVAL_MS, WsGateway, type WsDuplex } from './ws.js'
@@ -64,7 +65,7 @@ export class Listener {
     this.accept = accept
     this.log = ctx.logger.child({ listener: config.name })
     this.transport = config.protocol === 'mqtt' ? 'tcp' : config.protocol === 'mqtts' ? 'tls' : config.protocol
-    this.trusted = config.proxyProtocol === true ? trustedProxyList(config.trustedProxies ?? []) : null
+    this.trusted = config.proxyProtocol === true ? addressList(config.trustedProxies ?? []) : null
     const handshakeMs = ctx.policy.config.limits.connectTimeoutMs
     const web = config.protocol === 'ws' || config.protocol === 'wss'
     if (config.tls !== undefined && config.tls !== null) {
@@ -121,7 +122,7 @@ export class Listener {
     })
     raw.on('error', onSocketError)
     if (this.trusted !== null) {
-      if (!isTrusted(this.trusted, raw.remoteAddress)) {
+      if (!inAddressList(this.trusted, raw.remoteAddress)) {
         this.refused(raw, 'proxy_untrusted', 'source is not in trustedProxies', true)
         return
       }

@@ -8,7 +8,7 @@
  * addresses and TLVs; anything longer, malformed, or from a source outside `trustedProxies` refuses
  * the connection.
  */
-import net, { BlockList, type Socket } from 'node:net'
+import net, { type Socket } from 'node:net'
 
 const V2_SIGNATURE = Buffer.from([0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d, 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a])
 const V1_PREFIX = Buffer.from('PROXY ', 'latin1')
@@ -113,31 +113,6 @@ function ipv6(bytes: Buffer): string {
   for (let i = 0; i < 16; i += 2) groups.push(bytes.readUInt16BE(i).toString(16))
   // Let the URL parser compress it to the canonical form ('::1', '2001:db8::1').
   return new URL(`http://[${groups.join(':')}]/`).hostname.slice(1, -1)
-}
-
-/** Builds a matcher for `trustedProxies` CIDRs (or bare addresses). Throws on a bad entry. */
-export function trustedProxyList(cidrs: readonly string[]): BlockList {
-  const list = new BlockList()
-  for (const entry of cidrs) {
-    const [address, prefix] = entry.split('/') as [string, string | undefined]
-    const family = net.isIP(address)
-    if (family === 0) throw new Error(`'${entry}' is not an IP address or CIDR`)
-    const type = family === 4 ? 'ipv4' : 'ipv6'
-    const bits = prefix === undefined ? (family === 4 ? 32 : 128) : Number(prefix)
-    if (!Number.isInteger(bits) || bits < 0 || bits > (family === 4 ? 32 : 128) || (prefix !== undefined && !/^\d+$/.test(prefix))) {
-      throw new Error(`'${entry}': bad prefix length`)
-    }
-    list.addSubnet(address, bits, type)
-    // An IPv4 peer on a dual-stack socket shows as ::ffff:a.b.c.d: trust that form too.
-    if (family === 4) list.addSubnet(`::ffff:${address}`, 96 + bits, 'ipv6')
-  }
-  return list
-}
-
-export function isTrusted(list: BlockList, address: string | undefined): boolean {
-  if (address === undefined) return false
-  const family = net.isIP(address)
-  return family !== 0 && list.check(address, family === 4 ? 'ipv4' : 'ipv6')
 }
 
 /**

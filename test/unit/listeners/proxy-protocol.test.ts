@@ -1,6 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { encodeProxyV2, isTrusted, MAX_V2_LENGTH, parseProxyHeader, trustedProxyList } from '../../../src/listeners/proxy-protocol.js'
+import { encodeProxyV2, MAX_V2_LENGTH, parseProxyHeader } from '../../../src/listeners/proxy-protocol.js'
+import { addressList as trustedProxyList, inAddressList as isTrusted } from '../../../src/net/address-list.js'
 import { proxyV1, proxyV2 } from '../../helpers/listeners.js'
 
 const SIG = Buffer.from('0d0a0d0a000d0a515549540a', 'hex')
