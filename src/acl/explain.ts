@@ -24,6 +24,8 @@ export interface Decision {
   readonly allowed: boolean
   /** The rule that decided, or 'default deny' when none matched, or 'no acl section'. */
   readonly rule: string
+  /** A subscription allowed at a lower QoS than asked (the rule's maxQos): the QoS it gets. */
+  readonly downgradedTo?: number
 }
 
 export function explain(acl: AclConfig | null, who: Identity, action: 'publish' | 'subscribe', topic: string, qos = 0, retain = false): Decision {
@@ -35,6 +37,11 @@ export function explain(acl: AclConfig | null, who: Identity, action: 'publish' 
   s.claims = who.claims
   s.groups = who.groups
   const rules = new CompiledAcl(acl.rules).bind(s)
-  const allowed = action === 'publish' ? rules.mayPublish(topic, qos, retain) : rules.maySubscribe(unshare(topic), qos)
+  if (action === 'subscribe') {
+    const max = rules.subscribeQos(unshare(topic))
+    const rule = rules.rule?.name ?? 'default deny (no rule matched)'
+    return max < 0 ? { allowed: false, rule } : qos > max ? { allowed: true, rule, downgradedTo: max } : { allowed: true, rule }
+  }
+  const allowed = rules.mayPublish(topic, qos, retain)
   return { allowed, rule: rules.rule?.name ?? 'default deny (no rule matched)' }
 }

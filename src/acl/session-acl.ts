@@ -181,8 +181,16 @@ export class SessionAcl {
     return rule !== null && rule.allow
   }
 
-  /** May the client subscribe to `filter` (without `$share/GROUP/`) at this QoS? Rare: an ordered scan. */
+  /** May the client subscribe to `filter` (without `$share/GROUP/`) at this QoS? */
   maySubscribe(filter: string, qos: number): boolean {
+    return qos <= this.subscribeQos(filter)
+  }
+
+  /**
+   * The highest QoS the client may hold `filter` (without `$share/GROUP/`) at: the deciding allow
+   * rule's maxQos, or -1 when it may not subscribe. Rare: an ordered scan.
+   */
+  subscribeQos(filter: string): number {
     const rules = this.compiled.rules
     this.rule = null
     for (let i = 0; i < rules.length; i++) {
@@ -192,13 +200,13 @@ export class SessionAcl {
       if (rule.outcome.allow) {
         if (pattern === null || !filterContains(pattern, filter)) continue
         this.rule = rule.outcome
-        return qos <= rule.outcome.maxQos
+        return rule.outcome.maxQos
       }
       if (pattern === null || filtersOverlap(pattern, filter)) {
         this.rule = rule.outcome
-        return false
+        return -1
       }
     }
-    return false
+    return -1
   }
 }

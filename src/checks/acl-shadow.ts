@@ -61,7 +61,7 @@ export class AclShadowCheck implements Check {
   }
 
   onSubscribe(subscription: ISubscription, s: SessionState): Verdict {
-    if (!this.rules(s).maySubscribe(unshare(subscription.topic), subscription.qos)) this.wouldDeny(SHADOW_SUBSCRIBE, subscription.topic, s)
+    if (this.rules(s).subscribeQos(unshare(subscription.topic)) < 0) this.wouldDeny(SHADOW_SUBSCRIBE, subscription.topic, s)
     return FORWARD
   }
 }

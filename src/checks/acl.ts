@@ -55,9 +55,17 @@ export class AclCheck implements Check {
     return acl.mayPublish(p.topic, p.qos, p.retain) ? FORWARD : this.denied(acl, s)
   }
 
+  /**
+   * A filter no rule allows is refused. One asked at a QoS above the allowing rule's maxQos is
+   * downgraded, as a broker grants a lower QoS than asked [MQTT-3.8.4-6]: the session forwards the
+   * SUBSCRIBE with the lowered QoS and the broker's SUBACK tells the client what it got.
+   */
   onSubscribe(subscription: ISubscription, s: SessionState): Verdict {
     const acl = this.rules(s)
-    return acl.maySubscribe(unshare(subscription.topic), subscription.qos) ? FORWARD : this.denied(acl, s)
+    const max = acl.subscribeQos(unshare(subscription.topic))
+    if (max < 0) return this.denied(acl, s)
+    if (subscription.qos > max) subscription.qos = max as ISubscription['qos']
+    return FORWARD
   }
 
   reviewSubscription(filter: string, s: SessionState): Verdict {

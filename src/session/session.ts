@@ -435,11 +435,15 @@ export class Session implements FrameSink {
     const full = state.subscriptions.size + subscriptions.length > MAX_TRACKED_SUBSCRIPTIONS
     // Per filter: Moat's refusal code, or -1 where the filter goes to the broker.
     let codes: number[] | null = null
+    // A check may lower a filter's QoS (acl maxQos): the broker must then get the lowered one.
+    let downgraded = false
     const allowed: ISubscription[] = []
     for (let i = 0; i < subscriptions.length; i++) {
       const subscription = subscriptions[i]!
+      const asked = subscription.qos
       const verdict = full ? QUOTA_REFUSAL : checks.runSubscribe(subscription, state)
       if (verdict.action === Action.Forward) {
+        if (subscription.qos !== asked) downgraded = true
         allowed.push(subscription)
         continue
       }
@@ -451,18 +455,19 @@ export class Session implements FrameSink {
       this.logReject(verdict.why, verdict.reason, 'subscribe', subscription.topic)
     }
     const packetId = packet.messageId
-    if (codes === null) {
+    if (codes === null && !downgraded) {
       book.expect(packetId, allowed.map(topicOf), allowed.map(qosOf), null)
-      this.toBroker.add(frame) // all allowed: the original bytes
+      this.toBroker.add(frame) // all allowed as asked: the original bytes
       return true
     }
-    if (allowed.length === 0) {
+    if (allowed.length === 0 && codes !== null) {
       // All refused: Moat answers alone, the broker sees nothing.
       this.toClient.write(suback(packetId, codes, state.version === 5 ? EMPTY_PROPERTIES : null))
       return true
     }
-    // Mixed: a rewritten SUBSCRIBE with only the allowed filters (DESIGN principle 3: a deliberate
-    // rewrite); the broker's SUBACK is merged back into the client's order (SubscriptionBook).
+    // Mixed or downgraded: a rewritten SUBSCRIBE with only the allowed filters, at the QoS allowed
+    // (DESIGN principle 3: a deliberate rewrite); the broker's SUBACK is merged back into the
+    // client's order (SubscriptionBook).
     book.expect(packetId, allowed.map(topicOf), allowed.map(qosOf), codes)
     packet.subscriptions = allowed
     this.toBroker.write(generate(packet, { protocolVersion: state.version }))

@@ -23,6 +23,7 @@ const acl = aclFrom({
     { name: 'public-read', allow: 'subscribe', topic: 'public/#' },
     { name: 'public-write', allow: 'publish', topic: 'public/#', retain: false },
     { name: 'alarm', deny: 'publish', topic: 'alarms/forbidden', onDeny: 'disconnect' },
+    { name: 'news', allow: 'subscribe', topic: 'news/#', maxQos: 1 },
     { name: 'everything-else', deny: 'all', topic: '#' },
   ],
 })
@@ -115,6 +116,20 @@ for (const kind of kinds) {
         const first = await raw.nextPacket()
         const second = await raw.nextPacket()
         expect([first, second].map((p) => (p as { topic: string }).topic)).toEqual(['public/news', `devices/${id}/cmd`])
+        await expect.poll(() => broker.received(id).filter((r) => r === 'subscribe')).toHaveLength(1)
+        raw.destroy()
+      })
+
+      it(`MQTT ${v}: a subscription above the rule's maxQos is downgraded: the broker holds it at maxQos`, async () => {
+        const id = shortId()
+        const raw = await rawSession(moat.address().port, id, version)
+        raw.send(generate({ cmd: 'subscribe', messageId: 31, subscriptions: [{ topic: 'news/#', qos: 2 }, { topic: '#', qos: 0 }] } as never, { protocolVersion: version }))
+        expect(await raw.nextPacket()).toMatchObject({ cmd: 'suback', messageId: 31, granted: [1, refused(version)] })
+        // The grant of 1 is the broker's own (merged into the client's SUBACK). Mosquitto then delivers
+        // a QoS 2 message at QoS 1, the lower of the two; Aedes delivers at the publisher's QoS
+        // whatever it granted, so only the grant shows it there.
+        await witness.publishAsync(`news/${id}`, 'headline', { qos: 2 })
+        expect(await raw.nextPacket()).toMatchObject({ cmd: 'publish', topic: `news/${id}`, qos: kind === 'mosquitto' ? 1 : expect.any(Number) })
         await expect.poll(() => broker.received(id).filter((r) => r === 'subscribe')).toHaveLength(1)
         raw.destroy()
       })

@@ -100,7 +100,7 @@ describe('moat check', () => {
       'upstream: { host: 127.0.0.1, port: 1884 }',
       'acl:',
       '  - { name: own-tree, allow: all, topic: "devices/{client_id}/#" }',
-      '  - { name: ops-only, allow: subscribe, topic: "$SYS/#", users: [ops] }',
+      '  - { name: ops-only, allow: subscribe, topic: "$SYS/#", users: [ops], maxQos: 0 }',
       '  - { name: nothing-else, deny: all, topic: "#" }',
     ].join('\n'))
     const allowed = await run(['check', '--config', file, '--as', 'alice:dev1', '--publish', 'devices/dev1/temp'])
@@ -110,7 +110,9 @@ describe('moat check', () => {
     expect(denied.code).toBe(3)
     expect(denied.stdout).toBe('subscribe devices/+/temp as alice:dev1: deny (nothing-else)\n')
     const ops = await run(['check', '--config', file, '--as', 'ops:console', '--subscribe', '$SYS/#'])
-    expect(ops.stdout).toMatch(/allow \(ops-only\)/)
+    expect(ops.stdout).toBe('subscribe $SYS/# as ops:console: allow (ops-only)\n')
+    const downgraded = await run(['check', '--config', file, '--as', 'ops:console', '--subscribe', '$SYS/#', '--qos', '1'])
+    expect(downgraded).toMatchObject({ code: 0, stdout: 'subscribe $SYS/# as ops:console: allow (ops-only), granted QoS 0\n' })
     const anonymous = await run(['check', '--config', file, '--as', ':dev2', '--subscribe', '$SYS/#'])
     // `#` does not reach `$` topics [MQTT-4.7.2-1]: no rule matches, and no match denies.
     expect(anonymous.stdout).toMatch(/as \(anonymous\):dev2: deny \(default deny/)

@@ -109,8 +109,8 @@ describe(`policies/hardened.yaml (${kind})`, () => {
     const client = await connect(port, person('grafana', 'grafana-secret'))
     const granted = await client.subscribeAsync('devices/+/telemetry/#', { qos: 0 })
     expect(granted[0]!.qos).toBe(0)
-    // maxQos: 0 — a subscription asking for more is refused, not downgraded (see the README).
-    expect(await subackCode(client.subscribeAsync('devices/+/state', { qos: 1 }))).toBe(version === 5 ? 0x87 : 0x80)
+    // maxQos: 0 — a subscription asking for more is granted QoS 0.
+    expect(await subackCode(client.subscribeAsync('devices/+/state', { qos: 1 }))).toBe(0)
     expect(await pubackCode(client.publishAsync('devices/device-1/commands/reboot', 'now', { qos: 1 }))).toBe(version === 5 ? 0x87 : 0)
     await client.publishAsync('devices/device-1/telemetry/x', 'probe', { qos: 0 }) // not allowed either
     const sender = await connect(port, device('device-1'))

@@ -115,10 +115,12 @@ describe('ACL matcher: subscribe (containment)', () => {
     })
   }
 
-  it('a subscription above maxQos is refused', () => {
-    const acl = new CompiledAcl([rule('allow', 'subscribe', 'a/#', { maxQos: 0 })]).bind(session({}))
+  it('maxQos bounds the QoS a filter may be held at (the check downgrades to it)', () => {
+    const acl = new CompiledAcl([rule('allow', 'subscribe', 'a/#', { maxQos: 0 }), rule('deny', 'all', '#')]).bind(session({}))
     expect(acl.maySubscribe('a/b', 0)).toBe(true)
     expect(acl.maySubscribe('a/b', 1)).toBe(false)
+    expect(acl.subscribeQos('a/b')).toBe(0)
+    expect(acl.subscribeQos('b/c')).toBe(-1)
   })
 
   it('reading (outbound) follows the subscribe rules as topic matches', () => {
