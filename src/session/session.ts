@@ -155,6 +155,8 @@ export class Session implements FrameSink {
   private brokerSentDisconnect = false
   private connackSeen = false
   private clientOpen = true
+  /** The client half-closed with packets pipelined behind its CONNECT: they go to the broker once it is connected, then the session ends. */
+  private clientEndedEarly = false
   private upstreamOpen = false
   private readonly startedAt = Date.now()
   /** The policy generation this session's checks and caps were built from. */
@@ -641,6 +643,10 @@ export class Session implements FrameSink {
     this.connectFrame = null
     this.clientFramer.resume()
     if (this.phase !== Phase.Open) return
+    if (this.clientEndedEarly) {
+      this.close('client_closed', null) // what it pipelined is on its way to the broker
+      return
+    }
     this.toBroker.flush()
     if (upstream.writableNeedDrain) this.pauseClient(PAUSED_BROKER_FULL)
     this.resumeClient(PAUSED_CONNECTING)
@@ -1019,13 +1025,23 @@ export class Session implements FrameSink {
     this.upstream?.destroy()
   }
 
-  /** The client half-closed or failed: end the session (the broker sees the connection drop). */
+  /**
+   * The client half-closed or failed: end the session (the broker sees the connection drop). A
+   * clean half-close while CONNECT is still being checked or the broker dialled, with packets
+   * pipelined behind the CONNECT, means "done sending", not "abort": as a broker reached directly
+   * would, Moat still delivers what was sent (if the client is admitted), then ends the session.
+   */
   onClientEnded(why: CloseReason): void {
+    if (why === 'client_closed' && (this.phase === Phase.Checking || this.phase === Phase.Dialing) && this.clientFramer.bufferedBytes > 0) {
+      this.clientEndedEarly = true
+      return
+    }
     if (this.phase < Phase.Closing) this.close(this.clientSentDisconnect ? 'client_disconnect' : why, null)
   }
 
   onClientClosed(): void {
     this.clientOpen = false
+    if (this.clientEndedEarly && (this.phase === Phase.Checking || this.phase === Phase.Dialing)) return
     if (this.phase < Phase.Closing) this.close(this.clientSentDisconnect ? 'client_disconnect' : 'client_closed', null)
     else this.maybeFinished()
   }

@@ -31,6 +31,10 @@ export interface TestBroker {
   /** Mosquitto only: freeze / thaw the broker process, so it stops reading its sockets. */
   freeze?(): void
   thaw?(): void
+  /** Mosquitto only: SIGTERM (clients closed; the store written with `persistence`), SIGKILL, and a start again on the same port. */
+  terminate?(): Promise<void>
+  kill?(): Promise<void>
+  restart?(): Promise<void>
   stop(): Promise<void>
 }
 
@@ -98,6 +102,9 @@ async function startMosquittoBroker(options: MosquittoOptions): Promise<TestBrok
     logs: () => m.logs,
     freeze: () => m.freeze(),
     thaw: () => m.resume(),
+    terminate: () => m.terminate(),
+    kill: () => m.kill(),
+    restart: () => m.restart(),
     stop: () => m.stop(),
   }
 }

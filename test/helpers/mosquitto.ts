@@ -3,7 +3,7 @@
  * (log_type all) kept so tests can see what the broker received.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -28,7 +28,11 @@ export class MosquittoProcess {
   private readonly listeners = new Set<() => void>()
   private partial = ''
 
-  constructor(readonly port: number, private readonly child: ChildProcess, private readonly dir: string) {
+  constructor(readonly port: number, private child: ChildProcess, private readonly dir: string) {
+    this.attach(child)
+  }
+
+  private attach(child: ChildProcess): void {
     const onData = (data: Buffer): void => {
       const text = this.partial + data.toString()
       const lines = text.split('\n')
@@ -73,6 +77,74 @@ export class MosquittoProcess {
     this.child.kill('SIGCONT')
   }
 
+  /** Whether the broker process is running (not stopped by terminate()/kill()/stop()). */
+  get running(): boolean {
+    return this.child.exitCode === null && this.child.signalCode === null
+  }
+
+  /**
+   * Stops the broker the way an operator does (SIGTERM): it closes its clients and, with
+   * `persistence: true`, writes its store. The config, store and port stay for restart().
+   */
+  async terminate(): Promise<void> {
+    const from = this.logs.length
+    await this.signal('SIGTERM')
+    // A store that could not be written would turn a persistence test into a test of nothing.
+    const failed = this.logs.slice(from).find((l) => /^Error saving/.test(l))
+    if (failed !== undefined) throw new Error(`mosquitto could not save its store: ${this.logs.slice(from).join('\n')}`)
+  }
+
+  /** Kills the broker outright (SIGKILL): no goodbye to clients, nothing saved. restart() may follow. */
+  async kill(): Promise<void> {
+    await this.signal('SIGKILL')
+  }
+
+  private async signal(signal: NodeJS.Signals): Promise<void> {
+    if (!this.running) return
+    const exited = new Promise((resolve) => this.child.once('exit', resolve))
+    this.child.kill(signal)
+    this.resume() // a frozen process handles its signal only once thawed (SIGKILL needs no thaw)
+    await exited
+  }
+
+  /** Starts the broker again with the same config, port and (with persistence) store. */
+  async restart(): Promise<void> {
+    if (this.running) throw new Error('mosquitto is still running: terminate() or kill() it first')
+    const binary = mosquittoPath()!
+    const startedAt = this.logs.length
+    this.child = spawn(binary, ['-c', join(this.dir, 'mosquitto.conf')], { stdio: ['ignore', 'pipe', 'pipe'] })
+    this.attach(this.child)
+    const child = this.child
+    await Promise.race([
+      this.waitForLogAfter(startedAt, /Opening ipv4 listen socket on port \d+|running/, 10_000),
+      new Promise((_, reject) => child.once('exit', (code) => reject(new Error(`mosquitto exited with ${code} on restart: ${this.logs.slice(startedAt).join('\n')}`)))),
+    ])
+    await waitForPort(this.port)
+  }
+
+  /** Like waitForLog, for lines logged after the first `from` lines. */
+  waitForLogAfter(from: number, re: RegExp, timeoutMs = 5000): Promise<string> {
+    return new Promise((resolve, reject) => {
+      const check = (): boolean => {
+        const line = this.logs.slice(from).find((l) => re.test(l))
+        if (line === undefined) return false
+        cleanup()
+        resolve(line)
+        return true
+      }
+      const timer = setTimeout(() => {
+        cleanup()
+        reject(new Error(`mosquitto never logged ${re}; last lines:\n${this.logs.slice(-20).join('\n')}`))
+      }, timeoutMs)
+      const cleanup = (): void => {
+        clearTimeout(timer)
+        this.listeners.delete(wake)
+      }
+      const wake = (): void => { check() }
+      if (!check()) this.listeners.add(wake)
+    })
+  }
+
   async stop(): Promise<void> {
     this.resume()
     if (this.child.exitCode === null && this.child.signalCode === null) {
@@ -91,20 +163,31 @@ export interface MosquittoOptions {
   config?: string[]
   /** Lines right after the `listener` line (e.g. cafile/certfile/keyfile for a TLS listener). */
   listenerLines?: readonly string[]
+  /** Listen on this port (e.g. one a Moat already points at) instead of a free one. */
+  port?: number
+  /** `persistence true` with its store in the broker's temp dir, so terminate() + restart() keeps sessions and queued messages. */
+  persistence?: boolean
 }
 
 export async function startMosquitto(options: MosquittoOptions = {}): Promise<MosquittoProcess> {
   const binary = mosquittoPath()
   if (binary === null) throw new Error('mosquitto is not installed (apt-get install mosquitto)')
   for (let attempt = 0; attempt < 5; attempt++) {
-    const port = await freePort()
+    const port = options.port ?? await freePort()
     const dir = mkdtempSync(join(tmpdir(), 'moat-mosquitto-'))
     const conf = join(dir, 'mosquitto.conf')
+    const store = join(dir, 'store')
+    if (options.persistence === true) {
+      // Started as root, Mosquitto drops to the `mosquitto` user before it writes its store.
+      mkdirSync(store)
+      chmodSync(dir, 0o755)
+      chmodSync(store, 0o777)
+    }
     writeFileSync(conf, [
       `listener ${port} 127.0.0.1`,
       ...(options.listenerLines ?? []),
       `allow_anonymous ${options.allowAnonymous === false ? 'false' : 'true'}`,
-      'persistence false',
+      ...(options.persistence === true ? ['persistence true', `persistence_location ${store}/`, 'autosave_interval 0'] : ['persistence false']),
       'log_dest stderr', // unbuffered: stdout to a pipe is block-buffered
       'log_type all',
       'connection_messages true',
@@ -123,7 +206,7 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
       return broker
     } catch (err) {
       await broker.stop()
-      if (attempt === 4) throw err
+      if (attempt === 4 || options.port !== undefined) throw err
     }
   }
   throw new Error('unreachable')
