@@ -23,6 +23,8 @@ import { demoBanner, startDemo } from './demo.js'
 import { ConfigError, MoatError } from './errors.js'
 import { createLogger, redactPaths, type Logger } from './log/logger.js'
 import { Moat } from './moat.js'
+import { ClusterPrimary, workerCount } from './cluster/primary.js'
+import { runWorker, workerId } from './cluster/worker.js'
 
 const USAGE = `Usage:
   moat --config FILE           run the proxy with the config in FILE
@@ -239,6 +241,21 @@ function warnAboutAuth(config: MoatConfig, logger: Logger): void {
   }
 }
 
+/** `workers: N` (N > 1): this process is the cluster primary; the workers serve the clients. */
+async function runCluster(file: string, config: MoatConfig, logger: Logger): Promise<number> {
+  new PolicyStore(config) // eslint-disable-line no-new -- an unreadable password file fails here, not N times in the workers
+  const primary = new ClusterPrimary(file, readFileSync(file, 'utf8'), config, logger.child({ role: 'primary' }))
+  warnAboutAuth(config, logger)
+  await primary.start()
+  void primary.finished.then((code) => process.exit(code))
+  onSignals((graceMs) => primary.stop(graceMs), logger)
+  process.on('SIGHUP', () => {
+    if (primary.reload()) warnAboutAuth(primary.running, logger)
+  })
+  primary.watchConfig(() => warnAboutAuth(primary.running, logger))
+  return -1
+}
+
 async function main(argv: string[]): Promise<number> {
   const args = parse(argv)
   switch (args.command) {
@@ -289,8 +306,14 @@ async function main(argv: string[]): Promise<number> {
       return -1
     }
     default: {
+      const worker = workerId()
+      if (worker !== null) {
+        await runWorker(worker) // a cluster worker: the primary drives it
+        return -1
+      }
       const config = loadConfig(args.config!)
       const logger = createLogger(config.log.level)
+      if (workerCount(config) > 1) return runCluster(args.config!, config, logger)
       const moat = new Moat(config, { logger })
       warnAboutAuth(config, logger)
       await moat.start()

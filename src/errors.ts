@@ -13,6 +13,7 @@ export const errorCodes = {
   MOAT_ERR_CERTS: '`moat certs` could not make the certificates (openssl missing or failing, a bad name).',
   MOAT_ERR_PROBE: '`moat audit --target` could not probe the target (connection refused, host not found, no MQTT answer).',
   MOAT_ERR_PASSWD: '`moat passwd` could not write the entry (bad user name, empty or mismatched password, unwritable file).',
+  MOAT_ERR_WORKER: 'With `workers: N`, a worker process could not start, or workers kept crashing and Moat gave up.',
 } as const
 
 export type MoatErrorCode = keyof typeof errorCodes

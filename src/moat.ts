@@ -15,6 +15,7 @@ import { OverloadMonitor } from './limits/overload.js'
 import { Listener } from './listeners/index.js'
 import { createLogger, type Logger } from './log/logger.js'
 import { AdminServer } from './metrics/admin.js'
+import { LocalStore, type SharedStore } from './cluster/shared-store.js'
 import { createRegistry } from './metrics/registry.js'
 import { Stats } from './metrics/stats.js'
 import type { ClientSocket, ConnInfo } from './session/conn-info.js'
@@ -23,6 +24,10 @@ import { Session, type SessionInfo } from './session/session.js'
 
 export interface MoatOptions {
   logger?: Logger
+  /** Where fleet-wide limits keep their state (default: an in-process LocalStore). */
+  store?: SharedStore
+  /** false: no admin endpoint even when the config has one (a cluster worker: the primary serves it). */
+  admin?: boolean
 }
 
 export class Moat implements SessionContext {
@@ -34,6 +39,7 @@ export class Moat implements SessionContext {
   readonly limiter: ConnectionLimiter
   /** Auth state kept across reloads: live client ids, lockout counters, backends to close. */
   readonly auth: AuthRuntime
+  readonly store: SharedStore
   private readonly listeners: Listener[]
   private readonly admin: AdminServer | null
   private readonly sessions = new Set<Session>()
@@ -45,13 +51,14 @@ export class Moat implements SessionContext {
 
   constructor(config: MoatConfig, options: MoatOptions = {}) {
     this.logger = options.logger ?? createLogger(config.log.level)
+    this.store = options.store ?? new LocalStore()
     this.auth = new AuthRuntime(this.stats.auth, this.logger)
     this.policy = new PolicyStore(config, checkFactories, { logger: this.logger, stats: this.stats, auth: this.auth })
     this.overload = new OverloadMonitor(this.policy)
     this.limiter = new ConnectionLimiter(this.policy, this.overload)
     this.registry = createRegistry(this.stats, this.policy, this.limiter)
     this.listeners = config.listeners.map((l) => new Listener(l, this, this.accept.bind(this)))
-    this.admin = config.admin === null ? null : new AdminServer(config.admin, this.registry, {
+    this.admin = config.admin === null || options.admin === false ? null : new AdminServer(config.admin, this.registry, {
       listenersUp: () => !this.draining && this.listeners.every((l) => l.listening),
       upstream: config.upstream,
     })

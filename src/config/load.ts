@@ -141,6 +141,7 @@ function compile(c: ConfigOutput, file: string): MoatConfig {
     log: { level: c.log.level },
     acl: c.acl === undefined ? null : compileAcl(c.acl, file),
     auth: c.auth === undefined ? DENY_ALL_AUTH : compileAuth(c.auth, file),
+    workers: c.workers,
   })
 }
 

@@ -161,6 +161,11 @@ export const configSchema = z.strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'expected one of fatal, error, warn, info, debug, trace, silent' }).default('info'),
   }).default({ level: 'info' }),
   auth: authSchema.optional(),
+  workers: z.union([
+    z.literal('auto'),
+    z.number({ error: "expected a number of worker processes or 'auto'" }).int({ error: 'expected a whole number' })
+      .min(1, { error: 'must be at least 1' }).max(256, { error: 'at most 256' }),
+  ], { error: "expected a number of worker processes (1-256) or 'auto'" }).default(1),
 }, { error: 'the config must be a mapping with at least `listeners` and `upstream`' })
 
 export type ConfigInput = z.input<typeof configSchema>

@@ -187,6 +187,8 @@ export interface MoatConfig {
   readonly acl: AclConfig | null
   /** Credential checks. A config without `auth` denies every client (anonymous: false, no backends). */
   readonly auth: AuthConfig
+  /** Worker processes (`node:cluster`): 1 = one process, no cluster; 'auto' = one per core. Absent: 1. Read at start only. */
+  readonly workers?: number | 'auto'
 }
 
 export type AclAction = 'publish' | 'subscribe'

@@ -68,6 +68,7 @@ describe('loadConfig: valid files', () => {
         ],
       },
       auth: DENY_ALL_AUTH, // no auth section: nobody gets in
+      workers: 1,
     })
   })
 

@@ -1,0 +1,78 @@
+/**
+ * The messages a cluster primary and its workers exchange over the IPC channel (JSON). Every
+ * message carries `moat` (its kind), so nothing else on the channel is mistaken for one.
+ */
+import type { Registry } from 'prom-client'
+import type { Ban, BanKind } from './shared-store.js'
+
+export type StoreOp = 'acquire' | 'release' | 'take' | 'count' | 'addBan' | 'removeBan'
+
+/** A worker's SharedStore call. `id` 0: no answer wanted (release). */
+export interface StoreRequest {
+  moat: 'store'
+  id: number
+  op: StoreOp
+  key?: string
+  max?: number
+  capacity?: number
+  refillPerMs?: number
+  windowMs?: number
+  ban?: Ban
+  kind?: BanKind
+  value?: string
+}
+
+/** The primary's answer; `op` and `key` come back so a late answer to an acquire can be undone. */
+export interface StoreReply {
+  moat: 'store-reply'
+  id: number
+  op: StoreOp
+  key: string
+  result: boolean | number | null
+}
+
+export interface BanList {
+  moat: 'bans'
+  bans: readonly Ban[]
+}
+
+/** One worker's `registry.getMetricsAsJSON()`. */
+export type WorkerMetrics = Awaited<ReturnType<Registry['getMetricsAsJSON']>>
+
+export type PrimaryMessage =
+  | { moat: 'start'; file: string; text: string }
+  | { moat: 'reload' }
+  | { moat: 'shutdown'; graceMs: number }
+  | { moat: 'metrics'; id: number }
+  | StoreReply
+  | BanList
+
+export type WorkerMessage =
+  | { moat: 'hello' }
+  | { moat: 'ready'; listeners: Array<{ name: string; host: string; port: number }> }
+  | { moat: 'fatal'; message: string; code: string | null }
+  | { moat: 'reloaded'; ok: boolean; generation: number }
+  | { moat: 'metrics'; id: number; metrics: WorkerMetrics }
+  | StoreRequest
+
+/** Something to send messages to and hear them from: `process` in a worker, a Worker or ChildProcess in the primary. */
+export interface Channel {
+  send(message: unknown, callback: (error: Error | null) => void): boolean
+  on(event: 'message', listener: (message: unknown) => void): unknown
+  off(event: 'message', listener: (message: unknown) => void): unknown
+}
+
+function ignore(): void {}
+
+/** Sends without throwing: a closed channel (the peer is gone) drops the message. */
+export function post(channel: Channel, message: PrimaryMessage | WorkerMessage): boolean {
+  try {
+    return channel.send(message, ignore)
+  } catch {
+    return false
+  }
+}
+
+export function isMessage(value: unknown): value is { moat: string } {
+  return typeof value === 'object' && value !== null && typeof (value as { moat?: unknown }).moat === 'string'
+}

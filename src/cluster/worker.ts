@@ -1,0 +1,102 @@
+/**
+ * A cluster worker (`workers: N`): one Moat whose listeners share their ports with the other
+ * workers (node:cluster hands each accepted connection to one worker), with no admin endpoint of
+ * its own and a WorkerStore for the fleet-wide limits. The primary tells it what to do:
+ *   start (the config text the primary validated), reload, shutdown (drain), metrics (answer a scrape).
+ * Its log lines carry `worker: <n>` (1..N, kept by a restarted worker).
+ */
+import { parseConfig } from '../config/load.js'
+import { MoatError } from '../errors.js'
+import { createLogger, type Logger } from '../log/logger.js'
+import { Moat } from '../moat.js'
+import { isMessage, post, type Channel, type PrimaryMessage, type WorkerMessage } from './messages.js'
+import { WorkerStore } from './worker-store.js'
+
+/** The environment variable that tells a process it is Moat worker number N. */
+export const WORKER_ENV = 'MOAT_WORKER'
+
+const channel: Channel = {
+  send: (message, callback) => process.send!(message, undefined, {}, callback),
+  on: (event, listener) => process.on(event, listener),
+  off: (event, listener) => process.off(event, listener),
+}
+
+function send(message: WorkerMessage): void {
+  post(channel, message)
+}
+
+/** Runs this process as worker `id`; returns once it is serving (the process then lives on its handles). */
+export async function runWorker(id: number): Promise<void> {
+  let moat: Moat | null = null
+  let logger: Logger | null = null
+  let store: WorkerStore | null = null
+  let stopping: Promise<void> | null = null
+  const stop = (graceMs: number): void => {
+    if (moat === null) {
+      process.exit(0) // told to stop before it served anything
+    }
+    const drain = moat.shutdown(graceMs) // a second call with 0 closes the rest at once
+    if (stopping !== null) return
+    stopping = drain.then(() => store!.close()).then(() => {
+      logger!.info({ event: 'worker_stopped' }, 'worker drained')
+      process.exit(0)
+    }, (err: unknown) => {
+      logger!.error({ err }, 'worker shutdown failed')
+      process.exit(1)
+    })
+  }
+  const started = new Promise<{ file: string; text: string }>((resolve) => {
+    process.on('message', (message: unknown) => {
+      if (!isMessage(message)) return
+      const m = message as PrimaryMessage
+      switch (m.moat) {
+        case 'start':
+          resolve({ file: m.file, text: m.text })
+          return
+        case 'shutdown':
+          stop(m.graceMs)
+          return
+        case 'reload': {
+          if (moat === null) return
+          const ok = moat.reload()
+          send({ moat: 'reloaded', ok, generation: moat.policy.generation })
+          return
+        }
+        case 'metrics':
+          if (moat === null) return
+          moat.registry.getMetricsAsJSON().then((metrics) => send({ moat: 'metrics', id: m.id, metrics }), () => send({ moat: 'metrics', id: m.id, metrics: [] }))
+          return
+        default:
+      }
+    })
+    send({ moat: 'hello' }) // listening now: the start message cannot be missed
+  })
+  // A terminal's Ctrl-C reaches every process of the group: the primary coordinates the drain.
+  process.on('SIGINT', () => {})
+  // SIGTERM sent to this worker alone (or to the whole group by a service manager): drain.
+  process.on('SIGTERM', () => stop(moat?.config.shutdown.gracePeriodMs ?? 0))
+  // The primary is gone: nobody will restart, reload or scrape this worker; drain and leave.
+  process.on('disconnect', () => stop(moat?.config.shutdown.gracePeriodMs ?? 0))
+
+  const { file, text } = await started
+  try {
+    const config = parseConfig(text, file)
+    logger = createLogger(config.log.level).child({ worker: id })
+    store = new WorkerStore({ channel, logger })
+    const candidate = new Moat(config, { logger, store, admin: false })
+    await candidate.start()
+    moat = candidate
+  } catch (err) {
+    const fatal: WorkerMessage = { moat: 'fatal', message: (err as Error).message, code: err instanceof MoatError ? err.code : null }
+    process.send!(fatal, undefined, {}, () => process.exit(1)) // exit once the primary has the reason
+    return
+  }
+  send({ moat: 'ready', listeners: moat.config.listeners.map((l) => ({ name: l.name, ...moat!.address(l.name) })) })
+}
+
+export function workerId(): number | null {
+  const raw = process.env[WORKER_ENV]
+  if (raw === undefined || typeof process.send !== 'function') return null
+  const id = Number(raw)
+  return Number.isInteger(id) && id > 0 ? id : null
+}
