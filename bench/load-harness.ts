@@ -316,3 +316,13 @@ export async function subscribeStorm(port: number, clients: number, subscribes: 
 }
 
 export const MiB = 1024 * 1024
+
+/** This process's soft open-file limit (Node raises it to the hard limit at start). */
+export function ownFileLimit(): number {
+  return Number(/^Max open files\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'))?.[1] ?? 1024)
+}
+
+/** Sessions that fit both in Moat's limit (two sockets each) and in this process's (one each), with room to spare. */
+export function idleCapacity(moat: MoatChild): number {
+  return Math.min(moat.sessionCapacity, ownFileLimit() - 500)
+}

@@ -11,7 +11,7 @@
  */
 import { parseArgs } from 'node:util'
 import { startMosquitto } from '../test/helpers/mosquitto.js'
-import { closeAll, connectStorm, describeRoundTrips, MiB, MoatChild, openIdleSessions, Prober, slowloris, subscribeStorm } from './load-harness.js'
+import { closeAll, idleCapacity, connectStorm, describeRoundTrips, MiB, MoatChild, openIdleSessions, ownFileLimit, Prober, slowloris, subscribeStorm } from './load-harness.js'
 
 const { values } = parseArgs({
   options: {
@@ -37,8 +37,8 @@ try {
 
   // 1. Idle sessions held.
   const wanted = Number(values.idle)
-  const count = Math.min(wanted, moat.sessionCapacity)
-  if (count < wanted) console.log(`idle: the open-file limit (${moat.maxFiles}) fits ${count} sessions (two sockets each), not ${wanted}`)
+  const count = Math.min(wanted, idleCapacity(moat))
+  if (count < wanted) console.log(`idle: the open-file limits (Moat ${moat.maxFiles}, two sockets per session; this process ${ownFileLimit()}) fit ${count} sessions, not ${wanted}`)
   const before = await moat.snapshot(true)
   prober.cut()
   const started = performance.now()

@@ -11,7 +11,7 @@
  */
 import type net from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { closeAll, describeRoundTrips, MiB, MoatChild, openIdleSessions, Prober } from '../../bench/load-harness.js'
+import { closeAll, idleCapacity, describeRoundTrips, MiB, MoatChild, openIdleSessions, ownFileLimit, Prober } from '../../bench/load-harness.js'
 import { brokerKinds } from '../helpers/broker.js'
 import { startMosquitto, type MosquittoProcess } from '../helpers/mosquitto.js'
 
@@ -33,8 +33,8 @@ describe.runIf(brokerKinds().includes('mosquitto') && process.platform === 'linu
   })
 
   it(`holds ${TARGET.toLocaleString('en')} idle sessions; the honest client keeps round-tripping`, async () => {
-    const count = Math.min(TARGET, moat.sessionCapacity)
-    if (count < TARGET) console.log(`idle: Moat's open-file limit is ${moat.maxFiles}: holding ${count} sessions, not ${TARGET}`)
+    const count = Math.min(TARGET, idleCapacity(moat))
+    if (count < TARGET) console.log(`idle: open-file limits (Moat ${moat.maxFiles}, two per session; this process ${ownFileLimit()}) fit ${count} sessions, not ${TARGET}: holding ${count}`)
     await prober.waitForProbes(3)
     prober.cut()
     const before = await moat.snapshot(true)
