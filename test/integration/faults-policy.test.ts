@@ -6,7 +6,7 @@
  * a steady QoS 1 stream is lost; and a valid file is picked up again afterwards.
  */
 import { randomBytes } from 'node:crypto'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, renameSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { MqttClient } from 'mqtt'
@@ -19,6 +19,15 @@ import { capturingLogger } from '../helpers/listeners.js'
 
 const kind = brokerKinds()[0]!
 const MESSAGES = 300
+
+/**
+ * Replaces the file in one step (write aside, rename), as editors and config tools do, so the
+ * watcher never sees a half-written file (that would be a second, different garbage).
+ */
+function replaceFile(file: string, content: string | Buffer): void {
+  writeFileSync(`${file}.tmp`, content)
+  renameSync(`${file}.tmp`, file)
+}
 
 describe(`a policy file replaced by garbage while traffic flows (${kind})`, () => {
   let broker: TestBroker
@@ -79,7 +88,7 @@ describe(`a policy file replaced by garbage while traffic flows (${kind})`, () =
       // Every 40 messages, the next garbage; the stream goes on while the watcher finds it.
       if (n % 40 === 20 && written < garbage.length) {
         const before = moat.stats.configReloadFailures
-        writeFileSync(file, garbage[written++]!)
+        replaceFile(file, garbage[written++]!)
         failuresAt.push(before)
       }
       if (n % 40 === 39 && failuresAt.length > 0) {
@@ -102,7 +111,7 @@ describe(`a policy file replaced by garbage while traffic flows (${kind})`, () =
     for (const line of failures) expect(String(line.error)).not.toBe('')
 
     // A valid file is picked up again.
-    writeFileSync(file, policy(['limits: { maxPacketSize: 128KiB }']))
+    replaceFile(file, policy(['limits: { maxPacketSize: 128KiB }']))
     await expect.poll(() => moat.policy.generation, { timeout: 10_000 }).toBe(2)
     expect(moat.config.limits.maxPacketSize).toBe(128 * 1024)
     await publisher.publishAsync(topic, 'after', { qos: 1 })
