@@ -165,6 +165,8 @@ export interface MosquittoOptions {
   listenerLines?: readonly string[]
   /** Listen on this port (e.g. one a Moat already points at) instead of a free one. */
   port?: number
+  /** Log errors, warnings, notices and information only, no debug lines and no per-connection lines (load benchmarks; received()/connections() then see nothing). */
+  quiet?: boolean
   /** `persistence true` with its store in the broker's temp dir, so terminate() + restart() keeps sessions and queued messages. */
   persistence?: boolean
 }
@@ -189,8 +191,9 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
       `allow_anonymous ${options.allowAnonymous === false ? 'false' : 'true'}`,
       ...(options.persistence === true ? ['persistence true', `persistence_location ${store}/`, 'autosave_interval 0'] : ['persistence false']),
       'log_dest stderr', // unbuffered: stdout to a pipe is block-buffered
-      'log_type all',
-      'connection_messages true',
+      ...(options.quiet === true
+        ? ['log_type error', 'log_type warning', 'log_type notice', 'log_type information', 'connection_messages false']
+        : ['log_type all', 'connection_messages true']),
       'max_queued_messages 10000',
       ...(options.config ?? []),
       '',

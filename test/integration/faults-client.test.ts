@@ -163,4 +163,24 @@ describe(`an auth backend that hangs (${brokerKinds()[0]})`, () => {
     await again.endAsync()
     await honest.endAsync()
   })
+
+  it('a client that pipelines CONNECT, PUBLISH, DISCONNECT and half-closes while its login is being checked: delivered once admitted', async () => {
+    const id = uid('late')
+    const topic = uid('late-topic')
+    hanging = true
+    const client = net.connect(moat.address().port, '127.0.0.1')
+    await once(client, 'connect')
+    client.resume()
+    client.end(Buffer.concat([
+      generate(connectPacket(id, 4, { username: 'late', password: Buffer.from('right') })),
+      publish(topic, 1),
+      generate({ cmd: 'disconnect' }),
+    ]))
+    await expect.poll(() => service.requests.some((r) => r.clientId === id)).toBe(true)
+    hanging = false
+    service.release({ result: 'allow' })
+    await broker.clientGone(id)
+    expect(broker.received(id)).toEqual(['connect', `publish ${topic}`, 'disconnect'])
+    await expect.poll(() => moat.sessionInfo().some((s) => s.clientId === id)).toBe(false)
+  })
 })
