@@ -317,10 +317,14 @@ async function main(argv: string[]): Promise<number> {
       warnAboutAuth(config, logger)
       await moat.start()
       onSignals((graceMs) => moat.shutdown(graceMs), logger)
+      const reloaded = (): void => {
+        warnAboutAuth(moat.config, logger)
+        if (workerCount(moat.config) !== 1) logger.warn({ event: 'config_reload', workers: moat.config.workers }, '`workers` changes take effect on restart; running as one process')
+      }
       process.on('SIGHUP', () => {
-        if (moat.reload()) warnAboutAuth(moat.config, logger)
+        if (moat.reload()) reloaded()
       })
-      moat.watchConfig(() => warnAboutAuth(moat.config, logger))
+      moat.watchConfig(reloaded)
       return -1
     }
   }

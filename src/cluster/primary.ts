@@ -274,7 +274,7 @@ export class ClusterPrimary implements ClusterSource {
     this.crashes.push(now)
     this.logger.error({ event: 'worker_exit', worker: slot.id, pid: worker.process.pid, code, signal, crashes: this.crashes.length }, `worker ${slot.id} ended unexpectedly (${signal ?? `exit code ${code}`})`)
     if (this.crashes.length >= MAX_CRASHES) {
-      this.logger.fatal({ event: 'workers_crashing', crashes: this.crashes.length, windowMs: CRASH_WINDOW_MS }, `workers crashed ${this.crashes.length} times in ${CRASH_WINDOW_MS / 1000}s: giving up`)
+      this.logger.fatal({ event: 'workers_crashing', code: 'MOAT_ERR_WORKER', crashes: this.crashes.length, windowMs: CRASH_WINDOW_MS }, `workers crashed ${this.crashes.length} times in ${CRASH_WINDOW_MS / 1000}s: giving up`)
       this.exitCode = 1
       void this.stop()
       return

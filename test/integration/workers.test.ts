@@ -5,6 +5,8 @@
  * every worker, a killed worker comes back, and SIGTERM drains them all and exits 0.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import net from 'node:net'
 import { mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -297,5 +299,63 @@ describe(`workers: 2 in front of ${kind}`, () => {
     for (const { client } of clients) await client.endAsync()
     expect(await moat.exited).toEqual({ code: 0, signal: null })
     expect(moat.all({ event: 'worker_stopped' }).map((l) => l.worker).sort()).toEqual([1, 2])
+  }, SLOW)
+})
+
+describe('workers: when workers cannot run', () => {
+  let dir: string
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'moat-workers-fail-'))
+  })
+
+  it('a worker that cannot start stops Moat at once: exit 1 with its reason', async () => {
+    const taken = net.createServer().listen(0, '127.0.0.1')
+    await once(taken, 'listening')
+    const port = (taken.address() as net.AddressInfo).port
+    const file = join(dir, 'taken.yaml')
+    writeFileSync(file, [
+      'workers: 2',
+      `listeners: [{ name: taken, protocol: mqtt, host: 127.0.0.1, port: ${port} }]`,
+      'upstream: { host: 127.0.0.1, port: 1 }',
+      'auth: { anonymous: true }',
+    ].join('\n') + '\n')
+    const moat = new MoatCluster(spawn(process.execPath, [cli, '--config', file], { cwd: root }))
+    try {
+      expect(await moat.exited).toEqual({ code: 1, signal: null })
+      expect(moat.output).toMatch(new RegExp(`moat: listener 'taken' cannot listen on 127\\.0\\.0\\.1:${port}: EADDRINUSE`))
+    } finally {
+      taken.close()
+    }
+  }, SLOW)
+
+  it('gives up and exits 1 when workers keep crashing', async () => {
+    const file = join(dir, 'crash.yaml')
+    writeFileSync(file, [
+      'workers: 2',
+      'listeners: [{ name: edge, protocol: mqtt, host: 127.0.0.1, port: 0 }]',
+      'upstream: { host: 127.0.0.1, port: 1 }',
+      'auth: { anonymous: true }',
+    ].join('\n') + '\n')
+    const moat = await MoatCluster.start(file)
+    try {
+      // Three rounds of killing both workers: six crashes, past the limit of five in a minute.
+      for (let round = 0; round < 3 && moat.find({ event: 'workers_crashing' }) === undefined; round++) {
+        const readyBefore = moat.all({ event: 'worker_ready' }).length
+        for (const id of [1, 2]) {
+          try {
+            process.kill(moat.workerPid(id), 'SIGKILL')
+          } catch { /* already gone: the primary gave up after the first kill of this round */ }
+        }
+        if (round < 2) {
+          // Both come back (or the primary has given up already).
+          await expect.poll(() => moat.all({ event: 'worker_ready' }).length >= readyBefore + 2 || moat.find({ event: 'workers_crashing' }) !== undefined, { timeout: SLOW }).toBe(true)
+        }
+      }
+      expect(await moat.exited).toEqual({ code: 1, signal: null })
+      expect(moat.find({ event: 'workers_crashing' })).toMatchObject({ code: 'MOAT_ERR_WORKER' })
+      expect(moat.all({ event: 'worker_exit' }).filter((l) => l.signal === 'SIGKILL').length).toBeGreaterThanOrEqual(5)
+    } finally {
+      if (moat.child.exitCode === null && moat.child.signalCode === null) moat.child.kill('SIGKILL')
+    }
   }, SLOW)
 })
