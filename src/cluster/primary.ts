@@ -13,7 +13,6 @@
  */
 import cluster, { type Worker } from 'node:cluster'
 import { readFileSync, unwatchFile, watchFile } from 'node:fs'
-import { availableParallelism } from 'node:os'
 import { checkFactories } from '../checks/index.js'
 import { detachedCheckEnv } from '../checks/env.js'
 import { parseConfig } from '../config/load.js'
@@ -25,7 +24,7 @@ import { AdminServer } from '../metrics/admin.js'
 import { isMessage, post, type Channel, type PrimaryMessage, type WorkerMessage, type WorkerMetrics } from './messages.js'
 import { ClusterMetrics, type ClusterSource } from './metrics.js'
 import { StoreHost } from './store-host.js'
-import { WORKER_ENV } from './worker.js'
+import { WORKER_ENV, workerCount } from './worker-count.js'
 
 /** Crashes (across all workers) within CRASH_WINDOW_MS after which the primary gives up. */
 const MAX_CRASHES = 5
@@ -36,12 +35,6 @@ const BACKOFF_MAX_MS = 10_000
 const SCRAPE_TIMEOUT_MS = 2000
 /** After the grace period, how long workers get to close before they are killed. */
 const STOP_MARGIN_MS = 10_000
-
-/** The number of workers a config asks for: `auto` is one per core. */
-export function workerCount(config: MoatConfig): number {
-  const w = config.workers ?? 1
-  return w === 'auto' ? availableParallelism() : w
-}
 
 interface Slot {
   /** 1..N, kept by a restarted worker. */
@@ -82,6 +75,8 @@ export class ClusterPrimary implements ClusterSource {
   private finish!: (code: number) => void
   private killTimer: NodeJS.Timeout | null = null
   private watching = false
+  /** Callers of stop() waiting for every worker to end. */
+  private ended: Array<() => void> = []
 
   constructor(file: string, text: string, config: MoatConfig, logger: Logger) {
     this.file = file
@@ -288,8 +283,6 @@ export class ClusterPrimary implements ClusterSource {
       this.fork(slot)
     }, delay)
   }
-
-  private ended: Array<() => void> = []
 
   private allEnded(): Promise<void> {
     if (this.slots.every((s) => s.worker === null)) {

@@ -12,9 +12,6 @@ import { Moat } from '../moat.js'
 import { isMessage, post, type Channel, type PrimaryMessage, type WorkerMessage } from './messages.js'
 import { WorkerStore } from './worker-store.js'
 
-/** The environment variable that tells a process it is Moat worker number N. */
-export const WORKER_ENV = 'MOAT_WORKER'
-
 const channel: Channel = {
   send: (message, callback) => process.send!(message, undefined, {}, callback),
   on: (event, listener) => process.on(event, listener),
@@ -92,11 +89,4 @@ export async function runWorker(id: number): Promise<void> {
     return
   }
   send({ moat: 'ready', listeners: moat.config.listeners.map((l) => ({ name: l.name, ...moat!.address(l.name) })) })
-}
-
-export function workerId(): number | null {
-  const raw = process.env[WORKER_ENV]
-  if (raw === undefined || typeof process.send !== 'function') return null
-  const id = Number(raw)
-  return Number.isInteger(id) && id > 0 ? id : null
 }
