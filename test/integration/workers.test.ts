@@ -208,6 +208,8 @@ describe(`workers: 2 in front of ${kind}`, () => {
     expect((await moat.metrics()).split('\n').filter((l) => l.startsWith('moat_policy_info{'))).toHaveLength(1)
     const ready = await fetch(`http://127.0.0.1:${moat.adminPort}/readyz`)
     expect(ready.status).toBe(200)
+    const health = await fetch(`http://127.0.0.1:${moat.adminPort}/healthz`)
+    expect(health.status).toBe(200)
   }, SLOW)
 
   it('a SIGHUP reaches every worker: a newly forbidden topic is refused on connections each worker holds, and the broker gets nothing', async () => {
