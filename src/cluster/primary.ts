@@ -224,7 +224,7 @@ export class ClusterPrimary implements ClusterSource {
         return
       case 'ready': {
         slot.ready = true
-        this.logger.info({ event: 'worker_ready', worker: slot.id, pid: worker.process.pid, listeners: m.listeners }, `worker ${slot.id} serving`)
+        this.logger.info({ event: 'worker_ready', worker: slot.id, pid: worker.process.pid, listeners: m.listeners, store: m.store }, `worker ${slot.id} serving`)
         if (this.starting && this.slots.every((s) => s.ready)) this.startup?.resolve()
         return
       }

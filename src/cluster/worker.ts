@@ -68,8 +68,10 @@ export async function runWorker(id: number): Promise<void> {
     })
     send({ moat: 'hello' }) // listening now: the start message cannot be missed
   })
-  // A terminal's Ctrl-C reaches every process of the group: the primary coordinates the drain.
+  // A terminal's Ctrl-C (or hang-up) reaches every process of the group: the primary coordinates
+  // the drain and the reload, so neither signal may end a worker on its own.
   process.on('SIGINT', () => {})
+  process.on('SIGHUP', () => {})
   // SIGTERM sent to this worker alone (or to the whole group by a service manager): drain.
   process.on('SIGTERM', () => stop(moat?.config.shutdown.gracePeriodMs ?? 0))
   // The primary is gone: nobody will restart, reload or scrape this worker; drain and leave.
@@ -88,5 +90,5 @@ export async function runWorker(id: number): Promise<void> {
     process.send!(fatal, undefined, {}, () => process.exit(1)) // exit once the primary has the reason
     return
   }
-  send({ moat: 'ready', listeners: moat.config.listeners.map((l) => ({ name: l.name, ...moat!.address(l.name) })) })
+  send({ moat: 'ready', listeners: moat.config.listeners.map((l) => ({ name: l.name, ...moat!.address(l.name) })), store: moat.store.kind })
 }

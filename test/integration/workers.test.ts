@@ -160,6 +160,8 @@ describe(`workers: 2 in front of ${kind}`, () => {
       expect(ports.size, listener).toBe(1)
       expect(moat.all({ event: 'listening', listener }).map((l) => l.worker).sort()).toEqual([1, 2])
     }
+    // Each worker keeps its fleet-wide limits in the primary's store.
+    expect(moat.all({ event: 'worker_ready' }).map((l) => l.store)).toEqual(['workers', 'workers'])
     const topics: string[] = []
     // Six plain TCP clients, one after the other: node:cluster hands connections round-robin.
     for (let i = 0; i < 6; i++) {
