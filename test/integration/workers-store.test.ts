@@ -174,6 +174,15 @@ describe('workers store: a primary that does not answer', () => {
     expect(await lonely.ask('stats')).toEqual({ failures: 3, pending: 0 })
   })
 
+  it('bounds the calls waiting for the primary: past the bound a call is refused at once', async () => {
+    const w = await StoreWorker.start({ STORE_TIMEOUT_MS: '60000', STORE_MAX_PENDING: '2' }) // nobody answers
+    void w.acquire('a:1', 5) // these two wait (for ever: no primary)
+    void w.acquire('a:2', 5)
+    // The third finds two calls waiting: refused without waiting for the timeout.
+    expect(await w.acquire('a:3', 5)).toBe(false)
+    expect(await w.ask('stats')).toEqual({ failures: 1, pending: 2 })
+  })
+
   it('a slot granted after the worker gave up waiting is given back at once', async () => {
     const w = await StoreWorker.start({ STORE_TIMEOUT_MS: '200' })
     // This test plays a slow primary by hand.
