@@ -212,6 +212,12 @@ describe(`workers: 2 in front of ${kind}`, () => {
     expect(ready.status).toBe(200)
     const health = await fetch(`http://127.0.0.1:${moat.adminPort}/healthz`)
     expect(health.status).toBe(200)
+    // The same sums in OpenMetrics (what Prometheus asks for): counters named as OpenMetrics wants.
+    const om = await (await fetch(`http://127.0.0.1:${moat.adminPort}/metrics`, { headers: { accept: 'application/openmetrics-text; version=1.0.0' } })).text()
+    expect(om).toContain('# TYPE moat_packets counter')
+    expect(om).toContain(`moat_packets_total{direction="client_to_broker",packet_type="publish"} ${topics.length}`)
+    expect(om).not.toContain('_total_total')
+    expect(om.endsWith('# EOF\n')).toBe(true)
   }, SLOW)
 
   it('a SIGHUP reaches every worker: a newly forbidden topic is refused on connections each worker holds, and the broker gets nothing', async () => {
