@@ -247,7 +247,7 @@ async function runCluster(file: string, config: MoatConfig, logger: Logger): Pro
   const primary = new ClusterPrimary(file, readFileSync(file, 'utf8'), config, logger.child({ role: 'primary' }))
   warnAboutAuth(config, logger)
   await primary.start()
-  void primary.finished.then((code) => process.exit(code))
+  void primary.finished.then((code) => logger.flush(() => process.exit(code)))
   onSignals((graceMs) => primary.stop(graceMs), logger)
   process.on('SIGHUP', () => {
     if (primary.reload()) warnAboutAuth(primary.running, logger)

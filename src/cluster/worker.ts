@@ -36,10 +36,10 @@ export async function runWorker(id: number): Promise<void> {
     if (stopping !== null) return
     stopping = drain.then(() => store!.close()).then(() => {
       logger!.info({ event: 'worker_stopped' }, 'worker drained')
-      process.exit(0)
+      logger!.flush(() => process.exit(0)) // the log is written asynchronously: out first
     }, (err: unknown) => {
       logger!.error({ err }, 'worker shutdown failed')
-      process.exit(1)
+      logger!.flush(() => process.exit(1))
     })
   }
   const started = new Promise<{ file: string; text: string }>((resolve) => {

@@ -54,7 +54,8 @@ class MoatCluster {
     }
     child.stdout!.on('data', onData)
     child.stderr!.on('data', onData)
-    this.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
+    // 'close', not 'exit': every line the primary and its workers wrote (they share the pipe) has been read.
+    this.exited = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal })))
   }
 
   static async start(file: string): Promise<MoatCluster> {
@@ -154,11 +155,11 @@ describe(`workers: 2 in front of ${kind}`, () => {
   })
 
   it('serves clients through both workers, on every listener kind, and one /metrics sums them', async () => {
-    // Both workers listen on the same ports.
+    // Both workers listen on the same ports (a worker's log lines may reach the pipe after the primary's 'ready').
     for (const listener of ['edge', 'secure', 'web', 'proxied']) {
+      await expect.poll(() => moat.all({ event: 'listening', listener }).map((l) => l.worker).sort(), { timeout: SLOW }).toEqual([1, 2])
       const ports = new Set(moat.all({ event: 'listening', listener }).map((l) => l.port))
       expect(ports.size, listener).toBe(1)
-      expect(moat.all({ event: 'listening', listener }).map((l) => l.worker).sort()).toEqual([1, 2])
     }
     // Each worker keeps its fleet-wide limits in the primary's store.
     expect(moat.all({ event: 'worker_ready' }).map((l) => l.store)).toEqual(['workers', 'workers'])
