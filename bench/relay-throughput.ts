@@ -11,6 +11,9 @@
  * `--limits` adds keys (YAML flow syntax) to Moat's `limits:` section, e.g. generous rates and
  * payload caps that never bite, to measure what the size and rate checks cost per message.
  *
+ * `--workers N` runs Moat with `workers: N` (node:cluster); its CPU time is then the primary's plus
+ * every worker's.
+ *
  * A first measurement; the full benchmark (HAProxy, latency, connections) is bench issue work.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs'
@@ -21,7 +24,8 @@ import { parseArgs } from 'node:util'
 import { generate, parser as createParser } from 'mqtt-packet'
 import { cpuSeconds, freePort, sleep, start } from './processes.js'
 
-const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, publishers: { type: 'string', default: '10' }, size: { type: 'string', default: '64' }, batch: { type: 'string', default: '16' }, limits: { type: 'string', default: '' }, 'acl-rules': { type: 'string', default: '0' } } })
+const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, publishers: { type: 'string', default: '10' }, size: { type: 'string', default: '64' }, batch: { type: 'string', default: '16' }, limits: { type: 'string', default: '' }, 'acl-rules': { type: 'string', default: '0' }, workers: { type: 'string', default: '1' } } })
+const WORKERS = Number(values.workers)
 const SECONDS = Number(values.seconds)
 const PUBLISHERS = Number(values.publishers)
 const SIZE = Number(values.size)
@@ -31,7 +35,7 @@ const BATCH = Number(values.batch)
 const dir = mkdtempSync(join(tmpdir(), 'moat-bench-'))
 
 
-async function scenario(port: number, pid: number | null): Promise<{ rate: number; cpuUsPerMessage: number | null }> {
+async function scenario(port: number, pids: number[] | null): Promise<{ rate: number; cpuUsPerMessage: number | null }> {
   const connect = (id: string): Buffer => generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: id, clean: true, keepalive: 60 })
   let received = 0
   const sub = net.connect(port, '127.0.0.1')
@@ -55,18 +59,19 @@ async function scenario(port: number, pid: number | null): Promise<{ rate: numbe
     return s
   })
   await sleep(1000) // warm up
-  const cpu0 = pid === null ? 0 : cpuSeconds(pid)
+  const cpuOf = (list: number[]): number => list.reduce((sum, p) => sum + cpuSeconds(p), 0)
+  const cpu0 = pids === null ? 0 : cpuOf(pids)
   const start = received
   const t0 = process.hrtime.bigint()
   await sleep(SECONDS * 1000)
   const count = received - start
   const elapsed = Number(process.hrtime.bigint() - t0) / 1e9
-  const cpu = pid === null ? 0 : cpuSeconds(pid) - cpu0
+  const cpu = pids === null ? 0 : cpuOf(pids) - cpu0
   stop = true
   for (const p of publishers) p.destroy()
   sub.destroy()
   await sleep(500)
-  return { rate: count / elapsed, cpuUsPerMessage: pid === null ? null : (cpu / count) * 1e6 }
+  return { rate: count / elapsed, cpuUsPerMessage: pids === null ? null : (cpu / count) * 1e6 }
 }
 
 const brokerPort = await freePort()
@@ -80,23 +85,26 @@ function aclSection(n: number): string {
   rules.push('  - { allow: all, topic: "bench/#" }', '  - { deny: all, topic: "#" }')
   return `acl:\n${rules.join('\n')}\n`
 }
-writeFileSync(join(dir, 'moat.yaml'), `listeners: [{ name: bench, protocol: mqtt, host: 127.0.0.1, port: 0 }]\nupstream: { host: 127.0.0.1, port: ${brokerPort} }\nlimits: { maxPacketSize: 1MiB${values.limits === '' ? '' : `, ${values.limits}`} }\nlog: { level: info }\nauth: { anonymous: true }\n${aclSection(Number(values['acl-rules']))}`)
-const moat = await start(process.execPath, ['dist/cli.js', '--config', join(dir, 'moat.yaml')], /"event":"listening".*?"port":(\d+)/)
+writeFileSync(join(dir, 'moat.yaml'), `listeners: [{ name: bench, protocol: mqtt, host: 127.0.0.1, port: 0 }]\nupstream: { host: 127.0.0.1, port: ${brokerPort} }\nlimits: { maxPacketSize: 1MiB${values.limits === '' ? '' : `, ${values.limits}`} }\nlog: { level: info }\nauth: { anonymous: true }\nworkers: ${WORKERS}\n${aclSection(Number(values['acl-rules']))}`)
+// With workers, ready once the primary says every worker serves (its line lists their pids).
+const moat = await start(process.execPath, ['dist/cli.js', '--config', join(dir, 'moat.yaml')],
+  WORKERS > 1 ? /"event":"listening".*?"port":(\d+)[\s\S]*"event":"ready","workers":\d+,"pids":\[([\d,]+)\]/ : /"event":"listening".*?"port":(\d+)/)
 const moatPort = Number(moat.match[1])
+const moatPids = [moat.child.pid!, ...(WORKERS > 1 ? moat.match[2]!.split(',').map(Number) : [])]
 
 try {
   const direct = await scenario(brokerPort, null)
-  const proxied = await scenario(moatPort, moat.child.pid!)
+  const proxied = await scenario(moatPort, moatPids)
   const result = {
     machine: `${cpus().length} × ${cpus()[0]?.model ?? '?'}`,
     node: process.version,
-    scenario: { publishers: PUBLISHERS, payloadBytes: SIZE, framesPerWrite: BATCH, qos: 0, seconds: SECONDS },
+    scenario: { publishers: PUBLISHERS, payloadBytes: SIZE, framesPerWrite: BATCH, qos: 0, seconds: SECONDS, workers: WORKERS },
     direct: { deliveredPerSecond: Math.round(direct.rate) },
     moat: { deliveredPerSecond: Math.round(proxied.rate), cpuMicrosecondsPerDeliveredMessage: Number(proxied.cpuUsPerMessage!.toFixed(2)) },
     ratio: Number((proxied.rate / direct.rate).toFixed(3)),
   }
   console.log(JSON.stringify(result, null, 2))
 } finally {
-  moat.child.kill('SIGKILL')
+  moat.child.kill('SIGTERM') // with workers, the primary has them drain and exit
   mosquitto.child.kill('SIGKILL')
 }

@@ -23,8 +23,7 @@ import { demoBanner, startDemo } from './demo.js'
 import { ConfigError, MoatError } from './errors.js'
 import { createLogger, redactPaths, type Logger } from './log/logger.js'
 import { Moat } from './moat.js'
-import { ClusterPrimary, workerCount } from './cluster/primary.js'
-import { runWorker, workerId } from './cluster/worker.js'
+import { workerCount, workerId } from './cluster/worker-count.js'
 
 const USAGE = `Usage:
   moat --config FILE           run the proxy with the config in FILE
@@ -244,10 +243,11 @@ function warnAboutAuth(config: MoatConfig, logger: Logger): void {
 /** `workers: N` (N > 1): this process is the cluster primary; the workers serve the clients. */
 async function runCluster(file: string, config: MoatConfig, logger: Logger): Promise<number> {
   new PolicyStore(config) // eslint-disable-line no-new -- an unreadable password file fails here, not N times in the workers
+  const { ClusterPrimary } = await import('./cluster/primary.js')
   const primary = new ClusterPrimary(file, readFileSync(file, 'utf8'), config, logger.child({ role: 'primary' }))
   warnAboutAuth(config, logger)
   await primary.start()
-  void primary.finished.then((code) => process.exit(code))
+  void primary.finished.then((code) => logger.flush(() => process.exit(code)))
   onSignals((graceMs) => primary.stop(graceMs), logger)
   process.on('SIGHUP', () => {
     if (primary.reload()) warnAboutAuth(primary.running, logger)
@@ -308,6 +308,7 @@ async function main(argv: string[]): Promise<number> {
     default: {
       const worker = workerId()
       if (worker !== null) {
+        const { runWorker } = await import('./cluster/worker.js')
         await runWorker(worker) // a cluster worker: the primary drives it
         return -1
       }
@@ -318,10 +319,14 @@ async function main(argv: string[]): Promise<number> {
       warnAboutAuth(config, logger)
       await moat.start()
       onSignals((graceMs) => moat.shutdown(graceMs), logger)
+      const reloaded = (): void => {
+        warnAboutAuth(moat.config, logger)
+        if (workerCount(moat.config) !== 1) logger.warn({ event: 'config_reload', workers: moat.config.workers }, '`workers` changes take effect on restart; running as one process')
+      }
       process.on('SIGHUP', () => {
-        if (moat.reload()) warnAboutAuth(moat.config, logger)
+        if (moat.reload()) reloaded()
       })
-      moat.watchConfig(() => warnAboutAuth(moat.config, logger))
+      moat.watchConfig(reloaded)
       return -1
     }
   }

@@ -49,7 +49,7 @@ export type PrimaryMessage =
 
 export type WorkerMessage =
   | { moat: 'hello' }
-  | { moat: 'ready'; listeners: Array<{ name: string; host: string; port: number }> }
+  | { moat: 'ready'; listeners: Array<{ name: string; host: string; port: number }>; store: string }
   | { moat: 'fatal'; message: string; code: string | null }
   | { moat: 'reloaded'; ok: boolean; generation: number }
   | { moat: 'metrics'; id: number; metrics: WorkerMetrics }

@@ -95,10 +95,14 @@ export class ClusterMetrics extends Registry {
     this.perWorker.length = 0
     this.perWorker.push(...workers)
     const arrays: WorkerMetrics[] = [await this.own.getMetricsAsJSON(), ...workers.map((w) => w.metrics)]
+    const openMetrics = (this.contentType as string) === Registry.OPENMETRICS_CONTENT_TYPE
     for (const metrics of arrays) {
       for (const metric of metrics) {
         const aggregator = aggregatorOverride[metric.name]
         if (aggregator !== undefined) (metric as { aggregator: string }).aggregator = aggregator
+        // OpenMetrics names a counter without `_total` and its sample with it; prom-client does that
+        // for its own counters but not for aggregated ones (it would print `_total_total`).
+        if (openMetrics && String(metric.type) === 'counter') (metric as { name: string }).name = metric.name.replace(/_total$/, '')
       }
     }
     const merged = AggregatorRegistry.aggregate(arrays as Parameters<typeof AggregatorRegistry.aggregate>[0])

@@ -13,7 +13,6 @@
  */
 import cluster, { type Worker } from 'node:cluster'
 import { readFileSync, unwatchFile, watchFile } from 'node:fs'
-import { availableParallelism } from 'node:os'
 import { checkFactories } from '../checks/index.js'
 import { detachedCheckEnv } from '../checks/env.js'
 import { parseConfig } from '../config/load.js'
@@ -25,7 +24,7 @@ import { AdminServer } from '../metrics/admin.js'
 import { isMessage, post, type Channel, type PrimaryMessage, type WorkerMessage, type WorkerMetrics } from './messages.js'
 import { ClusterMetrics, type ClusterSource } from './metrics.js'
 import { StoreHost } from './store-host.js'
-import { WORKER_ENV } from './worker.js'
+import { WORKER_ENV, workerCount } from './worker-count.js'
 
 /** Crashes (across all workers) within CRASH_WINDOW_MS after which the primary gives up. */
 const MAX_CRASHES = 5
@@ -36,12 +35,6 @@ const BACKOFF_MAX_MS = 10_000
 const SCRAPE_TIMEOUT_MS = 2000
 /** After the grace period, how long workers get to close before they are killed. */
 const STOP_MARGIN_MS = 10_000
-
-/** The number of workers a config asks for: `auto` is one per core. */
-export function workerCount(config: MoatConfig): number {
-  const w = config.workers ?? 1
-  return w === 'auto' ? availableParallelism() : w
-}
 
 interface Slot {
   /** 1..N, kept by a restarted worker. */
@@ -82,6 +75,8 @@ export class ClusterPrimary implements ClusterSource {
   private finish!: (code: number) => void
   private killTimer: NodeJS.Timeout | null = null
   private watching = false
+  /** Callers of stop() waiting for every worker to end. */
+  private ended: Array<() => void> = []
 
   constructor(file: string, text: string, config: MoatConfig, logger: Logger) {
     this.file = file
@@ -229,7 +224,7 @@ export class ClusterPrimary implements ClusterSource {
         return
       case 'ready': {
         slot.ready = true
-        this.logger.info({ event: 'worker_ready', worker: slot.id, pid: worker.process.pid, listeners: m.listeners }, `worker ${slot.id} serving`)
+        this.logger.info({ event: 'worker_ready', worker: slot.id, pid: worker.process.pid, listeners: m.listeners, store: m.store }, `worker ${slot.id} serving`)
         if (this.starting && this.slots.every((s) => s.ready)) this.startup?.resolve()
         return
       }
@@ -274,7 +269,7 @@ export class ClusterPrimary implements ClusterSource {
     this.crashes.push(now)
     this.logger.error({ event: 'worker_exit', worker: slot.id, pid: worker.process.pid, code, signal, crashes: this.crashes.length }, `worker ${slot.id} ended unexpectedly (${signal ?? `exit code ${code}`})`)
     if (this.crashes.length >= MAX_CRASHES) {
-      this.logger.fatal({ event: 'workers_crashing', crashes: this.crashes.length, windowMs: CRASH_WINDOW_MS }, `workers crashed ${this.crashes.length} times in ${CRASH_WINDOW_MS / 1000}s: giving up`)
+      this.logger.fatal({ event: 'workers_crashing', code: 'MOAT_ERR_WORKER', crashes: this.crashes.length, windowMs: CRASH_WINDOW_MS }, `workers crashed ${this.crashes.length} times in ${CRASH_WINDOW_MS / 1000}s: giving up`)
       this.exitCode = 1
       void this.stop()
       return
@@ -288,8 +283,6 @@ export class ClusterPrimary implements ClusterSource {
       this.fork(slot)
     }, delay)
   }
-
-  private ended: Array<() => void> = []
 
   private allEnded(): Promise<void> {
     if (this.slots.every((s) => s.worker === null)) {

@@ -12,9 +12,6 @@ import { Moat } from '../moat.js'
 import { isMessage, post, type Channel, type PrimaryMessage, type WorkerMessage } from './messages.js'
 import { WorkerStore } from './worker-store.js'
 
-/** The environment variable that tells a process it is Moat worker number N. */
-export const WORKER_ENV = 'MOAT_WORKER'
-
 const channel: Channel = {
   send: (message, callback) => process.send!(message, undefined, {}, callback),
   on: (event, listener) => process.on(event, listener),
@@ -39,10 +36,10 @@ export async function runWorker(id: number): Promise<void> {
     if (stopping !== null) return
     stopping = drain.then(() => store!.close()).then(() => {
       logger!.info({ event: 'worker_stopped' }, 'worker drained')
-      process.exit(0)
+      logger!.flush(() => process.exit(0)) // the log is written asynchronously: out first
     }, (err: unknown) => {
       logger!.error({ err }, 'worker shutdown failed')
-      process.exit(1)
+      logger!.flush(() => process.exit(1))
     })
   }
   const started = new Promise<{ file: string; text: string }>((resolve) => {
@@ -71,8 +68,10 @@ export async function runWorker(id: number): Promise<void> {
     })
     send({ moat: 'hello' }) // listening now: the start message cannot be missed
   })
-  // A terminal's Ctrl-C reaches every process of the group: the primary coordinates the drain.
+  // A terminal's Ctrl-C (or hang-up) reaches every process of the group: the primary coordinates
+  // the drain and the reload, so neither signal may end a worker on its own.
   process.on('SIGINT', () => {})
+  process.on('SIGHUP', () => {})
   // SIGTERM sent to this worker alone (or to the whole group by a service manager): drain.
   process.on('SIGTERM', () => stop(moat?.config.shutdown.gracePeriodMs ?? 0))
   // The primary is gone: nobody will restart, reload or scrape this worker; drain and leave.
@@ -91,12 +90,5 @@ export async function runWorker(id: number): Promise<void> {
     process.send!(fatal, undefined, {}, () => process.exit(1)) // exit once the primary has the reason
     return
   }
-  send({ moat: 'ready', listeners: moat.config.listeners.map((l) => ({ name: l.name, ...moat!.address(l.name) })) })
-}
-
-export function workerId(): number | null {
-  const raw = process.env[WORKER_ENV]
-  if (raw === undefined || typeof process.send !== 'function') return null
-  const id = Number(raw)
-  return Number.isInteger(id) && id > 0 ? id : null
+  send({ moat: 'ready', listeners: moat.config.listeners.map((l) => ({ name: l.name, ...moat!.address(l.name) })), store: moat.store.kind })
 }

@@ -8,7 +8,7 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
-import type { Channel } from '../../src/cluster/messages.js'
+import type { Channel, StoreRequest } from '../../src/cluster/messages.js'
 import type { Ban } from '../../src/cluster/shared-store.js'
 import { StoreHost } from '../../src/cluster/store-host.js'
 
@@ -172,6 +172,26 @@ describe('workers store: a primary that does not answer', () => {
     expect(await lonely.ask('take', { key: 'r:x', capacity: 100, refillPerMs: 1 })).toBe(false)
     expect(await lonely.ask<number>('count', { key: 'f:x', windowMs: 1000 })).toBeGreaterThan(1e9)
     expect(await lonely.ask('stats')).toEqual({ failures: 3, pending: 0 })
+  })
+
+  it('bounds the calls waiting for the primary: past the bound a call is refused at once', async () => {
+    const w = await StoreWorker.start({ STORE_TIMEOUT_MS: '60000', STORE_MAX_PENDING: '2' }) // nobody answers
+    void w.acquire('a:1', 5) // these two wait (for ever: no primary)
+    void w.acquire('a:2', 5)
+    // The third finds two calls waiting: refused without waiting for the timeout.
+    expect(await w.acquire('a:3', 5)).toBe(false)
+    expect(await w.ask('stats')).toEqual({ failures: 1, pending: 2 })
+  })
+
+  it('a slot granted after the worker gave up waiting is given back at once', async () => {
+    const w = await StoreWorker.start({ STORE_TIMEOUT_MS: '200' })
+    // This test plays a slow primary by hand.
+    const requests: StoreRequest[] = []
+    w.child.on('message', (m: StoreRequest) => { if (m?.moat === 'store') requests.push(m) })
+    expect(await w.acquire('a:10.0.0.5', 1)).toBe(false) // timed out: refused (fail closed)
+    expect(requests).toMatchObject([{ op: 'acquire', key: 'a:10.0.0.5' }])
+    w.child.send({ moat: 'store-reply', id: requests[0]!.id, op: 'acquire', key: 'a:10.0.0.5', result: true })
+    await expect.poll(() => requests.slice(1)).toMatchObject([{ op: 'release', key: 'a:10.0.0.5' }])
   })
 
   it('failure mode local: the worker answers from its own limits meanwhile', async () => {

@@ -5,6 +5,8 @@
  * every worker, a killed worker comes back, and SIGTERM drains them all and exits 0.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
+import net from 'node:net'
 import { mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -52,7 +54,8 @@ class MoatCluster {
     }
     child.stdout!.on('data', onData)
     child.stderr!.on('data', onData)
-    this.exited = new Promise((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })))
+    // 'close', not 'exit': every line the primary and its workers wrote (they share the pipe) has been read.
+    this.exited = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal })))
   }
 
   static async start(file: string): Promise<MoatCluster> {
@@ -152,12 +155,14 @@ describe(`workers: 2 in front of ${kind}`, () => {
   })
 
   it('serves clients through both workers, on every listener kind, and one /metrics sums them', async () => {
-    // Both workers listen on the same ports.
+    // Both workers listen on the same ports (a worker's log lines may reach the pipe after the primary's 'ready').
     for (const listener of ['edge', 'secure', 'web', 'proxied']) {
+      await expect.poll(() => moat.all({ event: 'listening', listener }).map((l) => l.worker).sort(), { timeout: SLOW }).toEqual([1, 2])
       const ports = new Set(moat.all({ event: 'listening', listener }).map((l) => l.port))
       expect(ports.size, listener).toBe(1)
-      expect(moat.all({ event: 'listening', listener }).map((l) => l.worker).sort()).toEqual([1, 2])
     }
+    // Each worker keeps its fleet-wide limits in the primary's store.
+    expect(moat.all({ event: 'worker_ready' }).map((l) => l.store)).toEqual(['workers', 'workers'])
     const topics: string[] = []
     // Six plain TCP clients, one after the other: node:cluster hands connections round-robin.
     for (let i = 0; i < 6; i++) {
@@ -206,6 +211,14 @@ describe(`workers: 2 in front of ${kind}`, () => {
     expect((await moat.metrics()).split('\n').filter((l) => l.startsWith('moat_policy_info{'))).toHaveLength(1)
     const ready = await fetch(`http://127.0.0.1:${moat.adminPort}/readyz`)
     expect(ready.status).toBe(200)
+    const health = await fetch(`http://127.0.0.1:${moat.adminPort}/healthz`)
+    expect(health.status).toBe(200)
+    // The same sums in OpenMetrics (what Prometheus asks for): counters named as OpenMetrics wants.
+    const om = await (await fetch(`http://127.0.0.1:${moat.adminPort}/metrics`, { headers: { accept: 'application/openmetrics-text; version=1.0.0' } })).text()
+    expect(om).toContain('# TYPE moat_packets counter')
+    expect(om).toContain(`moat_packets_total{direction="client_to_broker",packet_type="publish"} ${topics.length}`)
+    expect(om).not.toContain('_total_total')
+    expect(om.endsWith('# EOF\n')).toBe(true)
   }, SLOW)
 
   it('a SIGHUP reaches every worker: a newly forbidden topic is refused on connections each worker holds, and the broker gets nothing', async () => {
@@ -297,5 +310,63 @@ describe(`workers: 2 in front of ${kind}`, () => {
     for (const { client } of clients) await client.endAsync()
     expect(await moat.exited).toEqual({ code: 0, signal: null })
     expect(moat.all({ event: 'worker_stopped' }).map((l) => l.worker).sort()).toEqual([1, 2])
+  }, SLOW)
+})
+
+describe('workers: when workers cannot run', () => {
+  let dir: string
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'moat-workers-fail-'))
+  })
+
+  it('a worker that cannot start stops Moat at once: exit 1 with its reason', async () => {
+    const taken = net.createServer().listen(0, '127.0.0.1')
+    await once(taken, 'listening')
+    const port = (taken.address() as net.AddressInfo).port
+    const file = join(dir, 'taken.yaml')
+    writeFileSync(file, [
+      'workers: 2',
+      `listeners: [{ name: taken, protocol: mqtt, host: 127.0.0.1, port: ${port} }]`,
+      'upstream: { host: 127.0.0.1, port: 1 }',
+      'auth: { anonymous: true }',
+    ].join('\n') + '\n')
+    const moat = new MoatCluster(spawn(process.execPath, [cli, '--config', file], { cwd: root }))
+    try {
+      expect(await moat.exited).toEqual({ code: 1, signal: null })
+      expect(moat.output).toMatch(new RegExp(`moat: listener 'taken' cannot listen on 127\\.0\\.0\\.1:${port}: EADDRINUSE`))
+    } finally {
+      taken.close()
+    }
+  }, SLOW)
+
+  it('gives up and exits 1 when workers keep crashing', async () => {
+    const file = join(dir, 'crash.yaml')
+    writeFileSync(file, [
+      'workers: 2',
+      'listeners: [{ name: edge, protocol: mqtt, host: 127.0.0.1, port: 0 }]',
+      'upstream: { host: 127.0.0.1, port: 1 }',
+      'auth: { anonymous: true }',
+    ].join('\n') + '\n')
+    const moat = await MoatCluster.start(file)
+    try {
+      // Three rounds of killing both workers: six crashes, past the limit of five in a minute.
+      for (let round = 0; round < 3 && moat.find({ event: 'workers_crashing' }) === undefined; round++) {
+        const readyBefore = moat.all({ event: 'worker_ready' }).length
+        for (const id of [1, 2]) {
+          try {
+            process.kill(moat.workerPid(id), 'SIGKILL')
+          } catch { /* already gone: the primary gave up after the first kill of this round */ }
+        }
+        if (round < 2) {
+          // Both come back (or the primary has given up already).
+          await expect.poll(() => moat.all({ event: 'worker_ready' }).length >= readyBefore + 2 || moat.find({ event: 'workers_crashing' }) !== undefined, { timeout: SLOW }).toBe(true)
+        }
+      }
+      expect(await moat.exited).toEqual({ code: 1, signal: null })
+      expect(moat.find({ event: 'workers_crashing' })).toMatchObject({ code: 'MOAT_ERR_WORKER' })
+      expect(moat.all({ event: 'worker_exit' }).filter((l) => l.signal === 'SIGKILL').length).toBeGreaterThanOrEqual(5)
+    } finally {
+      if (moat.child.exitCode === null && moat.child.signalCode === null) moat.child.kill('SIGKILL')
+    }
   }, SLOW)
 })
