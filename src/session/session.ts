@@ -99,6 +99,7 @@ const REFUSAL_CODES: Record<ConnectionRefusal, number> = {
   connection_rate: ReasonCode.ConnectionRateExceeded,
   too_many_connections: ReasonCode.QuotaExceeded,
   server_overloaded: ReasonCode.ServerBusy,
+  banned: ReasonCode.Banned,
 }
 
 /** How long a connection refused at accept time may take to send the CONNECT its refusal answers. */
