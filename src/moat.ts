@@ -5,6 +5,11 @@
 import { unwatchFile, watchFile } from 'node:fs'
 import type { Registry } from 'prom-client'
 import { AuthRuntime } from './auth/runtime.js'
+import { Fleet } from './cluster/fleet.js'
+import { describeRedis, RedisStore } from './cluster/redis-store.js'
+import { LocalStore, type SharedStore } from './cluster/shared-store.js'
+import { BanApi } from './metrics/ban-api.js'
+import { registerClusterMetrics } from './metrics/cluster-metrics.js'
 import type { CheckChain } from './checks/chain.js'
 import { checkFactories } from './checks/index.js'
 import { loadConfig } from './config/load.js'
@@ -23,6 +28,8 @@ import { Session, type SessionInfo } from './session/session.js'
 
 export interface MoatOptions {
   logger?: Logger
+  /** Where fleet-wide limits and bans live; absent: a RedisStore when `cluster.redis` is set, else in process. Closed at shutdown. */
+  store?: SharedStore
 }
 
 export class Moat implements SessionContext {
@@ -34,6 +41,9 @@ export class Moat implements SessionContext {
   readonly limiter: ConnectionLimiter
   /** Auth state kept across reloads: live client ids, lockout counters, backends to close. */
   readonly auth: AuthRuntime
+  /** Fleet-wide limits and bans (cluster/fleet.ts) over `store`. */
+  readonly store: SharedStore
+  readonly fleet: Fleet
   private readonly listeners: Listener[]
   private readonly admin: AdminServer | null
   private readonly sessions = new Set<Session>()
@@ -46,15 +56,21 @@ export class Moat implements SessionContext {
   constructor(config: MoatConfig, options: MoatOptions = {}) {
     this.logger = options.logger ?? createLogger(config.log.level)
     this.auth = new AuthRuntime(this.stats.auth, this.logger)
+    const redis = config.cluster?.redis ?? null
+    this.store = options.store ?? (redis !== null ? new RedisStore(redis, this.logger, this.stats.cluster) : new LocalStore())
+    // Failed logins also count fleet-wide with a shared store (the lockout policy is built with the PolicyStore below).
+    if (this.store.kind !== 'local') this.auth.sharedLockout = { fail: (address, username, lockout) => this.fleet.fail(address, username, lockout) }
     this.policy = new PolicyStore(config, checkFactories, { logger: this.logger, stats: this.stats, auth: this.auth })
+    this.fleet = new Fleet(this.store, this.policy, this.stats.cluster, this.logger, () => this.sessions)
     this.overload = new OverloadMonitor(this.policy)
     this.limiter = new ConnectionLimiter(this.policy, this.overload)
     this.registry = createRegistry(this.stats, this.policy, this.limiter)
+    registerClusterMetrics(this.registry, this.stats.cluster, this.fleet)
     this.listeners = config.listeners.map((l) => new Listener(l, this, this.accept.bind(this)))
     this.admin = config.admin === null ? null : new AdminServer(config.admin, this.registry, {
       listenersUp: () => !this.draining && this.listeners.every((l) => l.listening),
       upstream: config.upstream,
-    })
+    }, new BanApi(this.store, config.admin, this.logger))
   }
 
   /** The running configuration (replaced by a successful reload). */
@@ -117,6 +133,12 @@ export class Moat implements SessionContext {
 
   /** Binds every listener (and the admin endpoint). Rejects with MOAT_ERR_LISTEN naming the one that failed. */
   async start(): Promise<void> {
+    if (this.store instanceof RedisStore) {
+      this.store.start()
+      if (!(await this.store.whenUp(Math.max(2000, this.store.config.commandTimeoutMs * 4)))) {
+        this.logger.error({ event: 'cluster_store_down', redis: describeRedis(this.store.config), onRedisDown: this.store.config.onRedisDown }, 'redis unreachable at start: running with onRedisDown until it answers')
+      }
+    }
     try {
       this.overload.start()
       for (const listener of this.listeners) await listener.listen()
@@ -125,6 +147,7 @@ export class Moat implements SessionContext {
       for (const listener of this.listeners) listener.close()
       await this.admin?.close()
       this.overload.stop()
+      await this.store.close()
       throw err
     }
     for (const listener of this.listeners) {
@@ -173,7 +196,7 @@ export class Moat implements SessionContext {
     this.stats.sessionsOpen += 1
     // Refused connections still get a session, which answers their CONNECT with a refusing CONNACK
     // in the client's version and never dials the broker.
-    const refusal = this.limiter.admit(conn.remoteAddress)
+    const refusal = this.fleet.addressBanned(conn.remoteAddress) ? 'banned' : this.limiter.admit(conn.remoteAddress)
     if (refusal !== null) this.stats.countRefused(conn.listener, refusal)
     if (refusal !== null && !this.warnedRefusal) {
       this.warnedRefusal = true
@@ -190,6 +213,7 @@ export class Moat implements SessionContext {
     this.sessions.delete(session)
     if (session.refusal === null) this.limiter.release(session.state.remoteAddress)
     if (session.userAdmitted) this.limiter.releaseUser(session.state.username!)
+    if (session.fleetSlots !== 0) this.fleet.release(session.state.remoteAddress, session.state.username, session.fleetSlots)
     this.auth.clientIds.release(session.state)
     if (this.sessions.size === 0 && this.drainWaiters.length > 0) {
       const waiters = this.drainWaiters
@@ -228,6 +252,7 @@ export class Moat implements SessionContext {
       this.overload.stop()
       await this.admin?.close()
       await this.auth.close()
+      await this.store.close()
     }
   }
 

@@ -142,8 +142,14 @@ function compile(c: ConfigOutput, file: string): MoatConfig {
     log: { level: c.log.level },
     acl: c.acl === undefined ? null : compileAcl(c.acl, file),
     auth: c.auth === undefined ? DENY_ALL_AUTH : compileAuth(c.auth, file),
-    cluster: compileCluster(c.cluster, file),
+    ...compiledCluster(c.cluster, file),
   })
+}
+
+/** `cluster` only when the section sets Redis (a config without it compiles as before). */
+function compiledCluster(c: ConfigOutput['cluster'], file: string): { cluster?: NonNullable<MoatConfig['cluster']> } {
+  const cluster = compileCluster(c, file)
+  return cluster === null ? {} : { cluster }
 }
 
 function compileLimits(l: ConfigOutput['limits']): LimitsConfig {
