@@ -612,14 +612,18 @@ export class Session implements FrameSink {
     this.admitted()
   }
 
-  /** A ban made while this session is open (cluster/fleet.ts): 5.0 DISCONNECT 0x8A, 3.1.1 closed. */
+  /**
+   * A ban made while this session is open (cluster/fleet.ts): 5.0 DISCONNECT 0x98 Administrative
+   * action (0x8A Banned is a CONNACK-only code: DISCONNECT may not carry it), 3.1.1 closed; a
+   * session still before its CONNACK gets CONNACK 0x8A.
+   */
   banned(ban: Ban): void {
     if (this.phase >= Phase.Closing) return
     const state = this.state
     this.log.warn({ audit: true, event: 'session_banned', kind: ban.kind, source: ban.source, clientId: state.clientId || undefined, username: state.username ?? undefined }, 'closing a banned client')
     const answer = !this.connackSeen
       ? (this.phase === Phase.AwaitConnect ? null : connackRefusal(state.version, ReasonCode.Banned))
-      : state.version === 5 && state.connected ? disconnectV5(ReasonCode.Banned) : null
+      : state.version === 5 && state.connected ? disconnectV5(ReasonCode.AdministrativeAction) : null
     this.close('banned', answer)
   }
 
