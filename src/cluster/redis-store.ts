@@ -30,12 +30,22 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { hostname } from 'node:os'
-import { Redis, Cluster, type RedisOptions } from 'ioredis'
+import { createRequire } from 'node:module'
+import type { Cluster, Redis, RedisOptions } from 'ioredis'
 import type { RedisConfig } from '../config/types.js'
 import { MoatError } from '../errors.js'
 import type { Logger } from '../log/logger.js'
 import type { Ban, BanKind, SharedStore } from './shared-store.js'
 import { ClusterStats, storeOpIndex, type StoreOp } from './stats.js'
+
+/**
+ * ioredis is loaded on first use, not at import: every `moat` command imports this module (through
+ * moat.ts), and only a config with `cluster.redis` needs the client (its import costs startup time).
+ */
+const require = createRequire(import.meta.url)
+function ioredis(): typeof import('ioredis') {
+  return require('ioredis') as typeof import('ioredis')
+}
 
 const HEARTBEAT_MS = 1000
 const INSTANCE_TTL_MS = 5000
@@ -139,6 +149,7 @@ export function createRedisClient(config: RedisConfig): Redis | Cluster {
     retryStrategy: (times: number) => Math.min(100 * times, 1000),
   }
   if (password !== undefined) common.password = password
+  const { Redis, Cluster } = ioredis()
   if (config.mode === 'url') return new Redis(config.url!, common)
   const tls = config.tls ? {} : undefined
   if (config.mode === 'sentinel') {

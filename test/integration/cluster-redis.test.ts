@@ -134,7 +134,7 @@ beforeAll(async () => {
   auth = await passwordAuth(['alice', 'mallory', 'victim', 'carol'])
   const prefix = uid('fleet')
   ;[a, b] = await Promise.all([MoatProcess.start(dir, 'a.yaml', configFor(prefix)), MoatProcess.start(dir, 'b.yaml', configFor(prefix))])
-}, 60_000)
+}, 120_000)
 
 afterAll(async () => {
   for (const raw of open) raw.close()
@@ -143,7 +143,8 @@ afterAll(async () => {
   await broker?.stop()
 })
 
-describe('two Moat processes sharing Redis', () => {
+// Each test spawns `moat` processes (the CLI): generous timeouts for a loaded machine.
+describe('two Moat processes sharing Redis', { timeout: 120_000 }, () => {
   it('both instances report the shared store up', async () => {
     expect(await a.metric('moat_cluster_store_up')).toBe(1)
     expect(await b.metric('moat_cluster_store_up')).toBe(1)
@@ -294,5 +295,5 @@ describe('two Moat processes sharing Redis', () => {
     expect(broker.received(fourthId)).toEqual([])
     const transitions = await (await fetch(`http://127.0.0.1:${a.adminPort}/metrics`)).text()
     expect(transitions).toMatch(/moat_cluster_store_transitions_total\{to="down"\} [1-9]/)
-  }, 60_000)
+  })
 })
