@@ -99,7 +99,6 @@ export class LocalStore implements SharedStore {
   private readonly maxKeys: number
   private readonly now: () => number
   private readonly banListeners: Array<() => void> = []
-  readonly up = true
 
   constructor(maxKeys = 100_000, now: () => number = Date.now) {
     this.maxKeys = maxKeys
@@ -180,6 +179,11 @@ export class LocalStore implements SharedStore {
 
   onBans(listener: () => void): void {
     this.banListeners.push(listener)
+  }
+
+  /** In process: always reachable. */
+  get up(): boolean {
+    return true
   }
 
   private bansChanged(): void {
