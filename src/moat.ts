@@ -106,6 +106,9 @@ export class Moat implements SessionContext {
     if (listenerShape(next) !== listenerShape(current) || JSON.stringify(next.admin) !== JSON.stringify(current.admin)) {
       this.logger.warn({ event: 'config_reload', file: current.file }, 'listener and admin changes take effect on restart; the running ones are kept')
     }
+    if (JSON.stringify(next.cluster ?? null) !== JSON.stringify(current.cluster ?? null)) {
+      this.logger.warn({ event: 'config_reload', file: current.file }, 'cluster changes take effect on restart; the running shared store is kept')
+    }
     for (const listener of this.listeners) listener.reload(next) // new certificates for new connections
     this.logger.level = next.log.level
     this.stats.configReloads += 1
