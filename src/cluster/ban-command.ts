@@ -71,7 +71,8 @@ export async function runBanCommand(cmd: BanCommand, out: NodeJS.WritableStream)
   try {
     res = await fetch(url, { ...init, signal: AbortSignal.timeout(5000) })
   } catch (err) {
-    const cause = (err as { cause?: { code?: string } }).cause?.code ?? (err as Error).message
+    const inner = (err as { cause?: { code?: string; message?: string } }).cause
+    const cause = inner?.code ?? inner?.message ?? (err as Error).message
     throw new BanError(`cannot reach the admin endpoint at ${base}: ${cause}`)
   }
   const text = await res.text()

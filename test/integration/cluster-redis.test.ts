@@ -15,6 +15,7 @@ import { brokerKinds, startBroker, type TestBroker } from '../helpers/broker.js'
 import { connectPacket, uid } from '../helpers/clients.js'
 import { passwordAuth } from '../helpers/moat.js'
 import { cliPath, MoatProcess } from '../helpers/moat-process.js'
+import { freePort } from '../helpers/mosquitto.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
@@ -250,9 +251,10 @@ describe('two Moat processes sharing Redis', { timeout: 120_000 }, () => {
     const result = await run(['ban', 'list', '--admin', `http://127.0.0.1:${a.adminPort}`, '--token', 'not-the-token-at-all'])
     expect(result.code).toBe(1)
     expect(result.stderr).toMatch(/Bearer token is required/)
-    const unreachable = await run(['ban', 'list', '--admin', 'http://127.0.0.1:1', '--token', TOKEN])
+    const closed = await freePort() // nothing listens there
+    const unreachable = await run(['ban', 'list', '--admin', `http://127.0.0.1:${closed}`, '--token', TOKEN])
     expect(unreachable.code).toBe(1)
-    expect(unreachable.stderr).toMatch(/cannot reach the admin endpoint at http:\/\/127\.0\.0\.1:1: ECONNREFUSED/)
+    expect(unreachable.stderr).toBe(`moat: cannot reach the admin endpoint at http://127.0.0.1:${closed}: ECONNREFUSED\n`)
     const usage = await run(['ban', 'add', 'not-an-address', '--token', TOKEN])
     expect(usage.code).toBe(2)
     expect(usage.stderr).toMatch(/'not-an-address' is not an address, a CIDR, user:NAME or client:ID/)
