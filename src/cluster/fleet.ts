@@ -20,7 +20,7 @@ import type { CloseReason } from '../checks/reasons.js'
 import type { SharedLockoutSink } from '../auth/lockout.js'
 import type { Logger } from '../log/logger.js'
 import { ReasonCode } from '../protocol/reason.js'
-import { BanList, banTarget } from './ban-list.js'
+import { BanList } from './ban-list.js'
 import type { Ban, SharedStore } from './shared-store.js'
 import type { ClusterStats } from './stats.js'
 
@@ -188,4 +188,3 @@ export class Fleet implements SharedLockoutSink {
   }
 }
 
-export { banTarget }
