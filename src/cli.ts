@@ -5,6 +5,7 @@
  *   moat check --config FILE    validate a config and exit (0 valid, 1 invalid)
  *   moat demo [--port N]        embedded broker + proxy, for a first look
  *   moat certs --out DIR        development CA, server and client certificates (needs openssl)
+ *   moat ban add|remove|list    manage bans through the admin endpoint
  */
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
@@ -12,6 +13,7 @@ import { pino } from 'pino'
 import pretty from 'pino-pretty'
 import { explain, type Identity } from './acl/explain.js'
 import { makeDevCerts } from './certs.js'
+import { checkBanArgs, runBanCommand, type BanCommand } from './cluster/ban-command.js'
 import { auditConfig } from './audit/config-audit.js'
 import { atLeast, formatJson, formatText, severities, type Severity } from './audit/finding.js'
 import { probeTarget } from './audit/probe.js'
@@ -46,6 +48,11 @@ const USAGE = `Usage:
                                (exit 4 when a finding is at or above --fail-on, default medium)
   moat passwd FILE USER        add or replace USER in password FILE (scrypt); the
                                password comes from stdin, or is prompted for
+  moat ban add TARGET [--for 1h] [--reason TEXT]
+  moat ban remove TARGET
+  moat ban list [--json]       manage bans through an instance's admin endpoint (TARGET: an
+                               address, a CIDR, user:NAME or client:ID); options --admin URL
+                               (default http://127.0.0.1:9464), --token TOKEN or MOAT_ADMIN_TOKEN
   moat --help | --version
 
 Docs: README.md; config reference: policies/example.yaml; error codes: docs/errors.md`
@@ -73,6 +80,7 @@ interface Args {
   audit?: AuditArgs
   /** Positional arguments of `moat passwd`. */
   args: string[]
+  ban?: BanCommand
 }
 
 interface AuditArgs {
@@ -154,6 +162,10 @@ function parse(argv: string[]): Args {
         out: { type: 'string' },
         client: { type: 'string', multiple: true },
         host: { type: 'string', multiple: true },
+        admin: { type: 'string' },
+        token: { type: 'string' },
+        for: { type: 'string' },
+        reason: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -165,7 +177,23 @@ function parse(argv: string[]): Args {
   if (values.help) return { command: 'help', port: 0, adminPort: 0, args: [] }
   if (values.version) return { command: 'version', port: 0, adminPort: 0, args: [] }
   const command = positionals[0] ?? 'run'
-  if (!['run', 'check', 'demo', 'passwd', 'certs', 'audit'].includes(command)) throw new UsageError(`unknown command '${command}'`)
+  if (!['run', 'check', 'demo', 'passwd', 'certs', 'audit', 'ban'].includes(command)) throw new UsageError(`unknown command '${command}'`)
+  if (command === 'ban') {
+    const action = positionals[1]
+    if (action !== 'add' && action !== 'remove' && action !== 'list') throw new UsageError("'moat ban' takes add, remove or list")
+    if (positionals.length > 3) throw new UsageError(`unexpected argument '${positionals[3]}'`)
+    const ban: BanCommand = {
+      action,
+      target: positionals[2] ?? null,
+      admin: values.admin ?? 'http://127.0.0.1:9464',
+      token: values.token ?? process.env.MOAT_ADMIN_TOKEN ?? null,
+      for: values.for ?? null,
+      reason: values.reason ?? null,
+      json: values.json === true,
+    }
+    checkBanArgs(ban, (message) => new UsageError(message))
+    return { command, port: 0, adminPort: 0, args: [], ban }
+  }
   if (command === 'passwd') {
     if (positionals.length !== 3) throw new UsageError("'moat passwd' needs FILE and USER")
     return { command, port: 0, adminPort: 0, args: positionals.slice(1) }
@@ -298,6 +326,8 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`${args.args[0]}: wrote ${args.args[1]}\n`)
       return 0
     }
+    case 'ban':
+      return runBanCommand(args.ban!, process.stdout)
     case 'demo': {
       const logger = prettyLogger()
       const demo = await startDemo({ port: args.port, adminPort: args.adminPort, logger })

@@ -12,6 +12,8 @@ export const errorCodes = {
   MOAT_ERR_USAGE: 'The command line is wrong (unknown command or option, missing --config).',
   MOAT_ERR_CERTS: '`moat certs` could not make the certificates (openssl missing or failing, a bad name).',
   MOAT_ERR_PROBE: '`moat audit --target` could not probe the target (connection refused, host not found, no MQTT answer).',
+  MOAT_ERR_CLUSTER: 'The shared store cannot be set up (`cluster.redis.passwordFile` unreadable, admin token file unreadable).',
+  MOAT_ERR_BAN: '`moat ban` failed: the admin endpoint is unreachable, refused the token, has the ban API disabled, or rejected the ban.',
   MOAT_ERR_PASSWD: '`moat passwd` could not write the entry (bad user name, empty or mismatched password, unwritable file).',
   MOAT_ERR_WORKER: 'With `workers: N`, a worker process could not start, or workers kept crashing and Moat gave up.',
 } as const

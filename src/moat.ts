@@ -5,6 +5,11 @@
 import { unwatchFile, watchFile } from 'node:fs'
 import type { Registry } from 'prom-client'
 import { AuthRuntime } from './auth/runtime.js'
+import { Fleet } from './cluster/fleet.js'
+import { describeRedis, RedisStore } from './cluster/redis-store.js'
+import { LocalStore, type SharedStore } from './cluster/shared-store.js'
+import { BanApi } from './metrics/ban-api.js'
+import { registerClusterMetrics } from './metrics/cluster-metrics.js'
 import type { CheckChain } from './checks/chain.js'
 import { checkFactories } from './checks/index.js'
 import { loadConfig } from './config/load.js'
@@ -15,7 +20,6 @@ import { OverloadMonitor } from './limits/overload.js'
 import { Listener } from './listeners/index.js'
 import { createLogger, type Logger } from './log/logger.js'
 import { AdminServer } from './metrics/admin.js'
-import { LocalStore, type SharedStore } from './cluster/shared-store.js'
 import { createRegistry } from './metrics/registry.js'
 import { Stats } from './metrics/stats.js'
 import type { ClientSocket, ConnInfo } from './session/conn-info.js'
@@ -24,7 +28,7 @@ import { Session, type SessionInfo } from './session/session.js'
 
 export interface MoatOptions {
   logger?: Logger
-  /** Where fleet-wide limits keep their state (default: an in-process LocalStore). */
+  /** Where fleet-wide limits and bans live; absent: a RedisStore when `cluster.redis` is set, else in process. Closed at shutdown. */
   store?: SharedStore
   /** false: no admin endpoint even when the config has one (a cluster worker: the primary serves it). */
   admin?: boolean
@@ -39,7 +43,9 @@ export class Moat implements SessionContext {
   readonly limiter: ConnectionLimiter
   /** Auth state kept across reloads: live client ids, lockout counters, backends to close. */
   readonly auth: AuthRuntime
+  /** Fleet-wide limits and bans (cluster/fleet.ts) over `store`. */
   readonly store: SharedStore
+  readonly fleet: Fleet
   private readonly listeners: Listener[]
   private readonly admin: AdminServer | null
   private readonly sessions = new Set<Session>()
@@ -51,17 +57,22 @@ export class Moat implements SessionContext {
 
   constructor(config: MoatConfig, options: MoatOptions = {}) {
     this.logger = options.logger ?? createLogger(config.log.level)
-    this.store = options.store ?? new LocalStore()
     this.auth = new AuthRuntime(this.stats.auth, this.logger)
+    const redis = config.cluster?.redis ?? null
+    this.store = options.store ?? (redis !== null ? new RedisStore(redis, this.logger, this.stats.cluster) : new LocalStore())
+    // Failed logins also count fleet-wide with a shared store (the lockout policy is built with the PolicyStore below).
+    if (this.store.kind !== 'local') this.auth.sharedLockout = { fail: (address, username, lockout) => this.fleet.fail(address, username, lockout) }
     this.policy = new PolicyStore(config, checkFactories, { logger: this.logger, stats: this.stats, auth: this.auth })
+    this.fleet = new Fleet(this.store, this.policy, this.stats.cluster, this.logger, () => this.sessions)
     this.overload = new OverloadMonitor(this.policy)
     this.limiter = new ConnectionLimiter(this.policy, this.overload)
     this.registry = createRegistry(this.stats, this.policy, this.limiter)
+    registerClusterMetrics(this.registry, this.stats.cluster, this.fleet)
     this.listeners = config.listeners.map((l) => new Listener(l, this, this.accept.bind(this)))
     this.admin = config.admin === null || options.admin === false ? null : new AdminServer(config.admin, this.registry, {
       listenersUp: () => !this.draining && this.listeners.every((l) => l.listening),
       upstream: config.upstream,
-    })
+    }, new BanApi(this.store, config.admin, this.logger))
   }
 
   /** The running configuration (replaced by a successful reload). */
@@ -97,6 +108,9 @@ export class Moat implements SessionContext {
     if (listenerShape(next) !== listenerShape(current) || JSON.stringify(next.admin) !== JSON.stringify(current.admin)) {
       this.logger.warn({ event: 'config_reload', file: current.file }, 'listener and admin changes take effect on restart; the running ones are kept')
     }
+    if (JSON.stringify(next.cluster ?? null) !== JSON.stringify(current.cluster ?? null)) {
+      this.logger.warn({ event: 'config_reload', file: current.file }, 'cluster changes take effect on restart; the running shared store is kept')
+    }
     for (const listener of this.listeners) listener.reload(next) // new certificates for new connections
     this.logger.level = next.log.level
     this.stats.configReloads += 1
@@ -124,6 +138,12 @@ export class Moat implements SessionContext {
 
   /** Binds every listener (and the admin endpoint). Rejects with MOAT_ERR_LISTEN naming the one that failed. */
   async start(): Promise<void> {
+    if (this.store instanceof RedisStore) {
+      this.store.start()
+      if (!(await this.store.whenUp(Math.max(2000, this.store.config.commandTimeoutMs * 4)))) {
+        this.logger.error({ event: 'cluster_store_down', redis: describeRedis(this.store.config), onRedisDown: this.store.config.onRedisDown }, 'redis unreachable at start: running with onRedisDown until it answers')
+      }
+    }
     try {
       this.overload.start()
       for (const listener of this.listeners) await listener.listen()
@@ -132,6 +152,7 @@ export class Moat implements SessionContext {
       for (const listener of this.listeners) listener.close()
       await this.admin?.close()
       this.overload.stop()
+      await this.store.close()
       throw err
     }
     for (const listener of this.listeners) {
@@ -180,7 +201,7 @@ export class Moat implements SessionContext {
     this.stats.sessionsOpen += 1
     // Refused connections still get a session, which answers their CONNECT with a refusing CONNACK
     // in the client's version and never dials the broker.
-    const refusal = this.limiter.admit(conn.remoteAddress)
+    const refusal = this.fleet.addressBanned(conn.remoteAddress) ? 'banned' : this.limiter.admit(conn.remoteAddress)
     if (refusal !== null) this.stats.countRefused(conn.listener, refusal)
     if (refusal !== null && !this.warnedRefusal) {
       this.warnedRefusal = true
@@ -197,6 +218,7 @@ export class Moat implements SessionContext {
     this.sessions.delete(session)
     if (session.refusal === null) this.limiter.release(session.state.remoteAddress)
     if (session.userAdmitted) this.limiter.releaseUser(session.state.username!)
+    if (session.fleetSlots !== 0) this.fleet.release(session.state.remoteAddress, session.state.username, session.fleetSlots)
     this.auth.clientIds.release(session.state)
     if (this.sessions.size === 0 && this.drainWaiters.length > 0) {
       const waiters = this.drainWaiters
@@ -235,6 +257,7 @@ export class Moat implements SessionContext {
       this.overload.stop()
       await this.admin?.close()
       await this.auth.close()
+      await this.store.close()
     }
   }
 

@@ -19,6 +19,11 @@ interface Counter {
   bannedUntil: number
 }
 
+/** Where failed logins are also counted across a fleet (cluster/fleet.ts); the local table stays in front. */
+export interface SharedLockoutSink {
+  fail(address: string, username: string | null, config: LockoutConfig): void
+}
+
 export class LockoutTable {
   readonly maxEntries: number
   readonly entries: LRUCache<string, Counter>
@@ -39,11 +44,13 @@ export class Lockout {
   private readonly stats: AuthStats
   private readonly byAddress: boolean
   private readonly byUsername: boolean
+  private readonly shared: SharedLockoutSink | null
 
-  constructor(config: LockoutConfig, table: LockoutTable, stats: AuthStats) {
+  constructor(config: LockoutConfig, table: LockoutTable, stats: AuthStats, shared: SharedLockoutSink | null = null) {
     this.config = config
     this.table = table
     this.stats = stats
+    this.shared = shared
     this.byAddress = config.per.includes('address')
     this.byUsername = config.per.includes('username')
   }
@@ -67,6 +74,7 @@ export class Lockout {
     if (this.byAddress) this.count(`a:${address}`, 0, now)
     if (this.byUsername && username !== null) this.count(userKey(username), 1, now)
     this.stats.lockoutEntries = this.table.entries.size
+    this.shared?.fail(address, username, this.config)
   }
 
   private count(key: string, kind: 0 | 1, now: number): void {

@@ -60,7 +60,7 @@ export function compileAuthPolicy(config: AuthConfig, configFile: string, runtim
     backends,
     timeoutMs: config.timeoutMs,
     clientId: { pattern: c.pattern === null ? null : new RegExp(`^(?:${c.pattern})$`, 'u'), maxLength: c.maxLength, bind: c.bind, takeover: c.takeover },
-    lockout: config.lockout === null ? null : new Lockout(config.lockout, runtime.lockouts(config.lockout.maxEntries), runtime.stats),
+    lockout: config.lockout === null ? null : new Lockout(config.lockout, runtime.lockouts(config.lockout.maxEntries), runtime.stats, runtime.sharedLockout),
     banReply: config.lockout?.reply ?? 'bad-credentials',
     runtime,
     backendTypes: new Set(config.backends.map((b) => b.type)),

@@ -5,7 +5,7 @@
 import type { Logger } from '../log/logger.js'
 import type { AuthBackend } from './backend.js'
 import { ClientIdRegistry } from './client-ids.js'
-import { LockoutTable } from './lockout.js'
+import { LockoutTable, type SharedLockoutSink } from './lockout.js'
 import { AuthStats } from './stats.js'
 import { ThrottledLog } from './throttled-log.js'
 
@@ -15,6 +15,8 @@ export class AuthRuntime {
   readonly logger: Logger
   readonly backendLog: ThrottledLog
   private lockoutTable: LockoutTable | null = null
+  /** With a shared store (cluster.redis): failed logins are also counted fleet-wide (cluster/fleet.ts). */
+  sharedLockout: SharedLockoutSink | null = null
   /** Weak: an old generation's backends (a reload) are dropped with it, not kept to the end. */
   private readonly backends = new Set<WeakRef<AuthBackend>>()
 

@@ -42,6 +42,8 @@ export const denyReasons = [
   'too_many_connections',
   'server_overloaded',
   'idle_timeout',
+  // fleet-wide limits (cluster/*): the shared store is down and the limit fails closed
+  'store_unavailable',
 ] as const
 export type DenyReason = (typeof denyReasons)[number]
 

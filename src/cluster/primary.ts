@@ -21,6 +21,9 @@ import type { MoatConfig } from '../config/types.js'
 import { errorCodes, MoatError, type MoatErrorCode } from '../errors.js'
 import type { Logger } from '../log/logger.js'
 import { AdminServer } from '../metrics/admin.js'
+import { BanApi } from '../metrics/ban-api.js'
+import { RedisStore } from './redis-store.js'
+import type { SharedStore } from './shared-store.js'
 import { isMessage, post, type Channel, type PrimaryMessage, type WorkerMessage, type WorkerMetrics } from './messages.js'
 import { ClusterMetrics, type ClusterSource } from './metrics.js'
 import { StoreHost } from './store-host.js'
@@ -64,6 +67,8 @@ export class ClusterPrimary implements ClusterSource {
   private readonly logger: Logger
   private readonly slots: Slot[]
   private readonly host: StoreHost
+  /** Where `moat ban` adds its bans: the workers' store, or Redis with cluster.redis (the workers use it too). */
+  private readonly banStore: SharedStore
   private readonly admin: AdminServer | null
   private readonly scrapes = new Map<number, Scrape>()
   private scrapeIds = 0
@@ -86,10 +91,12 @@ export class ClusterPrimary implements ClusterSource {
     this.workersWanted = workerCount(config)
     this.slots = Array.from({ length: this.workersWanted }, (_, i) => ({ id: i + 1, worker: null, ready: false, fatal: null, restartTimer: null }))
     this.host = new StoreHost({ logger })
+    const redis = config.cluster?.redis ?? null
+    this.banStore = redis === null ? this.host.store : new RedisStore(redis, logger)
     this.admin = config.admin === null ? null : new AdminServer(config.admin, new ClusterMetrics(this), {
       listenersUp: () => !this.starting && !this.stopping && this.slots.every((s) => s.ready),
       upstream: config.upstream,
-    })
+    }, new BanApi(this.banStore, config.admin, logger))
     this.finished = new Promise((resolve) => { this.finish = resolve })
   }
 
@@ -104,6 +111,7 @@ export class ClusterPrimary implements ClusterSource {
 
   /** Opens the admin endpoint and starts every worker; rejects (after stopping the rest) when one cannot start. */
   async start(): Promise<void> {
+    if (this.banStore instanceof RedisStore) this.banStore.start()
     if (this.admin !== null) await this.admin.listen()
     const started = new Promise<void>((resolve, reject) => { this.startup = { resolve, reject } })
     for (const slot of this.slots) this.fork(slot)
@@ -304,6 +312,7 @@ export class ClusterPrimary implements ClusterSource {
     if (this.killTimer !== null) clearTimeout(this.killTimer)
     this.killTimer = null
     this.host.close()
+    if (this.banStore !== this.host.store) void this.banStore.close()
     void this.admin?.close()
     this.finish(this.exitCode)
   }

@@ -62,6 +62,14 @@ export interface SharedStore {
   removeBan(kind: BanKind, value: string): Promise<boolean>
   /** The unexpired bans, from the local replica: synchronous, cheap, never waits on the network. */
   bans(): readonly Ban[]
+  /**
+   * Calls `listener` whenever the ban set may have changed (a ban added or removed here or, for a
+   * shared store, on another instance once the replica sees it), so the owner recompiles its
+   * lookup and closes the sessions a new ban matches. Added for the ban replica (issue 10).
+   */
+  onBans(listener: () => void): void
+  /** Whether the shared state can be reached now (always true in process). Read at CONNECT and scrape time. */
+  readonly up: boolean
 
   close(): Promise<void>
 }
@@ -90,6 +98,7 @@ export class LocalStore implements SharedStore {
   private readonly banList = new Map<string, Ban>()
   private readonly maxKeys: number
   private readonly now: () => number
+  private readonly banListeners: Array<() => void> = []
 
   constructor(maxKeys = 100_000, now: () => number = Date.now) {
     this.maxKeys = maxKeys
@@ -159,10 +168,26 @@ export class LocalStore implements SharedStore {
     const id = `${ban.kind}\u0000${ban.value}`
     this.banList.delete(id)
     this.banList.set(id, ban)
+    this.bansChanged()
   }
 
   removeBan(kind: BanKind, value: string): Promise<boolean> {
-    return Promise.resolve(this.banList.delete(`${kind}\u0000${value}`))
+    const removed = this.banList.delete(`${kind}\u0000${value}`)
+    if (removed) this.bansChanged()
+    return Promise.resolve(removed)
+  }
+
+  onBans(listener: () => void): void {
+    this.banListeners.push(listener)
+  }
+
+  /** In process: always reachable. */
+  get up(): boolean {
+    return true
+  }
+
+  private bansChanged(): void {
+    for (const listener of this.banListeners) listener()
   }
 
   bans(): readonly Ban[] {

@@ -29,6 +29,8 @@ export class StoreHost {
     this.store = options.store ?? new LocalStore()
     this.logger = options.logger ?? null
     this.sweeper = setInterval(() => this.store.sweep(FULL_AFTER_MS), SWEEP_EVERY_MS).unref()
+    // A ban added or removed anywhere (a worker, or the primary's ban API) reaches every worker.
+    this.store.onBans(() => this.broadcastBans())
   }
 
   /** Starts answering a worker's store calls, and sends it the current bans. */
@@ -96,7 +98,6 @@ export class StoreHost {
       case 'addBan':
         if (r.ban !== undefined) {
           this.store.addBanNow(r.ban)
-          this.broadcastBans()
         }
         this.reply(peer, r, key, true)
         return
@@ -104,7 +105,6 @@ export class StoreHost {
         const removed = r.kind !== undefined && r.value !== undefined && this.store.bans().some((b) => b.kind === r.kind && b.value === r.value)
         if (removed) {
           void this.store.removeBan(r.kind!, r.value!)
-          this.broadcastBans()
         }
         this.reply(peer, r, key, removed)
         return
@@ -114,8 +114,7 @@ export class StoreHost {
 
   /** Bans made from the primary itself (an admin command, a test): stored, then pushed to every worker. */
   addBan(ban: Parameters<LocalStore['addBanNow']>[0]): void {
-    this.store.addBanNow(ban)
-    this.broadcastBans()
+    this.store.addBanNow(ban) // pushed to every worker by the onBans listener
   }
 
   private broadcastBans(): void {

@@ -49,6 +49,9 @@ export class WorkerStore implements SharedStore {
   private readonly localHeld = new Map<string, number>()
   private readonly fallback: LocalStore | null
   private replica: readonly Ban[] = []
+  private readonly banListeners: Array<() => void> = []
+  /** Calls in a row the primary did not answer (0 once one is answered again). */
+  private missed = 0
   private nextId = 0
   private warned = false
   private closed = false
@@ -144,7 +147,7 @@ export class WorkerStore implements SharedStore {
     if (!isMessage(message)) return
     if (message.moat === 'bans') {
       const bans = (message as unknown as { bans: unknown }).bans
-      if (Array.isArray(bans)) this.replica = bans as Ban[]
+      if (Array.isArray(bans)) this.setReplica(bans as Ban[])
       return
     }
     if (message.moat !== 'store-reply') return
@@ -157,6 +160,7 @@ export class WorkerStore implements SharedStore {
     }
     this.pending.delete(reply.id)
     clearTimeout(p.timer)
+    this.missed = 0
     if (reply.op === 'addBan' && p.request.ban !== undefined) this.ensureReplica(p.request.ban)
     p.resolve(reply.result ?? false)
   }
@@ -164,6 +168,7 @@ export class WorkerStore implements SharedStore {
   /** What a call the primary did not answer resolves to. */
   private failed(request: StoreRequest, why: string): boolean | number {
     this.failures += 1
+    this.missed += 1
     if (!this.warned) {
       this.warned = true
       this.logger?.warn({ event: 'store_unavailable', store: 'workers', op: request.op, why, failureMode: this.failureMode }, 'the cluster primary did not answer a shared-limit call: answering by the failure mode (logged once)')
@@ -194,7 +199,21 @@ export class WorkerStore implements SharedStore {
 
   private ensureReplica(ban: Ban): void {
     if (this.replica.some((b) => b.kind === ban.kind && b.value === ban.value && b.until === ban.until)) return
-    this.replica = [...this.replica.filter((b) => !(b.kind === ban.kind && b.value === ban.value)), ban]
+    this.setReplica([...this.replica.filter((b) => !(b.kind === ban.kind && b.value === ban.value)), ban])
+  }
+
+  private setReplica(bans: readonly Ban[]): void {
+    this.replica = bans
+    for (const listener of this.banListeners) listener()
+  }
+
+  onBans(listener: () => void): void {
+    this.banListeners.push(listener)
+  }
+
+  /** The primary answered the last call (or none has gone unanswered yet). */
+  get up(): boolean {
+    return !this.closed && this.missed === 0
   }
 }
 

@@ -34,7 +34,7 @@ export async function runWorker(id: number): Promise<void> {
     }
     const drain = moat.shutdown(graceMs) // a second call with 0 closes the rest at once
     if (stopping !== null) return
-    stopping = drain.then(() => store!.close()).then(() => {
+    stopping = drain.then(() => store?.close()).then(() => {
       logger!.info({ event: 'worker_stopped' }, 'worker drained')
       logger!.flush(() => process.exit(0)) // the log is written asynchronously: out first
     }, (err: unknown) => {
@@ -81,8 +81,10 @@ export async function runWorker(id: number): Promise<void> {
   try {
     const config = parseConfig(text, file)
     logger = createLogger(config.log.level).child({ worker: id })
-    store = new WorkerStore({ channel, logger })
-    const candidate = new Moat(config, { logger, store, admin: false })
+    // With cluster.redis every worker talks to Redis itself (fleet-wide across instances, and so
+    // across workers); without it the primary holds the state for all its workers.
+    store = config.cluster?.redis != null ? null : new WorkerStore({ channel, logger })
+    const candidate = new Moat(config, { logger, store: store ?? undefined, admin: false })
     await candidate.start()
     moat = candidate
   } catch (err) {

@@ -9,6 +9,7 @@ import type { z } from 'zod'
 import { compileAcl } from '../acl/compile-config.js'
 import { ConfigError, type ConfigIssue } from '../errors.js'
 import { compileAuth, DENY_ALL_AUTH } from './auth-schema.js'
+import { compileAdminToken, compileCluster } from './cluster-schema.js'
 import { configSchema, unsupportedSections, type ConfigOutput } from './schema.js'
 import { tlsFileIssues } from '../listeners/tls.js'
 import { baseDir, compileListenerExtras, compileUpstreamTls } from './tls-schema.js'
@@ -135,14 +136,21 @@ function compile(c: ConfigOutput, file: string): MoatConfig {
       host: c.upstream.host, port: c.upstream.port, connectTimeoutMs: c.upstream.connectTimeout,
       tls: compileUpstreamTls(c.upstream.tls, baseDir(file)), proxyProtocol: c.upstream.proxyProtocol === false ? null : c.upstream.proxyProtocol,
     },
-    admin: c.admin === undefined ? null : { host: c.admin.host, port: c.admin.port },
+    admin: c.admin === undefined ? null : { host: c.admin.host, port: c.admin.port, ...compileAdminToken(c.admin, file) },
     limits: compileLimits(c.limits),
     shutdown: { gracePeriodMs: c.shutdown.gracePeriod },
     log: { level: c.log.level },
     acl: c.acl === undefined ? null : compileAcl(c.acl, file),
     auth: c.auth === undefined ? DENY_ALL_AUTH : compileAuth(c.auth, file),
     workers: c.workers,
+    ...compiledCluster(c.cluster, file),
   })
+}
+
+/** `cluster` only when the section sets Redis (a config without it compiles as before). */
+function compiledCluster(c: ConfigOutput['cluster'], file: string): { cluster?: NonNullable<MoatConfig['cluster']> } {
+  const cluster = compileCluster(c, file)
+  return cluster === null ? {} : { cluster }
 }
 
 function compileLimits(l: ConfigOutput['limits']): LimitsConfig {

@@ -6,14 +6,13 @@ import { z } from 'zod'
 import { BucketSpec } from '../limits/token-bucket.js'
 import { checkTopicFilter } from '../protocol/validate.js'
 import { aclSchema } from './acl-schema.js'
+import { adminTokenSchema, clusterSchema } from './cluster-schema.js'
 import { authSchema } from './auth-schema.js'
 import { checkListener, listenerExtras, listenerProtocol, upstreamExtras } from './tls-schema.js'
 import { parseByteRate, parseDuration, parseMemorySize, parseRate, parseSize, type Rate } from './units.js'
 
 /** Sections of DESIGN.md this version cannot enforce yet: refused, never silently ignored. */
-export const unsupportedSections: Record<string, string> = {
-  cluster: 'shared state',
-}
+export const unsupportedSections: Record<string, string> = {}
 
 function unit<T>(parse: (v: unknown) => T) {
   return z.unknown().transform((value, ctx): T => {
@@ -147,6 +146,7 @@ export const configSchema = z.strictObject({
   admin: z.strictObject({
     host: host.default('127.0.0.1'),
     port: port.default(9464),
+    ...adminTokenSchema,
   }).optional(),
   limits: z.strictObject({
     maxPacketSize: size.default(256 * 1024).refine((v) => v >= 64, { error: 'must be at least 64B' }),
@@ -166,6 +166,7 @@ export const configSchema = z.strictObject({
     z.number({ error: "expected a number of worker processes or 'auto'" }).int({ error: 'expected a whole number' })
       .min(1, { error: 'must be at least 1' }).max(256, { error: 'at most 256' }),
   ], { error: "expected a number of worker processes (1-256) or 'auto'" }).default(1),
+  cluster: clusterSchema.optional(),
 }, { error: 'the config must be a mapping with at least `listeners` and `upstream`' })
 
 export type ConfigInput = z.input<typeof configSchema>

@@ -78,6 +78,10 @@ export interface UpstreamConfig {
 export interface AdminConfig {
   readonly host: string
   readonly port: number
+  /** Bearer token of the ban API (`/bans`); null with no tokenFile: the ban API is disabled. */
+  readonly token?: string | null
+  /** File holding the token (absolute path), read at start. */
+  readonly tokenFile?: string | null
 }
 
 export interface LimitsConfig {
@@ -189,6 +193,41 @@ export interface MoatConfig {
   readonly auth: AuthConfig
   /** Worker processes (`node:cluster`): 1 = one process, no cluster; 'auto' = one per core. Absent: 1. Read at start only. */
   readonly workers?: number | 'auto'
+  /** Fleet-wide state in Redis (`cluster.redis`); absent or null: everything in process. */
+  readonly cluster?: ClusterConfig | null
+}
+
+/** What a fleet-wide limit does while Redis cannot be reached (README "Scaling out"). */
+export type RedisDownMode = 'fail-closed' | 'local'
+
+export interface RedisNode {
+  readonly host: string
+  readonly port: number
+}
+
+export interface RedisConfig {
+  readonly mode: 'url' | 'sentinel' | 'cluster'
+  /** url mode: redis:// or rediss:// (TLS), password allowed in it. */
+  readonly url: string | null
+  readonly sentinel: { readonly name: string; readonly nodes: readonly RedisNode[] } | null
+  /** cluster mode: seed nodes. */
+  readonly nodes: readonly RedisNode[]
+  /** sentinel / cluster modes: TLS to the nodes. */
+  readonly tls: boolean
+  /** Absolute path of a file holding the Redis password (read when the store is built). */
+  readonly passwordFile: string | null
+  /** Every key is `{prefix}:...` (a hash tag: one cluster slot, so Lua scripts touch one node). */
+  readonly prefix: string
+  readonly commandTimeoutMs: number
+  readonly onRedisDown: {
+    readonly connections: RedisDownMode
+    readonly bans: RedisDownMode
+    readonly lockout: RedisDownMode
+  }
+}
+
+export interface ClusterConfig {
+  readonly redis: RedisConfig | null
 }
 
 export type AclAction = 'publish' | 'subscribe'

@@ -19,8 +19,8 @@ import type { DenyReason } from '../checks/reasons.js'
 import { BucketSpec, ExcessAction, nowMs, TokenBucket } from './token-bucket.js'
 import type { OverloadMonitor } from './overload.js'
 
-export type ConnectionRefusal = Extract<DenyReason, 'connection_rate' | 'too_many_connections' | 'server_overloaded'>
-export const connectionRefusals: readonly ConnectionRefusal[] = ['connection_rate', 'too_many_connections', 'server_overloaded']
+export type ConnectionRefusal = Extract<DenyReason, 'connection_rate' | 'too_many_connections' | 'server_overloaded' | 'banned'>
+export const connectionRefusals: readonly ConnectionRefusal[] = ['connection_rate', 'too_many_connections', 'server_overloaded', 'banned']
 
 export class ConnectionLimiter {
   private readonly policy: PolicyStore

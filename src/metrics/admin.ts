@@ -1,6 +1,7 @@
 /**
  * The admin endpoint: /metrics (Prometheus text, or OpenMetrics when asked for), /healthz (the process answers), /readyz (every
- * listener is up and the broker accepts TCP connections). Loopback by default; it has no
+ * listener is up and the broker accepts TCP connections), /bans (metrics/ban-api.ts: bearer token
+ * required, disabled without one). Loopback by default; /metrics and the probes have no
  * authentication, so never expose it beyond a trusted network.
  */
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http'
@@ -8,6 +9,7 @@ import net from 'node:net'
 import { Registry } from 'prom-client'
 import type { AdminConfig, UpstreamConfig } from '../config/types.js'
 import { MoatError } from '../errors.js'
+import type { BanApi } from './ban-api.js'
 
 function noop(): void {}
 
@@ -27,11 +29,13 @@ export class AdminServer {
   private lastProbeAt = 0
   private lastProbe: Promise<boolean> | null = null
   private scraping: Promise<void> = Promise.resolve()
+  private readonly bans: BanApi | null
 
-  constructor(config: AdminConfig, registry: Registry, source: ReadinessSource) {
+  constructor(config: AdminConfig, registry: Registry, source: ReadinessSource, bans: BanApi | null = null) {
     this.config = config
     this.registry = registry
     this.source = source
+    this.bans = bans
     this.server = http.createServer((req, res) => {
       this.handle(req, res).catch(() => {
         if (!res.headersSent) res.writeHead(500)
@@ -42,6 +46,7 @@ export class AdminServer {
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0]
+    if (path === '/bans' && this.bans !== null) return this.bans.handle(req, res)
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end()
       return

@@ -4,6 +4,7 @@
  * by construction: packet types, reasons and listener names from the config.
  */
 import { AuthStats } from '../auth/stats.js'
+import { ClusterStats } from '../cluster/stats.js'
 import { closeReasons, type CloseReason } from '../checks/reasons.js'
 import type { RefuseReason } from '../listeners/refuse-reasons.js'
 
@@ -45,6 +46,8 @@ export class Stats {
   throttledSeconds = 0
   /** Credential checks (auth/stats.ts). */
   readonly auth = new AuthStats()
+  /** The shared store and bans (cluster/stats.ts). */
+  readonly cluster = new ClusterStats()
 
   countClose(reason: CloseReason): void {
     this.sessionsClosed[reasonIndex.get(reason)!]! += 1

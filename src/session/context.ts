@@ -1,6 +1,7 @@
 /** What a session needs from the proxy that owns it; shared by all sessions of one Moat. */
 import type { PolicyStore } from '../config/policy-store.js'
 import type { ConnectionLimiter } from '../limits/connections.js'
+import type { Fleet } from '../cluster/fleet.js'
 import type { Logger } from '../log/logger.js'
 import type { Stats } from '../metrics/stats.js'
 import type { Session } from './session.js'
@@ -11,6 +12,8 @@ export interface SessionContext {
   readonly logger: Logger
   /** Connection quotas (per user name once authenticated); absent: none. */
   readonly limiter?: ConnectionLimiter
+  /** Bans and fleet-wide connection counts (cluster/fleet.ts); absent: none. */
+  readonly fleet?: Fleet
   nextSessionId(): number
   sessionEnded(session: Session): void
 }

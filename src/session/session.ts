@@ -32,6 +32,8 @@ import { rewriteConnack } from '../limits/connack.js'
 import type { ConnectionRefusal } from '../limits/connections.js'
 import { nowMs } from '../limits/token-bucket.js'
 import type { SessionContext } from './context.js'
+import type { FleetVerdict } from '../cluster/fleet.js'
+import type { Ban } from '../cluster/shared-store.js'
 import { RunWriter } from './run-writer.js'
 import { SessionState } from './state.js'
 import { MAX_PENDING_SUBSCRIBES, MAX_TRACKED_SUBSCRIPTIONS, SubscriptionBook } from './subscription-book.js'
@@ -99,6 +101,7 @@ const REFUSAL_CODES: Record<ConnectionRefusal, number> = {
   connection_rate: ReasonCode.ConnectionRateExceeded,
   too_many_connections: ReasonCode.QuotaExceeded,
   server_overloaded: ReasonCode.ServerBusy,
+  banned: ReasonCode.Banned,
 }
 
 /** How long a connection refused at accept time may take to send the CONNECT its refusal answers. */
@@ -168,6 +171,8 @@ export class Session implements FrameSink {
   // session holds a connection slot for its address / user name, and a packet held while throttled.
   readonly refusal: ConnectionRefusal | null
   userAdmitted = false
+  /** Slots held in the shared store (cluster/fleet.ts SLOT_*), released when the session ends. */
+  fleetSlots = 0
   /** Counted in the moat_sessions_throttled gauge (from the first wait until the client is read again). */
   private throttled = false
   /** Inside onThrottleEnd (the gauge already counts this session); replaying: re-checking the held frame. */
@@ -560,6 +565,9 @@ export class Session implements FrameSink {
     state.clientAcceptsAliases = level === 5 && (packet.properties?.topicAliasMaximum ?? 0) > 0
     this.decoder = new PacketDecoder(level)
     this.checks = this.ctx.policy.chain.forSession(state)
+    // Bans (address, user name, client id) before any backend is asked (cluster/fleet.ts).
+    const banned = this.ctx.fleet?.atConnect(state.remoteAddress, state.username, state.clientId) ?? null
+    if (banned !== null) return this.refuseConnect(banned.why, connackRefusal(level, banned.reason), type)
     this.connectFrame = frame
     this.connectPacket = packet
     this.phase = Phase.Checking
@@ -588,6 +596,45 @@ export class Session implements FrameSink {
       }
       this.userAdmitted = true
     }
+    // Fleet-wide counts (a shared store): the CONNECT waits for them; the local limits above are in front.
+    const fleet = this.ctx.fleet
+    if (fleet !== undefined && fleet.needsAdmission(username)) {
+      fleet.admit(this.state.remoteAddress, username).then(onFleetVerdict.bind(null, this), onFleetVerdict.bind(null, this, FLEET_FAILED))
+      return
+    }
+    this.admitted()
+  }
+
+  onFleetVerdict(verdict: FleetVerdict): void {
+    if (this.phase !== Phase.Checking) {
+      this.ctx.fleet!.release(this.state.remoteAddress, this.state.username, verdict.slots)
+      return
+    }
+    this.fleetSlots = verdict.slots
+    if (verdict.refusal !== null) {
+      this.connectPacket = null
+      this.refuseConnect(verdict.refusal.why, connackRefusal(this.state.version, verdict.refusal.reason), PacketType.Connect)
+      return
+    }
+    this.admitted()
+  }
+
+  /**
+   * A ban made while this session is open (cluster/fleet.ts): 5.0 DISCONNECT 0x98 Administrative
+   * action (0x8A Banned is a CONNACK-only code: DISCONNECT may not carry it), 3.1.1 closed; a
+   * session still before its CONNACK gets CONNACK 0x8A.
+   */
+  banned(ban: Ban): void {
+    if (this.phase >= Phase.Closing) return
+    const state = this.state
+    this.log.warn({ audit: true, event: 'session_banned', kind: ban.kind, source: ban.source, clientId: state.clientId || undefined, username: state.username ?? undefined }, 'closing a banned client')
+    const answer = !this.connackSeen
+      ? (this.phase === Phase.AwaitConnect ? null : connackRefusal(state.version, ReasonCode.Banned))
+      : state.version === 5 && state.connected ? disconnectV5(ReasonCode.AdministrativeAction) : null
+    this.close('banned', answer)
+  }
+
+  private admitted(): void {
     const state = this.state
     this.log.info({ event: 'client_admitted', clientId: state.clientId || undefined, username: state.username ?? undefined, authenticatedBy: state.authenticatedBy ?? undefined, version: state.version }, 'client admitted')
     // What the broker sees of the credentials (auth.upstreamCredentials): the one deliberate rewrite.
@@ -1142,4 +1189,11 @@ function onIdleCheck(session: Session): void {
 
 function onConnectVerdict(session: Session, verdict: Verdict | null): void {
   session.onConnectVerdict(verdict)
+}
+
+/** Fleet admission itself never rejects; this is the belt to its braces: fail closed. */
+const FLEET_FAILED: FleetVerdict = Object.freeze({ refusal: Object.freeze({ why: 'check_failed' as const, reason: ReasonCode.ImplementationSpecificError }), slots: 0 })
+
+function onFleetVerdict(session: Session, verdict: FleetVerdict): void {
+  session.onFleetVerdict(verdict)
 }

@@ -1,0 +1,436 @@
+/**
+ * The SharedStore of a fleet: many Moat instances behind a load balancer share connection slots,
+ * connection-rate buckets, auth-failure counters and bans through Redis (`cluster.redis`).
+ *
+ * Atomicity: every decision is one Lua script (`defineCommand`), so two instances can never both
+ * take the last slot. rate-limiter-flexible was considered: it has buckets and windows but no
+ * releasable concurrency slot (a connection held, then given back), which is the main limit here,
+ * so the scripts are ours (about 40 lines of Lua) and no dependency is added.
+ *
+ * Keys: all under `{prefix}:` (a hash tag: in Redis Cluster every key lands in one slot, so a
+ * script may touch several keys). Long caller keys are hashed.
+ * - `{p}:s:<key>`    slots: a hash instanceId → slots held; PEXPIRE 10 min, refreshed.
+ * - `{p}:instances`  sorted set instanceId → last heartbeat (Redis TIME, ms), every second.
+ *   A slot counts only while its instance's heartbeat is under 5 s old: when an instance dies
+ *   (kill -9, machine lost), its slots stop counting within 5 s and are deleted on the next
+ *   acquire of that key; nothing it held leaks.
+ * - `{p}:b:<key>`    token bucket (tokens, at), expires once it would be full again.
+ * - `{p}:w:<key>`    counter of a fixed window, expires with the window.
+ * - `{p}:bans`       hash kind\0value → JSON ban; `{p}:bans:v` a version bumped on each change;
+ *   channel `{p}:bans` announces a change. Every instance keeps a replica: refreshed on each
+ *   announcement and checked every second (a cheap GET of the version), so a missed message heals
+ *   within a second.
+ * Every instance re-asserts the slots it holds every 30 s and when Redis comes back (a Redis that
+ * restarted empty, or a release lost in an outage, is corrected).
+ *
+ * Failure: commands are not queued while Redis is unreachable (they fail at once) and time out
+ * after `commandTimeout`; the caller applies the limit's `onRedisDown` mode. `up` follows the
+ * connection; each transition is logged once and counted.
+ */
+import { createHash, randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { hostname } from 'node:os'
+import { createRequire } from 'node:module'
+import type { Cluster, Redis, RedisOptions } from 'ioredis'
+import type { RedisConfig } from '../config/types.js'
+import { MoatError } from '../errors.js'
+import type { Logger } from '../log/logger.js'
+import type { Ban, BanKind, SharedStore } from './shared-store.js'
+import { ClusterStats, storeOpIndex, type StoreOp } from './stats.js'
+
+/**
+ * ioredis is loaded on first use, not at import: every `moat` command imports this module (through
+ * moat.ts), and only a config with `cluster.redis` needs the client (its import costs startup time).
+ */
+const require = createRequire(import.meta.url)
+function ioredis(): typeof import('ioredis') {
+  return require('ioredis') as typeof import('ioredis')
+}
+
+const HEARTBEAT_MS = 1000
+const INSTANCE_TTL_MS = 5000
+const SLOT_TTL_MS = 600_000
+const RESYNC_MS = 30_000
+const BANS_CHECK_MS = 1000
+
+const ACQUIRE = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local fields = redis.call('HGETALL', KEYS[1])
+local total = 0
+for i = 1, #fields, 2 do
+  local seen = redis.call('ZSCORE', KEYS[2], fields[i])
+  if seen and tonumber(seen) >= now - tonumber(ARGV[3]) then
+    total = total + tonumber(fields[i + 1])
+  else
+    redis.call('HDEL', KEYS[1], fields[i])
+  end
+end
+if total >= tonumber(ARGV[2]) then return 0 end
+redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return 1`
+
+const RELEASE = `
+local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+if redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
+return n`
+
+const TAKE = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local capacity = tonumber(ARGV[1])
+local refill = tonumber(ARGV[2])
+local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = capacity
+if b[1] then
+  tokens = math.min(capacity, tonumber(b[1]) + math.max(0, now - tonumber(b[2])) * refill)
+end
+local ok = 0
+if tokens >= 1 then
+  tokens = tokens - 1
+  ok = 1
+end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
+redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / refill) + 1000)
+return ok`
+
+const COUNT = `
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
+return n`
+
+const HEARTBEAT = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+return now`
+
+interface Scripts {
+  moatAcquire(slots: string, instances: string, id: string, max: number, ttl: number, expire: number): Promise<number>
+  moatRelease(slots: string, id: string): Promise<number>
+  moatTake(bucket: string, capacity: number, refill: number): Promise<number>
+  moatCount(window: string, windowMs: number): Promise<number>
+  moatHeartbeat(instances: string, id: string, keep: number): Promise<number>
+}
+
+type Client = (Redis | Cluster) & Scripts
+
+/** Where Redis is, for logs: never the password. */
+export function describeRedis(config: RedisConfig): string {
+  if (config.mode === 'url') {
+    const u = new URL(config.url!)
+    return `${u.protocol}//${u.hostname}:${u.port || 6379}${u.pathname === '/' ? '' : u.pathname}`
+  }
+  const nodes = (config.mode === 'sentinel' ? config.sentinel!.nodes : config.nodes).map((n) => `${n.host}:${n.port}`).join(',')
+  return config.mode === 'sentinel' ? `sentinel ${config.sentinel!.name}@${nodes}` : `cluster ${nodes}`
+}
+
+function readPassword(file: string | null): string | undefined {
+  if (file === null) return undefined
+  try {
+    return readFileSync(file, 'utf8').trim()
+  } catch (err) {
+    throw new MoatError('MOAT_ERR_CLUSTER', `cluster.redis.passwordFile: cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+}
+
+/** Builds the ioredis client for the configured mode (not connected yet: `lazyConnect`). */
+export function createRedisClient(config: RedisConfig): Redis | Cluster {
+  const password = readPassword(config.passwordFile)
+  const common: RedisOptions = {
+    lazyConnect: true,
+    enableOfflineQueue: false,
+    commandTimeout: config.commandTimeoutMs,
+    maxRetriesPerRequest: 0,
+    connectTimeout: Math.max(1000, config.commandTimeoutMs * 4),
+    retryStrategy: (times: number) => Math.min(100 * times, 1000),
+  }
+  if (password !== undefined) common.password = password
+  const { Redis, Cluster } = ioredis()
+  if (config.mode === 'url') return new Redis(config.url!, common)
+  const tls = config.tls ? {} : undefined
+  if (config.mode === 'sentinel') {
+    return new Redis({
+      ...common,
+      sentinels: config.sentinel!.nodes.map((n) => ({ host: n.host, port: n.port })),
+      name: config.sentinel!.name,
+      ...(tls === undefined ? {} : { tls, enableTLSForSentinelMode: true }),
+      ...(password === undefined ? {} : { sentinelPassword: password }),
+    })
+  }
+  const { lazyConnect, enableOfflineQueue, retryStrategy: _r, ...redisOptions } = common
+  return new Cluster(config.nodes.map((n) => ({ host: n.host, port: n.port })), {
+    lazyConnect,
+    enableOfflineQueue,
+    clusterRetryStrategy: (times: number) => Math.min(100 * times, 1000),
+    redisOptions: { ...redisOptions, ...(tls === undefined ? {} : { tls }) },
+  })
+}
+
+function defineScripts(client: Redis | Cluster): Client {
+  client.defineCommand('moatAcquire', { numberOfKeys: 2, lua: ACQUIRE })
+  client.defineCommand('moatRelease', { numberOfKeys: 1, lua: RELEASE })
+  client.defineCommand('moatTake', { numberOfKeys: 1, lua: TAKE })
+  client.defineCommand('moatCount', { numberOfKeys: 1, lua: COUNT })
+  client.defineCommand('moatHeartbeat', { numberOfKeys: 1, lua: HEARTBEAT })
+  return client as Client
+}
+
+export class RedisStore implements SharedStore {
+  readonly kind = 'redis' as const
+  readonly instanceId = `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
+  readonly config: RedisConfig
+  private readonly client: Client
+  private readonly subscriber: Redis | Cluster
+  private readonly logger: Logger
+  private readonly stats: ClusterStats
+  private readonly prefix: string
+  private readonly instancesKey: string
+  private readonly bansKey: string
+  private readonly bansVersionKey: string
+  /** Slots this instance holds, by store key: re-asserted every RESYNC_MS and after an outage. */
+  private readonly held = new Map<string, number>()
+  /** Slot keys whose release could not reach Redis: corrected at the next resync. */
+  private readonly dirty = new Set<string>()
+  private banArray: readonly Ban[] = []
+  private bansVersion: string | null = null
+  private readonly banListeners: Array<() => void> = []
+  private isUp = false
+  private wasEverUp = false
+  private closed = false
+  private readonly timers: NodeJS.Timeout[] = []
+  private upWaiters: Array<() => void> = []
+  private refreshing: Promise<void> | null = null
+
+  constructor(config: RedisConfig, logger: Logger, stats: ClusterStats = new ClusterStats(), client?: Redis | Cluster) {
+    this.config = config
+    this.logger = logger
+    this.stats = stats
+    this.prefix = `{${config.prefix}}:`
+    this.instancesKey = `${this.prefix}instances`
+    this.bansKey = `${this.prefix}bans`
+    this.bansVersionKey = `${this.prefix}bans:v`
+    const base = client ?? createRedisClient(config)
+    this.client = defineScripts(base)
+    this.subscriber = base.duplicate()
+    this.client.on('ready', () => this.setUp(true))
+    this.client.on('close', () => this.setUp(false))
+    this.client.on('error', () => { /* reported through `up` and the per-call errors */ })
+    this.subscriber.on('error', () => { /* the main connection reports the outage */ })
+    this.subscriber.on('message', (channel: string) => {
+      if (channel === this.bansKey) void this.refreshBans(true)
+    })
+    this.subscriber.on('ready', () => {
+      this.subscriber.subscribe(this.bansKey).catch(() => { /* the periodic check heals a missed subscription */ })
+    })
+  }
+
+  /** Connects (in the background: an unreachable Redis is an outage, handled per limit, not a startup failure). */
+  start(): void {
+    this.client.connect().catch(() => { /* retried by ioredis; `up` stays false */ })
+    this.subscriber.connect().catch(() => { /* retried */ })
+    const heartbeat = setInterval(() => void this.heartbeat(), HEARTBEAT_MS)
+    const bans = setInterval(() => void this.refreshBans(false), BANS_CHECK_MS)
+    const resync = setInterval(() => void this.resync(), RESYNC_MS)
+    for (const t of [heartbeat, bans, resync]) {
+      t.unref()
+      this.timers.push(t)
+    }
+  }
+
+  get up(): boolean {
+    return this.isUp
+  }
+
+  /** Resolves once Redis is reachable, or after `timeoutMs` (whichever first). */
+  whenUp(timeoutMs: number): Promise<boolean> {
+    if (this.isUp) return Promise.resolve(true)
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), timeoutMs)
+      this.upWaiters.push(() => {
+        clearTimeout(timer)
+        resolve(true)
+      })
+    })
+  }
+
+  private setUp(up: boolean): void {
+    if (this.closed || up === this.isUp) return
+    if (up) {
+      // Ready again: announce ourselves, take the ban list, re-assert our slots, then count as up.
+      void this.heartbeat().then(() => Promise.all([this.refreshBans(true), this.resync()])).finally(() => {
+        if (this.closed || this.client.status !== 'ready' || this.isUp) return
+        this.isUp = true
+        this.stats.transitions[1]! += 1
+        this.logger[this.wasEverUp ? 'warn' : 'info']({ event: 'cluster_store_up', redis: describeRedis(this.config), instance: this.instanceId }, this.wasEverUp ? 'redis reachable again: fleet-wide limits restored' : 'redis connected: fleet-wide limits and bans shared')
+        this.wasEverUp = true
+        const waiters = this.upWaiters
+        this.upWaiters = []
+        for (const wake of waiters) wake()
+      })
+      return
+    }
+    this.isUp = false
+    this.stats.transitions[0]! += 1
+    const modes = this.config.onRedisDown
+    this.logger.error({ event: 'cluster_store_down', redis: describeRedis(this.config), onRedisDown: modes }, `redis unreachable: new connections follow onRedisDown (connections: ${modes.connections}, bans: ${modes.bans}, lockout: ${modes.lockout}); open sessions are not affected`)
+  }
+
+  private key(kind: string, key: string): string {
+    const k = key.length <= 200 ? key : `#${createHash('sha256').update(key).digest('base64')}`
+    return `${this.prefix}${kind}:${k}`
+  }
+
+  private async timed<T>(op: StoreOp, run: () => Promise<T>): Promise<T> {
+    const i = storeOpIndex[op]
+    const started = performance.now()
+    this.stats.calls[i]! += 1
+    try {
+      return await run()
+    } catch (err) {
+      this.stats.errors[i]! += 1
+      throw err
+    } finally {
+      this.stats.seconds[i]! += (performance.now() - started) / 1000
+    }
+  }
+
+  async acquire(key: string, max: number): Promise<boolean> {
+    const k = this.key('s', key)
+    const ok = await this.timed('acquire', () => this.client.moatAcquire(k, this.instancesKey, this.instanceId, max, INSTANCE_TTL_MS, SLOT_TTL_MS))
+    if (ok === 1) this.held.set(k, (this.held.get(k) ?? 0) + 1)
+    return ok === 1
+  }
+
+  release(key: string): void {
+    const k = this.key('s', key)
+    const n = (this.held.get(k) ?? 1) - 1
+    if (n <= 0) this.held.delete(k)
+    else this.held.set(k, n)
+    this.timed('release', () => this.client.moatRelease(k, this.instanceId)).catch(() => this.dirty.add(k))
+  }
+
+  async take(key: string, capacity: number, refillPerMs: number): Promise<boolean> {
+    const k = this.key('b', key)
+    return (await this.timed('take', () => this.client.moatTake(k, capacity, refillPerMs))) === 1
+  }
+
+  async count(key: string, windowMs: number): Promise<number> {
+    const k = this.key('w', key)
+    return this.timed('count', () => this.client.moatCount(k, windowMs))
+  }
+
+  async addBan(ban: Ban): Promise<void> {
+    await this.timed('add_ban', async () => {
+      const ms = ban.until === null ? null : ban.until - Date.now()
+      if (ms !== null && ms <= 0) return
+      await this.client.multi()
+        .hset(this.bansKey, `${ban.kind}\u0000${ban.value}`, JSON.stringify(ban))
+        .incr(this.bansVersionKey)
+        .publish(this.bansKey, 'add')
+        .exec()
+    })
+    await this.refreshBans(true)
+  }
+
+  async removeBan(kind: BanKind, value: string): Promise<boolean> {
+    const removed = await this.timed('remove_ban', async () => {
+      const result = await this.client.multi()
+        .hdel(this.bansKey, `${kind}\u0000${value}`)
+        .incr(this.bansVersionKey)
+        .publish(this.bansKey, 'remove')
+        .exec()
+      return Number(result?.[0]?.[1] ?? 0) > 0
+    })
+    await this.refreshBans(true)
+    return removed
+  }
+
+  bans(): readonly Ban[] {
+    const now = Date.now()
+    for (const ban of this.banArray) {
+      if (ban.until !== null && ban.until <= now) {
+        this.banArray = this.banArray.filter((b) => b.until === null || b.until > now)
+        break
+      }
+    }
+    return this.banArray
+  }
+
+  onBans(listener: () => void): void {
+    this.banListeners.push(listener)
+  }
+
+  /** Takes the ban list from Redis when its version moved (or always, when `force`). */
+  private refreshBans(force: boolean): Promise<void> {
+    if (this.refreshing !== null) return force ? this.refreshing.then(() => this.refreshBans(true)) : this.refreshing
+    const run = this.timed('bans_refresh', async () => {
+      const version = await this.client.get(this.bansVersionKey)
+      if (!force && version === this.bansVersion) return
+      const raw = await this.client.hgetall(this.bansKey)
+      const now = Date.now()
+      const live: Ban[] = []
+      const expired: string[] = []
+      for (const [field, json] of Object.entries(raw)) {
+        let ban: Ban
+        try {
+          ban = JSON.parse(json) as Ban
+        } catch {
+          continue
+        }
+        if (ban.until !== null && ban.until <= now) expired.push(field)
+        else live.push(ban)
+      }
+      if (expired.length > 0) await this.client.hdel(this.bansKey, ...expired)
+      this.bansVersion = version
+      const before = this.banArray
+      this.banArray = live
+      if (!sameBans(before, live)) for (const listener of this.banListeners) listener()
+    }).catch(() => { /* the replica keeps the last list; `up` reports the outage */ })
+    this.refreshing = run.finally(() => { this.refreshing = null })
+    return this.refreshing
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (this.closed) return
+    await this.timed('heartbeat', () => this.client.moatHeartbeat(this.instancesKey, this.instanceId, INSTANCE_TTL_MS * 4)).catch(() => {})
+  }
+
+  /** Writes what this instance holds (and clears what it no longer holds) into Redis. */
+  private async resync(): Promise<void> {
+    if (this.closed || (this.held.size === 0 && this.dirty.size === 0)) return
+    await this.timed('resync', async () => {
+      const pipeline = this.client.pipeline()
+      for (const k of this.dirty) if (!this.held.has(k)) pipeline.hdel(k, this.instanceId)
+      for (const [k, n] of this.held) pipeline.hset(k, this.instanceId, n).pexpire(k, SLOT_TTL_MS)
+      await pipeline.exec()
+      this.dirty.clear()
+    }).catch(() => {})
+  }
+
+  /** Stops the timers and leaves: this instance's heartbeat and slots are removed at once. */
+  async close(): Promise<void> {
+    if (this.closed) return
+    this.closed = true
+    for (const t of this.timers) clearInterval(t)
+    if (this.client.status === 'ready') {
+      try {
+        const pipeline = this.client.pipeline().zrem(this.instancesKey, this.instanceId)
+        for (const k of this.held.keys()) pipeline.hdel(k, this.instanceId)
+        await pipeline.exec()
+      } catch { /* leaving anyway: the heartbeat expiry covers it */ }
+    }
+    this.client.disconnect()
+    this.subscriber.disconnect()
+  }
+}
+
+function sameBans(a: readonly Ban[], b: readonly Ban[]): boolean {
+  if (a.length !== b.length) return false
+  const key = (x: Ban): string => `${x.kind}\u0000${x.value}\u0000${x.until}\u0000${x.createdAt}`
+  const seen = new Set(a.map(key))
+  return b.every((x) => seen.has(key(x)))
+}

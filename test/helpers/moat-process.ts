@@ -1,0 +1,101 @@
+/**
+ * A Moat as a separate process, the way an operator runs it: `node dist/cli.js run -c FILE`
+ * (dist is built by test/global-setup.ts). Its JSON log lines are kept; the ports it bound
+ * (port 0 in the config) are read from its `listening` / `admin_listening` lines.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { writeFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+const root = fileURLToPath(new URL('../..', import.meta.url))
+export const cliPath = join(root, 'dist/cli.js')
+
+export interface LogLine {
+  event?: string
+  [key: string]: unknown
+}
+
+export class MoatProcess {
+  readonly logs: LogLine[] = []
+  port = 0
+  adminPort = 0
+  private readonly child: ChildProcess
+  private output = ''
+  private readonly wakers = new Set<() => void>()
+
+  private constructor(child: ChildProcess) {
+    this.child = child
+    let partial = ''
+    const onData = (d: Buffer): void => {
+      this.output += d
+      const lines = (partial + d.toString()).split('\n')
+      partial = lines.pop()!
+      for (const line of lines) {
+        try {
+          this.logs.push(JSON.parse(line) as LogLine)
+        } catch {
+          this.logs.push({ text: line })
+        }
+      }
+      for (const wake of this.wakers) wake()
+    }
+    child.stdout!.on('data', onData)
+    child.stderr!.on('data', onData)
+  }
+
+  /** Writes `config` (JSON is YAML) to DIR/NAME and runs moat on it; resolves once it is ready. */
+  static async start(dir: string, name: string, config: Record<string, unknown>): Promise<MoatProcess> {
+    const file = join(dir, name)
+    writeFileSync(file, JSON.stringify(config, null, 2))
+    const moat = new MoatProcess(spawn(process.execPath, [cliPath, 'run', '-c', file], { cwd: root }))
+    await moat.waitForLog((l) => l.event === 'ready', 15_000)
+    moat.port = Number(moat.logs.find((l) => l.event === 'listening')!.port)
+    moat.adminPort = Number(moat.logs.find((l) => l.event === 'admin_listening')?.port ?? 0)
+    return moat
+  }
+
+  /** Resolves with the first log line (from the start) that `match` accepts. */
+  waitForLog(match: (line: LogLine) => boolean, timeoutMs = 10_000): Promise<LogLine> {
+    return new Promise((resolve, reject) => {
+      const check = (): boolean => {
+        const line = this.logs.find(match)
+        if (line === undefined) return false
+        cleanup()
+        resolve(line)
+        return true
+      }
+      const onExit = (): void => {
+        cleanup()
+        reject(new Error(`moat exited:\n${this.output}`))
+      }
+      const timer = setTimeout(() => {
+        cleanup()
+        reject(new Error(`moat never logged the line awaited; output:\n${this.output.slice(-4000)}`))
+      }, timeoutMs)
+      const wake = (): void => { check() }
+      const cleanup = (): void => {
+        clearTimeout(timer)
+        this.wakers.delete(wake)
+        this.child.off('exit', onExit)
+      }
+      if (check()) return
+      this.wakers.add(wake)
+      this.child.once('exit', onExit)
+    })
+  }
+
+  /** The value of an unlabelled metric from /metrics. */
+  async metric(name: string): Promise<number> {
+    const text = await (await fetch(`http://127.0.0.1:${this.adminPort}/metrics`)).text()
+    const line = text.split('\n').find((l) => l.startsWith(name + ' '))
+    return line === undefined ? NaN : Number(line.slice(name.length + 1))
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return
+    const exited = new Promise((resolve) => this.child.once('exit', resolve))
+    this.child.kill('SIGTERM')
+    await exited
+  }
+}
