@@ -147,6 +147,74 @@ export function packetArb(v: Version): fc.Arbitrary<Packet> {
   return fc.oneof(...common)
 }
 
+// ---------------------------------------------------------------- raw 5.0 property blocks
+
+/** Types of every 5.0 property: byte, two/four-byte integer, varint, string or binary, string pair. */
+const PROP_TYPES: Record<number, 'b' | '2' | '4' | 'v' | 's' | 'p'> = {
+  1: 'b', 2: '4', 3: 's', 8: 's', 9: 's', 11: 'v', 17: '4', 18: 's', 19: '2', 21: 's', 22: 's', 23: 'b', 24: '4', 25: 'b',
+  26: 's', 28: 's', 31: 's', 33: '2', 34: '2', 35: '2', 36: 'b', 37: 'b', 38: 'p', 39: '4', 40: 'b', 41: 'b', 42: 'b',
+}
+const PROP_IDS = Object.keys(PROP_TYPES).map(Number)
+
+function str(s: string): Buffer {
+  const b = Buffer.from(s)
+  return Buffer.concat([Buffer.from([b.length >> 8, b.length & 0xff]), b])
+}
+
+function encodeProperty(id: number, n: number, text: string): Buffer {
+  switch (PROP_TYPES[id]) {
+    case 'b': return Buffer.from([id, n % 3])
+    case '2': return Buffer.from([id, (n >> 8) & 0xff, n & 0xff])
+    case '4': { const b = Buffer.alloc(5); b[0] = id; b.writeUInt32BE(n >>> 0, 1); return b }
+    case 'v': return Buffer.from([id, ...varint(n % 300)])
+    case 'p': return Buffer.concat([Buffer.from([id]), str(text), str(text)])
+    default: return Buffer.concat([Buffer.from([id]), str(text)])
+  }
+}
+
+/**
+ * A 5.0 property block built byte by byte: any property identifier (allowed in the packet or not),
+ * values in and out of range, repeats, and now and then a declared length that does not match.
+ */
+export const propertyBlockArb: fc.Arbitrary<Buffer> = fc.record({
+  props: fc.array(fc.tuple(fc.oneof({ arbitrary: fc.constantFrom(0x26, 0x1f, 0x0b, 0x11), weight: 2 }, { arbitrary: fc.constantFrom(...PROP_IDS), weight: 1 }), fc.nat(), fc.string({ maxLength: 4 })), { maxLength: 3 }),
+  delta: fc.oneof({ arbitrary: fc.constant(0), weight: 5 }, { arbitrary: fc.integer({ min: -3, max: 3 }), weight: 1 }),
+}).map(({ props, delta }) => {
+  const body = Buffer.concat(props.map(([id, n, text]) => encodeProperty(id, n, text)))
+  return Buffer.concat([Buffer.from(varint(Math.max(0, body.length + delta))), body])
+})
+
+function rawFrame(first: number, ...parts: Buffer[]): Buffer {
+  const body = Buffer.concat(parts)
+  return Buffer.concat([Buffer.from([first, ...varint(body.length)]), body])
+}
+
+/** 5.0 packets of every client type carrying a raw property block. */
+export const rawV5PacketArb: fc.Arbitrary<Buffer> = fc.record({
+  kind: fc.nat({ max: 7 }),
+  props: propertyBlockArb,
+  id: fc.integer({ min: 1, max: 65_535 }),
+  code: fc.constantFrom(0x00, 0x04, 0x10, 0x18, 0x80, 0x92, 0x81, 0x7f),
+  options: fc.nat({ max: 0x3f }),
+  filter: fc.constantFrom('m/#', '$share/g/m/x', 'm/a'),
+}).map(({ kind, props, id, code, options, filter }) => {
+  const pid = Buffer.from([id >> 8, id & 0xff])
+  switch (kind) {
+    case 0: return rawFrame(0x82, pid, props, str(filter), Buffer.from([options]))
+    case 1: return rawFrame(0xa2, pid, props, str(filter))
+    case 2: return rawFrame(0x40, pid, Buffer.from([code]), props)
+    case 3: return rawFrame(0x62, pid, Buffer.from([code]), props)
+    case 4: return rawFrame(0xe0, Buffer.from([code]), props)
+    case 5: return rawFrame(0xf0, Buffer.from([code]), props)
+    case 6: return rawFrame(0x32, str('m/pub/p'), pid, props, Buffer.from('payload'))
+    default: return rawFrame(0x70, pid, Buffer.from([code]), props)
+  }
+})
+
+/** A 5.0 CONNECT with raw connect and will property blocks (the will on an allowed topic). */
+export const rawV5ConnectArb: fc.Arbitrary<Buffer> = fc.record({ connectProps: propertyBlockArb, willProps: propertyBlockArb, id: fc.string({ minLength: 1, maxLength: 8 }) })
+  .map(({ connectProps, willProps, id }) => rawFrame(0x10, str('MQTT'), Buffer.from([5, 0x06, 0x00, 0x3c]), connectProps, str(`fz${id}`), willProps, str('m/pub/will'), str('w')))
+
 /** Encodes a packet; null when mqtt-packet refuses to (some generated combinations it cannot write). */
 export function encode(packet: Packet, v: Version): Buffer | null {
   try {
@@ -298,6 +366,7 @@ export interface FuzzCase {
 
 export function fuzzCaseArb(pool: readonly Buffer[][], versions: readonly Version[]): fc.Arbitrary<FuzzCase> {
   const extraArb = fc.constantFrom(...versions).chain((v) => fc.array(packetArb(v), { maxLength: 6 }).map((ps) => ps.map((p) => encode(p, v)).filter((b): b is Buffer => b !== null)))
+    .chain((extra) => fc.array(rawV5PacketArb, { maxLength: 2 }).map((raw) => [...raw, ...extra]))
   return fc.record({
     base: fc.nat({ max: pool.length - 1 }),
     extra: extraArb,
@@ -315,7 +384,13 @@ export function caseBytes(c: FuzzCase, pool: readonly Buffer[][]): Buffer[] {
 /** Sessions built from the arbitraries: a CONNECT and a few valid packets, per version. */
 export function generatedSessions(seed: number, count: number, versions: readonly Version[]): Buffer[][] {
   const arb = fc.constantFrom(...versions).chain((v) => fc.tuple(connectArb(v), fc.array(packetArb(v).filter((p) => p.cmd !== 'connect' && p.cmd !== 'disconnect'), { minLength: 1, maxLength: 6 })).map(([c, ps]) => [c, ...ps].map((p) => encode(p, v)).filter((b): b is Buffer => b !== null)))
-  return fc.sample(arb, { seed, numRuns: count }).filter((s) => s.length > 0 && s[0]![0] === 0x10)
+  const sessions = fc.sample(arb, { seed, numRuns: count }).filter((s) => s.length > 0 && s[0]![0] === 0x10)
+  if (versions.includes(5)) {
+    // 5.0 sessions built byte by byte: raw property blocks in the CONNECT, the will and the packets.
+    const raw = fc.tuple(rawV5ConnectArb, fc.array(rawV5PacketArb, { minLength: 1, maxLength: 4 })).map(([c, ps]) => [c, ...ps])
+    sessions.push(...fc.sample(raw, { seed: seed + 1, numRuns: Math.ceil(count / 3) }))
+  }
+  return sessions
 }
 
 // ---------------------------------------------------------------- driving a live Moat
