@@ -94,5 +94,8 @@ export function checkPropertyBlock(buf: Buffer, start: number, parsedEnd: number
     if ((id === 0x01 || id === 0x17 || id === 0x19) && value > 1) return `property 0x${id.toString(16)} must be 0 or 1`
     if ((id === 0x21 || id === 0x27 || id === 0x0b) && value === 0) return `property 0x${id.toString(16)} must not be 0`
   }
+  // A string or binary value longer than what is left of the block (mqtt-packet reads it as null
+  // and carries on) [MQTT-1.5.4], 5.0 2.2.2.
+  if (pos !== end) return 'a property value overruns the property block'
   return null
 }

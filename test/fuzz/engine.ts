@@ -17,6 +17,7 @@ import v8 from 'node:v8'
 import fc from 'fast-check'
 import { generate, type Packet } from 'mqtt-packet'
 import type { MqttClient } from 'mqtt'
+import { denyReasons } from '../../src/checks/reasons.js'
 import type { Moat } from '../../src/moat.js'
 import { aclFrom } from '../helpers/acl.js'
 import { connect, Inbox } from '../helpers/clients.js'
@@ -461,7 +462,7 @@ export interface Finding {
  * or Moat dropped it. Then the client ends its side. Resolves with whether the connection closed
  * within `timeoutMs` (Moat must never keep a dead client).
  */
-export async function sendCase(port: number, chunks: readonly Buffer[], timeoutMs = 5000, quietMs = 100): Promise<boolean> {
+export async function sendCase(port: number, chunks: readonly Buffer[], timeoutMs = 20_000, quietMs = 100): Promise<boolean> {
   const socket = net.connect(port, '127.0.0.1')
   const splitter = new FrameSplitter()
   let wake: (() => void) | null = null
@@ -516,6 +517,13 @@ export class HonestClient {
   }
 }
 
+/** Closes for a protocol or policy fault (not the client's own disconnect or a shutdown). */
+function faultCloses(moat: Moat): number {
+  let n = 0
+  for (const reason of denyReasons) if (reason !== 'ok') n += moat.stats.closedFor(reason)
+  return n
+}
+
 let gcFn: (() => void) | null = null
 /** Heap used after a full GC (the flag is set at run time, so no special node options are needed). */
 export function heapAfterGc(): number {
@@ -545,6 +553,8 @@ export interface FuzzReport {
   upstreamFrames: number
   upstreamConnections: number
   roundTrips: number
+  /** Clients Moat itself closed for a protocol or policy fault during the run. */
+  closedByMoat: number
   heap: number[]
   findings: Finding[]
 }
@@ -558,7 +568,8 @@ export async function runFuzz(target: LiveTarget, pool: readonly Buffer[][], ver
   const port = target.moat.address().port
   const upstream = target.upstream
   const honest = await HonestClient.start(port)
-  const report: FuzzReport = { seed: options.seed, batches: 0, cases: 0, upstreamFrames: 0, upstreamConnections: 0, roundTrips: 0, heap: [], findings: [] }
+  const report: FuzzReport = { seed: options.seed, batches: 0, cases: 0, upstreamFrames: 0, upstreamConnections: 0, roundTrips: 0, closedByMoat: 0, heap: [], findings: [] }
+  const faultClosesBefore = faultCloses(target.moat)
   const started = Date.now()
   const ms = options.seconds * 1000
   const heapMarks = [ms / 3, (2 * ms) / 3]
@@ -582,7 +593,7 @@ export async function runFuzz(target: LiveTarget, pool: readonly Buffer[][], ver
         findings.push({ kind: 'honest_round_trip_failed', detail: (err as Error).message })
       }
       // Every fuzz session must be gone (only the honest one stays).
-      const deadline = Date.now() + 5000
+      const deadline = Date.now() + 20_000
       while (target.moat.sessionCount > 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5))
       if (target.moat.sessionCount > 1) findings.push({ kind: 'session_leak', detail: `${target.moat.sessionCount - 1} fuzz sessions still open` })
       const fresh: Violation[] = upstream.violations.slice(before)
@@ -615,8 +626,9 @@ export async function runFuzz(target: LiveTarget, pool: readonly Buffer[][], ver
   if (report.heap.length >= 3 && report.heap[report.heap.length - 1]! - report.heap[1]! > bound) {
     report.findings.push({ kind: 'memory_growth', detail: `heap after GC grew from ${report.heap[1]} to ${report.heap[report.heap.length - 1]} bytes (bound ${bound})` })
   }
+  report.closedByMoat = faultCloses(target.moat) - faultClosesBefore
   report.upstreamFrames = upstream.frames
   report.upstreamConnections = upstream.accepted
-  options.log?.(`fuzz seed=${report.seed}: ${report.batches} batches, ${report.cases} cases, ${report.roundTrips} honest round trips, upstream saw ${report.upstreamFrames} frames on ${report.upstreamConnections} connections, heap after GC ${report.heap.map((h) => (h / 1048576).toFixed(1)).join(' → ')} MiB`)
+  options.log?.(`fuzz seed=${report.seed}: ${report.batches} batches, ${report.cases} cases, ${report.roundTrips} honest round trips, ${report.closedByMoat} clients closed by Moat for a fault, upstream saw ${report.upstreamFrames} frames on ${report.upstreamConnections} connections, heap after GC ${report.heap.map((h) => (h / 1048576).toFixed(1)).join(' → ')} MiB`)
   return report
 }

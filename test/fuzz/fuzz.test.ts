@@ -31,6 +31,8 @@ describe(`fuzz: malformed and mutated packets of every type and version (seed ${
     expect(report.findings, `fuzz seed ${SEED}: replay with FUZZ_SEED=${SEED} (npm run fuzz -- --seed ${SEED})`).toEqual([])
     expect(report.batches).toBeGreaterThan(0)
     expect(report.roundTrips).toBeGreaterThan(0)
+    // Malformed clients were closed by Moat itself (not only by their own end of the socket).
+    expect(report.closedByMoat).toBeGreaterThan(0)
     // Mutated sessions did reach the broker's side (not everything was refused at CONNECT).
     expect(report.upstreamFrames).toBeGreaterThan(report.batches)
     await expect.poll(() => target.moat.sessionCount, { timeout: 10_000 }).toBe(0)

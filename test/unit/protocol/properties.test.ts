@@ -34,6 +34,8 @@ describe('5.0 property blocks (5.0 2.2.2, table 2-4)', () => {
     ['Subscription Identifier 0', 'subscribe', '02 0b 00', /must not be 0/],
     ['a non-minimal Subscription Identifier', 'subscribe', '03 0b 8100', /minimal/],
     ['a non-minimal Property Length', 'subscribe', '8000', /minimal/],
+    ['a user property value longer than the block (found by fuzz seed 5)', 'ack', '0c 1f 0004 21572248 26 0000 0e00', /overruns/],
+    ['a reason string longer than the block', 'ack', '03 1f 0005', /overruns/],
   ]
   for (const [name, block, bytes, why] of faults) it(`refuses ${name}`, () => expect(check(block, bytes)).toMatch(why))
 
