@@ -23,7 +23,7 @@ import { upstreamConnect } from '../auth/upstream-credentials.js'
 import { PacketDecoder, readConnectLevel, ConnectProtocol } from '../protocol/decode.js'
 import { Framer, FrameError, type FrameSink } from '../protocol/framer.js'
 import { clientMaySend, FLAGS_ANY, PacketType, packetTypeNames, requiredFlags } from '../protocol/packet-type.js'
-import { ack, suback } from '../protocol/acks.js'
+import { ack, isAckReasonCode, suback } from '../protocol/acks.js'
 import { PublishView, readPublish } from '../protocol/publish.js'
 import { ReasonCode } from '../protocol/reason.js'
 import { CONNACK_UNACCEPTABLE_PROTOCOL, connackRefusal, disconnectV5, publishRefusalV5 } from '../protocol/responses.js'
@@ -438,7 +438,9 @@ export class Session implements FrameSink {
     if (remaining < 2 || (version < 5 && remaining !== 2) || frame.readUInt16BE(bodyOffset) === 0) {
       return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
     }
-    // 5.0 acks may carry a reason code and properties: let the full decoder judge those (rare).
+    // 5.0 acks may carry a reason code and properties: let the full decoder judge those (rare);
+    // a reason code alone is checked here (found by the fuzz suite: it went unchecked).
+    if (remaining === 3 && !isAckReasonCode(type, frame[bodyOffset + 2]!)) return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
     if (remaining > 3 && this.decoder!.decode(frame) === null) return this.decodeFailure(type)
     // The PUBREL of a QoS 2 publish Moat refused (3.1.1): the broker never saw it, Moat completes it.
     if (type === PacketType.Pubrel && this.refusedQos2 !== null && this.refusedQos2.delete(frame.readUInt16BE(bodyOffset))) {

@@ -192,7 +192,7 @@ function rawFrame(first: number, ...parts: Buffer[]): Buffer {
 
 /** 5.0 packets of every client type carrying a raw property block. */
 export const rawV5PacketArb: fc.Arbitrary<Buffer> = fc.record({
-  kind: fc.nat({ max: 7 }),
+  kind: fc.nat({ max: 8 }),
   props: propertyBlockArb,
   id: fc.integer({ min: 1, max: 65_535 }),
   code: fc.constantFrom(0x00, 0x04, 0x10, 0x18, 0x80, 0x92, 0x81, 0x7f),
@@ -208,6 +208,7 @@ export const rawV5PacketArb: fc.Arbitrary<Buffer> = fc.record({
     case 4: return rawFrame(0xe0, Buffer.from([code]), props)
     case 5: return rawFrame(0xf0, Buffer.from([code]), props)
     case 6: return rawFrame(0x32, str('m/pub/p'), pid, props, Buffer.from('payload'))
+    case 7: return rawFrame(0x50, pid, Buffer.from([code])) // a reason code and no properties
     default: return rawFrame(0x70, pid, Buffer.from([code]), props)
   }
 })
