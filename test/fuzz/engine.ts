@@ -366,9 +366,13 @@ export interface FuzzCase {
   chunks: number[]
 }
 
+/** Packets only a server sends (CONNACK, SUBACK, UNSUBACK, PINGRESP) and the reserved type 0. */
+const serverOnlyArb = fc.constantFrom('20020000', '2003000000', '9003000100', 'b0020001', 'd000', '0000').map((h) => Buffer.from(h, 'hex'))
+
 export function fuzzCaseArb(pool: readonly Buffer[][], versions: readonly Version[]): fc.Arbitrary<FuzzCase> {
   const extraArb = fc.constantFrom(...versions).chain((v) => fc.array(packetArb(v), { maxLength: 6 }).map((ps) => ps.map((p) => encode(p, v)).filter((b): b is Buffer => b !== null)))
     .chain((extra) => fc.array(rawV5PacketArb, { maxLength: 2 }).map((raw) => [...raw, ...extra]))
+    .chain((extra) => fc.array(serverOnlyArb, { maxLength: 1 }).map((server) => [...extra, ...server]))
   return fc.record({
     base: fc.nat({ max: pool.length - 1 }),
     extra: extraArb,
