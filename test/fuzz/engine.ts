@@ -20,7 +20,7 @@ import type { MqttClient } from 'mqtt'
 import { denyReasons } from '../../src/checks/reasons.js'
 import type { Moat } from '../../src/moat.js'
 import { aclFrom } from '../helpers/acl.js'
-import { connect, Inbox } from '../helpers/clients.js'
+import { connect } from '../helpers/clients.js'
 import { limitsFrom, startMoat } from '../helpers/moat.js'
 import { FrameSplitter, type Policy } from './grammar.js'
 import { RecordingUpstream, type Violation } from './recording-upstream.js'
@@ -500,21 +500,35 @@ const PINGREQ = Buffer.from([0xc0, 0x00])
 
 /** An honest client that round-trips a QoS 1 message through Moat and the upstream on demand. */
 export class HonestClient {
-  private constructor(private readonly client: MqttClient, private readonly inbox: Inbox, private readonly topic: string) {}
   private n = 0
+  private constructor(private readonly client: MqttClient, private readonly topic: string) {}
 
   static async start(port: number): Promise<HonestClient> {
     const client = await connect(port, { clientId: `honest-${process.pid}`, protocolVersion: 5 })
     const topic = `m/honest/${process.pid}`
     await client.subscribeAsync(topic, { qos: 1 })
-    return new HonestClient(client, new Inbox(client), topic)
+    return new HonestClient(client, topic)
   }
 
-  async roundTrip(): Promise<void> {
+  /** Publishes one message and resolves when it comes back (one listener, removed every time). */
+  async roundTrip(timeoutMs = 20_000): Promise<void> {
     const payload = `rt-${++this.n}`
-    await this.client.publishAsync(this.topic, payload, { qos: 1 })
-    const message = await this.inbox.waitFor(this.n, 10_000)
-    if (String(message[this.n - 1]!.payload) !== payload) throw new Error(`honest client got ${String(message[this.n - 1]!.payload)}, not ${payload}`)
+    const client = this.client
+    const back = new Promise<void>((resolve, reject) => {
+      const onMessage = (topic: string, p: Buffer): void => {
+        if (topic !== this.topic || String(p) !== payload) return
+        clearTimeout(timer)
+        client.off('message', onMessage)
+        resolve()
+      }
+      const timer = setTimeout(() => {
+        client.off('message', onMessage)
+        reject(new Error(`honest message ${payload} did not come back within ${timeoutMs} ms`))
+      }, timeoutMs)
+      client.on('message', onMessage)
+    })
+    await client.publishAsync(this.topic, payload, { qos: 1 })
+    await back
   }
 
   async stop(): Promise<void> {
