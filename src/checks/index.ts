@@ -7,12 +7,14 @@ import { authCheck } from './auth.js'
 import { aclCheck } from './acl.js'
 import { aclShadowCheck } from './acl-shadow.js'
 import { protocolCheck } from './protocol.js'
+import { virtualPatchCheck } from './virtual-patches.js'
 import { quotaCheck } from './quota.js'
 import { rateCheck } from './rate.js'
 import { sizeCheck } from './size.js'
 
 export const checkFactories: readonly CheckFactory[] = [
   protocolCheck,
+  virtualPatchCheck, // known broker CVE triggers (docs/virtual-patching.md)
   authCheck,
   aclCheck,
   aclShadowCheck,

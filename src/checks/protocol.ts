@@ -59,7 +59,10 @@ export class ProtocolCheck implements Check {
 
   onSubscribe(subscription: ISubscription): Verdict {
     const fault = checkTopicFilter(subscription.topic)
-    return fault === 0 ? FORWARD : faultVerdict(fault, INVALID_FILTER)
+    if (fault !== 0) return faultVerdict(fault, INVALID_FILTER)
+    // It is a Protocol Error to set the No Local bit to 1 on a Shared Subscription [MQTT-3.8.3-4].
+    if (subscription.nl === true && subscription.topic.startsWith('$share/')) return PROTOCOL_ERROR
+    return FORWARD
   }
 
   onUnsubscribe(filter: string): Verdict {

@@ -6,6 +6,16 @@
 import { varintSize } from './framer.js'
 import { PacketType } from './packet-type.js'
 
+const PUBACK_PUBREC_CODES = new Uint8Array(256)
+for (const code of [0x00, 0x10, 0x80, 0x83, 0x87, 0x90, 0x91, 0x97, 0x99]) PUBACK_PUBREC_CODES[code] = 1
+const PUBREL_PUBCOMP_CODES = new Uint8Array(256)
+for (const code of [0x00, 0x92]) PUBREL_PUBCOMP_CODES[code] = 1
+
+/** Whether `code` is a reason code a 5.0 PUBACK/PUBREC (or PUBREL/PUBCOMP) may carry (5.0 3.4.2.1, 3.5.2.1, 3.6.2.1, 3.7.2.1). */
+export function isAckReasonCode(type: number, code: number): boolean {
+  return (type === PacketType.Puback || type === PacketType.Pubrec ? PUBACK_PUBREC_CODES : PUBREL_PUBCOMP_CODES)[code] === 1
+}
+
 /** A two-byte-id acknowledgement: PUBACK, PUBREC, PUBREL (flags 0b0010) or PUBCOMP, without reason code. */
 export function ack(type: number, packetId: number): Buffer {
   const flags = type === PacketType.Pubrel ? 0x02 : 0

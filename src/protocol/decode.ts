@@ -11,6 +11,7 @@
 import { isUtf8 } from 'node:buffer'
 import { parser as createParser } from 'mqtt-packet'
 import type { Packet } from 'mqtt-packet'
+import { checkPropertyBlock, type PropertyBlock } from './properties.js'
 
 export type { Packet }
 
@@ -20,12 +21,21 @@ interface ParserInternals {
   _list: { slice(start: number, end: number): Buffer }
   packet: { cmd: string; length: number }
   _parseString(): string | null
+  _parseProperties(): unknown
   _newPacket(): boolean
   on(event: 'packet', fn: (p: Packet) => void): void
   on(event: 'error', fn: (e: Error) => void): void
   parse(buf: Buffer): number
   moatBadString: boolean
   moatTrailingBytes: boolean
+  moatBadProperties: string | null
+  moatPropertyBlocks: number
+}
+
+/** The property rules (properties.ts) of each client packet the decoder reads; others are not checked here. */
+const PROPERTY_BLOCKS: Record<string, PropertyBlock> = {
+  subscribe: 'subscribe', unsubscribe: 'unsubscribe', disconnect: 'disconnect', auth: 'auth',
+  puback: 'ack', pubrec: 'ack', pubrel: 'ack', pubcomp: 'ack',
 }
 
 const FULLY_READ = new Set(['connect', 'subscribe', 'unsubscribe', 'auth', 'disconnect'])
@@ -40,14 +50,30 @@ export class PacketDecoder {
     const parser = (protocolVersion === undefined ? createParser() : createParser({ protocolVersion })) as unknown as ParserInternals
     const parseString = parser._parseString
     const newPacket = parser._newPacket
+    const parseProperties = parser._parseProperties
     parser.moatBadString = false
     parser.moatTrailingBytes = false
+    parser.moatBadProperties = null
+    parser.moatPropertyBlocks = 0
     parser._parseString = function checkedParseString(this: ParserInternals): string | null {
       const start = this._pos + 2
       const result = parseString.call(this)
       if (result !== null && !this.moatBadString) {
         if (result.includes('\u0000')) this.moatBadString = true
         else if (result.includes('\uFFFD') && !isUtf8(this._list.slice(start, this._pos))) this.moatBadString = true
+      }
+      return result
+    }
+    parser._parseProperties = function checkedParseProperties(this: ParserInternals): unknown {
+      const start = this._pos
+      const result = parseProperties.call(this)
+      const cmd = this.packet.cmd
+      const block = cmd === 'connect' ? (this.moatPropertyBlocks++ === 0 ? 'connect' : 'will') : PROPERTY_BLOCKS[cmd]
+      if (result === false || block === undefined || this.moatBadProperties !== null) return result
+      try {
+        this.moatBadProperties = checkPropertyBlock(this._list.slice(0, this.packet.length), start, this._pos, block)
+      } catch {
+        this.moatBadProperties = 'property block overruns the packet'
       }
       return result
     }
@@ -67,6 +93,8 @@ export class PacketDecoder {
     this.error = null
     parser.moatBadString = false
     parser.moatTrailingBytes = false
+    parser.moatBadProperties = null
+    parser.moatPropertyBlocks = 0
     let left: number
     try {
       left = parser.parse(frame)
@@ -78,6 +106,10 @@ export class PacketDecoder {
     if (this.error !== null) return null
     if (parser.moatBadString) {
       this.error = 'a UTF-8 string field is not well-formed UTF-8 or contains U+0000'
+      return null
+    }
+    if (parser.moatBadProperties !== null) {
+      this.error = parser.moatBadProperties
       return null
     }
     if (parser.moatTrailingBytes) {

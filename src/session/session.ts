@@ -23,7 +23,7 @@ import { upstreamConnect } from '../auth/upstream-credentials.js'
 import { PacketDecoder, readConnectLevel, ConnectProtocol } from '../protocol/decode.js'
 import { Framer, FrameError, type FrameSink } from '../protocol/framer.js'
 import { clientMaySend, FLAGS_ANY, PacketType, packetTypeNames, requiredFlags } from '../protocol/packet-type.js'
-import { ack, suback } from '../protocol/acks.js'
+import { ack, isAckReasonCode, suback } from '../protocol/acks.js'
 import { PublishView, readPublish } from '../protocol/publish.js'
 import { ReasonCode } from '../protocol/reason.js'
 import { CONNACK_UNACCEPTABLE_PROTOCOL, connackRefusal, disconnectV5, publishRefusalV5 } from '../protocol/responses.js'
@@ -141,6 +141,13 @@ export class Session implements FrameSink {
   private readonly book = new SubscriptionBook()
   /** QoS 2 publishes Moat refused and answered with PUBREC itself (3.1.1): their PUBREL is answered here too. */
   private refusedQos2: Set<number> | null = null
+  /**
+   * Packet ids of the client's QoS 2 publishes forwarded to the broker, until the client's PUBREL
+   * (or a refusing 5.0 PUBREC). A PUBLISH reusing one is answered by Moat with PUBREC and not
+   * forwarded: the receiver must not deliver it twice [MQTT-4.3.3], and a stream of them is the
+   * trigger of Mosquitto's CVE-2023-28366 (a leak per duplicate). Bounded by 65,535 ids.
+   */
+  private qos2Forwarded: Set<number> | null = null
   /** QoS 2 deliveries Moat held back and acknowledged to the broker: their PUBREL is answered here. */
   private heldDeliveries: Set<number> | null = null
   /** Refusals per deny reason for this session: the first of each is logged, all are counted and summed up in the session_end line (STYLE H14). */
@@ -248,6 +255,12 @@ export class Session implements FrameSink {
   onClientData(chunk: Buffer): void {
     if (this.idleMs !== 0) this.lastClientData = nowMs()
     if (this.generation !== this.ctx.policy.generation) this.adoptPolicy()
+    // The first packet MUST be a CONNECT [MQTT-3.1.0-1]: judged on its first byte, before its
+    // declared length is waited for (a non-CONNECT opener is Mosquitto's CVE-2023-0809 trigger).
+    if (this.phase === Phase.AwaitConnect && this.clientFramer.atBoundary && chunk.length > 0 && chunk[0]! >> 4 !== PacketType.Connect) {
+      this.refuseConnect('first_packet_not_connect', null, chunk[0]! >> 4)
+      return
+    }
     this.clientFramer.push(chunk)
     if (this.phase !== Phase.Open) return
     this.toBroker.flush()
@@ -363,6 +376,11 @@ export class Session implements FrameSink {
     const qos = view.qos
     const packetId = view.packetId
     if (verdict.action === Action.Forward) {
+      if (qos === 2 && !this.firstQos2(packetId)) {
+        view.clear()
+        this.toClient.write(ack(PacketType.Pubrec, packetId))
+        return true
+      }
       // A forwarded publish with a topic name and an alias (re)binds the alias [MQTT-3.3.2-12].
       if (view.topicAlias !== 0 && view.topicLength > 0) this.state.bindClientAlias(view.topicAlias, view.topic)
       view.clear()
@@ -376,6 +394,14 @@ export class Session implements FrameSink {
     const topic = view.topic
     view.clear()
     return this.refusePublish(verdict, qos, packetId, topic)
+  }
+
+  /** Records a forwarded QoS 2 packet id; false when it is already awaiting the client's PUBREL. */
+  private firstQos2(packetId: number): boolean {
+    const ids = this.qos2Forwarded ?? (this.qos2Forwarded = new Set())
+    if (ids.has(packetId)) return false
+    ids.add(packetId)
+    return true
   }
 
   /**
@@ -419,13 +445,16 @@ export class Session implements FrameSink {
     if (remaining < 2 || (version < 5 && remaining !== 2) || frame.readUInt16BE(bodyOffset) === 0) {
       return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
     }
-    // 5.0 acks may carry a reason code and properties: let the full decoder judge those (rare).
+    // 5.0 acks may carry a reason code and properties: let the full decoder judge those (rare);
+    // a reason code alone is checked here (found by the fuzz suite: it went unchecked).
+    if (remaining === 3 && !isAckReasonCode(type, frame[bodyOffset + 2]!)) return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
     if (remaining > 3 && this.decoder!.decode(frame) === null) return this.decodeFailure(type)
     // The PUBREL of a QoS 2 publish Moat refused (3.1.1): the broker never saw it, Moat completes it.
     if (type === PacketType.Pubrel && this.refusedQos2 !== null && this.refusedQos2.delete(frame.readUInt16BE(bodyOffset))) {
       this.toClient.write(ack(PacketType.Pubcomp, frame.readUInt16BE(bodyOffset)))
       return true
     }
+    if (type === PacketType.Pubrel) this.qos2Forwarded?.delete(frame.readUInt16BE(bodyOffset))
     this.toBroker.add(frame)
     return true
   }
@@ -749,6 +778,8 @@ export class Session implements FrameSink {
       case PacketType.Pubcomp:
         // The broker acknowledged a QoS 1/2 publish of the client: it is no longer in flight (quota).
         if (this.state.inflight !== null) this.onBrokerAck(frame, type, bodyOffset)
+        // A refusing 5.0 PUBREC ends a QoS 2 flow: its packet id is free again [MQTT-4.3.3].
+        if (type === PacketType.Pubrec && this.qos2Forwarded !== null && frame.length > bodyOffset + 2 && frame[bodyOffset + 2]! >= 0x80) this.qos2Forwarded.delete(frame.readUInt16BE(bodyOffset))
         break
       case PacketType.Disconnect:
         this.brokerSentDisconnect = true
