@@ -58,7 +58,8 @@ export class PublishView {
   topicAlias = 0
   payloadStart = 0
   private topicString: string | null = null
-  private readonly topics = new TopicCache()
+  /** Made on the first topic asked for: a session that never needs one (idle, no inspection) pays nothing. */
+  private topics: TopicCache | null = null
 
   get payloadLength(): number {
     return this.frame.length - this.payloadStart
@@ -70,7 +71,7 @@ export class PublishView {
 
   /** The topic name as a string (decoded on first use per packet). Empty on an alias-only 5.0 publish. */
   get topic(): string {
-    if (this.topicString === null) this.topicString = this.topics.decode(this.frame, this.topicStart, this.topicEnd)
+    if (this.topicString === null) this.topicString = (this.topics ??= new TopicCache()).decode(this.frame, this.topicStart, this.topicEnd)
     return this.topicString
   }
 
