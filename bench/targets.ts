@@ -8,9 +8,13 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { aclYaml } from './policy.js'
 import { freePort, sleep, start } from './processes.js'
 import type { Endpoint } from './loadgen.js'
+
+/** Moat's built CLI (this file runs from .bench-dist/bench/). */
+const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url))
 
 export type TargetKind = 'direct' | 'haproxy' | 'moat' | 'moat-acl5000'
 
@@ -146,7 +150,7 @@ async function startMoat(dir: string, placement: Placement, brokerPort: number, 
   const adminPort = await freePort()
   const conf = join(dir, `moat-${adminPort}.yaml`)
   writeFileSync(conf, moatYaml(brokerPort, adminPort, aclRules, placement))
-  const [cmd, args] = pinned(placement, process.execPath, ['dist/cli.js', '--config', conf])
+  const [cmd, args] = pinned(placement, process.execPath, [CLI, '--config', conf])
   const { child, match } = await start(cmd, args, /"event":"listening".*?"port":(\d+)/)
   if (process.env.BENCH_DEBUG) {
     child.stdout!.on('data', (d: Buffer) => process.stderr.write(`[moat] ${d}`))
