@@ -92,7 +92,7 @@ async function startMosquitto(dir: string, placement: Placement): Promise<{ chil
   writeFileSync(conf, [
     `listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'max_connections -1',
     // A QoS 1 subscriber may have this many deliveries unacknowledged (default 20: the RTT would set the rate).
-    'max_queued_messages 10000', 'max_inflight_messages 1000', 'log_dest stderr', 'log_type error', 'log_type warning', 'log_type notice', 'log_type information', '',
+    'max_queued_messages 100000', 'max_inflight_messages 1000', 'log_dest stderr', 'log_type error', 'log_type warning', 'log_type notice', 'log_type information', '',
   ].join('\n'))
   const [cmd, args] = pinned(placement, '/usr/sbin/mosquitto', ['-c', conf])
   const { child } = await start(cmd, args, /running/)
