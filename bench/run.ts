@@ -108,7 +108,7 @@ try {
   }
   if (ONLY.has('connections')) {
     const rate = Number(values['connect-rate'] ?? (QUICK ? 2000 : 5000))
-    await measure<ConnectionsResult>(`connections ${connectionCount} at ${rate}/s`, fanTargets, (t, r) => connections(t, { count: connectionCount, rate }, `c-${r}`))
+    await measure<ConnectionsResult>(`connections ${connectionCount} at ${rate}/s`, fanTargets, (t, r) => connections(t, { count: connectionCount, rate, probes: QUICK ? 100 : 300 }, `c-${r}`))
   }
 } finally {
   rmSync(dir, { recursive: true, force: true })
@@ -132,6 +132,8 @@ for (const m of measurements) {
     rows.push({ label: `${s}: connected`, scenario: s, key: 'connected', unit: '', digits: 0 })
     rows.push({ label: `${s}: CONNECT→CONNACK p50`, scenario: s, key: 'connectP50Ms', unit: 'ms', digits: 3 })
     rows.push({ label: `${s}: CONNECT→CONNACK p99`, scenario: s, key: 'connectP99Ms', unit: 'ms', digits: 3 })
+    rows.push({ label: `${s}: one CONNECT at a time, p50`, scenario: s, key: 'probeP50Ms', unit: 'ms', digits: 3 })
+    rows.push({ label: `${s}: one CONNECT at a time, p99`, scenario: s, key: 'probeP99Ms', unit: 'ms', digits: 3 })
     rows.push({ label: `${s}: proxy RSS per connection`, scenario: s, key: 'proxyBytesPerConnection', unit: 'KiB', digits: 2, scale: 1 / 1024 })
     rows.push({ label: `${s}: broker RSS per connection`, scenario: s, key: 'brokerBytesPerConnection', unit: 'KiB', digits: 2, scale: 1 / 1024 })
   }

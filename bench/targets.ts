@@ -150,7 +150,9 @@ async function startMoat(dir: string, placement: Placement, brokerPort: number, 
   const adminPort = await freePort()
   const conf = join(dir, `moat-${adminPort}.yaml`)
   writeFileSync(conf, moatYaml(brokerPort, adminPort, aclRules, placement))
-  const [cmd, args] = pinned(placement, process.execPath, [CLI, '--config', conf])
+  // BENCH_NODE_ARGS: extra node options for Moat, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p" (profiling a scenario).
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
+  const [cmd, args] = pinned(placement, process.execPath, [...nodeArgs, CLI, '--config', conf])
   const { child, match } = await start(cmd, args, /"event":"listening".*?"port":(\d+)/)
   if (process.env.BENCH_DEBUG) {
     child.stdout!.on('data', (d: Buffer) => process.stderr.write(`[moat] ${d}`))

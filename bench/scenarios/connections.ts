@@ -2,7 +2,8 @@
  * Connections: N clients connect with user name and password at a steady rate, then stay idle
  * (keepalive 0: no PINGREQ). Measured: CONNECT→CONNACK time (p50/p99, from opening the TCP
  * connection; the auth cache is warm after the first CONNECT per user), and resident memory per
- * idle connection of proxy and broker (RSS after minus RSS before, over N). Clients come from
+ * idle connection of proxy and broker (RSS after minus RSS before, over N); then, with the idle
+ * connections up, `probes` CONNECTs one at a time (p50/p99): the CONNECT cost without queueing. Clients come from
  * several 127.0.0.x addresses (one address has ~28,000 ports towards one port).
  */
 import { sleep } from '../processes.js'
@@ -14,6 +15,8 @@ export interface ConnectionsOptions {
   readonly count: number
   /** New connections per second. */
   readonly rate: number
+  /** Sequential CONNECTs measured after the idle ones are up. */
+  readonly probes: number
 }
 
 export interface ConnectionsResult {
@@ -22,6 +25,9 @@ export interface ConnectionsResult {
   readonly failed: number
   readonly connectP50Ms: number
   readonly connectP99Ms: number
+  /** One CONNECT at a time once the idle connections are up (auth cache warm): the cost of a CONNECT without queueing. */
+  readonly probeP50Ms: number
+  readonly probeP99Ms: number
   /** Bytes of RSS per idle connection; proxy null when direct. */
   readonly proxyBytesPerConnection: number | null
   readonly brokerBytesPerConnection: number
@@ -57,6 +63,16 @@ export async function connections(target: RunningTarget, o: ConnectionsOptions, 
   const proxyRss = target.proxyPid === null ? 0 : rssBytes(target.proxyPid)
   const brokerRss = rssBytes(target.brokerPid)
   const alive = clients.filter((c) => !c.closed).length
+  const probes = new Float64Array(o.probes)
+  let probed = 0
+  for (let i = 0; i < o.probes; i++) {
+    const start = performance.now()
+    const c = new Client(target.endpoint, '127.0.0.9')
+    const code = await c.connect({ clientId: `probe-${runId}-${i}`, username: benchUser(i), password: BENCH_PASSWORD })
+    if (code === 0) probes[probed++] = performance.now() - start
+    c.close()
+  }
+  const probeSorted = probes.slice(0, probed).sort()
   for (const c of clients) c.close()
   await sleep(500)
   const sorted = times.slice(0, connected).sort()
@@ -66,6 +82,8 @@ export async function connections(target: RunningTarget, o: ConnectionsOptions, 
     failed,
     connectP50Ms: percentile(sorted, 0.5),
     connectP99Ms: percentile(sorted, 0.99),
+    probeP50Ms: percentile(probeSorted, 0.5),
+    probeP99Ms: percentile(probeSorted, 0.99),
     proxyBytesPerConnection: target.proxyPid === null || connected === 0 ? null : (proxyRss - proxyRss0) / connected,
     brokerBytesPerConnection: connected === 0 ? 0 : (brokerRss - brokerRss0) / connected,
   }
