@@ -19,7 +19,6 @@ import { CompiledAcl } from '../src/acl/session-acl.js'
 import { CheckChain } from '../src/checks/chain.js'
 import { Action } from '../src/checks/verdict.js'
 import { configFromObject } from '../src/config/load.js'
-import type { AclRuleConfig } from '../src/config/types.js'
 import { BucketSpec, ExcessAction, TokenBucket } from '../src/limits/token-bucket.js'
 import { Framer, type FrameSink } from '../src/protocol/framer.js'
 import { PublishView, readPublish } from '../src/protocol/publish.js'
@@ -156,5 +155,3 @@ else {
   console.log(`micro-benchmarks, ${N} ops each (Node ${process.version})`)
   for (const r of results) console.log(`${r.name.padEnd(58)} ${r.nsPerOp.toFixed(1).padStart(8)} ns/op ${r.bytesPerOp.toFixed(2).padStart(8)} B/op`)
 }
-
-export type { AclRuleConfig }
