@@ -17,7 +17,7 @@ import { parseArgs } from 'node:util'
 import { connections, type ConnectionsResult } from './scenarios/connections.js'
 import { fanIn, type FanInResult } from './scenarios/fan-in.js'
 import { latency, type LatencyResult } from './scenarios/latency.js'
-import { hardNofile, startTarget, type Placement, type TargetKind } from './targets.js'
+import { nofileLimits, raiseOwnNofile, startTarget, type Placement, type TargetKind } from './targets.js'
 
 const { values } = parseArgs({
   options: {
@@ -42,11 +42,13 @@ const OUT = values.out ?? `bench/results/${day}.json`
 
 // File descriptors: a proxy holds two per client (client + broker side). Past the hard limit
 // (prlimit cannot go beyond it without CAP_SYS_RESOURCE), the connection count is lowered.
-const hard = hardNofile()
 const wanted = Number(values.connections ?? (QUICK ? 2000 : 50_000))
-const connectionCount = Math.min(wanted, Math.floor((hard - 1000) / 2))
+// This process holds one descriptor per client: raise its own limit first (root may go past the hard limit).
+if (nofileLimits()[0] < wanted + 1000) raiseOwnNofile(Math.max(2 * wanted + 1000, nofileLimits()[0]))
+const [ownSoft, hard] = nofileLimits()
+const connectionCount = Math.min(wanted, Math.floor((hard - 1000) / 2), ownSoft - 1000)
 if (ONLY.has('connections') && connectionCount < wanted) {
-  console.error(`open-file hard limit is ${hard}: connections scenario lowered from ${wanted} to ${connectionCount} (a proxy needs 2 fds per client)`)
+  console.error(`open-file limits (this process ${ownSoft}, hard ${hard}): connections scenario lowered from ${wanted} to ${connectionCount} (a proxy needs 2 fds per client, the load generator 1)`)
 }
 const placement: Placement = {
   serverCores: '0',

@@ -41,11 +41,26 @@ export const BENCH_PASSWORD = 'bench-secret'
 export const BENCH_USERS = 100
 export const benchUser = (i: number): string => `user${i % BENCH_USERS}`
 
-/** The hard open-file limit of this process (what prlimit may raise a child's soft limit to). */
-export function hardNofile(): number {
+/** The open-file limits of this process: [soft, hard] (prlimit may raise a child's soft limit up to hard). */
+export function nofileLimits(): [number, number] {
   const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'))
-  const hard = line?.trim().split(/\s+/)[4]
-  return hard === undefined || hard === 'unlimited' ? 1_048_576 : Number(hard)
+  const fields = line?.trim().split(/\s+/) ?? []
+  const value = (v: string | undefined): number => (v === undefined || v === 'unlimited' ? 1_048_576 : Number(v))
+  return [value(fields[3]), value(fields[4])]
+}
+
+export function hardNofile(): number {
+  return nofileLimits()[1]
+}
+
+/** Raises this process's own open-file limit (the load generator holds one per client); false when not allowed. */
+export function raiseOwnNofile(wanted: number): boolean {
+  try {
+    execFileSync('prlimit', ['--pid', String(process.pid), `--nofile=${wanted}:${wanted}`], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
 }
 
 function pinned(placement: Placement, command: string, args: string[]): [string, string[]] {
