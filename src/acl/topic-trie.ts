@@ -9,13 +9,59 @@
  */
 const DOLLAR = 0x24
 
+/**
+ * A hash of `s[start, end)` kept in the small-integer range, computed without making the substring
+ * (a lookup must not allocate a string per level: STYLE H7). FNV-1a over UTF-16 code units.
+ */
+function levelHash(s: string, start: number, end: number): number {
+  let h = 0x811c9dc5
+  for (let i = start; i < end; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193)
+  return h & 0x3fffffff
+}
+
 class TrieNode {
-  children: Map<string, TrieNode> | null = null
+  /** This node's level (the literal it was reached by; '' for the root and `+` nodes). */
+  readonly level: string
+  /** Next child of the same parent whose level has the same hash. */
+  sameHash: TrieNode | null = null
+  /** Literal children by levelHash(level). */
+  children: Map<number, TrieNode> | null = null
   plus: TrieNode | null = null
   /** Rules whose pattern ends exactly at this node. */
   exact: number[] | null = null
   /** Rules whose pattern is this node's path followed by `/#`: they match this level and all below. */
   rest: number[] | null = null
+
+  constructor(level: string) {
+    this.level = level
+  }
+
+  /** The literal child for `topic[start, end)`, or undefined. Allocates nothing. */
+  child(topic: string, start: number, end: number): TrieNode | undefined {
+    let node = this.children!.get(levelHash(topic, start, end))
+    const length = end - start
+    while (node !== undefined) {
+      const level = node.level
+      if (level.length === length) {
+        let i = 0
+        while (i < length && level.charCodeAt(i) === topic.charCodeAt(start + i)) i++
+        if (i === length) return node
+      }
+      node = node.sameHash ?? undefined
+    }
+    return undefined
+  }
+
+  addChild(level: string): TrieNode {
+    const existing = this.children === null ? undefined : this.child(level, 0, level.length)
+    if (existing !== undefined) return existing
+    const children = this.children ??= new Map()
+    const node = new TrieNode(level)
+    const hash = levelHash(level, 0, level.length)
+    node.sameHash = children.get(hash) ?? null
+    children.set(hash, node)
+    return node
+  }
 }
 
 /** The first index in ascending `list` below `best` that `accept` allows, or `best`. */
@@ -30,7 +76,7 @@ function firstAccepted(list: number[] | null, accept: Uint8Array, best: number):
 }
 
 export class TopicTrie {
-  private readonly root = new TrieNode()
+  private readonly root = new TrieNode('')
   /** Rules whose whole pattern is `#`: every topic but `$` ones. */
   private all: number[] | null = null
   size = 0
@@ -50,13 +96,8 @@ export class TopicTrie {
         (node.rest ??= []).push(index)
         return
       }
-      if (level === '+') node = node.plus ??= new TrieNode()
-      else {
-        const children = node.children ??= new Map()
-        let child = children.get(level)
-        if (child === undefined) children.set(level, child = new TrieNode())
-        node = child
-      }
+      if (level === '+') node = node.plus ??= new TrieNode('')
+      else node = node.addChild(level)
     }
     (node.exact ??= []).push(index)
   }
@@ -84,9 +125,8 @@ export class TopicTrie {
     if (wildOk) best = firstAccepted(node.rest, accept, best)
     let end = topic.indexOf('/', start)
     if (end < 0) end = topic.length
-    const children = node.children
-    if (children !== null) {
-      const child = children.get(topic.slice(start, end))
+    if (node.children !== null) {
+      const child = node.child(topic, start, end)
       if (child !== undefined) best = this.walk(child, topic, end + 1, accept, best, firstLevelDollar)
     }
     if (wildOk && node.plus !== null) best = this.walk(node.plus, topic, end + 1, accept, best, firstLevelDollar)

@@ -20,7 +20,7 @@ import type { PublishView } from '../protocol/publish.js'
 import { ReasonCode } from '../protocol/reason.js'
 import { topicMatches } from '../protocol/topic-match.js'
 import type { SessionState } from '../session/state.js'
-import { BucketSpec, ExcessAction, excessCode, nowMs, TokenBucket, type ExcessActionCode } from '../limits/token-bucket.js'
+import { BucketSpec, ExcessAction, excessCode, nowMs, tickNowMs, TokenBucket, type ExcessActionCode } from '../limits/token-bucket.js'
 import type { Check, CheckFactory } from './check.js'
 import { disconnect, FORWARD, reject, throttle, type Verdict } from './verdict.js'
 
@@ -131,7 +131,7 @@ export class RateCheck implements Check {
   }
 
   onPacket(_type: number, size: number, s: SessionState): Verdict {
-    const now = nowMs()
+    const now = tickNowMs()
     if (!this.userResolved) this.resolveUser(s, now)
     this.worst = ExcessAction.None
     this.wait = 0
@@ -149,7 +149,7 @@ export class RateCheck implements Check {
   }
 
   onPublish(p: PublishView, s: SessionState): Verdict {
-    const now = nowMs()
+    const now = tickNowMs()
     if (!this.userResolved) this.resolveUser(s, now)
     const size = p.frame.length
     this.worst = ExcessAction.None

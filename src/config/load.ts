@@ -135,6 +135,7 @@ function compile(c: ConfigOutput, file: string): MoatConfig {
     upstream: {
       host: c.upstream.host, port: c.upstream.port, connectTimeoutMs: c.upstream.connectTimeout,
       tls: compileUpstreamTls(c.upstream.tls, baseDir(file)), proxyProtocol: c.upstream.proxyProtocol === false ? null : c.upstream.proxyProtocol,
+      ...(c.upstream.sourceAddresses.length > 0 ? { sourceAddresses: c.upstream.sourceAddresses } : {}),
     },
     admin: c.admin === undefined ? null : { host: c.admin.host, port: c.admin.port, ...compileAdminToken(c.admin, file) },
     limits: compileLimits(c.limits),

@@ -2,6 +2,7 @@
  * The config schema (zod). Objects are strict: an unknown key is an error. Values in human units
  * are parsed here (config/units.ts), so what comes out has bytes and milliseconds.
  */
+import net from 'node:net'
 import { z } from 'zod'
 import { BucketSpec } from '../limits/token-bucket.js'
 import { checkTopicFilter } from '../protocol/validate.js'
@@ -142,7 +143,16 @@ export const configSchema = z.strictObject({
     port: port.min(1, { error: 'the broker port is 1 to 65535' }),
     connectTimeout: duration.default(5_000),
     ...upstreamExtras,
-  }, { error: 'expected the broker address: { host, port }' }),
+    // Local addresses the connections to the broker come from, in turn (one address has ~28,000
+    // ephemeral ports towards one broker port: more connections need more addresses).
+    sourceAddresses: z.array(z.string().refine((a) => net.isIP(a) !== 0, { error: 'expected an IP address (e.g. 127.0.0.2)' }))
+      .max(256, { error: 'at most 256 source addresses' }).default([]),
+  }, { error: 'expected the broker address: { host, port }' }).superRefine((u, ctx) => {
+    const family = net.isIP(u.host)
+    u.sourceAddresses.forEach((a, i) => {
+      if (family !== 0 && net.isIP(a) !== family) ctx.addIssue({ code: 'custom', path: ['sourceAddresses', i], message: `${a} is not of the same IP version as host ${u.host}` })
+    })
+  }),
   admin: z.strictObject({
     host: host.default('127.0.0.1'),
     port: port.default(9464),

@@ -73,6 +73,8 @@ export interface UpstreamConfig {
   readonly tls?: UpstreamTlsConfig | null
   /** 'v2': send a PROXY protocol v2 header with the client's real address before its CONNECT. */
   readonly proxyProtocol?: 'v2' | null
+  /** Local addresses upstream connections come from, round-robin; absent or empty: the system's choice. */
+  readonly sourceAddresses?: readonly string[]
 }
 
 export interface AdminConfig {

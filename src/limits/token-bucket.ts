@@ -44,28 +44,37 @@ export class TokenBucket {
   readonly action: ExcessActionCode
   /** True: costs the packet's size in bytes; false: one unit per packet. */
   readonly perByte: boolean
-  credits: number
-  private last: number
+  /**
+   * [credits, last refill ms]. In a typed array, not fields: a credit count past the small-integer
+   * range (a generous byte rate) would box a new heap number on every store to a field.
+   */
+  private readonly slots = new Float64Array(2)
 
   constructor(spec: BucketSpec, action: ExcessActionCode, perByte: boolean, now: number) {
     this.spec = spec
     this.action = action
     this.perByte = perByte
-    this.credits = spec.capacity
-    this.last = now
+    this.slots[0] = spec.capacity
+    this.slots[1] = now
+  }
+
+  /** Credits held now (may be negative: debt). */
+  get credits(): number {
+    return this.slots[0]!
   }
 
   private refillTo(now: number): void {
-    const elapsed = now - this.last
+    const slots = this.slots
+    const elapsed = now - slots[1]!
     if (elapsed <= 0) return
-    this.last = now
+    slots[1] = now
     const spec = this.spec
     if (elapsed >= spec.fillMs) {
-      this.credits = spec.capacity
+      slots[0] = spec.capacity
       return
     }
-    const credits = this.credits + elapsed * spec.refill
-    this.credits = credits > spec.capacity ? spec.capacity : credits
+    const credits = slots[0]! + elapsed * spec.refill
+    slots[0] = credits > spec.capacity ? spec.capacity : credits
   }
 
   /** Milliseconds until `units` may pass (0: now). Takes nothing. */
@@ -74,16 +83,37 @@ export class TokenBucket {
     const spec = this.spec
     const cost = units * spec.unitCost
     const need = cost < spec.capacity ? cost : spec.capacity
-    if (this.credits >= need) return 0
-    return Math.ceil((need - this.credits) / spec.refill)
+    const credits = this.slots[0]!
+    if (credits >= need) return 0
+    return Math.ceil((need - credits) / spec.refill)
   }
 
   take(units: number): void {
-    this.credits -= units * this.spec.unitCost
+    this.slots[0] = this.slots[0]! - units * this.spec.unitCost
   }
 }
 
 /** The clock buckets run on: whole milliseconds, monotonic. */
 export function nowMs(): number {
   return Math.floor(performance.now())
+}
+
+// The per-packet clock: [ms, 1 when valid for the current event-loop turn].
+const tick = new Float64Array(2)
+function expireTick(): void {
+  tick[1] = 0
+}
+
+/**
+ * nowMs(), read at most once per event-loop turn: every packet of one chunk sees the same time.
+ * Reading a clock boxes a heap number on every call (performance.now, Date.now), which the
+ * per-packet path must not do (STYLE H7); a chunk is processed in far less than a millisecond.
+ */
+export function tickNowMs(): number {
+  if (tick[1] === 0) {
+    tick[0] = Math.floor(performance.now())
+    tick[1] = 1
+    setImmediate(expireTick)
+  }
+  return tick[0]!
 }

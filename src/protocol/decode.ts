@@ -41,12 +41,19 @@ const PROPERTY_BLOCKS: Record<string, PropertyBlock> = {
 const FULLY_READ = new Set(['connect', 'subscribe', 'unsubscribe', 'auth', 'disconnect'])
 
 export class PacketDecoder {
-  private readonly parser: ParserInternals
+  /** Made on the first decode: most sessions hold one for months and use it a handful of times (memory per idle connection). */
+  private parser: ParserInternals | null = null
+  private readonly protocolVersion: number | undefined
   private packet: Packet | null = null
   private error: string | null = null
 
   /** `protocolVersion`: the version from the client's CONNECT; omit to decode a CONNECT. */
   constructor(protocolVersion?: number) {
+    this.protocolVersion = protocolVersion
+  }
+
+  private makeParser(): ParserInternals {
+    const protocolVersion = this.protocolVersion
     const parser = (protocolVersion === undefined ? createParser() : createParser({ protocolVersion })) as unknown as ParserInternals
     const parseString = parser._parseString
     const newPacket = parser._newPacket
@@ -84,11 +91,12 @@ export class PacketDecoder {
     parser.on('packet', (packet) => { this.packet = packet })
     parser.on('error', (error) => { this.error = error.message })
     this.parser = parser
+    return parser
   }
 
   /** Decodes one complete frame. Returns the packet, or null with `lastError` saying why. */
   decode(frame: Buffer): Packet | null {
-    const parser = this.parser
+    const parser = this.parser ?? this.makeParser()
     this.packet = null
     this.error = null
     parser.moatBadString = false

@@ -66,8 +66,9 @@ export class Framer {
   private readonly sink: FrameSink
   maxPacketSize: number
 
-  // A header (type byte + varint, at most 5 bytes) that arrived split across chunks.
-  private readonly header = Buffer.alloc(5)
+  // A header (type byte + varint, at most 5 bytes) that arrived split across chunks; made the first
+  // time that happens (rare), so an idle connection does not hold a buffer for it.
+  private header: Buffer | null = null
   private headerLength = 0
 
   // A frame being assembled across chunks.
@@ -163,7 +164,7 @@ export class Framer {
       // Fast path: the header is in this chunk.
       const remaining = readVarint(chunk, pos + 1, end)
       if (remaining === VARINT_INCOMPLETE) {
-        chunk.copy(this.header, 0, pos, end)
+        chunk.copy(this.header ??= Buffer.alloc(5), 0, pos, end)
         this.headerLength = end - pos // at most 4: readVarint saw no 4th varint byte
         return
       }
@@ -186,9 +187,10 @@ export class Framer {
   }
 
   private continueHeader(chunk: Buffer, pos: number, end: number): number {
+    const header = this.header!
     while (pos < end && this.headerLength < 5) {
-      this.header[this.headerLength++] = chunk[pos++]!
-      const remaining = readVarint(this.header, 1, this.headerLength)
+      header[this.headerLength++] = chunk[pos++]!
+      const remaining = readVarint(header, 1, this.headerLength)
       if (remaining === VARINT_INCOMPLETE) continue
       if (remaining === VARINT_MALFORMED) {
         this.fail(FrameError.MalformedLength, 0)
@@ -202,7 +204,7 @@ export class Framer {
       }
       this.headerLength = 0
       this.startAssembly(size, headerSize)
-      this.header.copy(this.assembly!, 0, 0, headerSize)
+      header.copy(this.assembly!, 0, 0, headerSize)
       this.assembled = headerSize
       return pos
     }

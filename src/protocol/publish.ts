@@ -9,6 +9,43 @@ import { checkTopicName, checkUtf8 } from './validate.js'
 
 const EMPTY = Buffer.alloc(0)
 
+/** Recent topics a view remembers, so that a client publishing to the same few topics decodes none again. */
+const TOPIC_CACHE_SLOTS = 4
+/** Longer topics are decoded every time (their bytes are not kept). */
+const TOPIC_CACHE_MAX_BYTES = 128
+
+/**
+ * The last few topic names seen by one view, as bytes and string: a topic that repeats (the common
+ * case: a device publishes to its own few topics) becomes a string without allocating one. Bounded:
+ * TOPIC_CACHE_SLOTS × TOPIC_CACHE_MAX_BYTES bytes per view, allocated once.
+ */
+class TopicCache {
+  private readonly bytes = Buffer.alloc(TOPIC_CACHE_SLOTS * TOPIC_CACHE_MAX_BYTES)
+  private readonly lengths = new Int32Array(TOPIC_CACHE_SLOTS).fill(-1)
+  private readonly strings: string[] = new Array<string>(TOPIC_CACHE_SLOTS).fill('')
+  private next = 0
+
+  decode(frame: Buffer, start: number, end: number): string {
+    const length = end - start
+    if (length > TOPIC_CACHE_MAX_BYTES) return frame.toString('utf8', start, end)
+    const bytes = this.bytes
+    for (let slot = 0; slot < TOPIC_CACHE_SLOTS; slot++) {
+      if (this.lengths[slot] !== length) continue
+      const base = slot * TOPIC_CACHE_MAX_BYTES
+      let i = 0
+      while (i < length && bytes[base + i] === frame[start + i]) i++
+      if (i === length) return this.strings[slot]!
+    }
+    const slot = this.next
+    this.next = (slot + 1) % TOPIC_CACHE_SLOTS
+    const topic = frame.toString('utf8', start, end)
+    frame.copy(bytes, slot * TOPIC_CACHE_MAX_BYTES, start, end)
+    this.lengths[slot] = length
+    this.strings[slot] = topic
+    return topic
+  }
+}
+
 export class PublishView {
   frame: Buffer = EMPTY
   qos = 0
@@ -21,6 +58,8 @@ export class PublishView {
   topicAlias = 0
   payloadStart = 0
   private topicString: string | null = null
+  /** Made on the first topic asked for: a session that never needs one (idle, no inspection) pays nothing. */
+  private topics: TopicCache | null = null
 
   get payloadLength(): number {
     return this.frame.length - this.payloadStart
@@ -32,7 +71,7 @@ export class PublishView {
 
   /** The topic name as a string (decoded on first use per packet). Empty on an alias-only 5.0 publish. */
   get topic(): string {
-    if (this.topicString === null) this.topicString = this.frame.toString('utf8', this.topicStart, this.topicEnd)
+    if (this.topicString === null) this.topicString = (this.topics ??= new TopicCache()).decode(this.frame, this.topicStart, this.topicEnd)
     return this.topicString
   }
 

@@ -22,8 +22,14 @@ export interface LocalEnd {
   readonly localPort?: number | undefined
 }
 
+/** Round-robin position in `upstream.sourceAddresses`. */
+let nextSource = 0
+
 export function dialUpstream(config: UpstreamConfig, state: SessionState, local: LocalEnd): Socket {
-  const raw = net.connect({ host: config.host, port: config.port })
+  const sources = config.sourceAddresses
+  const raw = sources === undefined || sources.length === 0
+    ? net.connect({ host: config.host, port: config.port })
+    : net.connect({ host: config.host, port: config.port, localAddress: sources[nextSource++ % sources.length]! })
   if (config.proxyProtocol === 'v2') {
     // Queued before the connection is up; written first, before any TLS or MQTT byte.
     raw.write(encodeProxyV2({

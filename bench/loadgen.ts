@@ -1,0 +1,153 @@
+/**
+ * The load generator: raw TCP sockets, pre-encoded packets, pipelined writes, and Moat's own
+ * Framer to cut what comes back (counting frames costs tens of nanoseconds), so that one core of
+ * load generator can saturate a broker on the other. MQTT 3.1.1 throughout.
+ */
+import net from 'node:net'
+import { generate } from 'mqtt-packet'
+import { Framer, type FrameSink } from '../src/protocol/framer.js'
+
+export interface Endpoint {
+  readonly host: string
+  readonly port: number
+}
+
+export interface ClientOptions {
+  readonly clientId: string
+  readonly username?: string
+  readonly password?: string
+  /** Local address the connection comes from (one address has ~28,000 ports towards one port). */
+  readonly localAddress?: string
+  readonly keepalive?: number
+}
+
+/** Called for each PUBLISH received: the frame, its flags and where its body starts. */
+export type OnPublish = (frame: Buffer, flags: number, bodyOffset: number) => void
+
+const PUBACK = 4
+
+export function connectFrame(o: ClientOptions): Buffer {
+  return generate({
+    cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clean: true, keepalive: o.keepalive ?? 0, clientId: o.clientId,
+    ...(o.username === undefined ? {} : { username: o.username }),
+    ...(o.password === undefined ? {} : { password: Buffer.from(o.password) }),
+  })
+}
+
+export function publishFrame(topic: string, payload: Buffer, qos: 0 | 1, messageId = 1): Buffer {
+  return generate({ cmd: 'publish', topic, payload, qos, retain: false, dup: false, ...(qos > 0 ? { messageId } : {}) })
+}
+
+/** One MQTT client connection. */
+export class Client implements FrameSink {
+  readonly socket: net.Socket
+  private readonly framer: Framer
+  /** PUBLISH frames received. */
+  publishes = 0
+  /** PUBACKs received (for our QoS 1 publishes). */
+  pubacks = 0
+  /** Acknowledge received QoS 1 PUBLISHes (batched per chunk). */
+  private pendingAcks: number[] = []
+  onPublish: OnPublish | null = null
+  onPuback: (() => void) | null = null
+  private connackWaiter: ((code: number) => void) | null = null
+  closed = false
+
+  constructor(target: Endpoint, localAddress?: string) {
+    this.socket = net.connect({ host: target.host, port: target.port, ...(localAddress === undefined ? {} : { localAddress }) })
+    this.socket.setNoDelay(true)
+    this.framer = new Framer(this, 1 << 24)
+    this.socket.on('data', (chunk: Buffer) => {
+      this.framer.push(chunk)
+      if (this.pendingAcks.length > 0) this.flushAcks()
+    })
+    this.socket.on('error', () => {})
+    this.socket.on('close', () => {
+      this.closed = true
+      this.connackWaiter?.(-1)
+    })
+  }
+
+  /** Sends CONNECT; resolves with the CONNACK return code (-1: the connection closed first). */
+  connect(o: ClientOptions): Promise<number> {
+    return new Promise((resolve) => {
+      this.connackWaiter = resolve
+      this.socket.write(connectFrame(o))
+    })
+  }
+
+  subscribe(filter: string, qos: 0 | 1): Promise<void> {
+    return new Promise((resolve) => {
+      const before = this.subacks
+      this.subackWaiter = () => { if (this.subacks > before) resolve() }
+      this.socket.write(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: filter, qos }] }))
+    })
+  }
+
+  private subacks = 0
+  private subackWaiter: (() => void) | null = null
+
+  onFrame(frame: Buffer, type: number, flags: number, bodyOffset: number): boolean {
+    switch (type) {
+      case 2: {
+        const w = this.connackWaiter
+        this.connackWaiter = null
+        w?.(frame[3]!)
+        break
+      }
+      case 3:
+        this.publishes++
+        if (((flags >> 1) & 3) === 1) {
+          const topicLength = frame.readUInt16BE(bodyOffset)
+          this.pendingAcks.push(frame.readUInt16BE(bodyOffset + 2 + topicLength))
+        }
+        this.onPublish?.(frame, flags, bodyOffset)
+        break
+      case PUBACK:
+        this.pubacks++
+        this.onPuback?.()
+        break
+      case 9:
+        this.subacks++
+        this.subackWaiter?.()
+        break
+    }
+    return true
+  }
+
+  onFrameError(): void {
+    this.socket.destroy()
+  }
+
+  private flushAcks(): void {
+    const ids = this.pendingAcks
+    const out = Buffer.allocUnsafe(ids.length * 4)
+    for (let i = 0; i < ids.length; i++) {
+      out[i * 4] = 0x40
+      out[i * 4 + 1] = 2
+      out.writeUInt16BE(ids[i]!, i * 4 + 2)
+    }
+    this.pendingAcks = []
+    this.socket.write(out)
+  }
+
+  close(): void {
+    this.socket.destroy()
+  }
+}
+
+/** Opens a client and waits for a successful CONNACK (throws otherwise). */
+export async function openClient(target: Endpoint, o: ClientOptions): Promise<Client> {
+  const c = new Client(target, o.localAddress)
+  const code = await c.connect(o)
+  if (code !== 0) {
+    c.close()
+    throw new Error(`CONNECT ${o.clientId} refused (code ${code})`)
+  }
+  return c
+}
+
+/** Local source address number `i` of a range 127.0.0.`first`…: keeps each under `perAddress` connections. */
+export function loopbackSource(i: number, first: number, perAddress = 20_000): string {
+  return `127.0.0.${first + Math.floor(i / perAddress)}`
+}

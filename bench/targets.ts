@@ -1,0 +1,212 @@
+/**
+ * The three things the benchmark compares, each started fresh for a scenario: the broker reached
+ * directly, HAProxy in TCP mode in front of it, and Moat with a realistic policy in front of it.
+ * Broker and proxy are pinned to one core (`taskset`), the load generator to the other; file
+ * descriptor limits are raised with `prlimit` as far as the hard limit allows.
+ */
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { existsSync, readFileSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { aclYaml } from './policy.js'
+import { freePort, sleep, start } from './processes.js'
+import type { Endpoint } from './loadgen.js'
+
+/** Moat's built CLI (this file runs from .bench-dist/bench/). */
+const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url))
+
+export type TargetKind = 'direct' | 'haproxy' | 'moat' | 'moat-acl5000'
+
+export interface Placement {
+  /** Cores for broker and proxy, e.g. '0'. */
+  readonly serverCores: string
+  /** Open-file limit for the servers (capped by the hard limit). */
+  readonly nofile: number
+  /** How many local addresses the proxies dial the broker from (127.0.1.1 …). */
+  readonly upstreamSources: number
+}
+
+export interface RunningTarget {
+  readonly kind: TargetKind
+  readonly endpoint: Endpoint
+  readonly brokerPid: number
+  /** The proxy's pid; null for the direct broker. */
+  readonly proxyPid: number | null
+  stop(): Promise<void>
+}
+
+export const BENCH_PASSWORD = 'bench-secret'
+/** User names in the password file; clients use them in turn. */
+export const BENCH_USERS = 100
+export const benchUser = (i: number): string => `user${i % BENCH_USERS}`
+
+/** The open-file limits of this process: [soft, hard] (prlimit may raise a child's soft limit up to hard). */
+export function nofileLimits(): [number, number] {
+  const line = readFileSync('/proc/self/limits', 'utf8').split('\n').find((l) => l.startsWith('Max open files'))
+  const fields = line?.trim().split(/\s+/) ?? []
+  const value = (v: string | undefined): number => (v === undefined || v === 'unlimited' ? 1_048_576 : Number(v))
+  return [value(fields[3]), value(fields[4])]
+}
+
+export function hardNofile(): number {
+  return nofileLimits()[1]
+}
+
+/** Raises this process's own open-file limit (the load generator holds one per client); false when not allowed. */
+export function raiseOwnNofile(wanted: number): boolean {
+  try {
+    execFileSync('prlimit', ['--pid', String(process.pid), `--nofile=${wanted}:${wanted}`], { stdio: 'ignore' })
+    return true
+  } catch {
+    return false
+  }
+}
+
+function pinned(placement: Placement, command: string, args: string[]): [string, string[]] {
+  const nofile = Math.min(placement.nofile, hardNofile())
+  return ['prlimit', [`--nofile=${nofile}:${nofile}`, 'taskset', '-c', placement.serverCores, command, ...args]]
+}
+
+async function listening(port: number): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    const up = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1')
+      s.once('connect', () => { s.destroy(); resolve(true) })
+      s.once('error', () => resolve(false))
+    })
+    if (up) return
+    await sleep(25)
+  }
+  throw new Error(`nothing listens on ${port}`)
+}
+
+/** Pid of the real server under `prlimit … taskset …` (both exec, so it is the child's pid). */
+function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
+  return new Promise((resolve) => {
+    child.once('exit', () => resolve())
+    child.kill('SIGKILL')
+  })
+}
+
+/** Writes the password file once: BENCH_USERS users, mosquitto_passwd `$7$` hashes. */
+export function writePasswd(dir: string): string {
+  const file = join(dir, 'passwd')
+  if (existsSync(file)) return file
+  const plain = join(dir, 'passwd.plain')
+  writeFileSync(plain, Array.from({ length: BENCH_USERS }, (_, i) => `${benchUser(i)}:${BENCH_PASSWORD}`).join('\n') + '\n')
+  execFileSync('mosquitto_passwd', ['-U', plain])
+  writeFileSync(file, readFileSync(plain))
+  return file
+}
+
+async function startMosquitto(dir: string, placement: Placement): Promise<{ child: ChildProcess; port: number }> {
+  const port = await freePort()
+  const conf = join(dir, `mosquitto-${port}.conf`)
+  writeFileSync(conf, [
+    `listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'max_connections -1',
+    // A QoS 1 subscriber may have this many deliveries unacknowledged (default 20: the RTT would set the rate).
+    'max_queued_messages 100000', 'max_inflight_messages 1000', 'log_dest stderr', 'log_type error', 'log_type warning', 'log_type notice', 'log_type information', '',
+  ].join('\n'))
+  const [cmd, args] = pinned(placement, '/usr/sbin/mosquitto', ['-c', conf])
+  const { child } = await start(cmd, args, /running/)
+  return { child, port }
+}
+
+/** HAProxy 2.x in TCP mode; it reads the first packet only to check that it is an MQTT CONNECT. */
+async function startHaproxy(dir: string, placement: Placement, brokerPort: number): Promise<{ child: ChildProcess; port: number }> {
+  if (!existsSync('/usr/sbin/haproxy')) {
+    console.error('haproxy is missing: installing Debian\'s package')
+    execFileSync('apt-get', ['install', '-y', '-q', 'haproxy'], { stdio: 'inherit' })
+  }
+  const port = await freePort()
+  const servers = Array.from({ length: placement.upstreamSources }, (_, i) => `  server s${i} 127.0.0.1:${brokerPort} source 127.0.1.${i + 1}`)
+  const conf = join(dir, `haproxy-${port}.cfg`)
+  writeFileSync(conf, [
+    'global', `  maxconn ${Math.floor(Math.min(placement.nofile, hardNofile()) / 2) - 100}`, '  nbthread 1', '',
+    'defaults', '  mode tcp', '  timeout connect 5s', '  timeout client 1h', '  timeout server 1h', '',
+    'frontend mqtt', `  bind 127.0.0.1:${port}`, '  tcp-request inspect-delay 5s',
+    '  tcp-request content reject unless { req.payload(0,0),mqtt_is_valid }', '  default_backend broker', '',
+    'backend broker', '  balance roundrobin', ...servers, '',
+  ].join('\n'))
+  const [cmd, args] = pinned(placement, '/usr/sbin/haproxy', ['-db', '-f', conf])
+  const child = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] })
+  let err = ''
+  child.stderr!.on('data', (d: Buffer) => { err += d })
+  child.once('exit', (code) => { if (code !== null && code !== 0) console.error(`haproxy exited ${code}: ${err}`) })
+  await listening(port)
+  return { child, port }
+}
+
+/** Moat's config: file auth (cached), ACL with placeholders, payload caps, generous rates, metrics. */
+export function moatYaml(brokerPort: number, adminPort: number, aclRules: number, placement: Placement): string {
+  const sources = Array.from({ length: placement.upstreamSources }, (_, i) => `127.0.1.${i + 1}`)
+  return [
+    'listeners: [{ name: bench, protocol: mqtt, host: 127.0.0.1, port: 0 }]',
+    `upstream: { host: 127.0.0.1, port: ${brokerPort}, sourceAddresses: [${sources.join(', ')}] }`,
+    `admin: { host: 127.0.0.1, port: ${adminPort} }`,
+    'log: { level: info }',
+    'auth:',
+    '  lockout: false',
+    '  backends: [{ type: file, path: passwd, cache: { ttl: 1h, negativeTtl: 5s, max: 10000 } }]',
+    'limits:',
+    '  maxPacketSize: 1MiB',
+    '  maxPayload: 256KiB',
+    '  payload: [{ topic: "camera/#", max: 1MiB }]',
+    '  messageRate: 100000/s',
+    '  byteRate: 100MiB/s',
+    '  connectTimeout: 30s',
+    aclYaml(aclRules),
+  ].join('\n')
+}
+
+async function startMoat(dir: string, placement: Placement, brokerPort: number, aclRules: number): Promise<{ child: ChildProcess; port: number }> {
+  const adminPort = await freePort()
+  const conf = join(dir, `moat-${adminPort}.yaml`)
+  writeFileSync(conf, moatYaml(brokerPort, adminPort, aclRules, placement))
+  // BENCH_NODE_ARGS: extra node options for Moat, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p" (profiling a scenario).
+  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
+  const [cmd, args] = pinned(placement, process.execPath, [...nodeArgs, CLI, '--config', conf])
+  const { child, match } = await start(cmd, args, /"event":"listening".*?"port":(\d+)/)
+  if (process.env.BENCH_DEBUG) {
+    child.stdout!.on('data', (d: Buffer) => process.stderr.write(`[moat] ${d}`))
+    child.stderr!.on('data', (d: Buffer) => process.stderr.write(`[moat] ${d}`))
+  }
+  child.stdout!.resume()
+  child.stderr!.resume()
+  return { child, port: Number(match[1]) }
+}
+
+export async function startTarget(kind: TargetKind, dir: string, placement: Placement): Promise<RunningTarget> {
+  writePasswd(dir)
+  const broker = await startMosquitto(dir, placement)
+  if (process.env.BENCH_DEBUG) broker.child.stderr!.on('data', (d: Buffer) => { if (/drop|warn|disconnect|closed|timeout/i.test(String(d))) process.stderr.write(`[mosquitto] ${d}`) })
+  broker.child.stdout!.resume()
+  broker.child.stderr!.resume()
+  let proxy: { child: ChildProcess; port: number } | null = null
+  try {
+    if (kind === 'haproxy') proxy = await startHaproxy(dir, placement, broker.port)
+    else if (kind === 'moat') proxy = await startMoat(dir, placement, broker.port, 50)
+    else if (kind === 'moat-acl5000') proxy = await startMoat(dir, placement, broker.port, 5000)
+  } catch (err) {
+    await stopChild(broker.child)
+    throw err
+  }
+  return {
+    kind,
+    endpoint: { host: '127.0.0.1', port: proxy?.port ?? broker.port },
+    brokerPid: broker.child.pid!,
+    proxyPid: proxy?.child.pid ?? null,
+    async stop() {
+      if (proxy !== null) await stopChild(proxy.child)
+      await stopChild(broker.child)
+    },
+  }
+}
+
+/** Resident set size of a process in bytes, from /proc/PID/status. */
+export function rssBytes(pid: number): number {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+  return m === null ? 0 : Number(m[1]) * 1024
+}
