@@ -5,7 +5,8 @@
 import type { Registry } from 'prom-client'
 import type { Ban, BanKind } from './shared-store.js'
 
-export type StoreOp = 'acquire' | 'release' | 'take' | 'count' | 'addBan' | 'removeBan'
+/** `bans`: send me the ban list (a new WorkerStore asks once, so bans made before it started reach it). */
+export type StoreOp = 'acquire' | 'release' | 'take' | 'count' | 'addBan' | 'removeBan' | 'bans'
 
 /** A worker's SharedStore call. `id` 0: no answer wanted (release). */
 export interface StoreRequest {

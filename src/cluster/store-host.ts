@@ -33,7 +33,7 @@ export class StoreHost {
     this.store.onBans(() => this.broadcastBans())
   }
 
-  /** Starts answering a worker's store calls, and sends it the current bans. */
+  /** Starts answering a worker's store calls, and sends it the current bans (a WorkerStore created later asks for them again). */
   attach(channel: Channel): void {
     if (this.peers.has(channel)) return
     const peer: Peer = { channel, held: new Map(), onMessage: (message) => this.receive(peer, message) }
@@ -89,6 +89,9 @@ export class StoreHost {
         this.store.release(key)
         return
       }
+      case 'bans':
+        post(peer.channel, { moat: 'bans', bans: this.store.bans() })
+        return
       case 'take':
         this.reply(peer, r, key, this.store.takeNow(key, Number(r.capacity), Number(r.refillPerMs)))
         return

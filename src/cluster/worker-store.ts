@@ -67,6 +67,8 @@ export class WorkerStore implements SharedStore {
     this.fallback = this.failureMode === 'local' ? new LocalStore(100_000, this.now) : null
     this.onMessage = (message) => this.receive(message)
     this.channel.on('message', this.onMessage)
+    // Bans made before this store existed: the primary answers with the list.
+    post(this.channel, { moat: 'store', id: 0, op: 'bans' })
   }
 
   acquire(key: string, max: number): Promise<boolean> {

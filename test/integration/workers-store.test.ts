@@ -155,6 +155,16 @@ describe('workers store: one set of limits for every worker', () => {
     expect(await a.ask('removeBan', { kind: 'address', value: '192.0.2.7' })).toBe(false)
   })
 
+  it('a store made after the primary attached the worker asks for the bans made before it', async () => {
+    const a = await StoreWorker.start()
+    const h = serve(a)
+    await a.ask('addBan', { ban: ban('192.0.2.99') })
+    const late = await StoreWorker.start({ STORE_LATE: '1' })
+    h.attach(late.channel) // the list pushed now finds no store in that process
+    await late.ask('create')
+    await expect.poll(async () => (await late.ask<Ban[]>('bans')).map((x) => x.value)).toEqual(['192.0.2.99'])
+  })
+
   it('a worker that starts later gets the bans made before it', async () => {
     const a = await StoreWorker.start()
     const h = serve(a)
