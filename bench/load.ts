@@ -26,7 +26,7 @@ const { values } = parseArgs({
   },
 })
 
-const broker = await startMosquitto({ quiet: true })
+const broker = await startMosquitto({ quiet: true, connectionMessages: false })
 const moat = await MoatChild.start(broker, `{ connectTimeout: ${values['connect-timeout']} }`)
 const prober = await Prober.start(moat.port)
 try {

@@ -165,8 +165,9 @@ export interface MosquittoOptions {
   listenerLines?: readonly string[]
   /** Listen on this port (e.g. one a Moat already points at) instead of a free one. */
   port?: number
-  /** Log errors, warnings, notices and information only, no debug lines and no per-connection lines (load benchmarks; received()/connections() then see nothing). */
+  /** No debug lines (no per-packet lines: load tests and benchmarks); connection lines stay unless `connectionMessages: false`. received() then sees only connects. */
   quiet?: boolean
+  connectionMessages?: boolean
   /** `persistence true` with its store in the broker's temp dir, so terminate() + restart() keeps sessions and queued messages. */
   persistence?: boolean
 }
@@ -192,8 +193,9 @@ export async function startMosquitto(options: MosquittoOptions = {}): Promise<Mo
       ...(options.persistence === true ? ['persistence true', `persistence_location ${store}/`, 'autosave_interval 0'] : ['persistence false']),
       'log_dest stderr', // unbuffered: stdout to a pipe is block-buffered
       ...(options.quiet === true
-        ? ['log_type error', 'log_type warning', 'log_type notice', 'log_type information', 'connection_messages false']
-        : ['log_type all', 'connection_messages true']),
+        ? ['log_type error', 'log_type warning', 'log_type notice', 'log_type information']
+        : ['log_type all']),
+      `connection_messages ${options.connectionMessages === false ? 'false' : 'true'}`,
       'max_queued_messages 10000',
       ...(options.config ?? []),
       '',
