@@ -10,21 +10,19 @@
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { pino } from 'pino'
-import pretty from 'pino-pretty'
 import { explain, type Identity } from './acl/explain.js'
 import { makeDevCerts } from './certs.js'
 import { checkBanArgs, runBanCommand, type BanCommand } from './cluster/ban-command.js'
+// The proxy, the demo broker, the probe and the pretty printer load only for the commands that
+// use them: `moat check`, `moat ban` and `--version` start in a fraction of the time.
 import { auditConfig } from './audit/config-audit.js'
 import { atLeast, formatJson, formatText, severities, type Severity } from './audit/finding.js'
-import { probeTarget } from './audit/probe.js'
 import { loadConfig } from './config/load.js'
 import { passwdCommand } from './auth/passwd-command.js'
 import { PolicyStore } from './config/policy-store.js'
 import type { MoatConfig } from './config/types.js'
-import { demoBanner, startDemo } from './demo.js'
 import { ConfigError, MoatError } from './errors.js'
 import { createLogger, redactPaths, type Logger } from './log/logger.js'
-import { Moat } from './moat.js'
 import { workerCount, workerId } from './cluster/worker-count.js'
 
 const USAGE = `Usage:
@@ -232,7 +230,8 @@ function portOption(value: string | undefined, fallback: number, name: string): 
   return port
 }
 
-function prettyLogger(): Logger {
+async function prettyLogger(): Promise<Logger> {
+  const { default: pretty } = await import('pino-pretty')
   return pino({ level: 'info', redact: { paths: redactPaths, censor: '[redacted]' } },
     pretty({ colorize: process.stdout.isTTY, sync: true, singleLine: true, ignore: 'pid,hostname,service', translateTime: 'HH:MM:ss.l' }))
 }
@@ -317,7 +316,7 @@ async function main(argv: string[]): Promise<number> {
       const a = args.audit!
       const report = a.target === null
         ? auditConfig(loadConfig(args.config!), args.config!)
-        : await probeTarget({ host: a.target.host, port: a.target.port, tls: a.tls, ca: a.ca, servername: a.servername, timeoutMs: 5000 })
+        : await (await import('./audit/probe.js')).probeTarget({ host: a.target.host, port: a.target.port, tls: a.tls, ca: a.ca, servername: a.servername, timeoutMs: 5000 })
       process.stdout.write(a.json ? formatJson(report) : formatText(report))
       return atLeast(report.findings, a.failOn).length > 0 ? 4 : 0
     }
@@ -329,7 +328,8 @@ async function main(argv: string[]): Promise<number> {
     case 'ban':
       return runBanCommand(args.ban!, process.stdout)
     case 'demo': {
-      const logger = prettyLogger()
+      const logger = await prettyLogger()
+      const { demoBanner, startDemo } = await import('./demo.js')
       const demo = await startDemo({ port: args.port, adminPort: args.adminPort, logger })
       process.stdout.write(demoBanner(demo) + '\n')
       onSignals(() => demo.stop(), logger)
@@ -345,6 +345,7 @@ async function main(argv: string[]): Promise<number> {
       const config = loadConfig(args.config!)
       const logger = createLogger(config.log.level)
       if (workerCount(config) > 1) return runCluster(args.config!, config, logger)
+      const { Moat } = await import('./moat.js')
       const moat = new Moat(config, { logger })
       warnAboutAuth(config, logger)
       await moat.start()
