@@ -2,7 +2,6 @@
  * The proxy: its listeners, the sessions they accept, the check chain built from the config, the
  * counters, and the admin endpoint. `new Moat(config).start()` runs it; `shutdown()` drains it.
  */
-import { unwatchFile, watchFile } from 'node:fs'
 import type { Registry } from 'prom-client'
 import { AuthRuntime } from './auth/runtime.js'
 import { Fleet } from './cluster/fleet.js'
@@ -14,6 +13,7 @@ import type { CheckChain } from './checks/chain.js'
 import { checkFactories } from './checks/index.js'
 import { loadConfig } from './config/load.js'
 import { PolicyStore } from './config/policy-store.js'
+import { ConfigWatcher } from './config/watch.js'
 import type { MoatConfig } from './config/types.js'
 import { ConnectionLimiter } from './limits/connections.js'
 import { OverloadMonitor } from './limits/overload.js'
@@ -51,7 +51,7 @@ export class Moat implements SessionContext {
   private readonly sessions = new Set<Session>()
   private sessionIds = 0
   private draining = false
-  private watching = false
+  private watcher: ConfigWatcher | null = null
   private warnedRefusal = false
   private drainWaiters: Array<() => void> = []
 
@@ -127,13 +127,12 @@ export class Moat implements SessionContext {
    */
   watchConfig(onReloaded?: () => void, intervalMs = 1000): void {
     const file = this.policy.config.file
-    if (file === '' || this.watching) return
-    this.watching = true
-    watchFile(file, { interval: intervalMs, persistent: false }, (current, previous) => {
-      if (current.mtimeMs === previous.mtimeMs && current.size === previous.size) return
+    if (file === '' || this.watcher !== null) return
+    this.watcher = new ConfigWatcher(file, () => {
       this.logger.info({ event: 'config_changed', file }, 'config file changed: reloading')
       if (this.reload()) onReloaded?.()
     })
+    this.watcher.start(intervalMs)
   }
 
   /** Binds every listener (and the admin endpoint). Rejects with MOAT_ERR_LISTEN naming the one that failed. */
@@ -252,7 +251,7 @@ export class Moat implements SessionContext {
       for (const session of this.sessions) session.shutdown()
       await this.drained()
     }
-    if (first && this.watching) unwatchFile(this.policy.config.file)
+    if (first) this.watcher?.stop()
     if (first) {
       this.overload.stop()
       await this.admin?.close()

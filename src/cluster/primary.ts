@@ -12,11 +12,12 @@
  * - on shutdown, has every worker drain for the grace period, then exits 0.
  */
 import cluster, { type Worker } from 'node:cluster'
-import { readFileSync, unwatchFile, watchFile } from 'node:fs'
+import { readFileSync } from 'node:fs'
 import { checkFactories } from '../checks/index.js'
 import { detachedCheckEnv } from '../checks/env.js'
 import { parseConfig } from '../config/load.js'
 import { PolicyStore } from '../config/policy-store.js'
+import { ConfigWatcher } from '../config/watch.js'
 import type { MoatConfig } from '../config/types.js'
 import { errorCodes, MoatError, type MoatErrorCode } from '../errors.js'
 import type { Logger } from '../log/logger.js'
@@ -79,7 +80,7 @@ export class ClusterPrimary implements ClusterSource {
   private startup: { resolve: () => void; reject: (err: Error) => void } | null = null
   private finish!: (code: number) => void
   private killTimer: NodeJS.Timeout | null = null
-  private watching = false
+  private watcher: ConfigWatcher | null = null
   /** Callers of stop() waiting for every worker to end. */
   private ended: Array<() => void> = []
 
@@ -161,13 +162,12 @@ export class ClusterPrimary implements ClusterSource {
 
   /** Reloads when the config file changes (polled), once for all workers. */
   watchConfig(onReloaded?: () => void, intervalMs = 1000): void {
-    if (this.watching) return
-    this.watching = true
-    watchFile(this.file, { interval: intervalMs, persistent: false }, (current, previous) => {
-      if (current.mtimeMs === previous.mtimeMs && current.size === previous.size) return
+    if (this.watcher !== null) return
+    this.watcher = new ConfigWatcher(this.file, () => {
       this.logger.info({ event: 'config_changed', file: this.file }, 'config file changed: reloading')
       if (this.reload()) onReloaded?.()
     })
+    this.watcher.start(intervalMs)
   }
 
   /**
@@ -179,7 +179,7 @@ export class ClusterPrimary implements ClusterSource {
     this.stopping = true
     if (first) {
       this.logger.info({ event: 'shutdown', workers: this.workersRunning, gracePeriodMs: graceMs }, 'shutting down: every worker drains')
-      if (this.watching) unwatchFile(this.file)
+      this.watcher?.stop()
       for (const slot of this.slots) {
         if (slot.restartTimer !== null) clearTimeout(slot.restartTimer)
         slot.restartTimer = null
