@@ -38,7 +38,8 @@ const PROPERTY_BLOCKS: Record<string, PropertyBlock> = {
   puback: 'ack', pubrec: 'ack', pubrel: 'ack', pubcomp: 'ack',
 }
 
-const FULLY_READ = new Set(['connect', 'subscribe', 'unsubscribe', 'auth', 'disconnect'])
+// The 5.0 acks too (they are decoded only when they carry properties): found by the fuzz suite.
+const FULLY_READ = new Set(['connect', 'subscribe', 'unsubscribe', 'auth', 'disconnect', 'puback', 'pubrec', 'pubrel', 'pubcomp'])
 
 export class PacketDecoder {
   /** Made on the first decode: most sessions hold one for months and use it a handful of times (memory per idle connection). */
