@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
 import { z } from 'zod'
+import { text, urlOf } from './strings.js'
 import { ConfigError } from '../errors.js'
 import type { AuthBackendConfig, AuthCacheConfig, AuthConfig } from './types.js'
 import { parseDuration } from './units.js'
@@ -21,16 +22,8 @@ const duration = z.unknown().transform((value, ctx): number => {
 
 const count = (min: number) => z.number({ error: 'expected a whole number' }).int({ error: 'expected a whole number' })
   .min(min, { error: `must be at least ${min}` })
-const text = z.string({ error: 'expected a string' }).min(1, { error: 'must not be empty' })
 const oneOrMany = z.union([text, z.array(text).min(1)], { error: 'expected a string or a list of strings' })
-const httpUrl = text.refine((v) => {
-  try {
-    const u = new URL(v)
-    return u.protocol === 'http:' || u.protocol === 'https:'
-  } catch {
-    return false
-  }
-}, { error: 'expected an http:// or https:// URL' })
+const httpUrl = urlOf(['http:', 'https:'], 'expected an http:// or https:// URL')
 
 const cache = z.union([
   z.literal(false),

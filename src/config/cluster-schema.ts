@@ -6,6 +6,7 @@
  */
 import { isAbsolute, resolve } from 'node:path'
 import { z } from 'zod'
+import { text, urlOf } from './strings.js'
 import type { ClusterConfig, RedisNode } from './types.js'
 import { parseDuration } from './units.js'
 
@@ -18,17 +19,9 @@ const duration = z.unknown().transform((value, ctx): number => {
   }
 })
 
-const text = z.string({ error: 'expected a string' }).min(1, { error: 'must not be empty' })
 const mode = z.enum(['fail-closed', 'local'], { error: 'expected fail-closed or local' })
 
-const redisUrl = text.refine((v) => {
-  try {
-    const u = new URL(v)
-    return u.protocol === 'redis:' || u.protocol === 'rediss:'
-  } catch {
-    return false
-  }
-}, { error: 'expected a redis:// or rediss:// URL' })
+const redisUrl = urlOf(['redis:', 'rediss:'], 'expected a redis:// or rediss:// URL')
 
 const node = text.transform((v, ctx): RedisNode => {
   const m = /^(\[[^\]]+\]|[^:]+):(\d{1,5})$/.exec(v)

@@ -47,25 +47,7 @@ export class MosquittoProcess {
 
   /** Resolves with the first log line (from the start) matching `re`. */
   waitForLog(re: RegExp, timeoutMs = 5000): Promise<string> {
-    return new Promise((resolve, reject) => {
-      const check = (): boolean => {
-        const line = this.logs.find((l) => re.test(l))
-        if (line === undefined) return false
-        cleanup()
-        resolve(line)
-        return true
-      }
-      const timer = setTimeout(() => {
-        cleanup()
-        reject(new Error(`mosquitto never logged ${re}; last lines:\n${this.logs.slice(-20).join('\n')}`))
-      }, timeoutMs)
-      const cleanup = (): void => {
-        clearTimeout(timer)
-        this.listeners.delete(wake)
-      }
-      const wake = (): void => { check() }
-      if (!check()) this.listeners.add(wake)
-    })
+    return this.waitForLogAfter(0, re, timeoutMs)
   }
 
   /** Freezes the broker process (SIGSTOP): it reads nothing until resume(). */
