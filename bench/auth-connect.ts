@@ -18,7 +18,7 @@ import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { generate } from 'mqtt-packet'
-import { cpuSeconds, freePort, sleep, start } from './processes.js'
+import { connectRound, cpuSeconds, freePort, listening, sleep, start } from './processes.js'
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, clients: { type: 'string', default: '32' } } })
 const SECONDS = Number(values.seconds)
@@ -26,36 +26,7 @@ const CLIENTS = Number(values.clients)
 const dir = mkdtempSync(join(tmpdir(), 'moat-bench-auth-'))
 
 
-async function listening(port: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const up = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1')
-      s.once('connect', () => { s.destroy(); resolve(true) })
-      s.once('error', () => resolve(false))
-    })
-    if (up) return
-    await sleep(25)
-  }
-  throw new Error(`moat never listened on ${port}`)
-}
 
-/** One CONNECT → CONNACK → DISCONNECT round; resolves with the CONNACK return code. */
-function once(port: number, frame: Buffer): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.connect(port, '127.0.0.1')
-    s.setNoDelay(true)
-    let code = -1
-    s.on('error', () => {})
-    s.on('data', (d: Buffer) => {
-      if (code === -1 && d.length >= 4 && d[0] === 0x20) {
-        code = d[3]!
-        if (code === 0) s.end(Buffer.from([0xe0, 0x00]))
-      }
-    })
-    s.on('close', () => resolve(code))
-    s.write(frame)
-  })
-}
 
 async function measure(port: number, pid: number, credentials: boolean): Promise<{ connectsPerSecond: number; refused: number; cpuMsPerConnect: number }> {
   const frame = generate({
@@ -67,7 +38,7 @@ async function measure(port: number, pid: number, credentials: boolean): Promise
   let stop = false
   const loop = async (): Promise<void> => {
     while (!stop) {
-      if ((await once(port, frame)) === 0) ok++
+      if ((await connectRound(port, frame)) === 0) ok++
       else refused++
     }
   }

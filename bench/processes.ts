@@ -34,3 +34,35 @@ export function cpuSeconds(pid: number): number {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
   return (Number(fields[11]) + Number(fields[12])) / 100 // utime, stime in clock ticks (100 Hz)
 }
+
+/** Resolves once something accepts TCP connections on 127.0.0.1:`port` (polled every 25 ms, up to 10 s). */
+export async function listening(port: number): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    const up = await new Promise<boolean>((resolve) => {
+      const s = net.connect(port, '127.0.0.1')
+      s.once('connect', () => { s.destroy(); resolve(true) })
+      s.once('error', () => resolve(false))
+    })
+    if (up) return
+    await sleep(25)
+  }
+  throw new Error(`nothing listens on ${port}`)
+}
+
+/** One CONNECT → CONNACK → DISCONNECT round on a fresh connection; resolves with the CONNACK return code (-1: none). */
+export function connectRound(port: number, frame: Buffer): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.connect(port, '127.0.0.1')
+    s.setNoDelay(true)
+    let code = -1
+    s.on('error', () => {})
+    s.on('data', (d: Buffer) => {
+      if (code === -1 && d.length >= 4 && d[0] === 0x20) {
+        code = d[3]!
+        if (code === 0) s.end(Buffer.from([0xe0, 0x00]))
+      }
+    })
+    s.on('close', () => resolve(code))
+    s.write(frame)
+  })
+}

@@ -6,11 +6,10 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
-import net from 'node:net'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { aclYaml } from './policy.js'
-import { freePort, sleep, start } from './processes.js'
+import { freePort, listening, start } from './processes.js'
 import type { Endpoint } from './loadgen.js'
 
 /** Moat's built CLI (this file runs from .bench-dist/bench/). */
@@ -68,18 +67,6 @@ function pinned(placement: Placement, command: string, args: string[]): [string,
   return ['prlimit', [`--nofile=${nofile}:${nofile}`, 'taskset', '-c', placement.serverCores, command, ...args]]
 }
 
-async function listening(port: number): Promise<void> {
-  for (let i = 0; i < 400; i++) {
-    const up = await new Promise<boolean>((resolve) => {
-      const s = net.connect(port, '127.0.0.1')
-      s.once('connect', () => { s.destroy(); resolve(true) })
-      s.once('error', () => resolve(false))
-    })
-    if (up) return
-    await sleep(25)
-  }
-  throw new Error(`nothing listens on ${port}`)
-}
 
 /** Pid of the real server under `prlimit … taskset …` (both exec, so it is the child's pid). */
 function stopChild(child: ChildProcess): Promise<void> {

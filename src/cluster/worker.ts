@@ -26,7 +26,6 @@ function send(message: WorkerMessage): void {
 export async function runWorker(id: number): Promise<void> {
   let moat: Moat | null = null
   let logger: Logger | null = null
-  let store: WorkerStore | null = null
   let stopping: Promise<void> | null = null
   const stop = (graceMs: number): void => {
     if (moat === null) {
@@ -34,7 +33,7 @@ export async function runWorker(id: number): Promise<void> {
     }
     const drain = moat.shutdown(graceMs) // a second call with 0 closes the rest at once
     if (stopping !== null) return
-    stopping = drain.then(() => store?.close()).then(() => {
+    stopping = drain.then(() => { // Moat.shutdown closed its store too
       logger!.info({ event: 'worker_stopped' }, 'worker drained')
       logger!.flush(() => process.exit(0)) // the log is written asynchronously: out first
     }, (err: unknown) => {
@@ -83,8 +82,8 @@ export async function runWorker(id: number): Promise<void> {
     logger = createLogger(config.log.level).child({ worker: id })
     // With cluster.redis every worker talks to Redis itself (fleet-wide across instances, and so
     // across workers); without it the primary holds the state for all its workers.
-    store = config.cluster?.redis != null ? null : new WorkerStore({ channel, logger })
-    const candidate = new Moat(config, { logger, store: store ?? undefined, admin: false })
+    const store = config.cluster?.redis != null ? undefined : new WorkerStore({ channel, logger })
+    const candidate = new Moat(config, { logger, store, admin: false })
     await candidate.start()
     moat = candidate
   } catch (err) {
