@@ -15,7 +15,7 @@ import type { Endpoint } from './loadgen.js'
 /** Moat's built CLI (this file runs from .bench-dist/bench/). */
 const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url))
 
-export type TargetKind = 'direct' | 'haproxy' | 'moat' | 'moat-acl5000'
+export type TargetKind = 'direct' | 'haproxy' | 'node-pipe' | 'moat' | 'moat-acl5000'
 
 export interface Placement {
   /** Cores for broker and proxy, e.g. '0'. */
@@ -148,6 +148,17 @@ export function moatYaml(brokerPort: number, adminPort: number, aclRules: number
   ].join('\n')
 }
 
+/** The naive Node proxy (`pipe-proxy.mjs`): the floor of what a Node proxy costs here. */
+async function startNodePipe(placement: Placement, brokerPort: number): Promise<{ child: ChildProcess; port: number }> {
+  const port = await freePort()
+  const script = fileURLToPath(new URL('../../bench/pipe-proxy.mjs', import.meta.url))
+  const [cmd, args] = pinned(placement, process.execPath, [script, String(port), String(brokerPort)])
+  const { child } = await start(cmd, args, /listening/)
+  child.stdout!.resume()
+  child.stderr!.resume()
+  return { child, port }
+}
+
 async function startMoat(dir: string, placement: Placement, brokerPort: number, aclRules: number): Promise<{ child: ChildProcess; port: number }> {
   const adminPort = await freePort()
   const conf = join(dir, `moat-${adminPort}.yaml`)
@@ -174,6 +185,7 @@ export async function startTarget(kind: TargetKind, dir: string, placement: Plac
   let proxy: { child: ChildProcess; port: number } | null = null
   try {
     if (kind === 'haproxy') proxy = await startHaproxy(dir, placement, broker.port)
+    else if (kind === 'node-pipe') proxy = await startNodePipe(placement, broker.port)
     else if (kind === 'moat') proxy = await startMoat(dir, placement, broker.port, 50)
     else if (kind === 'moat-acl5000') proxy = await startMoat(dir, placement, broker.port, 5000)
   } catch (err) {
