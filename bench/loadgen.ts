@@ -87,7 +87,8 @@ export class Client implements FrameSink {
   private subacks = 0
   private subackWaiter: (() => void) | null = null
 
-  onFrame(frame: Buffer, type: number, flags: number, bodyOffset: number): boolean {
+  onFrame(buf: Buffer, start: number, end: number, type: number, flags: number, bodyOffset: number): boolean {
+    const frame = start === 0 && end === buf.length ? buf : buf.subarray(start, end)
     switch (type) {
       case 2: {
         const w = this.connackWaiter

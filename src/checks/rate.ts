@@ -151,7 +151,7 @@ export class RateCheck implements Check {
   onPublish(p: PublishView, s: SessionState): Verdict {
     const now = tickNowMs()
     if (!this.userResolved) this.resolveUser(s, now)
-    const size = p.frame.length
+    const size = p.frameLength
     this.worst = ExcessAction.None
     this.wait = 0
     this.consider(this.publishBuckets, size, now)

@@ -1,7 +1,9 @@
 /**
  * Incremental MQTT framing: fed arbitrary chunks of a byte stream, yields whole packets.
  *
- * - A frame that lies within one chunk is handed on as `chunk.subarray(...)`: no copy.
+ * - A frame that lies within one chunk is handed on as (chunk, start, end): no copy, and no Buffer
+ *   view made per frame (a `subarray` costs ~96 bytes of heap; the sink makes one only where it
+ *   needs a Buffer of its own, off the PUBLISH path).
  * - A frame spanning chunks is assembled in a buffer that grows only as bytes arrive, up to
  *   `min(declared size, maxPacketSize)`; it is never allocated at the declared size up front,
  *   so a client that declares 200 MB and trickles bytes costs nothing (STYLE H2).
@@ -22,10 +24,12 @@ export type FrameError = (typeof FrameError)[keyof typeof FrameError]
 
 export interface FrameSink {
   /**
-   * A complete packet: `frame` holds the fixed header and the body; `bodyOffset` is where the body
-   * starts. Return false to stop the framer (the rest is held until resume()).
+   * A complete packet: `buf[start, end)` holds the fixed header and the body; the body starts at
+   * `start + bodyOffset`. `buf` is only valid during the call unless the sink keeps it (the framer
+   * never writes into a chunk it handed on). Return false to stop the framer (the rest is held
+   * until resume()).
    */
-  onFrame(frame: Buffer, type: number, flags: number, bodyOffset: number): boolean
+  onFrame(buf: Buffer, start: number, end: number, type: number, flags: number, bodyOffset: number): boolean
   /** The stream is not MQTT (or breaks the cap): the framer is dead after this call. */
   onFrameError(error: FrameError, declaredSize: number): void
 }
@@ -174,9 +178,9 @@ export class Framer {
       if (size > this.maxPacketSize) return this.fail(FrameError.TooLarge, size)
       const first = chunk[pos]!
       if (pos + size <= end) {
-        const frame = chunk.subarray(pos, pos + size)
+        const frameStart = pos
         pos += size
-        if (!this.sink.onFrame(frame, first >> 4, first & 0x0f, headerSize)) return this.hold(chunk, pos)
+        if (!this.sink.onFrame(chunk, frameStart, pos, first >> 4, first & 0x0f, headerSize)) return this.hold(chunk, pos)
         continue
       }
       // The frame continues in a later chunk: start assembling.
@@ -238,11 +242,10 @@ export class Framer {
   /** Called when the assembly is complete; hands it to the sink. */
   private emitAssembled(): boolean {
     const buf = this.assembly!
-    const frame = buf.length === this.frameSize ? buf : buf.subarray(0, this.frameSize)
     this.assembly = null
     this.assembled = 0
-    const first = frame[0]!
-    return this.sink.onFrame(frame, first >> 4, first & 0x0f, this.bodyOffset)
+    const first = buf[0]!
+    return this.sink.onFrame(buf, 0, this.frameSize, first >> 4, first & 0x0f, this.bodyOffset)
   }
 
   private hold(chunk: Buffer, pos: number): void {

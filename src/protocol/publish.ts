@@ -47,7 +47,10 @@ class TopicCache {
 }
 
 export class PublishView {
+  /** The buffer the packet is in, and where in it: `frame[frameStart, frameEnd)`. Offsets below are into `frame`. */
   frame: Buffer = EMPTY
+  frameStart = 0
+  frameEnd = 0
   qos = 0
   retain = false
   dup = false
@@ -62,7 +65,12 @@ export class PublishView {
   private topics: TopicCache | null = null
 
   get payloadLength(): number {
-    return this.frame.length - this.payloadStart
+    return this.frameEnd - this.payloadStart
+  }
+
+  /** Size of the whole packet (fixed header included). */
+  get frameLength(): number {
+    return this.frameEnd - this.frameStart
   }
 
   get topicLength(): number {
@@ -80,9 +88,11 @@ export class PublishView {
     this.topicString = value
   }
 
-  /** Points the view at a new frame; forgets the previous packet's topic string. */
-  reset(frame: Buffer): void {
+  /** Points the view at a new frame, `frame[start, end)`; forgets the previous packet's topic string. */
+  reset(frame: Buffer, start: number, end: number): void {
     this.frame = frame
+    this.frameStart = start
+    this.frameEnd = end
     this.topicString = null
   }
 
@@ -104,26 +114,27 @@ const TOPIC_ALIAS = 0x23
 const USER_PROPERTY = 0x26
 
 /**
- * Reads a PUBLISH frame into `view`. Returns 0, or the 5.0 reason code of the fault.
+ * Reads the PUBLISH frame `frame[start, end)` (the whole buffer by default) into `view`; its body
+ * starts at `start + bodyOffset`. Returns 0, or the 5.0 reason code of the fault.
  * `fromClient`: a client MUST NOT send a Subscription Identifier [MQTT-3.3.4-6].
  */
 export function readPublish(
   frame: Buffer, flags: number, bodyOffset: number, version: number, fromClient: boolean, view: PublishView,
+  start = 0, end = frame.length,
 ): number {
   const qos = (flags >> 1) & 0x03
   // A PUBLISH packet MUST NOT have both QoS bits set to 1 [MQTT-3.3.1-4].
   if (qos === 3) return ReasonCode.MalformedPacket
   // The DUP flag MUST be set to 0 for all QoS 0 messages [MQTT-3.3.1-2].
   if (qos === 0 && (flags & 0x08) !== 0) return ReasonCode.MalformedPacket
-  view.reset(frame)
+  view.reset(frame, start, end)
   view.qos = qos
   view.retain = (flags & 0x01) !== 0
   view.dup = (flags & 0x08) !== 0
   view.topicAlias = 0
   view.packetId = 0
 
-  const end = frame.length
-  let pos = bodyOffset
+  let pos = start + bodyOffset
   if (pos + 2 > end) return ReasonCode.MalformedPacket
   const topicLength = frame.readUInt16BE(pos)
   pos += 2

@@ -4,15 +4,18 @@
  * applied to MQTT). A run is flushed when a frame is not adjacent to it (a denied frame in between,
  * a frame assembled from several chunks) and at the end of every chunk.
  *
- * Adjacency is judged on memory, not on chunks: two frames are merged only when the second starts at
- * the byte right after the first in the same ArrayBuffer, so the merged slice holds exactly them.
+ * Frames come as (buffer, start, end), the Framer's own terms: a run is one buffer and a byte range
+ * of it, and two frames are merged only when the second starts at the byte right after the first in
+ * the same buffer, so the merged slice holds exactly them. One Buffer view is made per run written
+ * (none when the run is the whole chunk), not one per frame.
  */
 import type { Writable } from 'node:stream'
 
 export class RunWriter {
   private socket: Writable | null = null
   private run: Buffer | null = null
-  private runLength = 0
+  private runStart = 0
+  private runEnd = 0
   /** Bytes written through this writer (for the session's end-of-connection log). */
   bytes = 0
 
@@ -20,15 +23,22 @@ export class RunWriter {
     this.socket = socket
   }
 
-  add(frame: Buffer): void {
+  /** Queues `buf[start, end)`: extends the pending run when it follows it in the same buffer. */
+  add(buf: Buffer, start: number, end: number): void {
     const run = this.run
-    if (run !== null && frame.buffer === run.buffer && frame.byteOffset === run.byteOffset + this.runLength) {
-      this.runLength += frame.length
+    if (run === buf && start === this.runEnd) {
+      this.runEnd = end
       return
     }
     if (run !== null) this.flush()
-    this.run = frame
-    this.runLength = frame.length
+    this.run = buf
+    this.runStart = start
+    this.runEnd = end
+  }
+
+  /** Queues a whole buffer (a frame assembled or made by Moat). */
+  addFrame(frame: Buffer): void {
+    this.add(frame, 0, frame.length)
   }
 
   /** Writes the pending run. Returns false when the socket asks the writer to wait for 'drain'. */
@@ -38,10 +48,10 @@ export class RunWriter {
     this.run = null
     const socket = this.socket
     if (socket === null || socket.destroyed) return true
-    const length = this.runLength
-    this.bytes += length
-    const data = length === run.length ? run : Buffer.from(run.buffer, run.byteOffset, length)
-    return socket.write(data)
+    const start = this.runStart
+    const end = this.runEnd
+    this.bytes += end - start
+    return socket.write(start === 0 && end === run.length ? run : run.subarray(start, end))
   }
 
   /** Writes one buffer after whatever run is pending (order is kept). */
@@ -56,6 +66,5 @@ export class RunWriter {
   /** Forgets the pending run without writing it. */
   discard(): void {
     this.run = null
-    this.runLength = 0
   }
 }

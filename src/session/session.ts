@@ -316,47 +316,50 @@ export class Session implements FrameSink {
     this.toBroker.write(this.book.revoke(revoked, state))
   }
 
-  onFrame(frame: Buffer, type: number, flags: number, bodyOffset: number): boolean {
+  onFrame(buf: Buffer, start: number, end: number, type: number, flags: number, bodyOffset: number): boolean {
     const phase = this.phase
     if (phase >= Phase.Closing) return false
     const stats = this.ctx.stats
     stats.packetsFromClient[type]! += 1
-    stats.bytesFromClient[type]! += frame.length
-    if (phase === Phase.AwaitConnect) return this.onConnectFrame(frame, type, flags, bodyOffset)
-    return this.dispatch(frame, type, flags, bodyOffset)
+    stats.bytesFromClient[type]! += end - start
+    if (phase === Phase.AwaitConnect) return this.onConnectFrame(frameOf(buf, start, end), type, flags, bodyOffset)
+    return this.dispatch(buf, start, end, type, flags, bodyOffset)
   }
 
-  /** A client frame after CONNECT (also a throttled frame, replayed when its wait is over). */
-  private dispatch(frame: Buffer, type: number, flags: number, bodyOffset: number): boolean {
+  /**
+   * A client frame `buf[start, end)` after CONNECT (also a throttled frame, replayed when its wait
+   * is over). PUBLISH, the acks and PINGREQ are handled in place; the rest get a Buffer of their own.
+   */
+  private dispatch(buf: Buffer, start: number, end: number, type: number, flags: number, bodyOffset: number): boolean {
     const required = requiredFlags[type]!
     // Reserved flag bits MUST have their listed values; otherwise close [MQTT-2.2.2-1], [MQTT-2.2.2-2].
     if (required !== FLAGS_ANY && flags !== required) return this.violation('reserved_flags', ReasonCode.MalformedPacket, type)
     if (type !== PacketType.Publish && type !== PacketType.Disconnect && type !== PacketType.Connect) {
-      const verdict = this.checks!.runPacket(type, frame.length, this.state)
-      if (verdict.action === Action.Throttle) return this.throttle(frame, type, flags, bodyOffset)
+      const verdict = this.checks!.runPacket(type, end - start, this.state)
+      if (verdict.action === Action.Throttle) return this.throttle(frameOf(buf, start, end), type, flags, bodyOffset)
       if (verdict.action !== Action.Forward) return this.violation(verdict.why, verdict.reason, type)
     }
     switch (type) {
       case PacketType.Publish:
-        return this.onPublish(frame, flags, bodyOffset)
+        return this.onPublish(buf, start, end, flags, bodyOffset)
       case PacketType.Puback:
       case PacketType.Pubrec:
       case PacketType.Pubrel:
       case PacketType.Pubcomp:
-        return this.onAck(frame, type, bodyOffset)
+        return this.onAck(buf, start, end, type, bodyOffset)
       case PacketType.Subscribe:
-        return this.onSubscribe(frame)
+        return this.onSubscribe(frameOf(buf, start, end))
       case PacketType.Unsubscribe:
-        return this.onUnsubscribe(frame)
+        return this.onUnsubscribe(frameOf(buf, start, end))
       case PacketType.Pingreq:
-        if (frame.length !== 2) return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
-        this.toBroker.add(frame)
+        if (end - start !== 2) return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
+        this.toBroker.add(buf, start, end)
         return true
       case PacketType.Disconnect:
-        return this.onDisconnect(frame, bodyOffset)
+        return this.onDisconnect(frameOf(buf, start, end), bodyOffset)
       case PacketType.Auth:
         if (this.state.version !== 5) break
-        return this.onAuth(frame)
+        return this.onAuth(frameOf(buf, start, end))
       case PacketType.Connect:
         // A second CONNECT is a protocol error: close the connection [MQTT-3.1.0-2].
         return this.violation('duplicate_connect', ReasonCode.ProtocolError, type)
@@ -365,9 +368,9 @@ export class Session implements FrameSink {
     return this.violation('forbidden_packet_type', ReasonCode.ProtocolError, type)
   }
 
-  private onPublish(frame: Buffer, flags: number, bodyOffset: number): boolean {
+  private onPublish(buf: Buffer, start: number, end: number, flags: number, bodyOffset: number): boolean {
     const view = this.publishView
-    const fault = readPublish(frame, flags, bodyOffset, this.state.version, true, view)
+    const fault = readPublish(buf, flags, bodyOffset, this.state.version, true, view, start, end)
     if (fault !== 0) {
       view.clear()
       return this.violation(faultReason(fault), fault, PacketType.Publish)
@@ -384,12 +387,12 @@ export class Session implements FrameSink {
       // A forwarded publish with a topic name and an alias (re)binds the alias [MQTT-3.3.2-12].
       if (view.topicAlias !== 0 && view.topicLength > 0) this.state.bindClientAlias(view.topicAlias, view.topic)
       view.clear()
-      this.toBroker.add(frame)
+      this.toBroker.add(buf, start, end)
       return true
     }
     if (verdict.action === Action.Throttle) {
       view.clear()
-      return this.throttle(frame, PacketType.Publish, flags, bodyOffset)
+      return this.throttle(frameOf(buf, start, end), PacketType.Publish, flags, bodyOffset)
     }
     const topic = view.topic
     view.clear()
@@ -438,24 +441,26 @@ export class Session implements FrameSink {
     this.log.warn({ audit: true, event: 'packet_refused', reason: why, code, action, topic, rule: state.lastRule || undefined, check: this.checks?.decidedBy, clientId: state.clientId, username: state.username ?? undefined }, 'refused (first of its kind for this session; later ones are only counted)')
   }
 
-  /** PUBACK, PUBREC, PUBREL, PUBCOMP: a non-zero packet id [MQTT-2.2.1-3], and the right length. */
-  private onAck(frame: Buffer, type: number, bodyOffset: number): boolean {
-    const remaining = frame.length - bodyOffset
+  /** PUBACK, PUBREC, PUBREL, PUBCOMP (`buf[start, end)`): a non-zero packet id [MQTT-2.2.1-3], and the right length. */
+  private onAck(buf: Buffer, start: number, end: number, type: number, bodyOffset: number): boolean {
+    const body = start + bodyOffset
+    const remaining = end - body
     const version = this.state.version
-    if (remaining < 2 || (version < 5 && remaining !== 2) || frame.readUInt16BE(bodyOffset) === 0) {
+    if (remaining < 2 || (version < 5 && remaining !== 2) || buf.readUInt16BE(body) === 0) {
       return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
     }
     // 5.0 acks may carry a reason code and properties: let the full decoder judge those (rare);
     // a reason code alone is checked here (found by the fuzz suite: it went unchecked).
-    if (remaining === 3 && !isAckReasonCode(type, frame[bodyOffset + 2]!)) return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
-    if (remaining > 3 && this.decoder!.decode(frame) === null) return this.decodeFailure(type)
+    if (remaining === 3 && !isAckReasonCode(type, buf[body + 2]!)) return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
+    if (remaining > 3 && this.decoder!.decode(frameOf(buf, start, end)) === null) return this.decodeFailure(type)
+    const packetId = buf.readUInt16BE(body)
     // The PUBREL of a QoS 2 publish Moat refused (3.1.1): the broker never saw it, Moat completes it.
-    if (type === PacketType.Pubrel && this.refusedQos2 !== null && this.refusedQos2.delete(frame.readUInt16BE(bodyOffset))) {
-      this.toClient.write(ack(PacketType.Pubcomp, frame.readUInt16BE(bodyOffset)))
+    if (type === PacketType.Pubrel && this.refusedQos2 !== null && this.refusedQos2.delete(packetId)) {
+      this.toClient.write(ack(PacketType.Pubcomp, packetId))
       return true
     }
-    if (type === PacketType.Pubrel) this.qos2Forwarded?.delete(frame.readUInt16BE(bodyOffset))
-    this.toBroker.add(frame)
+    if (type === PacketType.Pubrel) this.qos2Forwarded?.delete(packetId)
+    this.toBroker.add(buf, start, end)
     return true
   }
 
@@ -493,7 +498,7 @@ export class Session implements FrameSink {
     const packetId = packet.messageId
     if (codes === null && !downgraded) {
       book.expect(packetId, allowed.map(topicOf), allowed.map(qosOf), null)
-      this.toBroker.add(frame) // all allowed as asked: the original bytes
+      this.toBroker.addFrame(frame) // all allowed as asked: the original bytes
       return true
     }
     if (allowed.length === 0 && codes !== null) {
@@ -520,7 +525,7 @@ export class Session implements FrameSink {
       if (verdict.action !== Action.Forward) return this.violation(verdict.why, verdict.reason, PacketType.Unsubscribe)
     }
     for (const filter of packet.unsubscriptions) this.state.subscriptions.delete(filter)
-    this.toBroker.add(frame)
+    this.toBroker.addFrame(frame)
     return true
   }
 
@@ -530,14 +535,14 @@ export class Session implements FrameSink {
       return this.decodeFailure(PacketType.Disconnect)
     }
     this.clientSentDisconnect = true
-    this.toBroker.add(frame)
+    this.toBroker.addFrame(frame)
     this.close('client_disconnect', null)
     return false
   }
 
   private onAuth(frame: Buffer): boolean {
     if (this.decoder!.decode(frame) === null) return this.decodeFailure(PacketType.Auth)
-    this.toBroker.add(frame)
+    this.toBroker.addFrame(frame)
     return true
   }
 
@@ -748,15 +753,31 @@ export class Session implements FrameSink {
     }
   }
 
-  onBrokerFrame(frame: Buffer, type: number, flags: number, bodyOffset: number): boolean {
+  /** A broker frame `buf[start, end)`: deliveries and acks are handled in place, the rest get a Buffer of their own. */
+  onBrokerFrame(buf: Buffer, start: number, end: number, type: number, flags: number, bodyOffset: number): boolean {
     if (this.phase >= Phase.Closing) return false
     const stats = this.ctx.stats
     stats.packetsFromBroker[type]! += 1
-    stats.bytesFromBroker[type]! += frame.length
+    stats.bytesFromBroker[type]! += end - start
     switch (type) {
       case PacketType.Publish:
-        if (this.inspectDeliveries && !this.onDelivery(frame, flags, bodyOffset)) return true
-        break
+        if (this.inspectDeliveries && !this.onDelivery(buf, start, end, flags, bodyOffset)) return true
+        this.toClient.add(buf, start, end)
+        return true
+      case PacketType.Puback:
+      case PacketType.Pubrec:
+      case PacketType.Pubcomp: {
+        const body = start + bodyOffset
+        // The broker acknowledged a QoS 1/2 publish of the client: it is no longer in flight (quota).
+        if (this.state.inflight !== null) this.onBrokerAck(buf, body, end, type)
+        // A refusing 5.0 PUBREC ends a QoS 2 flow: its packet id is free again [MQTT-4.3.3].
+        if (type === PacketType.Pubrec && this.qos2Forwarded !== null && end > body + 2 && buf[body + 2]! >= 0x80) this.qos2Forwarded.delete(buf.readUInt16BE(body))
+        this.toClient.add(buf, start, end)
+        return true
+      }
+    }
+    let frame = frameOf(buf, start, end)
+    switch (type) {
       case PacketType.Suback:
         frame = this.book.onSuback(frame, bodyOffset, this.state)
         break
@@ -773,19 +794,11 @@ export class Session implements FrameSink {
         if (this.connackSeen) return this.brokerViolation('a second CONNACK')
         frame = this.onConnack(frame, bodyOffset)
         break
-      case PacketType.Puback:
-      case PacketType.Pubrec:
-      case PacketType.Pubcomp:
-        // The broker acknowledged a QoS 1/2 publish of the client: it is no longer in flight (quota).
-        if (this.state.inflight !== null) this.onBrokerAck(frame, type, bodyOffset)
-        // A refusing 5.0 PUBREC ends a QoS 2 flow: its packet id is free again [MQTT-4.3.3].
-        if (type === PacketType.Pubrec && this.qos2Forwarded !== null && frame.length > bodyOffset + 2 && frame[bodyOffset + 2]! >= 0x80) this.qos2Forwarded.delete(frame.readUInt16BE(bodyOffset))
-        break
       case PacketType.Disconnect:
         this.brokerSentDisconnect = true
         break
     }
-    this.toClient.add(frame)
+    this.toClient.addFrame(frame)
     return true
   }
 
@@ -804,10 +817,10 @@ export class Session implements FrameSink {
    * delivery is acknowledged to the broker by Moat, so it is not redelivered forever.
    * Returns false when the delivery must not reach the client.
    */
-  private onDelivery(frame: Buffer, flags: number, bodyOffset: number): boolean {
+  private onDelivery(buf: Buffer, start: number, end: number, flags: number, bodyOffset: number): boolean {
     const view = this.deliveryView
     const state = this.state
-    if (readPublish(frame, flags, bodyOffset, state.version, false, view) !== 0) {
+    if (readPublish(buf, flags, bodyOffset, state.version, false, view, start, end) !== 0) {
       view.clear()
       return true // the client's own parser judges a broker's malformed packet; Moat does not hide it
     }
@@ -874,12 +887,12 @@ export class Session implements FrameSink {
     return frame
   }
 
-  /** The broker acknowledged a QoS 1/2 publish of the client: it no longer counts as in flight. */
-  private onBrokerAck(frame: Buffer, type: number, bodyOffset: number): void {
-    if (frame.length < bodyOffset + 2) return
+  /** The broker acknowledged a QoS 1/2 publish of the client (body at `buf[body, end)`): it no longer counts as in flight. */
+  private onBrokerAck(buf: Buffer, body: number, end: number, type: number): void {
+    if (end < body + 2) return
     // A PUBREC ends the flow only when it refuses (reason code 0x80 or above) [MQTT-4.3.3].
-    if (type === PacketType.Pubrec && !(frame.length > bodyOffset + 2 && frame[bodyOffset + 2]! >= 0x80)) return
-    this.state.inflight!.delete(frame.readUInt16BE(bodyOffset))
+    if (type === PacketType.Pubrec && !(end > body + 2 && buf[body + 2]! >= 0x80)) return
+    this.state.inflight!.delete(buf.readUInt16BE(body))
     // A 3.1.1 client held for its in-flight quota (checks/quota.ts) may go on: wake it now.
     if (this.throttleTimer !== null && this.state.version < 5) {
       clearTimeout(this.throttleTimer)
@@ -943,7 +956,7 @@ export class Session implements FrameSink {
     if (this.generation !== this.ctx.policy.generation) this.adoptPolicy()
     this.waking = true
     this.replaying = true
-    const forwarded = this.dispatch(frame, this.heldType, this.heldFlags, this.heldBodyOffset)
+    const forwarded = this.dispatch(frame, 0, frame.length, this.heldType, this.heldFlags, this.heldBodyOffset)
     this.replaying = false
     if (forwarded) this.clientFramer.resume()
     this.waking = false
@@ -1159,13 +1172,18 @@ class BrokerFrames implements FrameSink {
     this.session = session
   }
 
-  onFrame(frame: Buffer, type: number, flags: number, bodyOffset: number): boolean {
-    return this.session.onBrokerFrame(frame, type, flags, bodyOffset)
+  onFrame(buf: Buffer, start: number, end: number, type: number, flags: number, bodyOffset: number): boolean {
+    return this.session.onBrokerFrame(buf, start, end, type, flags, bodyOffset)
   }
 
   onFrameError(error: FrameError, declaredSize: number): void {
     this.session.onBrokerFrameError(error, declaredSize)
   }
+}
+
+/** `buf[start, end)` as a Buffer of its own (the buffer itself when that is all of it), for the packets handled off the fast path. */
+function frameOf(buf: Buffer, start: number, end: number): Buffer {
+  return start === 0 && end === buf.length ? buf : buf.subarray(start, end)
 }
 
 // Module-level handlers: `this` is the socket; no per-session closures.
