@@ -73,7 +73,10 @@ function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve()
   return new Promise((resolve) => {
     child.once('exit', () => resolve())
-    child.kill('SIGKILL')
+    // Profiling (BENCH_NODE_ARGS): SIGTERM, so that Node writes the profile on its way out.
+    if (process.env.BENCH_NODE_ARGS === undefined) return void child.kill('SIGKILL')
+    child.kill('SIGTERM')
+    setTimeout(() => child.kill('SIGKILL'), 10_000).unref()
   })
 }
 
