@@ -135,9 +135,10 @@ export class Session implements FrameSink {
   private readonly brokerFramer: Framer
   private readonly toBroker = new RunWriter()
   private readonly toClient = new RunWriter()
-  private readonly publishView = new PublishView()
-  /** Broker → client PUBLISH, read only when deliveries are inspected (outbound ACL, revocations, 5.0 aliases). */
-  private readonly deliveryView = new PublishView()
+  /** Client → broker PUBLISH; made on the first (an idle session holds none). */
+  private publishViewSlot: PublishView | null = null
+  /** Broker → client PUBLISH, read only when deliveries are inspected (outbound ACL, revocations, 5.0 aliases); made on first use. */
+  private deliveryViewSlot: PublishView | null = null
   private readonly book = new SubscriptionBook()
   /** QoS 2 publishes Moat refused and answered with PUBREC itself (3.1.1): their PUBREL is answered here too. */
   private refusedQos2: Set<number> | null = null
@@ -227,6 +228,14 @@ export class Session implements FrameSink {
   private get log(): SessionContext['logger'] {
     const state = this.state
     return this.logger ?? (this.logger = this.ctx.logger.child({ sid: state.id, listener: state.listener, remote: `${state.remoteAddress}:${state.remotePort}` }))
+  }
+
+  private get publishView(): PublishView {
+    return this.publishViewSlot ?? (this.publishViewSlot = new PublishView())
+  }
+
+  private get deliveryView(): PublishView {
+    return this.deliveryViewSlot ?? (this.deliveryViewSlot = new PublishView())
   }
 
   get isClosed(): boolean {

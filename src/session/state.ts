@@ -11,6 +11,7 @@ class NoSubscriptions extends Map<string, number> {
   }
 }
 const NO_SUBSCRIPTIONS: Map<string, number> = new NoSubscriptions()
+const NO_GROUPS: readonly string[] = Object.freeze([])
 
 export class SessionState {
   /** Session number, unique within the process (logs). */
@@ -34,7 +35,7 @@ export class SessionState {
   /** Attributes an auth backend vouched for (JWT claims, HTTP backend answer): ACL `{claims.NAME}`. */
   claims: Readonly<Record<string, string>> | null = null
   /** Groups an auth backend placed the client in (ACL `groups` selector). */
-  groups: readonly string[] = []
+  groups: readonly string[] = NO_GROUPS
   /** Which auth backend accepted the client ('anonymous' when none was needed); null before. */
   authenticatedBy: string | null = null
   keepalive = 0
