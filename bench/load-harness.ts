@@ -46,19 +46,28 @@ export class MoatChild {
    * soft open-file limit as far as it may (nothing system-wide): each session holds two sockets.
    */
   static async start(upstream: { host: string; port: number }, limits = '{}', wantFiles = 65_536): Promise<MoatChild> {
-    const dir = mkdtempSync(join(tmpdir(), 'moat-load-'))
-    const config = join(dir, 'moat.yaml')
-    writeFileSync(config, [
+    return MoatChild.startWith(() => [
       'listeners: [{ name: mqtt, protocol: mqtt, host: 127.0.0.1, port: 0 }]',
       `upstream: { host: ${upstream.host}, port: ${upstream.port} }`,
       `limits: ${limits}`,
       'log: { level: error }',
       'auth: { anonymous: true }',
       '',
-    ].join('\n'))
+    ].join('\n'), wantFiles)
+  }
+
+  /**
+   * Starts Moat with the config `configFor(dir)` returns, written to `dir` (a fresh temporary
+   * directory, where the config may keep its other files, such as a password file). `quiet`: the
+   * child's stdout (its log) is discarded.
+   */
+  static async startWith(configFor: (dir: string) => string, wantFiles = 65_536, quiet = false): Promise<MoatChild> {
+    const dir = mkdtempSync(join(tmpdir(), 'moat-load-'))
+    const config = join(dir, 'moat.yaml')
+    writeFileSync(config, configFor(dir))
     const child = spawn('sh', ['-c', `ulimit -n ${wantFiles} 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec "$0" --expose-gc "$@"`, process.execPath, childScript, config], {
       cwd: root,
-      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+      stdio: ['ignore', quiet ? 'ignore' : 'inherit', 'inherit', 'ipc'],
     })
     const port = await new Promise<number>((resolve, reject) => {
       child.once('message', (m: { ready?: boolean; port?: number }) => (m.ready === true ? resolve(m.port!) : reject(new Error('unexpected first message'))))
@@ -75,6 +84,15 @@ export class MoatChild {
     return new Promise((resolve) => {
       this.waiting.set(id, resolve)
       this.child.send({ cmd: 'snapshot', id, gc })
+    })
+  }
+
+  /** Writes a V8 heap snapshot of the child to `path` (after a full GC, as V8 does before a snapshot). */
+  heapSnapshot(path: string): Promise<void> {
+    const id = ++this.nextId
+    return new Promise((resolve) => {
+      this.waiting.set(id, () => resolve())
+      this.child.send({ cmd: 'heapsnapshot', id, path })
     })
   }
 
@@ -106,6 +124,12 @@ export interface RoundTrips {
   max: number
 }
 
+/** A user name and password for a CONNECT. */
+export interface Credentials {
+  readonly username: string
+  readonly password: string
+}
+
 /** An honest client that round-trips a QoS 1 message to itself, one at a time, every PROBE_INTERVAL_MS. */
 export class Prober {
   private readonly samples: number[] = []
@@ -116,9 +140,10 @@ export class Prober {
 
   private constructor(private readonly client: MqttClient, private readonly topic: string) {}
 
-  static async start(port: number): Promise<Prober> {
-    const client = await mqtt.connectAsync({ host: '127.0.0.1', port, clientId: `probe-${process.pid}-${Date.now()}`, reconnectPeriod: 0, connectTimeout: 10_000, keepalive: 0 })
-    const topic = `probe/${process.pid}/${Date.now()}`
+  /** `credentials`: CONNECT with them; `topicPrefix`: where the probe's topic lives (a policy must allow it). */
+  static async start(port: number, credentials: Credentials | null = null, topicPrefix = 'probe'): Promise<Prober> {
+    const client = await mqtt.connectAsync({ host: '127.0.0.1', port, clientId: `probe-${process.pid}-${Date.now()}`, reconnectPeriod: 0, connectTimeout: 10_000, keepalive: 0, ...(credentials ?? {}) })
+    const topic = `${topicPrefix}/${process.pid}/${Date.now()}`
     await client.subscribeAsync(topic, { qos: 1 })
     const prober = new Prober(client, topic)
     prober.loop = prober.run()
@@ -184,14 +209,14 @@ export function describeRoundTrips(r: RoundTrips): string {
 const CONNACK_OK = Buffer.from([0x20, 0x02, 0x00, 0x00])
 const DISCONNECT = Buffer.from([0xe0, 0x00])
 
-function connectFrame(clientId: string): Buffer {
-  return generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId, clean: true, keepalive: 0 })
+function connectFrame(clientId: string, credentials: Credentials | null = null): Buffer {
+  return generate({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId, clean: true, keepalive: 0, ...(credentials === null ? {} : { username: credentials.username, password: Buffer.from(credentials.password) }) })
 }
 
 /** One raw session: resolves with the socket once its CONNACK (accepted) arrived. */
-function openSession(port: number, clientId: string, localAddress?: string): Promise<net.Socket> {
+function openSession(port: number, clientId: string, credentials: Credentials | null = null): Promise<net.Socket> {
   return new Promise((resolve, reject) => {
-    const socket = net.connect({ port, host: '127.0.0.1', ...(localAddress !== undefined ? { localAddress } : {}) })
+    const socket = net.connect({ port, host: '127.0.0.1' })
     let got: Buffer = Buffer.alloc(0)
     const onData = (d: Buffer): void => {
       got = Buffer.concat([got, d])
@@ -204,7 +229,7 @@ function openSession(port: number, clientId: string, localAddress?: string): Pro
     }
     socket.on('data', onData)
     socket.once('error', reject)
-    socket.once('connect', () => socket.write(connectFrame(clientId)))
+    socket.once('connect', () => socket.write(connectFrame(clientId, credentials)))
   })
 }
 
@@ -221,10 +246,13 @@ async function pool<T>(count: number, concurrency: number, task: (i: number) => 
   return out
 }
 
-/** Opens `count` idle MQTT sessions (keepalive 0) through `port`, `concurrency` at a time. */
-export function openIdleSessions(port: number, count: number, concurrency = 200): Promise<net.Socket[]> {
+/**
+ * Opens `count` idle MQTT sessions (keepalive 0) through `port`, `concurrency` at a time;
+ * `credentials(i)`: the user name and password of session i (none: anonymous).
+ */
+export function openIdleSessions(port: number, count: number, concurrency = 200, credentials: ((i: number) => Credentials) | null = null): Promise<net.Socket[]> {
   const run = `${process.pid.toString(36)}${Date.now().toString(36)}`
-  return pool(count, concurrency, (i) => openSession(port, `idle-${run}-${i}`))
+  return pool(count, concurrency, (i) => openSession(port, `idle-${run}-${i}`, credentials === null ? null : credentials(i)))
 }
 
 export async function closeAll(sockets: net.Socket[]): Promise<void> {

@@ -4,6 +4,7 @@
 // measured in the process that holds the sessions.
 //
 //   node --expose-gc bench/moat-child.mjs <config.yaml>      (spawned with an 'ipc' stdio slot)
+import { writeHeapSnapshot } from 'node:v8'
 import { loadConfig } from '../dist/config/load.js'
 import { Moat } from '../dist/moat.js'
 
@@ -19,6 +20,9 @@ process.on('message', (message) => {
     const closed = {}
     for (const reason of reasons) closed[reason] = moat.stats.closedFor(reason)
     process.send({ id: message.id, rss: mem.rss, heapUsed: mem.heapUsed, external: mem.external, sessions: moat.sessionCount, closed, upstreamConnectFailures: moat.stats.upstreamConnectFailures })
+  } else if (message.cmd === 'heapsnapshot') {
+    // For finding what a session holds: compare a snapshot with no session to one with N.
+    process.send({ id: message.id, path: writeHeapSnapshot(message.path) })
   } else if (message.cmd === 'stop') {
     moat.shutdown(0).then(() => process.exit(0))
   }

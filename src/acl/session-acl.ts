@@ -123,9 +123,8 @@ export class CompiledAcl {
   }
 
   private bindPatterns(indices: number[], s: SessionState): BoundPattern[] {
-    const bound: BoundPattern[] = []
-    for (const index of indices) bound.push({ index, pattern: substitute(this.rules[index]!.config.topic, s) })
-    return bound
+    // map(), not push(): a list of exactly its size (per session).
+    return indices.map((index) => ({ index, pattern: substitute(this.rules[index]!.config.topic, s) }))
   }
 
   /** First rule (publish or read action) matching `topic` among the indexed and the session's placeholder rules. */

@@ -49,9 +49,9 @@ export class AclShadowCheck implements Check {
   }
 
   onConnect(connect: IConnectPacket, s: SessionState): Verdict {
-    this.acl = this.compiled.bind(s)
+    // Bound on first use (after authentication): an idle session holds no bound rules.
     const will = connect.will
-    if (will && !this.acl.mayPublish(will.topic, will.qos ?? 0, will.retain ?? false)) this.wouldDeny(SHADOW_PUBLISH, will.topic, s)
+    if (will && !this.rules(s).mayPublish(will.topic, will.qos ?? 0, will.retain ?? false)) this.wouldDeny(SHADOW_PUBLISH, will.topic, s)
     return FORWARD
   }
 

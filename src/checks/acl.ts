@@ -4,8 +4,8 @@
  * and, with `acl.outbound`, every delivery from the broker. Topic aliases are resolved by the
  * protocol check before this one runs, so an alias never hides a topic from it.
  *
- * The session's rules are bound after authentication (onConnect runs after the auth check), or on
- * first use when a reload rebuilt the check for a live session.
+ * The session's rules are bound after authentication: in onConnect (it runs after the auth check)
+ * when there is a will to judge, otherwise on first use.
  */
 import type { IConnectPacket, ISubscription } from 'mqtt-packet'
 import { CompiledAcl, type SessionAcl } from '../acl/session-acl.js'
@@ -40,10 +40,13 @@ export class AclCheck implements Check {
   }
 
   onConnect(connect: IConnectPacket, s: SessionState): Verdict {
-    const acl = this.acl = this.compiled.bind(s)
     const will = connect.will
     // The will is a publish the broker makes for the client later: judge it now, like any publish.
-    if (will && !acl.mayPublish(will.topic, will.qos ?? 0, will.retain ?? false)) {
+    // Without one the rules are bound on first use (the identity is settled by then, and stays):
+    // an idle session holds no bound rules (issue 8, memory per idle connection).
+    if (!will) return FORWARD
+    const acl = this.rules(s)
+    if (!acl.mayPublish(will.topic, will.qos ?? 0, will.retain ?? false)) {
       s.lastRule = acl.rule === null ? 'default deny' : acl.rule.name
       return DENIED
     }

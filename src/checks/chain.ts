@@ -55,6 +55,19 @@ export class CheckChain {
   }
 }
 
+/** A hook no check implements: one shared empty list, not one per session (never added to). */
+const NO_CHECKS: Check[] = []
+
+/**
+ * The checks implementing one hook, in a list of exactly their size: filter() leaves room for 16
+ * (150 bytes per list, nine lists per session; issue 8, memory per idle connection); slice() copies
+ * to an exact fit of the same elements kind.
+ */
+function hooked(checks: Check[], implemented: (c: Check) => boolean): Check[] {
+  const out = checks.filter(implemented)
+  return out.length === 0 ? NO_CHECKS : out.slice()
+}
+
 export class SessionChecks {
   private readonly connect: Check[]
   private readonly publish: Check[]
@@ -69,15 +82,15 @@ export class SessionChecks {
   decidedBy = ''
 
   constructor(checks: Check[]) {
-    this.connect = checks.filter((c) => c.onConnect !== undefined)
-    this.publish = checks.filter((c) => c.onPublish !== undefined)
-    this.subscribe = checks.filter((c) => c.onSubscribe !== undefined)
-    this.unsubscribe = checks.filter((c) => c.onUnsubscribe !== undefined)
-    this.deliver = checks.filter((c) => c.onDeliver !== undefined)
-    this.packet = checks.filter((c) => c.onPacket !== undefined)
-    this.closing = checks.filter((c) => c.onClose !== undefined)
-    this.reviewing = checks.filter((c) => c.reviewSubscription !== undefined)
-    this.reviewingConnection = checks.filter((c) => c.reviewConnection !== undefined)
+    this.connect = hooked(checks, (c) => c.onConnect !== undefined)
+    this.publish = hooked(checks, (c) => c.onPublish !== undefined)
+    this.subscribe = hooked(checks, (c) => c.onSubscribe !== undefined)
+    this.unsubscribe = hooked(checks, (c) => c.onUnsubscribe !== undefined)
+    this.deliver = hooked(checks, (c) => c.onDeliver !== undefined)
+    this.packet = hooked(checks, (c) => c.onPacket !== undefined)
+    this.closing = hooked(checks, (c) => c.onClose !== undefined)
+    this.reviewing = hooked(checks, (c) => c.reviewSubscription !== undefined)
+    this.reviewingConnection = hooked(checks, (c) => c.reviewConnection !== undefined)
   }
 
   get hasDeliverChecks(): boolean {

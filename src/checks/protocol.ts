@@ -73,5 +73,9 @@ export class ProtocolCheck implements Check {
 
 export const protocolCheck: CheckFactory = {
   name: 'protocol',
-  create: () => () => new ProtocolCheck(),
+  create: () => {
+    // No per-session state: one instance serves every session.
+    const check = new ProtocolCheck()
+    return () => check
+  },
 }

@@ -93,46 +93,58 @@ class RatePolicy {
   }
 }
 
-const NO_BUCKETS: readonly TokenBucket[] = []
+const NO_BUCKETS: TokenBucket[] = []
+const NO_MATCHES = new Uint8Array(0)
 
 export class RateCheck implements Check {
   readonly name = 'rate'
   private readonly policy: RatePolicy
-  /** Buckets a PUBLISH is charged to, and those any other packet is charged to. */
-  private readonly publishBuckets: TokenBucket[]
-  private readonly otherBuckets: TokenBucket[]
-  private readonly topicBuckets: TokenBucket[]
+  /**
+   * Buckets a PUBLISH is charged to, and those any other packet is charged to. Made on the
+   * session's first packet after CONNECT (a bucket starts full, so one made then decides exactly as
+   * one made at CONNECT): an idle session holds none (issue 8, memory per idle connection).
+   */
+  private publishBuckets: TokenBucket[] = NO_BUCKETS
+  private otherBuckets: TokenBucket[] = NO_BUCKETS
+  private topicBuckets: TokenBucket[] = NO_BUCKETS
   /** Which topic rules the current PUBLISH matched (reused: matching is done once per packet). */
-  private readonly matched: Uint8Array
+  private matched: Uint8Array = NO_MATCHES
   private userPublish: readonly TokenBucket[] = NO_BUCKETS
   private userOther: readonly TokenBucket[] = NO_BUCKETS
-  private userResolved: boolean
+  /** False until the first packet: buckets made, the user's shared buckets found. */
+  private prepared = false
   // The decision being built for the current packet (fields, not a per-packet object).
   private worst: ExcessActionCode = ExcessAction.None
   private wait = 0
 
   constructor(policy: RatePolicy) {
-    const now = nowMs()
     this.policy = policy
-    this.publishBuckets = policy.session.map((s) => new TokenBucket(s.spec, s.action, s.perByte, now))
-    this.otherBuckets = this.publishBuckets.filter((_, i) => !policy.session[i]!.publishOnly)
-    this.topicBuckets = policy.topics.map((t) => new TokenBucket(t.spec, t.action, false, now))
-    this.matched = new Uint8Array(policy.topics.length)
-    this.userResolved = policy.users === null
   }
 
-  /** The user's shared buckets, found once the identity is settled (first packet after CONNECT). */
-  private resolveUser(s: SessionState, now: number): void {
-    this.userResolved = true
-    if (s.username === null) return
-    const buckets = this.policy.userBuckets(s.username, now)
+  /**
+   * The session's buckets, and the user's shared ones, once the identity is settled (first packet
+   * after CONNECT).
+   */
+  private prepare(s: SessionState, now: number): void {
+    this.prepared = true
+    const policy = this.policy
+    if (policy.session.length > 0) {
+      this.publishBuckets = policy.session.map((b) => new TokenBucket(b.spec, b.action, b.perByte, now))
+      this.otherBuckets = this.publishBuckets.filter((_, i) => !policy.session[i]!.publishOnly).slice() // exact fit
+    }
+    if (policy.topics.length > 0) {
+      this.topicBuckets = policy.topics.map((t) => new TokenBucket(t.spec, t.action, false, now))
+      this.matched = new Uint8Array(policy.topics.length)
+    }
+    if (policy.users === null || s.username === null) return
+    const buckets = policy.userBuckets(s.username, now)
     this.userPublish = buckets.publish
     this.userOther = buckets.other
   }
 
   onPacket(_type: number, size: number, s: SessionState): Verdict {
     const now = tickNowMs()
-    if (!this.userResolved) this.resolveUser(s, now)
+    if (!this.prepared) this.prepare(s, now)
     this.worst = ExcessAction.None
     this.wait = 0
     this.consider(this.otherBuckets, size, now)
@@ -150,7 +162,7 @@ export class RateCheck implements Check {
 
   onPublish(p: PublishView, s: SessionState): Verdict {
     const now = tickNowMs()
-    if (!this.userResolved) this.resolveUser(s, now)
+    if (!this.prepared) this.prepare(s, now)
     const size = p.frameLength
     this.worst = ExcessAction.None
     this.wait = 0

@@ -82,5 +82,9 @@ export class VirtualPatchCheck implements Check {
 
 export const virtualPatchCheck: CheckFactory = {
   name: 'virtual_patches',
-  create: () => () => new VirtualPatchCheck(),
+  create: () => {
+    // No per-session state: one instance serves every session.
+    const check = new VirtualPatchCheck()
+    return () => check
+  },
 }

@@ -4,6 +4,15 @@
  */
 import type { ClientCertificate, ConnInfo, Transport } from './conn-info.js'
 
+/** The empty `subscriptions` every session starts with: shared, so it refuses to hold anything. */
+class NoSubscriptions extends Map<string, number> {
+  override set(): this {
+    throw new Error('SessionState.subscriptions: add with grant()')
+  }
+}
+const NO_SUBSCRIPTIONS: Map<string, number> = new NoSubscriptions()
+const NO_GROUPS: readonly string[] = Object.freeze([])
+
 export class SessionState {
   /** Session number, unique within the process (logs). */
   readonly id: number
@@ -26,7 +35,7 @@ export class SessionState {
   /** Attributes an auth backend vouched for (JWT claims, HTTP backend answer): ACL `{claims.NAME}`. */
   claims: Readonly<Record<string, string>> | null = null
   /** Groups an auth backend placed the client in (ACL `groups` selector). */
-  groups: readonly string[] = []
+  groups: readonly string[] = NO_GROUPS
   /** Which auth backend accepted the client ('anonymous' when none was needed); null before. */
   authenticatedBy: string | null = null
   keepalive = 0
@@ -52,8 +61,14 @@ export class SessionState {
   /**
    * Filters the broker granted this client (as subscribed, `$share/…` included) → requested QoS:
    * re-judged when the policy changes. Bounded by the broker's grants of the client's SUBSCRIBEs.
+   * A shared empty map until the first grant (an idle session holds no Map); add with grant().
    */
-  readonly subscriptions = new Map<string, number>()
+  subscriptions: Map<string, number> = NO_SUBSCRIPTIONS
+
+  /** Records a filter the broker granted. */
+  grant(filter: string, qos: number): void {
+    (this.subscriptions === NO_SUBSCRIPTIONS ? (this.subscriptions = new Map()) : this.subscriptions).set(filter, qos)
+  }
 
   /** Records an alias binding of a publish that was forwarded [MQTT-3.3.2-12]. */
   bindClientAlias(alias: number, topic: string): void {

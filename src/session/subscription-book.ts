@@ -30,34 +30,35 @@ interface Pending {
 }
 
 export class SubscriptionBook {
-  private readonly pending = new Map<number, Pending>()
-  private readonly revoking = new Map<number, string[]>()
+  // Made on first use: an idle session holds no Map (issue 8, memory per idle connection).
+  private pending: Map<number, Pending> | null = null
+  private revoking: Map<number, string[]> | null = null
   private nextId = 0xffff
 
   get pendingCount(): number {
-    return this.pending.size
+    return this.pending === null ? 0 : this.pending.size
   }
 
   /** True while a revoked filter waits for the broker's UNSUBACK. */
   get revokingAny(): boolean {
-    return this.revoking.size > 0
+    return this.revoking !== null && this.revoking.size > 0
   }
 
   expect(packetId: number, filters: string[], qos: number[], codes: number[] | null): void {
-    this.pending.set(packetId, { filters, qos, codes })
+    (this.pending ?? (this.pending = new Map())).set(packetId, { filters, qos, codes })
   }
 
   /** The broker's SUBACK: records grants, and returns what the client must receive (merged when Moat refused some filters). */
   onSuback(frame: Buffer, bodyOffset: number, s: SessionState): Buffer {
     const head = readAckWithCodes(frame, bodyOffset, s.version)
     if (head === null) return frame
-    const entry = this.pending.get(head.packetId)
+    const entry = this.pending?.get(head.packetId)
     if (entry === undefined) return frame
-    this.pending.delete(head.packetId)
+    this.pending!.delete(head.packetId)
     const brokerCodes = frame.subarray(head.codesStart)
     for (let i = 0; i < entry.filters.length; i++) {
       const code = i < brokerCodes.length ? brokerCodes[i]! : 0x80
-      if (code < 0x80 && s.subscriptions.size < MAX_TRACKED_SUBSCRIPTIONS) s.subscriptions.set(entry.filters[i]!, entry.qos[i]!)
+      if (code < 0x80 && s.subscriptions.size < MAX_TRACKED_SUBSCRIPTIONS) s.grant(entry.filters[i]!, entry.qos[i]!)
     }
     if (entry.codes === null) return frame
     const merged: number[] = []
@@ -68,23 +69,25 @@ export class SubscriptionBook {
 
   /** The UNSUBSCRIBE that takes `filters` away at the broker; deliveries only they carry are held back until its UNSUBACK. */
   revoke(filters: string[], s: SessionState): Buffer {
+    const revoking = this.revoking ?? (this.revoking = new Map())
     let id = this.nextId
-    while (this.revoking.has(id) || this.pending.has(id)) id = id === 1 ? 0xffff : id - 1
+    while (revoking.has(id) || this.pending?.has(id) === true) id = id === 1 ? 0xffff : id - 1
     this.nextId = id === 1 ? 0xffff : id - 1
-    this.revoking.set(id, filters)
+    revoking.set(id, filters)
     for (const f of filters) s.subscriptions.delete(f)
     return unsubscribe(id, filters, s.version)
   }
 
   /** True when this UNSUBACK answers Moat's own UNSUBSCRIBE: it must not reach the client. */
   onUnsuback(frame: Buffer, bodyOffset: number): boolean {
-    if (this.revoking.size === 0 || frame.length < bodyOffset + 2) return false
+    if (this.revoking === null || this.revoking.size === 0 || frame.length < bodyOffset + 2) return false
     return this.revoking.delete(frame.readUInt16BE(bodyOffset))
   }
 
   /** A delivery on `topic` that only a revoked subscription would carry. */
   isRevokedDelivery(topic: string, s: SessionState): boolean {
     let revoked = false
+    if (this.revoking === null) return false
     for (const filters of this.revoking.values()) {
       for (const f of filters) {
         if (topicMatches(unshare(f), topic)) {
