@@ -82,7 +82,8 @@ export class Framer {
   private bodyOffset = 0
 
   // Bytes not yet processed because the sink stopped us.
-  private held: Buffer[] = []
+  // Made the first time the sink stops the framer with bytes left (an idle connection holds none).
+  private held: Buffer[] | null = null
   private heldBytes = 0
   private stopped = false
   private failed = false
@@ -113,7 +114,7 @@ export class Framer {
   push(chunk: Buffer): void {
     if (this.failed || chunk.length === 0) return
     if (this.stopped) {
-      this.held.push(chunk)
+      (this.held ??= []).push(chunk)
       this.heldBytes += chunk.length
       return
     }
@@ -124,8 +125,9 @@ export class Framer {
   resume(): void {
     if (!this.stopped || this.failed) return
     this.stopped = false
-    while (this.held.length > 0 && !this.stopped && !this.failed) {
-      const chunk = this.held.shift()!
+    const held = this.held
+    while (held !== null && held.length > 0 && !this.stopped && !this.failed) {
+      const chunk = held.shift()!
       this.heldBytes -= chunk.length
       this.process(chunk, 0)
     }
@@ -138,7 +140,7 @@ export class Framer {
 
   /** Drop everything: the session is closing. */
   reset(): void {
-    this.held = []
+    this.held = null
     this.heldBytes = 0
     this.assembly = null
     this.assembled = 0
@@ -253,7 +255,8 @@ export class Framer {
     this.stopped = true
     if (pos < chunk.length) {
       const rest = chunk.subarray(pos)
-      this.held.unshift(rest)
+      const held = this.held ?? (this.held = [])
+      held.unshift(rest)
       this.heldBytes += rest.length
     }
   }

@@ -230,6 +230,11 @@ export class Session implements FrameSink {
     return this.logger ?? (this.logger = this.ctx.logger.child({ sid: state.id, listener: state.listener, remote: `${state.remoteAddress}:${state.remotePort}` }))
   }
 
+  /** The full decoder, for packets off the fast path; made on first use (an idle session never needs one). */
+  private get decoding(): PacketDecoder {
+    return this.decoder ?? (this.decoder = new PacketDecoder(this.state.version))
+  }
+
   private get publishView(): PublishView {
     return this.publishViewSlot ?? (this.publishViewSlot = new PublishView())
   }
@@ -470,7 +475,7 @@ export class Session implements FrameSink {
     // 5.0 acks may carry a reason code and properties: let the full decoder judge those (rare);
     // a reason code alone is checked here (found by the fuzz suite: it went unchecked).
     if (remaining === 3 && !isAckReasonCode(type, buf[body + 2]!)) return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
-    if (remaining > 3 && this.decoder!.decode(frameOf(buf, start, end)) === null) return this.decodeFailure(type)
+    if (remaining > 3 && this.decoding.decode(frameOf(buf, start, end)) === null) return this.decodeFailure(type)
     const packetId = buf.readUInt16BE(body)
     // The PUBREL of a QoS 2 publish Moat refused (3.1.1): the broker never saw it, Moat completes it.
     if (type === PacketType.Pubrel && this.refusedQos2 !== null && this.refusedQos2.delete(packetId)) {
@@ -483,7 +488,7 @@ export class Session implements FrameSink {
   }
 
   private onSubscribe(frame: Buffer): boolean {
-    const packet = this.decoder!.decode(frame) as ISubscribePacket | null
+    const packet = this.decoding.decode(frame) as ISubscribePacket | null
     if (packet === null) return this.decodeFailure(PacketType.Subscribe)
     if (!packet.messageId) return this.violation('malformed_packet', ReasonCode.MalformedPacket, PacketType.Subscribe)
     const checks = this.checks!
@@ -534,7 +539,7 @@ export class Session implements FrameSink {
   }
 
   private onUnsubscribe(frame: Buffer): boolean {
-    const packet = this.decoder!.decode(frame) as IUnsubscribePacket | null
+    const packet = this.decoding.decode(frame) as IUnsubscribePacket | null
     if (packet === null) return this.decodeFailure(PacketType.Unsubscribe)
     if (!packet.messageId) return this.violation('malformed_packet', ReasonCode.MalformedPacket, PacketType.Unsubscribe)
     const checks = this.checks!
@@ -549,7 +554,7 @@ export class Session implements FrameSink {
 
   private onDisconnect(frame: Buffer, bodyOffset: number): boolean {
     // 3.1.1 DISCONNECT has no body; 5.0 may carry a reason code and properties.
-    if (this.state.version < 5 ? frame.length !== bodyOffset : this.decoder!.decode(frame) === null) {
+    if (this.state.version < 5 ? frame.length !== bodyOffset : this.decoding.decode(frame) === null) {
       return this.decodeFailure(PacketType.Disconnect)
     }
     this.clientSentDisconnect = true
@@ -559,7 +564,7 @@ export class Session implements FrameSink {
   }
 
   private onAuth(frame: Buffer): boolean {
-    if (this.decoder!.decode(frame) === null) return this.decodeFailure(PacketType.Auth)
+    if (this.decoding.decode(frame) === null) return this.decodeFailure(PacketType.Auth)
     this.toBroker.addFrame(frame)
     return true
   }
@@ -615,7 +620,6 @@ export class Session implements FrameSink {
     state.keepalive = packet.keepalive ?? 0
     state.cleanStart = packet.clean ?? true
     state.clientAcceptsAliases = level === 5 && (packet.properties?.topicAliasMaximum ?? 0) > 0
-    this.decoder = new PacketDecoder(level)
     this.checks = this.ctx.policy.chain.forSession(state)
     // Bans (address, user name, client id) before any backend is asked (cluster/fleet.ts).
     const banned = this.ctx.fleet?.atConnect(state.remoteAddress, state.username, state.clientId) ?? null
@@ -886,7 +890,7 @@ export class Session implements FrameSink {
     let keepalive = state.keepalive
     if (limits.maxKeepalive !== null && (keepalive === 0 || keepalive > limits.maxKeepalive)) keepalive = limits.maxKeepalive
     if (state.version === 5) {
-      const connack = this.decoder!.decode(frame) as IConnackPacket | null
+      const connack = this.decoding.decode(frame) as IConnackPacket | null
       state.topicAliasMaximum = connack?.properties?.topicAliasMaximum ?? 0
       if (connack !== null) {
         const rewritten = rewriteConnack(connack, limits.maxPacketSize, limits.maxInflight, state.keepalive, keepalive)
