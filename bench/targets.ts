@@ -29,6 +29,8 @@ export interface Placement {
 export interface RunningTarget {
   readonly kind: TargetKind
   readonly endpoint: Endpoint
+  /** The broker's own port (what the proxy dials; the endpoint itself when direct). */
+  readonly brokerPort: number
   readonly brokerPid: number
   /** The proxy's pid; null for the direct broker. */
   readonly proxyPid: number | null
@@ -195,6 +197,7 @@ export async function startTarget(kind: TargetKind, dir: string, placement: Plac
   return {
     kind,
     endpoint: { host: '127.0.0.1', port: proxy?.port ?? broker.port },
+    brokerPort: broker.port,
     brokerPid: broker.child.pid!,
     proxyPid: proxy?.child.pid ?? null,
     async stop() {
