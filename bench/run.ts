@@ -197,7 +197,7 @@ console.log(`\nMoat benchmark ${new Date().toISOString()} commit ${commit}, ${RU
 console.log(`machine: ${nproc} × ${cpuModel}, Node ${process.version}, Linux ${machine.kernel}, load average at the end ${machine.loadAverage}`)
 console.log('broker + proxy on core 0, load generator on core 1. Fan-in: "read by the broker" = PUBLISH bytes the broker read from the publishers\' connections,')
 console.log('"forwarded into the broker" = PUBLISH bytes written into them by the process at their other end (both kernel counts, ss tcp_info, subscriber\'s connection')
-console.log('left out) / frame size; in a burst the two are equal (every buffer empty at both ends). "X CPU s / 1M msgs Y" = CPU seconds (utime + stime) of X /')
+console.log('left out) / frame size; in a burst the two are equal (every buffer empty at both ends). "X CPU s / 1M msgs Y" = CPU seconds (all threads, schedstat) of X /')
 console.log('millions of messages Y, both over the whole burst (first publish to the last delivery), or over the window at a fixed rate\n')
 console.log(table)
 const summary = issueTargets()

@@ -11,7 +11,7 @@
  */
 import net from 'node:net'
 import { connectFrame } from '../loadgen.js'
-import { cpuSeconds } from '../processes.js'
+import { cpuSecondsPrecise as cpuSeconds } from '../processes.js'
 import { BENCH_PASSWORD, BENCH_USERS, benchUser, type RunningTarget } from '../targets.js'
 import { percentile } from './latency.js'
 
@@ -25,7 +25,7 @@ export interface ConnectResult {
   readonly p50Ms: number
   readonly p99Ms: number
   readonly maxMs: number
-  /** CPU milliseconds (utime + stime) per measured round: the proxy's (null when direct) and the broker's. */
+  /** CPU milliseconds (all threads, schedstat) per measured round: the proxy's (null when direct) and the broker's. */
   readonly proxyCpuMsPerConnect: number | null
   readonly brokerCpuMsPerConnect: number
 }

@@ -12,7 +12,7 @@
  * that no address runs short of ports (binding a source address allocates its port at bind time,
  * among the ports of that address).
  */
-import { cpuSeconds, sleep } from '../processes.js'
+import { cpuSecondsPrecise as cpuSeconds, sleep } from '../processes.js'
 import { Client } from '../loadgen.js'
 import { BENCH_PASSWORD, benchUser, rssBytes, type RunningTarget } from '../targets.js'
 import { percentile } from './latency.js'

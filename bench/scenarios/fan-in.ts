@@ -14,7 +14,7 @@
  * them, each divided by the frame size (the same for every publisher: topics `bench/pub-NNN/load`);
  * the subscriber's connection is left out. The same count for every target, whatever the proxy
  * does; delivered would undercount what a proxy forwarded (a QoS 0 flood is mostly dropped by the
- * broker for its one slow subscriber). CPU time is utime + stime from /proc, of proxy and broker.
+ * broker for its one slow subscriber). CPU time is the run time of all threads of proxy and broker (/proc schedstat).
  *
  * Why a burst rather than a window of an endless flood: kernel socket buffers grow to megabytes
  * (tcp_rmem up to 32 MiB per socket here). In an endless flood the proxy fills the broker's
@@ -28,7 +28,7 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { brokerFlow, brokerSockets, type BrokerSockets } from '../broker-sockets.js'
-import { cpuSeconds, sleep } from '../processes.js'
+import { cpuSecondsPrecise as cpuSeconds, sleep } from '../processes.js'
 import { openClient, publishFrame, type Client } from '../loadgen.js'
 import { BENCH_PASSWORD, benchUser, type RunningTarget } from '../targets.js'
 
