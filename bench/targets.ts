@@ -29,6 +29,8 @@ export interface Placement {
 export interface RunningTarget {
   readonly kind: TargetKind
   readonly endpoint: Endpoint
+  /** The broker's own port (what the proxy dials; the endpoint itself when direct). */
+  readonly brokerPort: number
   readonly brokerPid: number
   /** The proxy's pid; null for the direct broker. */
   readonly proxyPid: number | null
@@ -130,13 +132,14 @@ async function startHaproxy(dir: string, placement: Placement, brokerPort: numbe
 }
 
 /** Moat's config: file auth (cached), ACL with placeholders, payload caps, generous rates, metrics. */
-export function moatYaml(brokerPort: number, adminPort: number, aclRules: number, placement: Placement): string {
+export function moatYaml(brokerPort: number, adminPort: number, aclRules: number, placement: Placement, listenPort = 0): string {
   const sources = Array.from({ length: placement.upstreamSources }, (_, i) => `127.0.1.${i + 1}`)
   return [
-    'listeners: [{ name: bench, protocol: mqtt, host: 127.0.0.1, port: 0 }]',
+    `listeners: [{ name: bench, protocol: mqtt, host: 127.0.0.1, port: ${listenPort} }]`,
     `upstream: { host: 127.0.0.1, port: ${brokerPort}, sourceAddresses: [${sources.join(', ')}] }`,
     `admin: { host: 127.0.0.1, port: ${adminPort} }`,
-    'log: { level: info }',
+    // BENCH_MOAT_LOG: Moat's log level (default info: a line per connection, to a pipe this process reads).
+    `log: { level: ${process.env.BENCH_MOAT_LOG ?? 'info'} }`,
     'auth:',
     '  lockout: false',
     '  backends: [{ type: file, path: passwd, cache: { ttl: 1h, negativeTtl: 5s, max: 10000 } }]',
@@ -165,10 +168,20 @@ async function startNodePipe(placement: Placement, brokerPort: number): Promise<
 async function startMoat(dir: string, placement: Placement, brokerPort: number, aclRules: number): Promise<{ child: ChildProcess; port: number }> {
   const adminPort = await freePort()
   const conf = join(dir, `moat-${adminPort}.yaml`)
-  writeFileSync(conf, moatYaml(brokerPort, adminPort, aclRules, placement))
+  // Without info lines (BENCH_MOAT_LOG=warn …) there is no "listening" line to read the port from: a fixed port, polled.
+  const quiet = (process.env.BENCH_MOAT_LOG ?? 'info') !== 'info'
+  const fixedPort = quiet ? await freePort() : 0
+  writeFileSync(conf, moatYaml(brokerPort, adminPort, aclRules, placement, fixedPort))
   // BENCH_NODE_ARGS: extra node options for Moat, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p" (profiling a scenario).
   const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
   const [cmd, args] = pinned(placement, process.execPath, [...nodeArgs, CLI, '--config', conf])
+  if (quiet) {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
+    child.stdout!.on('data', (d: Buffer) => process.stderr.write(`[moat] ${d}`))
+    child.stderr!.on('data', (d: Buffer) => process.stderr.write(`[moat] ${d}`))
+    await listening(fixedPort)
+    return { child, port: fixedPort }
+  }
   const { child, match } = await start(cmd, args, /"event":"listening".*?"port":(\d+)/)
   if (process.env.BENCH_DEBUG) {
     child.stdout!.on('data', (d: Buffer) => process.stderr.write(`[moat] ${d}`))
@@ -198,6 +211,7 @@ export async function startTarget(kind: TargetKind, dir: string, placement: Plac
   return {
     kind,
     endpoint: { host: '127.0.0.1', port: proxy?.port ?? broker.port },
+    brokerPort: broker.port,
     brokerPid: broker.child.pid!,
     proxyPid: proxy?.child.pid ?? null,
     async stop() {

@@ -1,20 +1,30 @@
 /**
- * Connections: N clients connect with user name and password at a steady rate, then stay idle
- * (keepalive 0: no PINGREQ). Measured: CONNECT→CONNACK time (p50/p99, from opening the TCP
- * connection; the auth cache is warm after the first CONNECT per user), and resident memory per
- * idle connection of proxy and broker (RSS after minus RSS before, over N); then, with the idle
- * connections up, `probes` CONNECTs one at a time (p50/p99): the CONNECT cost without queueing. Clients come from
- * several 127.0.0.x addresses (one address has ~28,000 ports towards one port).
+ * Connections: N clients connect with user name and password at up to `rate` per second, with at
+ * most `inFlight` CONNECTs outstanding (opened, no CONNACK yet), then stay idle (keepalive 0: no
+ * PINGREQ). The cap keeps the load generator from flooding the listen backlogs (a SYN dropped
+ * there is retried after 1 s, 3 s, …: seconds that measure the harness, not the target): when the
+ * target answers more slowly than `rate`, the achieved rate drops instead, and is reported.
+ * Measured: the achieved rate (connected / time from the first open to the last CONNACK),
+ * CONNECT→CONNACK time under that load (p50/p99, from opening the TCP connection; the auth cache
+ * is warm after the first CONNECT per user), and resident memory per idle connection of proxy and
+ * broker (RSS after minus RSS before, over N); then, with the idle connections up, `probes`
+ * CONNECTs one at a time (p50/p99). Clients come from `sources` 127.0.0.x addresses in turn, so
+ * that no address runs short of ports (binding a source address allocates its port at bind time,
+ * among the ports of that address).
  */
-import { sleep } from '../processes.js'
-import { Client, loopbackSource } from '../loadgen.js'
+import { cpuSecondsPrecise as cpuSeconds, sleep } from '../processes.js'
+import { Client } from '../loadgen.js'
 import { BENCH_PASSWORD, benchUser, rssBytes, type RunningTarget } from '../targets.js'
 import { percentile } from './latency.js'
 
 export interface ConnectionsOptions {
   readonly count: number
-  /** New connections per second. */
+  /** New connections per second, at most. */
   readonly rate: number
+  /** CONNECTs outstanding at most. */
+  readonly inFlight: number
+  /** Source addresses 127.0.0.10 … (in turn). */
+  readonly sources: number
   /** Sequential CONNECTs measured after the idle ones are up. */
   readonly probes: number
 }
@@ -23,6 +33,12 @@ export interface ConnectionsResult {
   readonly requested: number
   readonly connected: number
   readonly failed: number
+  /** Connections per second achieved (connected / time from the first open to the last CONNACK). */
+  readonly achievedRate: number
+  /** Share of one core each used while the connections were opened (who was the bottleneck): the load generator (this process), the proxy (null when direct), the broker. */
+  readonly loadgenCpuShare: number
+  readonly proxyCpuShare: number | null
+  readonly brokerCpuShare: number
   readonly connectP50Ms: number
   readonly connectP99Ms: number
   /** One CONNECT at a time once the idle connections are up (auth cache warm): the cost of a CONNECT without queueing. */
@@ -41,24 +57,38 @@ export async function connections(target: RunningTarget, o: ConnectionsOptions, 
   let connected = 0
   let failed = 0
   const pending: Promise<void>[] = []
+  const ownCpu0 = process.cpuUsage()
+  const proxyCpu0 = target.proxyPid === null ? 0 : cpuSeconds(target.proxyPid)
+  const brokerCpu0 = cpuSeconds(target.brokerPid)
   const t0 = performance.now()
+  let lastAnswer = t0
   const perMs = o.rate / 1000
   let opened = 0
+  let outstanding = 0
   while (opened < o.count) {
     const due = Math.min(o.count, Math.floor((performance.now() - t0) * perMs) + 1)
-    for (; opened < due; opened++) {
+    for (; opened < due && outstanding < o.inFlight; opened++) {
       const i = opened
       const start = performance.now()
-      const c = new Client(target.endpoint, loopbackSource(i, 10))
+      const c = new Client(target.endpoint, `127.0.0.${10 + (i % o.sources)}`)
       clients.push(c)
+      outstanding++
       pending.push(c.connect({ clientId: `idle-${runId}-${i}`, username: benchUser(i), password: BENCH_PASSWORD }).then((code) => {
-        if (code === 0) times[connected++] = performance.now() - start
+        outstanding--
+        lastAnswer = performance.now()
+        if (code === 0) times[connected++] = lastAnswer - start
         else failed++
       }))
     }
-    await sleep(5)
+    await sleep(1)
   }
   await Promise.all(pending)
+  const openSeconds = (performance.now() - t0) / 1000
+  const ownCpu = process.cpuUsage(ownCpu0)
+  const loadgenCpuShare = (ownCpu.user + ownCpu.system) / 1e6 / openSeconds
+  const proxyCpuShare = target.proxyPid === null ? null : (cpuSeconds(target.proxyPid) - proxyCpu0) / openSeconds
+  const brokerCpuShare = (cpuSeconds(target.brokerPid) - brokerCpu0) / openSeconds
+  const achievedRate = connected / ((lastAnswer - t0) / 1000)
   await sleep(2000) // let both processes settle (buffers, GC)
   const proxyRss = target.proxyPid === null ? 0 : rssBytes(target.proxyPid)
   const brokerRss = rssBytes(target.brokerPid)
@@ -80,6 +110,10 @@ export async function connections(target: RunningTarget, o: ConnectionsOptions, 
     requested: o.count,
     connected: Math.min(connected, alive),
     failed,
+    achievedRate,
+    loadgenCpuShare,
+    proxyCpuShare,
+    brokerCpuShare,
     connectP50Ms: percentile(sorted, 0.5),
     connectP99Ms: percentile(sorted, 0.99),
     probeP50Ms: percentile(probeSorted, 0.5),

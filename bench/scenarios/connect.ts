@@ -1,0 +1,87 @@
+/**
+ * CONNECT latency, one at a time and with nothing else running: `rounds` sequential
+ * CONNECT → CONNACK → DISCONNECT rounds, each on a fresh TCP connection, with user name and
+ * password (the bench's file-auth users, in turn). First a warm-up round over every user, so that
+ * Moat's auth cache is warm (the issue's "cache warm"). The time is taken from opening the TCP
+ * connection (the CONNECT is written at once) to the CONNACK: what a client sees, including the
+ * proxy's accept and its connection to the broker. The next round starts once the previous
+ * connection has closed. Reports p50 / p99 / max (Moat − direct is what Moat adds to a CONNECT),
+ * and the CPU time proxy and broker spent per round (a figure that does not depend on how busy
+ * the machine is).
+ */
+import net from 'node:net'
+import { connectFrame } from '../loadgen.js'
+import { cpuSecondsPrecise as cpuSeconds } from '../processes.js'
+import { BENCH_PASSWORD, BENCH_USERS, benchUser, type RunningTarget } from '../targets.js'
+import { percentile } from './latency.js'
+
+export interface ConnectOptions {
+  readonly rounds: number
+}
+
+export interface ConnectResult {
+  readonly rounds: number
+  readonly refused: number
+  readonly p50Ms: number
+  readonly p99Ms: number
+  readonly maxMs: number
+  /** CPU milliseconds (all threads, schedstat) per measured round: the proxy's (null when direct) and the broker's. */
+  readonly proxyCpuMsPerConnect: number | null
+  readonly brokerCpuMsPerConnect: number
+}
+
+const DISCONNECT = Buffer.from([0xe0, 0x00])
+
+/** One round: resolves with the milliseconds from opening the connection to the CONNACK, or -1 (refused or closed first). */
+function round(target: RunningTarget, frame: Buffer): Promise<number> {
+  return new Promise((resolve) => {
+    const start = performance.now()
+    const s = net.connect({ host: target.endpoint.host, port: target.endpoint.port, noDelay: true })
+    let ms = -1
+    let head = Buffer.alloc(0)
+    let decided = false
+    s.on('error', () => {})
+    s.setTimeout(10_000, () => s.destroy()) // a round that hangs counts as refused
+    s.on('data', (d: Buffer) => {
+      if (decided) return
+      head = Buffer.concat([head, d]) // the CONNACK (0x20 0x02 flags code) may arrive split
+      if (head.length < 4) return
+      decided = true
+      if (head[0] === 0x20 && head[3] === 0) {
+        ms = performance.now() - start
+        s.end(DISCONNECT)
+      } else s.destroy()
+    })
+    s.on('close', () => resolve(ms))
+    s.write(frame)
+  })
+}
+
+export async function connect(target: RunningTarget, o: ConnectOptions, runId: string): Promise<ConnectResult> {
+  const frame = (i: number, phase: string): Buffer => connectFrame({ clientId: `c${phase}-${runId}-${i}`, username: benchUser(i), password: BENCH_PASSWORD })
+  for (let i = 0; i < BENCH_USERS; i++) {
+    if (await round(target, frame(i, 'w')) < 0) throw new Error(`connect ${target.kind}: warm-up CONNECT of ${benchUser(i)} refused`)
+  }
+  const proxyCpu0 = target.proxyPid === null ? 0 : cpuSeconds(target.proxyPid)
+  const brokerCpu0 = cpuSeconds(target.brokerPid)
+  const times = new Float64Array(o.rounds)
+  let done = 0
+  let refused = 0
+  for (let i = 0; i < o.rounds; i++) {
+    const ms = await round(target, frame(i, 'm'))
+    if (ms < 0) refused++
+    else times[done++] = ms
+  }
+  const proxyCpu = target.proxyPid === null ? null : cpuSeconds(target.proxyPid) - proxyCpu0
+  const brokerCpu = cpuSeconds(target.brokerPid) - brokerCpu0
+  const sorted = times.slice(0, done).sort()
+  return {
+    rounds: done,
+    refused,
+    p50Ms: percentile(sorted, 0.5),
+    p99Ms: percentile(sorted, 0.99),
+    maxMs: sorted.length === 0 ? NaN : sorted[sorted.length - 1]!,
+    proxyCpuMsPerConnect: proxyCpu === null ? null : (proxyCpu / o.rounds) * 1000,
+    brokerCpuMsPerConnect: (brokerCpu / o.rounds) * 1000,
+  }
+}
