@@ -10,14 +10,22 @@ export function start(command: string, args: string[], ready: RegExp): Promise<{
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
+    const onExit = (code: number | null): void => reject(new Error(`${command} exited (${code}): ${out}`))
     const onData = (d: Buffer): void => {
       out += d
       const match = out.match(ready)
-      if (match) resolve({ child, match })
+      if (match === null) return
+      // Ready: stop collecting. Matching every later log line against all the output so far would
+      // make this process (the load generator) slower with every line a server logs.
+      child.stdout!.off('data', onData)
+      child.stderr!.off('data', onData)
+      child.off('exit', onExit)
+      out = ''
+      resolve({ child, match })
     }
     child.stdout!.on('data', onData)
     child.stderr!.on('data', onData)
-    child.on('exit', (code) => reject(new Error(`${command} exited (${code}): ${out}`)))
+    child.on('exit', onExit)
   })
 }
 

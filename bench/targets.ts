@@ -22,7 +22,7 @@ export interface Placement {
   readonly serverCores: string
   /** Open-file limit for the servers (capped by the hard limit). */
   readonly nofile: number
-  /** How many local addresses the proxies dial the broker from (127.0.1.1 …). */
+  /** How many local addresses the proxies dial the broker from (127.0.1.1 …); 0: the system's choice. */
   readonly upstreamSources: number
 }
 
@@ -113,7 +113,9 @@ async function startHaproxy(dir: string, placement: Placement, brokerPort: numbe
     execFileSync('apt-get', ['install', '-y', '-q', 'haproxy'], { stdio: 'inherit' })
   }
   const port = await freePort()
-  const servers = Array.from({ length: placement.upstreamSources }, (_, i) => `  server s${i} 127.0.0.1:${brokerPort} source 127.0.1.${i + 1}`)
+  const servers = placement.upstreamSources === 0
+    ? [`  server s0 127.0.0.1:${brokerPort}`]
+    : Array.from({ length: placement.upstreamSources }, (_, i) => `  server s${i} 127.0.0.1:${brokerPort} source 127.0.1.${i + 1}`)
   const conf = join(dir, `haproxy-${port}.cfg`)
   writeFileSync(conf, [
     'global', `  maxconn ${Math.floor(Math.min(placement.nofile, hardNofile()) / 2) - 100}`, '  nbthread 1', '',
@@ -136,7 +138,7 @@ export function moatYaml(brokerPort: number, adminPort: number, aclRules: number
   const sources = Array.from({ length: placement.upstreamSources }, (_, i) => `127.0.1.${i + 1}`)
   return [
     `listeners: [{ name: bench, protocol: mqtt, host: 127.0.0.1, port: ${listenPort} }]`,
-    `upstream: { host: 127.0.0.1, port: ${brokerPort}, sourceAddresses: [${sources.join(', ')}] }`,
+    sources.length === 0 ? `upstream: { host: 127.0.0.1, port: ${brokerPort} }` : `upstream: { host: 127.0.0.1, port: ${brokerPort}, sourceAddresses: [${sources.join(', ')}] }`,
     `admin: { host: 127.0.0.1, port: ${adminPort} }`,
     // BENCH_MOAT_LOG: Moat's log level (default info: a line per connection, to a pipe this process reads).
     `log: { level: ${process.env.BENCH_MOAT_LOG ?? 'info'} }`,

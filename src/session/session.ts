@@ -692,7 +692,8 @@ export class Session implements FrameSink {
 
   private admitted(): void {
     const state = this.state
-    this.log.info({ event: 'client_admitted', clientId: state.clientId || undefined, username: state.username ?? undefined, authenticatedBy: state.authenticatedBy ?? undefined, version: state.version }, 'client admitted')
+    // Debug only: `session_open` (once the broker accepted) says who connected, with the same fields.
+    this.log.debug({ event: 'client_admitted', clientId: state.clientId || undefined, username: state.username ?? undefined, authenticatedBy: state.authenticatedBy ?? undefined, version: state.version }, 'client admitted')
     // What the broker sees of the credentials (auth.upstreamCredentials): the one deliberate rewrite.
     const upstreamFrame = upstreamConnect(this.connectFrame!, this.connectPacket!, this.ctx.policy.config.auth?.upstreamCredentials ?? 'passthrough')
     this.connectPacket = null
