@@ -87,7 +87,7 @@ try {
 /** Moat with the benchmark's realistic policy (bench/targets.ts), its log discarded. */
 async function startRealistic(brokerPort: number, sessions: number): Promise<MoatChild> {
   const adminPort = await freePort()
-  const placement = { serverCores: '0', nofile: 65_536, upstreamSources: Math.max(1, Math.ceil(sessions / 20_000)) }
+  const placement = { serverCores: '0', nofile: 65_536, upstreamSources: Math.max(1, Math.ceil(sessions / 20_000)), proxyScheduling: 'normal' as const }
   return MoatChild.startWith((dir) => {
     writePasswd(dir)
     return moatYaml(brokerPort, adminPort, 50, placement)

@@ -34,8 +34,10 @@ const { values } = parseArgs({
     'connect-rounds': { type: 'string' },
     rate: { type: 'string', default: '10000' },
     targets: { type: 'string' },
+    sched: { type: 'string', default: 'normal' },
   },
 })
+if (values.sched !== 'normal' && values.sched !== 'batch') throw new Error(`--sched: normal or batch, not ${values.sched}`)
 const QUICK = values.quick
 const RUNS = Number(values.runs ?? (QUICK ? 1 : 3))
 const SECONDS = QUICK ? 2 : 5
@@ -75,6 +77,8 @@ const placement: Placement = {
   // knowing the destination), which the connect figures would otherwise include.
   // BENCH_UPSTREAM_SOURCES=N forces N (0: none).
   upstreamSources: process.env.BENCH_UPSTREAM_SOURCES !== undefined ? Number(process.env.BENCH_UPSTREAM_SOURCES) : connectionCount > 20_000 ? Math.ceil(connectionCount / 20_000) : 0,
+  // --sched batch: every proxy (HAProxy, node-pipe, Moat; never the broker) under SCHED_BATCH.
+  proxyScheduling: values.sched,
 }
 
 // Pin the load generator (every thread of this process) to core 1.
@@ -201,6 +205,7 @@ try { commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding:
 const machine = { nproc, cpu: cpuModel, node: process.version, kernel: release(), loadAverage: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ') }
 console.log(`\nMoat benchmark ${new Date().toISOString()} commit ${commit}, ${RUNS} run(s) per target, median${QUICK ? ' (--quick)' : ''}`)
 console.log(`machine: ${nproc} × ${cpuModel}, Node ${process.version}, Linux ${machine.kernel}, load average at the end ${machine.loadAverage}`)
+if (placement.proxyScheduling === 'batch') console.log('proxies run under SCHED_BATCH (chrt -b 0): no wakeup preemption of the broker they share core 0 with')
 console.log('broker + proxy on core 0, load generator on core 1. Fan-in: "read by the broker" = PUBLISH bytes the broker read from the publishers\' connections,')
 console.log('"forwarded into the broker" = PUBLISH bytes written into them by the process at their other end (both kernel counts, ss tcp_info, subscriber\'s connection')
 console.log('left out) / frame size; in a burst the two are equal (every buffer empty at both ends). "X CPU s / 1M msgs Y" = CPU seconds (all threads, schedstat) of X /')

@@ -24,6 +24,12 @@ export interface Placement {
   readonly nofile: number
   /** How many local addresses the proxies dial the broker from (127.0.1.1 …); 0: the system's choice. */
   readonly upstreamSources: number
+  /**
+   * The proxies' scheduling policy (never the broker's). `batch`: SCHED_BATCH (`chrt -b 0`), whose
+   * wakeups do not preempt the running task: the broker is not interrupted for every message it
+   * writes, and the proxy reads what piled up in one go.
+   */
+  readonly proxyScheduling: 'normal' | 'batch'
 }
 
 export interface RunningTarget {
@@ -64,9 +70,10 @@ export function raiseOwnNofile(wanted: number): boolean {
   }
 }
 
-function pinned(placement: Placement, command: string, args: string[]): [string, string[]] {
+function pinned(placement: Placement, command: string, args: string[], proxy = true): [string, string[]] {
   const nofile = Math.min(placement.nofile, hardNofile())
-  return ['prlimit', [`--nofile=${nofile}:${nofile}`, 'taskset', '-c', placement.serverCores, command, ...args]]
+  const sched = proxy && placement.proxyScheduling === 'batch' ? ['chrt', '-b', '0'] : []
+  return ['prlimit', [`--nofile=${nofile}:${nofile}`, 'taskset', '-c', placement.serverCores, ...sched, command, ...args]]
 }
 
 
@@ -101,7 +108,7 @@ async function startMosquitto(dir: string, placement: Placement): Promise<{ chil
     // A QoS 1 subscriber may have this many deliveries unacknowledged (default 20: the RTT would set the rate).
     'max_queued_messages 100000', 'max_inflight_messages 1000', 'log_dest stderr', 'log_type error', 'log_type warning', 'log_type notice', 'log_type information', '',
   ].join('\n'))
-  const [cmd, args] = pinned(placement, '/usr/sbin/mosquitto', ['-c', conf])
+  const [cmd, args] = pinned(placement, '/usr/sbin/mosquitto', ['-c', conf], false)
   const { child } = await start(cmd, args, /running/)
   return { child, port }
 }
