@@ -72,10 +72,9 @@ if (ONLY.has('connections') && connectionCount < wanted) {
 const placement: Placement = {
   serverCores: '0',
   nofile: Math.max(2 * connectionCount + 1000, 4096),
-  // ~20,000 connections per source address towards the one broker port; below that none is set:
-  // a source address costs a bind() per upstream connection (the kernel picks the port without
-  // knowing the destination), which the connect figures would otherwise include.
-  // BENCH_UPSTREAM_SOURCES=N forces N (0: none).
+  // ~20,000 connections per source address towards the one broker port; below that none is set
+  // (the proxies' default configuration; measured 2026-11-25, one source address made no
+  // difference to the connect figures). BENCH_UPSTREAM_SOURCES=N forces N (0: none).
   upstreamSources: process.env.BENCH_UPSTREAM_SOURCES !== undefined ? Number(process.env.BENCH_UPSTREAM_SOURCES) : connectionCount > 20_000 ? Math.ceil(connectionCount / 20_000) : 0,
   // --sched batch: every proxy (HAProxy, node-pipe, Moat; never the broker) under SCHED_BATCH.
   proxyScheduling: values.sched,
