@@ -5,7 +5,7 @@
  */
 import net from 'node:net'
 import { generate } from 'mqtt-packet'
-import { Framer, type FrameSink } from '../src/protocol/framer.js'
+import { Framer, frameBuffer, type FrameSink } from '../src/protocol/framer.js'
 
 export interface Endpoint {
   readonly host: string
@@ -88,7 +88,7 @@ export class Client implements FrameSink {
   private subackWaiter: (() => void) | null = null
 
   onFrame(buf: Buffer, start: number, end: number, type: number, flags: number, bodyOffset: number): boolean {
-    const frame = start === 0 && end === buf.length ? buf : buf.subarray(start, end)
+    const frame = frameBuffer(buf, start, end)
     switch (type) {
       case 2: {
         const w = this.connackWaiter

@@ -55,3 +55,8 @@ export interface CheckFactory {
   /** Compile this check's slice of the config; null when the feature is off. */
   create(config: MoatConfig, env: CheckEnv): ((s: SessionState) => Check) | null
 }
+
+/** For a check that holds no per-session state: one instance serves every session. */
+export function sharedCheck(check: Check): (s: SessionState) => Check {
+  return () => check
+}

@@ -8,7 +8,7 @@ import { ReasonCode } from '../protocol/reason.js'
 import { checkClientId, checkTopicFilter, checkTopicNameString } from '../protocol/validate.js'
 import type { PublishView } from '../protocol/publish.js'
 import type { SessionState } from '../session/state.js'
-import type { Check, CheckFactory } from './check.js'
+import { sharedCheck, type Check, type CheckFactory } from './check.js'
 import { disconnect, FORWARD, type Verdict } from './verdict.js'
 
 const INVALID_CLIENT_ID = disconnect(ReasonCode.ClientIdentifierNotValid, 'invalid_client_id')
@@ -73,9 +73,5 @@ export class ProtocolCheck implements Check {
 
 export const protocolCheck: CheckFactory = {
   name: 'protocol',
-  create: () => {
-    // No per-session state: one instance serves every session.
-    const check = new ProtocolCheck()
-    return () => check
-  },
+  create: () => sharedCheck(new ProtocolCheck()),
 }

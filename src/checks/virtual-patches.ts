@@ -15,7 +15,7 @@
 import type { IConnectPacket, ISubscription } from 'mqtt-packet'
 import type { PublishView } from '../protocol/publish.js'
 import { ReasonCode } from '../protocol/reason.js'
-import type { Check, CheckFactory } from './check.js'
+import { sharedCheck, type Check, type CheckFactory } from './check.js'
 import { disconnect, FORWARD, reject, type Verdict } from './verdict.js'
 
 /** Topic levels a topic name or filter may have (Mosquitto's own later limit is of this order). */
@@ -82,9 +82,5 @@ export class VirtualPatchCheck implements Check {
 
 export const virtualPatchCheck: CheckFactory = {
   name: 'virtual_patches',
-  create: () => {
-    // No per-session state: one instance serves every session.
-    const check = new VirtualPatchCheck()
-    return () => check
-  },
+  create: () => sharedCheck(new VirtualPatchCheck()),
 }

@@ -34,6 +34,11 @@ export interface FrameSink {
   onFrameError(error: FrameError, declaredSize: number): void
 }
 
+/** `buf[start, end)` as a Buffer of its own: the buffer itself when that is all of it, else a view (no copy). */
+export function frameBuffer(buf: Buffer, start: number, end: number): Buffer {
+  return start === 0 && end === buf.length ? buf : buf.subarray(start, end)
+}
+
 /** Largest value of a 4-byte variable byte integer: 268,435,455 [MQTT-1.5.5]. */
 export const MAX_REMAINING_LENGTH = 268_435_455
 const INITIAL_ASSEMBLY = 4096
@@ -114,7 +119,8 @@ export class Framer {
   push(chunk: Buffer): void {
     if (this.failed || chunk.length === 0) return
     if (this.stopped) {
-      (this.held ??= []).push(chunk)
+      const held = this.held ?? (this.held = [])
+      held.push(chunk)
       this.heldBytes += chunk.length
       return
     }

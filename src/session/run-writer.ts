@@ -10,6 +10,7 @@
  * (none when the run is the whole chunk), not one per frame.
  */
 import type { Writable } from 'node:stream'
+import { frameBuffer } from '../protocol/framer.js'
 
 export class RunWriter {
   private socket: Writable | null = null
@@ -51,7 +52,7 @@ export class RunWriter {
     const start = this.runStart
     const end = this.runEnd
     this.bytes += end - start
-    return socket.write(start === 0 && end === run.length ? run : run.subarray(start, end))
+    return socket.write(frameBuffer(run, start, end))
   }
 
   /** Writes one buffer after whatever run is pending (order is kept). */

@@ -21,7 +21,7 @@ import type { CloseReason, DenyReason } from '../checks/reasons.js'
 import { Action, reject, type Verdict } from '../checks/verdict.js'
 import { upstreamConnect } from '../auth/upstream-credentials.js'
 import { PacketDecoder, readConnectLevel, ConnectProtocol } from '../protocol/decode.js'
-import { Framer, FrameError, type FrameSink } from '../protocol/framer.js'
+import { Framer, FrameError, frameBuffer, type FrameSink } from '../protocol/framer.js'
 import { clientMaySend, FLAGS_ANY, PacketType, packetTypeNames, requiredFlags } from '../protocol/packet-type.js'
 import { ack, isAckReasonCode, suback } from '../protocol/acks.js'
 import { PublishView, readPublish } from '../protocol/publish.js'
@@ -345,7 +345,7 @@ export class Session implements FrameSink {
     const stats = this.ctx.stats
     stats.packetsFromClient[type]! += 1
     stats.bytesFromClient[type]! += end - start
-    if (phase === Phase.AwaitConnect) return this.onConnectFrame(frameOf(buf, start, end), type, flags, bodyOffset)
+    if (phase === Phase.AwaitConnect) return this.onConnectFrame(frameBuffer(buf, start, end), type, flags, bodyOffset)
     return this.dispatch(buf, start, end, type, flags, bodyOffset)
   }
 
@@ -359,7 +359,7 @@ export class Session implements FrameSink {
     if (required !== FLAGS_ANY && flags !== required) return this.violation('reserved_flags', ReasonCode.MalformedPacket, type)
     if (type !== PacketType.Publish && type !== PacketType.Disconnect && type !== PacketType.Connect) {
       const verdict = this.checks!.runPacket(type, end - start, this.state)
-      if (verdict.action === Action.Throttle) return this.throttle(frameOf(buf, start, end), type, flags, bodyOffset)
+      if (verdict.action === Action.Throttle) return this.throttle(frameBuffer(buf, start, end), type, flags, bodyOffset)
       if (verdict.action !== Action.Forward) return this.violation(verdict.why, verdict.reason, type)
     }
     switch (type) {
@@ -371,18 +371,18 @@ export class Session implements FrameSink {
       case PacketType.Pubcomp:
         return this.onAck(buf, start, end, type, bodyOffset)
       case PacketType.Subscribe:
-        return this.onSubscribe(frameOf(buf, start, end))
+        return this.onSubscribe(frameBuffer(buf, start, end))
       case PacketType.Unsubscribe:
-        return this.onUnsubscribe(frameOf(buf, start, end))
+        return this.onUnsubscribe(frameBuffer(buf, start, end))
       case PacketType.Pingreq:
         if (end - start !== 2) return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
         this.toBroker.add(buf, start, end)
         return true
       case PacketType.Disconnect:
-        return this.onDisconnect(frameOf(buf, start, end), bodyOffset)
+        return this.onDisconnect(frameBuffer(buf, start, end), bodyOffset)
       case PacketType.Auth:
         if (this.state.version !== 5) break
-        return this.onAuth(frameOf(buf, start, end))
+        return this.onAuth(frameBuffer(buf, start, end))
       case PacketType.Connect:
         // A second CONNECT is a protocol error: close the connection [MQTT-3.1.0-2].
         return this.violation('duplicate_connect', ReasonCode.ProtocolError, type)
@@ -415,7 +415,7 @@ export class Session implements FrameSink {
     }
     if (verdict.action === Action.Throttle) {
       view.clear()
-      return this.throttle(frameOf(buf, start, end), PacketType.Publish, flags, bodyOffset)
+      return this.throttle(frameBuffer(buf, start, end), PacketType.Publish, flags, bodyOffset)
     }
     const topic = view.topic
     view.clear()
@@ -475,7 +475,7 @@ export class Session implements FrameSink {
     // 5.0 acks may carry a reason code and properties: let the full decoder judge those (rare);
     // a reason code alone is checked here (found by the fuzz suite: it went unchecked).
     if (remaining === 3 && !isAckReasonCode(type, buf[body + 2]!)) return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
-    if (remaining > 3 && this.decoding.decode(frameOf(buf, start, end)) === null) return this.decodeFailure(type)
+    if (remaining > 3 && this.decoding.decode(frameBuffer(buf, start, end)) === null) return this.decodeFailure(type)
     const packetId = buf.readUInt16BE(body)
     // The PUBREL of a QoS 2 publish Moat refused (3.1.1): the broker never saw it, Moat completes it.
     if (type === PacketType.Pubrel && this.refusedQos2 !== null && this.refusedQos2.delete(packetId)) {
@@ -799,7 +799,7 @@ export class Session implements FrameSink {
         return true
       }
     }
-    let frame = frameOf(buf, start, end)
+    let frame = frameBuffer(buf, start, end)
     switch (type) {
       case PacketType.Suback:
         frame = this.book.onSuback(frame, bodyOffset, this.state)
@@ -1203,11 +1203,6 @@ class BrokerFrames implements FrameSink {
   onFrameError(error: FrameError, declaredSize: number): void {
     this.session.onBrokerFrameError(error, declaredSize)
   }
-}
-
-/** `buf[start, end)` as a Buffer of its own (the buffer itself when that is all of it), for the packets handled off the fast path. */
-function frameOf(buf: Buffer, start: number, end: number): Buffer {
-  return start === 0 && end === buf.length ? buf : buf.subarray(start, end)
 }
 
 // Module-level handlers: `this` is the socket; no per-session closures.
