@@ -18,7 +18,7 @@ import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { generate } from 'mqtt-packet'
-import { connectRound, cpuSeconds, freePort, listening, sleep, start } from './processes.js'
+import { connectLoops, freePort, listening, sleep, start, type ConnectLoopResult } from './processes.js'
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, clients: { type: 'string', default: '32' } } })
 const SECONDS = Number(values.seconds)
@@ -28,33 +28,12 @@ const dir = mkdtempSync(join(tmpdir(), 'moat-bench-auth-'))
 
 
 
-async function measure(port: number, pid: number, credentials: boolean): Promise<{ connectsPerSecond: number; refused: number; cpuMsPerConnect: number }> {
+function measure(port: number, pid: number, credentials: boolean): Promise<ConnectLoopResult> {
   const frame = generate({
     cmd: 'connect', protocolId: 'MQTT', protocolVersion: 4, clientId: '', clean: true, keepalive: 60,
     ...(credentials ? { username: 'bench', password: Buffer.from('bench-secret') } : {}),
   })
-  let ok = 0
-  let refused = 0
-  let stop = false
-  const loop = async (): Promise<void> => {
-    while (!stop) {
-      if ((await connectRound(port, frame)) === 0) ok++
-      else refused++
-    }
-  }
-  // Warm up (JIT, pools, the cache's first entry), then count.
-  const warm = Array.from({ length: CLIENTS }, loop)
-  await sleep(1000)
-  const ok0 = ok
-  const cpu0 = cpuSeconds(pid)
-  const t0 = process.hrtime.bigint()
-  await sleep(SECONDS * 1000)
-  const count = ok - ok0
-  const elapsed = Number(process.hrtime.bigint() - t0) / 1e9
-  const cpu = cpuSeconds(pid) - cpu0
-  stop = true
-  await Promise.all(warm)
-  return { connectsPerSecond: Math.round(count / elapsed), refused, cpuMsPerConnect: Number(((cpu / count) * 1000).toFixed(3)) }
+  return connectLoops(port, pid, frame, CLIENTS, SECONDS)
 }
 
 const brokerPort = await freePort()

@@ -96,3 +96,38 @@ export function connectRound(port: number, frame: Buffer): Promise<number> {
     s.write(frame)
   })
 }
+
+export interface ConnectLoopResult {
+  readonly connectsPerSecond: number
+  readonly refused: number
+  readonly cpuMsPerConnect: number
+}
+
+/**
+ * `clients` loops of connectRound(port, frame) at once: one second of warm-up (JIT, pools, a
+ * cache's first entry), then `seconds` counted; CONNECTs per second and the CPU time of process
+ * `pid` per CONNECT.
+ */
+export async function connectLoops(port: number, pid: number, frame: Buffer, clients: number, seconds: number): Promise<ConnectLoopResult> {
+  let ok = 0
+  let refused = 0
+  let stop = false
+  const loop = async (): Promise<void> => {
+    while (!stop) {
+      if ((await connectRound(port, frame)) === 0) ok++
+      else refused++
+    }
+  }
+  const loops = Array.from({ length: clients }, loop)
+  await sleep(1000)
+  const ok0 = ok
+  const cpu0 = cpuSeconds(pid)
+  const t0 = process.hrtime.bigint()
+  await sleep(seconds * 1000)
+  const count = ok - ok0
+  const elapsed = Number(process.hrtime.bigint() - t0) / 1e9
+  const cpu = cpuSeconds(pid) - cpu0
+  stop = true
+  await Promise.all(loops)
+  return { connectsPerSecond: Math.round(count / elapsed), refused, cpuMsPerConnect: Number(((cpu / count) * 1000).toFixed(3)) }
+}

@@ -18,7 +18,7 @@ import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { generate, parser as createParser } from 'mqtt-packet'
-import { connectRound, cpuSeconds, freePort, listening, sleep, start } from './processes.js'
+import { connectLoops, cpuSeconds, freePort, listening, sleep, start, type ConnectLoopResult } from './processes.js'
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '5' }, clients: { type: 'string', default: '32' }, publishers: { type: 'string', default: '10' } } })
 const SECONDS = Number(values.seconds)
@@ -34,29 +34,9 @@ function connectFrame(clientId: string): Buffer {
 
 
 
-async function connects(port: number, pid: number): Promise<{ connectsPerSecond: number; refused: number; cpuMsPerConnect: number }> {
+function connects(port: number, pid: number): Promise<ConnectLoopResult> {
   const frame = connectFrame('')
-  let ok = 0
-  let refused = 0
-  let stop = false
-  const loop = async (): Promise<void> => {
-    while (!stop) {
-      if ((await connectRound(port, frame)) === 0) ok++
-      else refused++
-    }
-  }
-  const loops = Array.from({ length: CLIENTS }, loop)
-  await sleep(1000)
-  const ok0 = ok
-  const cpu0 = cpuSeconds(pid)
-  const t0 = process.hrtime.bigint()
-  await sleep(SECONDS * 1000)
-  const count = ok - ok0
-  const elapsed = Number(process.hrtime.bigint() - t0) / 1e9
-  const cpu = cpuSeconds(pid) - cpu0
-  stop = true
-  await Promise.all(loops)
-  return { connectsPerSecond: Math.round(count / elapsed), refused, cpuMsPerConnect: Number(((cpu / count) * 1000).toFixed(3)) }
+  return connectLoops(port, pid, frame, CLIENTS, SECONDS)
 }
 
 async function messages(port: number, pid: number): Promise<{ deliveredPerSecond: number; cpuMicrosecondsPerMessage: number }> {
