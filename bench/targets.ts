@@ -163,12 +163,21 @@ export function moatYaml(brokerPort: number, adminPort: number, aclRules: number
   ].join('\n')
 }
 
+/** BENCH_NODE_ARGS: extra node options for the Node proxies (Moat, node-pipe), e.g. "--cpu-prof --cpu-prof-dir=/tmp/p" (profiling a scenario). */
+function nodeArgs(): string[] {
+  return (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
+}
+
 /** The naive Node proxy (`pipe-proxy.mjs`): the floor of what a Node proxy costs here. */
 async function startNodePipe(placement: Placement, brokerPort: number): Promise<{ child: ChildProcess; port: number }> {
   const port = await freePort()
   const script = fileURLToPath(new URL('../../bench/pipe-proxy.mjs', import.meta.url))
-  const [cmd, args] = pinned(placement, process.execPath, [script, String(port), String(brokerPort)])
+  const [cmd, args] = pinned(placement, process.execPath, [...nodeArgs(), script, String(port), String(brokerPort)])
   const { child } = await start(cmd, args, /listening/)
+  if (process.env.BENCH_NODE_ARGS !== undefined) {
+    child.stdout!.on('data', (d: Buffer) => process.stderr.write(`[node-pipe] ${d}`))
+    child.stderr!.on('data', (d: Buffer) => process.stderr.write(`[node-pipe] ${d}`))
+  }
   child.stdout!.resume()
   child.stderr!.resume()
   return { child, port }
@@ -181,9 +190,7 @@ async function startMoat(dir: string, placement: Placement, brokerPort: number, 
   const quiet = (process.env.BENCH_MOAT_LOG ?? 'info') !== 'info'
   const fixedPort = quiet ? await freePort() : 0
   writeFileSync(conf, moatYaml(brokerPort, adminPort, aclRules, placement, fixedPort))
-  // BENCH_NODE_ARGS: extra node options for Moat, e.g. "--cpu-prof --cpu-prof-dir=/tmp/p" (profiling a scenario).
-  const nodeArgs = (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
-  const [cmd, args] = pinned(placement, process.execPath, [...nodeArgs, CLI, '--config', conf])
+  const [cmd, args] = pinned(placement, process.execPath, [...nodeArgs(), CLI, '--config', conf])
   if (quiet) {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     child.stdout!.on('data', (d: Buffer) => process.stderr.write(`[moat] ${d}`))
