@@ -22,6 +22,7 @@ import { createLogger, type Logger } from './log/logger.js'
 import { AdminServer } from './metrics/admin.js'
 import { createRegistry } from './metrics/registry.js'
 import { Stats } from './metrics/stats.js'
+import { applyScheduling, reloadScheduling } from './scheduling.js'
 import type { ClientSocket, ConnInfo } from './session/conn-info.js'
 import type { SessionContext } from './session/context.js'
 import { Session, type SessionInfo } from './session/session.js'
@@ -111,6 +112,7 @@ export class Moat implements SessionContext {
     if (JSON.stringify(next.cluster ?? null) !== JSON.stringify(current.cluster ?? null)) {
       this.logger.warn({ event: 'config_reload', file: current.file }, 'cluster changes take effect on restart; the running shared store is kept')
     }
+    reloadScheduling(current, next, this.logger)
     for (const listener of this.listeners) listener.reload(next) // new certificates for new connections
     this.logger.level = next.log.level
     this.stats.configReloads += 1
@@ -143,6 +145,8 @@ export class Moat implements SessionContext {
         this.logger.error({ event: 'cluster_store_down', redis: describeRedis(this.store.config), onRedisDown: this.store.config.onRedisDown }, 'redis unreachable at start: running with onRedisDown until it answers')
       }
     }
+    // Before the first client: every thread (and every one made later) runs under the policy.
+    if (this.config.scheduling !== undefined) await applyScheduling(this.config.scheduling, this.logger)
     try {
       this.overload.start()
       for (const listener of this.listeners) await listener.listen()

@@ -23,6 +23,7 @@ import { errorCodes, MoatError, type MoatErrorCode } from '../errors.js'
 import type { Logger } from '../log/logger.js'
 import { AdminServer } from '../metrics/admin.js'
 import { BanApi } from '../metrics/ban-api.js'
+import { applyScheduling, reloadScheduling } from '../scheduling.js'
 import { RedisStore } from './redis-store.js'
 import type { SharedStore } from './shared-store.js'
 import { isMessage, post, type Channel, type PrimaryMessage, type WorkerMessage, type WorkerMetrics } from './messages.js'
@@ -114,6 +115,8 @@ export class ClusterPrimary implements ClusterSource {
   async start(): Promise<void> {
     if (this.banStore instanceof RedisStore) this.banStore.start()
     if (this.admin !== null) await this.admin.listen()
+    // Before the forks: workers inherit the policy (and set it for themselves again at start).
+    if (this.config.scheduling !== undefined) await applyScheduling(this.config.scheduling, this.logger)
     const started = new Promise<void>((resolve, reject) => { this.startup = { resolve, reject } })
     for (const slot of this.slots) this.fork(slot)
     try {
@@ -152,6 +155,7 @@ export class ClusterPrimary implements ClusterSource {
       this.logger.warn({ event: 'config_reload', file: this.file, workers: next.workers }, '`workers` changes take effect on restart; the running workers are kept')
     }
     this.text = text
+    reloadScheduling(this.config, next, this.logger) // the primary's own threads; each worker sets its own on reload
     this.config = next
     this.logger.level = next.log.level
     this.reloads += 1

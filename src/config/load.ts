@@ -145,6 +145,7 @@ function compile(c: ConfigOutput, file: string): MoatConfig {
     auth: c.auth === undefined ? DENY_ALL_AUTH : compileAuth(c.auth, file),
     workers: c.workers,
     ...compiledCluster(c.cluster, file),
+    ...(c.scheduling === undefined ? {} : { scheduling: c.scheduling }),
   })
 }
 

@@ -177,6 +177,7 @@ export const configSchema = z.strictObject({
       .min(1, { error: 'must be at least 1' }).max(256, { error: 'at most 256' }),
   ], { error: "expected a number of worker processes (1-256) or 'auto'" }).default(1),
   cluster: clusterSchema.optional(),
+  scheduling: z.enum(['normal', 'batch'], { error: 'expected normal or batch (the Linux scheduling policy of every Moat thread)' }).optional(),
 }, { error: 'the config must be a mapping with at least `listeners` and `upstream`' })
 
 export type ConfigInput = z.input<typeof configSchema>

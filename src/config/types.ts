@@ -6,6 +6,9 @@
 
 export type ListenerProtocol = 'mqtt' | 'mqtts' | 'ws' | 'wss'
 
+/** `scheduling`: the Linux scheduling policy of Moat's threads (normal = SCHED_OTHER). */
+export type SchedulingPolicy = 'normal' | 'batch'
+
 export type ClientCertMode = 'none' | 'optional' | 'required'
 
 /** One extra certificate served to clients that ask for `servername` (SNI). Paths are absolute. */
@@ -197,6 +200,8 @@ export interface MoatConfig {
   readonly workers?: number | 'auto'
   /** Fleet-wide state in Redis (`cluster.redis`); absent or null: everything in process. */
   readonly cluster?: ClusterConfig | null
+  /** Linux scheduling policy of every thread (src/scheduling.ts); absent: the one Moat was started with. */
+  readonly scheduling?: SchedulingPolicy
 }
 
 /** What a fleet-wide limit does while Redis cannot be reached (README "Scaling out"). */

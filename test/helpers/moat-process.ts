@@ -11,6 +11,13 @@ import { fileURLToPath } from 'node:url'
 const root = fileURLToPath(new URL('../..', import.meta.url))
 export const cliPath = join(root, 'dist/cli.js')
 
+export interface StartOptions {
+  /** A command Moat is started under, e.g. ['chrt', '-b', '0']: node and its arguments follow it. */
+  readonly launcher?: readonly string[]
+  /** Moat's environment (default: this process's). */
+  readonly env?: NodeJS.ProcessEnv
+}
+
 export interface LogLine {
   event?: string
   [key: string]: unknown
@@ -45,14 +52,25 @@ export class MoatProcess {
   }
 
   /** Writes `config` (JSON is YAML) to DIR/NAME and runs moat on it; resolves once it is ready. */
-  static async start(dir: string, name: string, config: Record<string, unknown>): Promise<MoatProcess> {
+  static async start(dir: string, name: string, config: Record<string, unknown>, options: StartOptions = {}): Promise<MoatProcess> {
     const file = join(dir, name)
     writeFileSync(file, JSON.stringify(config, null, 2))
-    const moat = new MoatProcess(spawn(process.execPath, [cliPath, 'run', '-c', file], { cwd: root }))
+    const command = [...(options.launcher ?? []), process.execPath, cliPath, 'run', '-c', file]
+    const moat = new MoatProcess(spawn(command[0]!, command.slice(1), { cwd: root, env: options.env ?? process.env }))
     await moat.waitForLog((l) => l.event === 'ready', 15_000)
     moat.port = Number(moat.logs.find((l) => l.event === 'listening')!.port)
     moat.adminPort = Number(moat.logs.find((l) => l.event === 'admin_listening')?.port ?? 0)
     return moat
+  }
+
+  /** The process id of Moat (a launcher such as chrt execs it: the same process). */
+  get pid(): number {
+    return this.child.pid!
+  }
+
+  /** Sends `signal` (e.g. SIGHUP: reload the config file). */
+  signal(signal: NodeJS.Signals): void {
+    this.child.kill(signal)
   }
 
   /** Resolves with the first log line (from the start) that `match` accepts. */

@@ -154,6 +154,20 @@ describe('loadConfig: each problem names the file, line, key and reason', () => 
   })
 })
 
+describe('scheduling', () => {
+  const base = { listeners: [{ name: 'l', protocol: 'mqtt', port: 0 }], upstream: { host: 'h', port: 1 } }
+
+  it('is absent unless set (the policy Moat was started with is left alone), and takes normal or batch', () => {
+    expect(configFromObject(base).scheduling).toBeUndefined()
+    expect(configFromObject({ ...base, scheduling: 'batch' }).scheduling).toBe('batch')
+    expect(configFromObject({ ...base, scheduling: 'normal' }).scheduling).toBe('normal')
+  })
+
+  it('names the key and the choices when the value is not one of them', () => {
+    expect(() => configFromObject({ ...base, scheduling: 'realtime' })).toThrow(/scheduling: expected normal or batch/)
+  })
+})
+
 describe('configFromObject', () => {
   it('validates a config built in code, with key paths', () => {
     expect(() => configFromObject({ listeners: [], upstream: { host: 'h', port: 1 } })).toThrow(/listeners: at least one listener is required/)
