@@ -149,6 +149,8 @@ export function moatYaml(brokerPort: number, adminPort: number, aclRules: number
     `admin: { host: 127.0.0.1, port: ${adminPort} }`,
     // BENCH_MOAT_LOG: Moat's log level (default info: a line per connection, to a pipe this process reads).
     `log: { level: ${process.env.BENCH_MOAT_LOG ?? 'info'} }`,
+    // --sched batch: Moat sets SCHED_BATCH itself, as an operator would (the other proxies run under chrt).
+    ...(placement.proxyScheduling === 'batch' ? ['scheduling: batch'] : []),
     'auth:',
     '  lockout: false',
     '  backends: [{ type: file, path: passwd, cache: { ttl: 1h, negativeTtl: 5s, max: 10000 } }]',
@@ -190,7 +192,7 @@ async function startMoat(dir: string, placement: Placement, brokerPort: number, 
   const quiet = (process.env.BENCH_MOAT_LOG ?? 'info') !== 'info'
   const fixedPort = quiet ? await freePort() : 0
   writeFileSync(conf, moatYaml(brokerPort, adminPort, aclRules, placement, fixedPort))
-  const [cmd, args] = pinned(placement, process.execPath, [...nodeArgs(), CLI, '--config', conf])
+  const [cmd, args] = pinned({ ...placement, proxyScheduling: 'normal' }, process.execPath, [...nodeArgs(), CLI, '--config', conf])
   if (quiet) {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     child.stdout!.on('data', (d: Buffer) => process.stderr.write(`[moat] ${d}`))

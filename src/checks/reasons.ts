@@ -19,6 +19,8 @@ export const denyReasons = [
   'invalid_topic_filter',
   'topic_alias_invalid',
   'connect_timeout',
+  // virtual patches (checks/virtual-patches.ts, protocol/properties.ts)
+  'too_many_user_properties',
   // authentication (checks/auth.ts)
   'bad_credentials',
   'not_authorized',

@@ -11,6 +11,10 @@
  *   asserted and exited on one that was not $SYS (CVE-2018-12543).
  * - A topic or topic filter of more than MAX_TOPIC_LEVELS levels: Mosquitto 1.5.0–1.6.5 overflowed
  *   its stack on a SUBSCRIBE of about 65,400 '/' (CVE-2019-11779).
+ *
+ * One more is applied where 5.0 properties are read, not here: more than MAX_USER_PROPERTIES User
+ * Properties in one block (CVE-2021-41039: protocol/properties.ts, protocol/publish.ts), refused
+ * with Quota Exceeded by the session.
  */
 import type { IConnectPacket, ISubscription } from 'mqtt-packet'
 import type { PublishView } from '../protocol/publish.js'

@@ -12,8 +12,19 @@
  *   Receive Maximum, Maximum Packet Size and Subscription Identifier not 0.
  * - The block's properties end exactly at its declared length, and every Variable Byte Integer is
  *   minimally encoded [MQTT-1.5.5-1].
+ * - At most MAX_USER_PROPERTIES User Properties. The spec sets no limit, but Mosquitto before
+ *   2.0.12 spent CPU quadratic in their number (CVE-2021-41039): a few thousand, which fit in one
+ *   packet under the default maxPacketSize, cost it seconds each.
  * Strings are checked for UTF-8 by the decoder's string hook (decode.ts).
  */
+
+/**
+ * User Properties one property block (or PUBLISH: publish.ts) may carry: a virtual patch for
+ * CVE-2021-41039, far above what honest clients send (a handful of tags per message).
+ */
+export const MAX_USER_PROPERTIES = 128
+/** checkPropertyBlock's answer (and the decoder's lastError) for more than MAX_USER_PROPERTIES. */
+export const TOO_MANY_USER_PROPERTIES = `more than ${MAX_USER_PROPERTIES} user properties`
 
 export type PropertyBlock = 'connect' | 'will' | 'subscribe' | 'unsubscribe' | 'ack' | 'disconnect' | 'auth'
 
@@ -67,11 +78,14 @@ export function checkPropertyBlock(buf: Buffer, start: number, parsedEnd: number
   if (end !== parsedEnd) return 'the properties do not fill the declared property length'
   const allowed = ALLOWED_MASKS[block]
   let seen = 0n
+  let userProperties = 0
   let pos = first
   while (pos < end) {
     const id = buf[pos++]!
     if (id >= 0x2b || allowed[id] !== 1) return `property 0x${id.toString(16)} is not allowed in ${block}`
-    if (id !== 0x26) {
+    if (id === 0x26) {
+      if (++userProperties > MAX_USER_PROPERTIES) return TOO_MANY_USER_PROPERTIES
+    } else {
       const bit = 1n << BigInt(id)
       if ((seen & bit) !== 0n) return `property 0x${id.toString(16)} appears twice`
       seen |= bit

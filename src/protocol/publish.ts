@@ -4,6 +4,7 @@
  * direction. The payload is never touched; the topic becomes a string only when asked for.
  */
 import { readVarint, VARINT_INCOMPLETE, VARINT_MALFORMED, varintSize } from './framer.js'
+import { MAX_USER_PROPERTIES } from './properties.js'
 import { ReasonCode } from './reason.js'
 import { checkTopicName, checkUtf8 } from './validate.js'
 
@@ -177,6 +178,7 @@ export function readPublish(
 
 function readPublishProperties(frame: Buffer, pos: number, end: number, fromClient: boolean, view: PublishView): number {
   let seen = 0
+  let userProperties = 0
   while (pos < end) {
     const id = frame[pos++]!
     // Each of these properties may appear at most once; a repeat is a protocol error (spec 3.3.2.3).
@@ -228,6 +230,8 @@ function readPublishProperties(frame: Buffer, pos: number, end: number, fromClie
         break
       }
       case USER_PROPERTY: {
+        // Not a protocol fault: a cap (CVE-2021-41039, properties.ts), answered with Quota Exceeded.
+        if (++userProperties > MAX_USER_PROPERTIES) return ReasonCode.QuotaExceeded
         const nameEnd = stringFieldEnd(frame, pos, end)
         if (nameEnd < 0 || checkUtf8(frame, pos + 2, nameEnd) !== 0) return ReasonCode.MalformedPacket
         const valueEnd = stringFieldEnd(frame, nameEnd, end)

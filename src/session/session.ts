@@ -21,6 +21,7 @@ import type { CloseReason, DenyReason } from '../checks/reasons.js'
 import { Action, reject, type Verdict } from '../checks/verdict.js'
 import { upstreamConnect } from '../auth/upstream-credentials.js'
 import { PacketDecoder, readConnectLevel, ConnectProtocol } from '../protocol/decode.js'
+import { TOO_MANY_USER_PROPERTIES } from '../protocol/properties.js'
 import { Framer, FrameError, frameBuffer, type FrameSink } from '../protocol/framer.js'
 import { clientMaySend, FLAGS_ANY, PacketType, packetTypeNames, requiredFlags } from '../protocol/packet-type.js'
 import { ack, isAckReasonCode, suback } from '../protocol/acks.js'
@@ -121,6 +122,7 @@ function faultReason(code: number): DenyReason {
     case ReasonCode.TopicAliasInvalid: return 'topic_alias_invalid'
     case ReasonCode.ProtocolError: return 'protocol_error'
     case ReasonCode.PacketTooLarge: return 'packet_too_large'
+    case ReasonCode.QuotaExceeded: return 'too_many_user_properties' // the only cap readPublish answers
     default: return 'malformed_packet'
   }
 }
@@ -570,6 +572,7 @@ export class Session implements FrameSink {
   }
 
   private decodeFailure(type: number): boolean {
+    if (this.decoder?.lastError === TOO_MANY_USER_PROPERTIES) return this.violation('too_many_user_properties', ReasonCode.QuotaExceeded, type)
     this.ctx.stats.decodeErrors[type]! += 1
     this.log.debug({ event: 'decode_error', packetType: packetTypeNames[type], error: this.decoder?.lastError }, 'packet failed to decode')
     return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
@@ -610,8 +613,10 @@ export class Session implements FrameSink {
       this.close(this.refusal, connackRefusal(level, REFUSAL_CODES[this.refusal]))
       return false
     }
-    const packet = new PacketDecoder().decode(frame) as IConnectPacket | null
+    const decoder = new PacketDecoder()
+    const packet = decoder.decode(frame) as IConnectPacket | null
     if (packet === null) {
+      if (decoder.lastError === TOO_MANY_USER_PROPERTIES) return this.refuseConnect('too_many_user_properties', connackRefusal(level, ReasonCode.QuotaExceeded), type)
       this.ctx.stats.decodeErrors[PacketType.Connect]! += 1
       return this.refuseConnect('malformed_packet', connackRefusal(level, ReasonCode.MalformedPacket), type)
     }

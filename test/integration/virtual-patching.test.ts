@@ -13,6 +13,7 @@ import { brokerKinds, startBroker, type ProtocolLevel, type TestBroker } from '.
 import { varint } from '../helpers/bytes.js'
 import { connect, connectPacket, Inbox, RawClient, rawSession, shortId, uid } from '../helpers/clients.js'
 import { limitsFrom, startMoat } from '../helpers/moat.js'
+import { MAX_USER_PROPERTIES } from '../../src/protocol/properties.js'
 
 function publish(topic: string, qos: 0 | 1 | 2, id: number, payload: string, version: ProtocolLevel): Buffer {
   return generate({ cmd: 'publish', topic, payload: Buffer.from(payload), qos, messageId: qos > 0 ? id : undefined, retain: false, dup: false }, { protocolVersion: version })
@@ -175,6 +176,44 @@ for (const kind of brokerKinds().filter((k) => k === 'mosquitto')) {
         expect(broker.received(id).filter((r) => r === `publish ${topic}`)).toHaveLength(2)
         expect(spyInbox.messages.filter((m) => m.topic === topic).map((m) => String(m.payload))).toEqual(['first', 'second'])
       }
+    })
+
+    it('CVE-2021-41039: refuses a 5.0 CONNECT, will, PUBLISH or SUBSCRIBE carrying more than 128 user properties; 128 pass', async () => {
+      const many = (n: number): Record<string, string[]> => ({ k: Array.from({ length: n }, (_, i) => `v${i}`) })
+      // CONNECT: CONNACK 0x97 (Quota Exceeded), the broker never dialled; the same for a will.
+      let raw = await neverDialled((r) => r.send(connectPacket(shortId(), 5, { properties: { userProperties: many(MAX_USER_PROPERTIES + 1) } })), 5, 'too_many_user_properties')
+      expect(raw.packets[0]).toMatchObject({ cmd: 'connack', reasonCode: 0x97 })
+      const will = { topic: 'cve/41039/will', payload: Buffer.from('w'), qos: 0, retain: false, properties: { userProperties: many(MAX_USER_PROPERTIES + 1) } }
+      raw = await neverDialled((r) => r.send(connectPacket(shortId(), 5, { will })), 5, 'too_many_user_properties')
+      expect(raw.packets[0]).toMatchObject({ cmd: 'connack', reasonCode: 0x97 })
+
+      // PUBLISH: the client is closed with DISCONNECT 0x97; the message never reaches the broker.
+      const id = shortId()
+      const topic = `cve/41039/${uid('p')}`
+      raw = await rawSession(port, id, 5)
+      raw.send(generate({ cmd: 'publish', topic, payload: Buffer.from('x'), qos: 1, messageId: 1, retain: false, dup: false, properties: { userProperties: many(MAX_USER_PROPERTIES + 1) } }, { protocolVersion: 5 }))
+      await raw.closed
+      expect(raw.packets.at(-1)).toMatchObject({ cmd: 'disconnect', reasonCode: 0x97 })
+      await broker.clientGone(id)
+      expect(broker.received(id).filter((r) => r.startsWith('publish'))).toEqual([])
+
+      // SUBSCRIBE: the same; the broker sees no SUBSCRIBE.
+      const sid = shortId()
+      raw = await rawSession(port, sid, 5)
+      raw.send(generate({ cmd: 'subscribe', messageId: 2, subscriptions: [{ topic: 'cve/#', qos: 0 }], properties: { userProperties: many(MAX_USER_PROPERTIES + 1) } }, { protocolVersion: 5 }))
+      await raw.closed
+      expect(raw.packets.at(-1)).toMatchObject({ cmd: 'disconnect', reasonCode: 0x97 })
+      await broker.clientGone(sid)
+      expect(broker.received(sid).filter((r) => r.startsWith('subscribe'))).toEqual([])
+
+      // 128 are honest traffic: the message and its properties reach the broker's subscriber whole.
+      const ok = await rawSession(port, shortId(), 5)
+      const okTopic = `cve/41039/${uid('ok')}`
+      ok.send(generate({ cmd: 'publish', topic: okTopic, payload: Buffer.from('fine'), qos: 1, messageId: 3, retain: false, dup: false, properties: { userProperties: many(MAX_USER_PROPERTIES) } }, { protocolVersion: 5 }))
+      expect(await ok.nextPacket()).toMatchObject({ cmd: 'puback', messageId: 3 })
+      expect(String((await spyInbox.waitForTopic(okTopic)).payload)).toBe('fine')
+      ok.destroy()
+      expect(spyInbox.messages.filter((m) => m.topic.startsWith('cve/41039/') && m.topic !== okTopic)).toEqual([])
     })
 
     it('CVE-2023-3592: refuses a 5.0 CONNECT whose will carries a property a will may not have', async () => {

@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest'
-import { checkPropertyBlock, type PropertyBlock } from '../../../src/protocol/properties.js'
+import { checkPropertyBlock, MAX_USER_PROPERTIES, TOO_MANY_USER_PROPERTIES, type PropertyBlock } from '../../../src/protocol/properties.js'
 import { PacketDecoder } from '../../../src/protocol/decode.js'
+import { generate } from 'mqtt-packet'
+import { varint } from '../../helpers/bytes.js'
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/\s+/g, ''), 'hex')
 
@@ -38,6 +40,28 @@ describe('5.0 property blocks (5.0 2.2.2, table 2-4)', () => {
     ['a reason string longer than the block', 'ack', '03 1f 0005', /overruns/],
   ]
   for (const [name, block, bytes, why] of faults) it(`refuses ${name}`, () => expect(check(block, bytes)).toMatch(why))
+
+  it(`allows ${MAX_USER_PROPERTIES} user properties in a block and refuses one more (CVE-2021-41039)`, () => {
+    const block = (n: number): Buffer => {
+      const props = Buffer.concat(Array.from({ length: n }, () => hex('26 0001 6b 0001 76'))) // k = v
+      return Buffer.concat([Buffer.from(varint(props.length)), props])
+    }
+    for (const name of ['connect', 'will', 'subscribe', 'unsubscribe', 'ack', 'disconnect', 'auth'] as const) {
+      const ok = block(MAX_USER_PROPERTIES)
+      expect(checkPropertyBlock(ok, 0, ok.length, name), name).toBeNull()
+      const over = block(MAX_USER_PROPERTIES + 1)
+      expect(checkPropertyBlock(over, 0, over.length, name), name).toBe(TOO_MANY_USER_PROPERTIES)
+    }
+  })
+
+  it('the decoder reports too many user properties as such (the session answers Quota Exceeded, not Malformed Packet)', () => {
+    const userProperties = Object.fromEntries(Array.from({ length: MAX_USER_PROPERTIES + 1 }, (_, i) => [`k${i}`, 'v']))
+    const decoder = new PacketDecoder(5)
+    expect(decoder.decode(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'a', qos: 0 }], properties: { userProperties } }, { protocolVersion: 5 }))).toBeNull()
+    expect(decoder.lastError).toBe(TOO_MANY_USER_PROPERTIES)
+    delete userProperties.k0
+    expect(decoder.decode(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'a', qos: 0 }], properties: { userProperties } }, { protocolVersion: 5 }))).toMatchObject({ cmd: 'subscribe' })
+  })
 
   it('refuses a block whose properties do not end at its declared length', () => {
     // Declared 1 byte; the decoder read a Subscription Identifier of 2 bytes (ended at 3).

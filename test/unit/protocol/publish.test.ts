@@ -1,5 +1,6 @@
 import { generate, type IPublishPacket } from 'mqtt-packet'
 import { describe, expect, it } from 'vitest'
+import { MAX_USER_PROPERTIES } from '../../../src/protocol/properties.js'
 import { PublishView, readPublish } from '../../../src/protocol/publish.js'
 import { ReasonCode } from '../../../src/protocol/reason.js'
 
@@ -111,6 +112,17 @@ describe('readPublish: what it refuses', () => {
     expect(read(frame, 5, true).fault).toBe(ReasonCode.ProtocolError)
     expect(read(frame, 5, false).fault).toBe(0)
   })
+  it(`reads ${MAX_USER_PROPERTIES} user properties and answers Quota Exceeded for one more (CVE-2021-41039)`, () => {
+    const props = (n: number): Record<string, string> => Object.fromEntries(Array.from({ length: n }, (_, i) => [`k${i}`, 'v']))
+    const ok = read(publish({ topic: 'a/b', qos: 1, messageId: 1, properties: { userProperties: props(MAX_USER_PROPERTIES), topicAlias: 2 } }, 5), 5)
+    expect(ok.fault).toBe(0)
+    expect(ok.view.topicAlias).toBe(2)
+    expect(read(publish({ topic: 'a/b', qos: 1, messageId: 1, properties: { userProperties: props(MAX_USER_PROPERTIES + 1) } }, 5), 5).fault).toBe(ReasonCode.QuotaExceeded)
+    // The same name repeated counts each time (5.0 allows it).
+    const repeated = read(publish({ topic: 'a/b', properties: { userProperties: { k: Array.from({ length: MAX_USER_PROPERTIES + 1 }, () => 'v') } } }, 5), 5)
+    expect(repeated.fault).toBe(ReasonCode.QuotaExceeded)
+  })
+
   it('refuses a repeated single-instance property', () => {
     const base = publish({ topic: 'a', properties: { messageExpiryInterval: 1 } }, 5)
     // Append a second Message Expiry Interval and fix the lengths by hand.
