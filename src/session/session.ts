@@ -818,10 +818,16 @@ export class Session implements FrameSink {
           return true
         }
         break
-      case PacketType.Connack:
+      case PacketType.Connack: {
         if (this.connackSeen) return this.brokerViolation('a second CONNACK')
-        frame = this.onConnack(frame, bodyOffset)
-        break
+        const code = frame.length > bodyOffset + 1 ? frame[bodyOffset + 1]! : 0xff
+        // The client gets its CONNACK first, then the line is logged: a log line is a synchronous
+        // write, and would otherwise be part of every CONNECT's latency.
+        this.toClient.addFrame(this.onConnack(frame, code, bodyOffset))
+        this.toClient.flush()
+        this.logConnack(code)
+        return true
+      }
       case PacketType.Disconnect:
         this.brokerSentDisconnect = true
         break
@@ -876,22 +882,11 @@ export class Session implements FrameSink {
   }
 
   /** Returns the CONNACK to send on: the broker's bytes, or (5.0) a re-encoding carrying Moat's limits. */
-  private onConnack(frame: Buffer, bodyOffset: number): Buffer {
+  private onConnack(frame: Buffer, code: number, bodyOffset: number): Buffer {
     this.connackSeen = true
     const state = this.state
-    const code = frame.length > bodyOffset + 1 ? frame[bodyOffset + 1]! : 0xff
     state.connected = code === 0
-    this.log.info({
-      event: state.connected ? 'session_open' : 'session_refused_by_broker',
-      code,
-      clientId: state.clientId,
-      username: state.username ?? undefined,
-      authenticatedBy: state.authenticatedBy ?? undefined,
-      version: state.version,
-      transport: state.transport,
-    }, state.connected ? 'client connected to the broker' : 'the broker refused the client')
     if (!state.connected) return frame
-    this.logger = null // made again for the next line, if any
     const limits = this.ctx.policy.config.limits
     let keepalive = state.keepalive
     if (limits.maxKeepalive !== null && (keepalive === 0 || keepalive > limits.maxKeepalive)) keepalive = limits.maxKeepalive
@@ -914,6 +909,21 @@ export class Session implements FrameSink {
       this.timer = setTimeout(onIdleCheck, this.idleMs, this)
     }
     return frame
+  }
+
+  /** `session_open` (or the broker's refusal), once the client has its CONNACK. */
+  private logConnack(code: number): void {
+    const state = this.state
+    this.log.info({
+      event: state.connected ? 'session_open' : 'session_refused_by_broker',
+      code,
+      clientId: state.clientId,
+      username: state.username ?? undefined,
+      authenticatedBy: state.authenticatedBy ?? undefined,
+      version: state.version,
+      transport: state.transport,
+    }, state.connected ? 'client connected to the broker' : 'the broker refused the client')
+    if (state.connected) this.logger = null // made again for the next line, if any
   }
 
   /** The broker acknowledged a QoS 1/2 publish of the client (body at `buf[body, end)`): it no longer counts as in flight. */

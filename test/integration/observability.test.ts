@@ -100,6 +100,11 @@ describe('metrics and audit log of a scripted session', () => {
     expect(match?.groups?.host).toMatch(/^(::ffff:)?127\.0\.0\.1$/)
     const denial = m.logs.filter((l) => l.audit === true && l.clientId === alice.id)
     expect(denial).toEqual([expect.objectContaining({ event: 'packet_refused', reason: 'acl_denied', code: 0x87, rule: 'no-firmware', topic: 'firmware/push' })])
+    // Two info lines per connection, as the README says: who connected (written once the client
+    // has its CONNACK), and how the session ended, with what it moved.
+    const aliceLines = m.logs.filter((l) => l.sid !== undefined && l.sid === m.logs.find((s) => s.event === 'session_open' && s.clientId === alice.id)?.sid)
+    expect(aliceLines.filter((l) => l.level === 30).map((l) => l.event)).toEqual(['session_open', 'session_end'])
+    expect(aliceLines.find((l) => l.event === 'session_open')).toMatchObject({ event: 'session_open', code: 0, clientId: alice.id, username: 'alice', authenticatedBy: 'file', version: 4, listener: 'edge' })
     const everything = JSON.stringify(m.logs)
     expect(everything).not.toContain(WRONG)
     expect(everything).not.toContain(SECRET)
