@@ -5,7 +5,7 @@
  * preempt the one running on its core. When Moat shares cores with the broker that is what makes
  * it cheap: the broker runs on until it blocks, then Moat reads everything that piled up in one go,
  * instead of waking for each message and taking the core from the broker (README "Performance":
- * 11.8 → 1.6 µs of CPU per forwarded message in `npm run bench -- --sched batch`).
+ * about 8× less CPU per forwarded message in `npm run bench -- --sched batch`).
  *
  * Node has no call for sched_setscheduler(2), so this runs `chrt --all-tasks` (util-linux, on every
  * Debian and in the node images) on the process once: the threads that exist (V8's, libuv's) are
@@ -20,14 +20,13 @@ import type { Logger } from './log/logger.js'
 
 /** chrt's option for each policy (SCHED_OTHER is what Linux calls the normal policy). */
 const CHRT_POLICY: Record<SchedulingPolicy, string> = { normal: '--other', batch: '--batch' }
-/** sched_setscheduler(2) policy numbers, as /proc/PID/task/TID/stat shows them (field 41). */
-export const SCHED_POLICY_NUMBER: Record<SchedulingPolicy, number> = { normal: 0, batch: 3 }
 
 /**
- * Puts every thread of process `pid` (default: this one) under `policy`. Resolves to null when it
- * is set, or to the reason it could not be (also logged at warn); never rejects.
+ * Puts every thread of this process under `policy`. Resolves to null when it is set, or to the
+ * reason it could not be (also logged at warn); never rejects.
  */
-export function applyScheduling(policy: SchedulingPolicy, logger: Logger, pid = process.pid): Promise<string | null> {
+export function applyScheduling(policy: SchedulingPolicy, logger: Logger): Promise<string | null> {
+  const pid = process.pid
   return new Promise((resolve) => {
     if (process.platform !== 'linux') {
       resolve(failed(logger, policy, `scheduling policies are set on Linux only (this is ${process.platform}); running as started`))

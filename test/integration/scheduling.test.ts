@@ -9,7 +9,6 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { MqttClient } from 'mqtt'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { SCHED_POLICY_NUMBER } from '../../src/scheduling.js'
 import { brokerKinds, startBroker, type TestBroker } from '../helpers/broker.js'
 import { connect, Inbox, shortId } from '../helpers/clients.js'
 import { MoatCluster } from '../helpers/moat-cluster.js'
@@ -18,8 +17,9 @@ import { MoatProcess } from '../helpers/moat-process.js'
 const kind = brokerKinds()[0]!
 /** Starting node processes on a busy machine takes a while. */
 const SLOW = 60_000
-const BATCH = SCHED_POLICY_NUMBER.batch
-const OTHER = SCHED_POLICY_NUMBER.normal
+/** sched_setscheduler(2) policy numbers, as /proc/PID/task/TID/stat shows them (field 41). */
+const OTHER = 0
+const BATCH = 3
 
 /** The scheduling policy of every thread of process `pid`. */
 function threadPolicies(pid: number): number[] {
