@@ -23,6 +23,7 @@ import { AdminServer } from './metrics/admin.js'
 import { createRegistry } from './metrics/registry.js'
 import { Stats } from './metrics/stats.js'
 import { applyScheduling, reloadScheduling } from './scheduling.js'
+import { ReadCoalescing } from './net/read-coalescing.js'
 import type { ClientSocket, ConnInfo } from './session/conn-info.js'
 import type { SessionContext } from './session/context.js'
 import { Session, type SessionInfo } from './session/session.js'
@@ -47,6 +48,7 @@ export class Moat implements SessionContext {
   /** Fleet-wide limits and bans (cluster/fleet.ts) over `store`. */
   readonly store: SharedStore
   readonly fleet: Fleet
+  readonly coalescing: ReadCoalescing
   private readonly listeners: Listener[]
   private readonly admin: AdminServer | null
   private readonly sessions = new Set<Session>()
@@ -67,6 +69,7 @@ export class Moat implements SessionContext {
     this.fleet = new Fleet(this.store, this.policy, this.stats.cluster, this.logger, () => this.sessions)
     this.overload = new OverloadMonitor(this.policy)
     this.limiter = new ConnectionLimiter(this.policy, this.overload)
+    this.coalescing = new ReadCoalescing(this.stats, config.coalescing)
     this.registry = createRegistry(this.stats, this.policy, this.limiter)
     registerClusterMetrics(this.registry, this.stats.cluster, this.fleet)
     this.listeners = config.listeners.map((l) => new Listener(l, this, this.accept.bind(this)))
@@ -113,6 +116,7 @@ export class Moat implements SessionContext {
       this.logger.warn({ event: 'config_reload', file: current.file }, 'cluster changes take effect on restart; the running shared store is kept')
     }
     reloadScheduling(current, next, this.logger)
+    this.coalescing.configure(next.coalescing)
     for (const listener of this.listeners) listener.reload(next) // new certificates for new connections
     this.logger.level = next.log.level
     this.stats.configReloads += 1
@@ -155,6 +159,7 @@ export class Moat implements SessionContext {
       for (const listener of this.listeners) listener.close()
       await this.admin?.close()
       this.overload.stop()
+      this.coalescing.stop()
       await this.store.close()
       throw err
     }
@@ -258,6 +263,7 @@ export class Moat implements SessionContext {
     if (first) this.watcher?.stop()
     if (first) {
       this.overload.stop()
+      this.coalescing.stop()
       await this.admin?.close()
       await this.auth.close()
       await this.store.close()

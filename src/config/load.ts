@@ -146,6 +146,7 @@ function compile(c: ConfigOutput, file: string): MoatConfig {
     workers: c.workers,
     ...compiledCluster(c.cluster, file),
     ...(c.scheduling === undefined ? {} : { scheduling: c.scheduling }),
+    coalescing: { waitUs: c.coalescing.wait, abovePerSecond: c.coalescing.above.count * 1000 / c.coalescing.above.perMs },
   })
 }
 

@@ -6,11 +6,12 @@ import net from 'node:net'
 import { z } from 'zod'
 import { BucketSpec } from '../limits/token-bucket.js'
 import { checkTopicFilter } from '../protocol/validate.js'
+import { DEFAULT_COALESCING } from '../net/read-coalescing.js'
 import { aclSchema } from './acl-schema.js'
 import { adminTokenSchema, clusterSchema } from './cluster-schema.js'
 import { authSchema } from './auth-schema.js'
 import { checkListener, listenerExtras, listenerProtocol, upstreamExtras } from './tls-schema.js'
-import { parseByteRate, parseDuration, parseMemorySize, parseRate, parseSize, type Rate } from './units.js'
+import { parseByteRate, parseDuration, parseMemorySize, parseRate, parseSize, parseWaitMicros, type Rate } from './units.js'
 
 /** Sections of DESIGN.md this version cannot enforce yet: refused, never silently ignored. */
 export const unsupportedSections: Record<string, string> = {}
@@ -178,6 +179,10 @@ export const configSchema = z.strictObject({
   ], { error: "expected a number of worker processes (1-256) or 'auto'" }).default(1),
   cluster: clusterSchema.optional(),
   scheduling: z.enum(['normal', 'batch'], { error: 'expected normal or batch (the Linux scheduling policy of every Moat thread)' }).optional(),
+  coalescing: z.strictObject({
+    wait: unit(parseWaitMicros).default(DEFAULT_COALESCING.waitUs),
+    above: rate.default({ count: DEFAULT_COALESCING.abovePerSecond, perMs: 1000 }),
+  }).prefault({}),
 }, { error: 'the config must be a mapping with at least `listeners` and `upstream`' })
 
 export type ConfigInput = z.input<typeof configSchema>

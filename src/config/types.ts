@@ -202,6 +202,16 @@ export interface MoatConfig {
   readonly cluster?: ClusterConfig | null
   /** Linux scheduling policy of every thread (src/scheduling.ts); absent: the one Moat was started with. */
   readonly scheduling?: SchedulingPolicy
+  /** Read coalescing under load (src/net/read-coalescing.ts). */
+  readonly coalescing: CoalescingConfig
+}
+
+/** `coalescing`: how long a busy turn of the event loop waits, and from which packet rate. */
+export interface CoalescingConfig {
+  /** Microseconds each busy turn of the event loop waits; 0 = never wait. */
+  readonly waitUs: number
+  /** Packets per second through the process (both directions) from which turns wait. */
+  readonly abovePerSecond: number
 }
 
 /** What a fleet-wide limit does while Redis cannot be reached (README "Scaling out"). */

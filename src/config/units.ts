@@ -22,6 +22,13 @@ const DURATION_UNITS: Record<string, number> = {
   h: 3_600_000,
 }
 
+/** Microseconds per unit of a short wait (`coalescing.wait`). */
+const WAIT_UNITS: Record<string, number> = {
+  us: 1,
+  µs: 1,
+  ms: 1000,
+}
+
 const RATE_UNITS: Record<string, number> = {
   s: 1000,
   m: 60_000,
@@ -72,6 +79,23 @@ export function parseDuration(value: unknown): number {
   const ms = Math.round(Number(match[1]) * unit)
   if (ms > MAX_DURATION_MS) throw new Error(`${show(value)} is too long (at most about 24 days)`)
   return ms
+}
+
+/** The longest `coalescing.wait`: past a few milliseconds a wait costs more latency than it saves CPU. */
+export const MAX_WAIT_US = 10_000
+
+/** Microseconds from a short wait such as `200us`, `200µs`, `0.5ms`; `0` alone is allowed. */
+export function parseWaitMicros(value: unknown): number {
+  if (value === 0 || value === '0') return 0
+  if (typeof value === 'number') throw new Error(`a wait needs a unit (us, ms): write ${value}us or ${value}ms, not ${value}`)
+  if (typeof value !== 'string') throw new Error(`expected a wait like 200us, got ${show(value)}`)
+  const match = /^(\d+(?:\.\d+)?)\s*([A-Za-zµ]*)$/.exec(value.trim())
+  if (match !== null && match[2] === '') throw new Error(`a wait needs a unit (us, ms): write ${match[1]}us or ${match[1]}ms`)
+  const perUnit = match === null ? undefined : WAIT_UNITS[match[2]!]
+  if (match === null || perUnit === undefined) throw new Error(`expected a wait like 200us (units: us, ms), got ${show(value)}`)
+  const us = Math.round(Number(match[1]) * perUnit)
+  if (us > MAX_WAIT_US) throw new Error(`${show(value)} is too long (at most 10ms)`)
+  return us
 }
 
 export interface Rate {

@@ -247,6 +247,24 @@ export function createRegistry(stats: Stats, policy: PolicyStore, limiter?: Conn
       this.inc(stats.throttleWaits)
     },
   })
+  new Counter({
+    name: 'moat_coalescing_waits_total',
+    help: 'Turns of the event loop that waited (coalescing.wait) for reads to gather, while the packet rate was above coalescing.above.',
+    registers: [register],
+    collect() {
+      this.reset()
+      this.inc(stats.coalescingWaits)
+    },
+  })
+  new Counter({
+    name: 'moat_coalescing_wait_seconds_total',
+    help: 'Seconds the event loop spent in those waits (asleep: no CPU). The latency a packet gains is at most one wait per pass through Moat.',
+    registers: [register],
+    collect() {
+      this.reset()
+      this.inc(stats.coalescingWaitSeconds)
+    },
+  })
   registerAuthMetrics(register, stats.auth)
   return register
 }

@@ -44,6 +44,10 @@ export class Stats {
   throttleWaits = 0
   /** Seconds sessions spent throttled (not read because a limit holds one of their packets). */
   throttledSeconds = 0
+  /** Turns of the event loop that waited for reads to gather (net/read-coalescing.ts). */
+  coalescingWaits = 0
+  /** Seconds spent in those waits (measured, not the configured wait times the count). */
+  coalescingWaitSeconds = 0
   /** Credential checks (auth/stats.ts). */
   readonly auth = new AuthStats()
   /** The shared store and bans (cluster/stats.ts). */

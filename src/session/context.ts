@@ -4,6 +4,7 @@ import type { ConnectionLimiter } from '../limits/connections.js'
 import type { Fleet } from '../cluster/fleet.js'
 import type { Logger } from '../log/logger.js'
 import type { Stats } from '../metrics/stats.js'
+import type { ReadCoalescing } from '../net/read-coalescing.js'
 import type { Session } from './session.js'
 
 export interface SessionContext {
@@ -14,6 +15,8 @@ export interface SessionContext {
   readonly limiter?: ConnectionLimiter
   /** Bans and fleet-wide connection counts (cluster/fleet.ts); absent: none. */
   readonly fleet?: Fleet
+  /** Told of every read (net/read-coalescing.ts); absent: reads are never coalesced. */
+  readonly coalescing?: ReadCoalescing
   nextSessionId(): number
   sessionEnded(session: Session): void
 }

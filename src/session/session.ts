@@ -278,6 +278,7 @@ export class Session implements FrameSink {
   // ---------------------------------------------------------------- client → broker
 
   onClientData(chunk: Buffer): void {
+    this.ctx.coalescing?.noteRead()
     if (this.idleMs !== 0) this.lastClientData = nowMs()
     if (this.generation !== this.ctx.policy.generation) this.adoptPolicy()
     // The first packet MUST be a CONNECT [MQTT-3.1.0-1]: judged on its first byte, before its
@@ -772,6 +773,7 @@ export class Session implements FrameSink {
   // ---------------------------------------------------------------- broker → client
 
   onUpstreamData(chunk: Buffer): void {
+    this.ctx.coalescing?.noteRead()
     this.brokerFramer.push(chunk)
     if (this.phase >= Phase.Closing) return
     this.toClient.flush()

@@ -148,9 +148,15 @@ export class RawClient {
       if (Date.now() > deadline) throw new Error(`no packet #${index} within ${timeoutMs} ms`)
       await new Promise<void>((resolve) => {
         const timer = setTimeout(done, Math.max(1, deadline - Date.now()))
-        function done(): void { clearTimeout(timer); resolve() }
-        this.events.once('packet', done)
-        this.events.once('close', done)
+        const events = this.events
+        function done(): void {
+          clearTimeout(timer)
+          events.off('packet', done)
+          events.off('close', done)
+          resolve()
+        }
+        events.once('packet', done)
+        events.once('close', done)
       })
     }
     this.consumed = index + 1

@@ -8,6 +8,7 @@ import { configFromObject } from '../../src/config/load.js'
 import { compileAuth, authSchema, type AuthInput } from '../../src/config/auth-schema.js'
 import type { MoatConfig } from '../../src/config/types.js'
 import { Moat } from '../../src/moat.js'
+import { DEFAULT_COALESCING } from '../../src/net/read-coalescing.js'
 
 export interface MoatOverrides {
   limits?: Partial<MoatConfig['limits']>
@@ -17,6 +18,8 @@ export interface MoatOverrides {
   acl?: MoatConfig['acl']
   /** The `auth` section as written in YAML (defaults applied). Default: anonymous clients admitted. */
   auth?: Record<string, unknown>
+  /** Read coalescing; default: the product's (DEFAULT_COALESCING). */
+  coalescing?: MoatConfig['coalescing']
 }
 
 /** Every limit at its default (rates and quotas off), as a loaded config would have them. */
@@ -44,6 +47,7 @@ export function testConfig(upstream: { host: string; port: number }, overrides: 
     acl: overrides.acl ?? null,
     // Relay tests test relaying, not auth: they admit anonymous clients (the product default is not to).
     auth: testAuth(overrides.auth ?? { anonymous: true }),
+    coalescing: overrides.coalescing ?? DEFAULT_COALESCING,
   }
 }
 

@@ -69,6 +69,7 @@ describe('loadConfig: valid files', () => {
       },
       auth: DENY_ALL_AUTH, // no auth section: nobody gets in
       workers: 1,
+      coalescing: { waitUs: 150, abovePerSecond: 20_000 },
     })
   })
 
@@ -165,6 +166,26 @@ describe('scheduling', () => {
 
   it('names the key and the choices when the value is not one of them', () => {
     expect(() => configFromObject({ ...base, scheduling: 'realtime' })).toThrow(/scheduling: expected normal or batch/)
+  })
+})
+
+describe('coalescing', () => {
+  const base = { listeners: [{ name: 'l', protocol: 'mqtt', port: 0 }], upstream: { host: 'h', port: 1 } }
+
+  it('defaults to 200 µs waits from 50,000 packets per second, and takes both keys', () => {
+    expect(configFromObject(base).coalescing).toEqual({ waitUs: 200, abovePerSecond: 50_000 })
+    expect(configFromObject({ ...base, coalescing: { wait: '0.5ms', above: '3000/m' } }).coalescing).toEqual({ waitUs: 500, abovePerSecond: 50 })
+    expect(configFromObject({ ...base, coalescing: { wait: 0 } }).coalescing).toEqual({ waitUs: 0, abovePerSecond: 50_000 })
+  })
+
+  it.each([
+    [{ wait: 300 }, /coalescing\.wait: a wait needs a unit \(us, ms\): write 300us or 300ms/],
+    [{ wait: '20ms' }, /coalescing\.wait: "20ms" is too long \(at most 10ms\)/],
+    [{ wait: '1s' }, /coalescing\.wait: expected a wait like 200us/],
+    [{ above: '0/s' }, /coalescing\.above: a rate must be above zero/],
+    [{ waits: '1ms' }, /coalescing.waits: unknown key 'waits'/],
+  ])('names the key and the reason: %j', (section, reason) => {
+    expect(() => configFromObject({ ...base, coalescing: section })).toThrow(reason)
   })
 })
 

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { MAX_SIZE, parseDuration, parseRate, parseSize } from '../../../src/config/units.js'
+import { MAX_SIZE, parseDuration, parseRate, parseSize, parseWaitMicros } from '../../../src/config/units.js'
 
 describe('parseSize', () => {
   it.each([
@@ -27,6 +27,19 @@ describe('parseDuration', () => {
   })
 
   it.each([['5 sec'], ['-1s'], ['s'], [null], ['1000h']])('refuses %j', (input) => expect(() => parseDuration(input)).toThrow())
+})
+
+describe('parseWaitMicros', () => {
+  it.each([['200us', 200], ['200µs', 200], [' 150 us', 150], ['0.5ms', 500], ['10ms', 10_000], [0, 0], ['0', 0]])(
+    'reads %j as %d µs', (input, us) => expect(parseWaitMicros(input)).toBe(us))
+
+  it('asks for a unit on a bare number', () => {
+    expect(() => parseWaitMicros(30)).toThrow(/needs a unit .* write 30us or 30ms/)
+    expect(() => parseWaitMicros('30')).toThrow(/needs a unit/)
+  })
+
+  it.each([['5s', /expected a wait like 200us/], ['-1us', /expected a wait/], ['10.5ms', /too long/], [null, /expected a wait/]])(
+    'refuses %j', (input, reason) => expect(() => parseWaitMicros(input)).toThrow(reason))
 })
 
 describe('parseRate', () => {
