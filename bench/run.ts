@@ -9,7 +9,7 @@
  *   npm run bench -- [--quick] [--only fan-in,fan-in-rate,latency,connect,connections] [--runs 3]
  *                    [--out bench/results/<date>.json] [--connections 50000] [--connect-rate 5000]
  *                    [--connect-inflight 100] [--connect-rounds 500] [--rate 10000]
- *                    [--targets direct,haproxy,moat]
+ *                    [--targets direct,haproxy,moat] [--sched batch] [--coalescing 0 | WAIT[,ABOVE]]
  */
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -35,6 +35,7 @@ const { values } = parseArgs({
     rate: { type: 'string', default: '10000' },
     targets: { type: 'string' },
     sched: { type: 'string', default: 'normal' },
+    coalescing: { type: 'string' },
   },
 })
 if (values.sched !== 'normal' && values.sched !== 'batch') throw new Error(`--sched: normal or batch, not ${values.sched}`)
@@ -88,6 +89,8 @@ const placement: Placement = {
   upstreamSources: process.env.BENCH_UPSTREAM_SOURCES !== undefined ? Number(process.env.BENCH_UPSTREAM_SOURCES) : connectionCount > 20_000 ? Math.ceil(connectionCount / 20_000) : 0,
   // --sched batch: every proxy (HAProxy, node-pipe, Moat; never the broker) under SCHED_BATCH.
   proxyScheduling: values.sched,
+  // --coalescing 0: Moat without read coalescing; --coalescing 300us,1/s: wait at any rate; absent: Moat's default.
+  moatCoalescing: values.coalescing ?? null,
 }
 
 // Pin the load generator (every thread of this process) to core 1.
@@ -214,6 +217,7 @@ try { commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { encoding:
 const machine = { nproc, cpu: cpuModel, node: process.version, kernel: release(), loadAverage: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ') }
 console.log(`\nMoat benchmark ${new Date().toISOString()} commit ${commit}, ${RUNS} run(s) per target, median${QUICK ? ' (--quick)' : ''}`)
 console.log(`machine: ${nproc} × ${cpuModel}, Node ${process.version}, Linux ${machine.kernel}, load average at the end ${machine.loadAverage}`)
+if (placement.moatCoalescing != null) console.log(`Moat with coalescing: ${placement.moatCoalescing} (--coalescing)`)
 if (placement.proxyScheduling === 'batch') console.log('proxies run under SCHED_BATCH (chrt -b 0): no wakeup preemption of the broker they share core 0 with')
 console.log('broker + proxy on core 0, load generator on core 1. Fan-in: "read by the broker" = PUBLISH bytes the broker read from the publishers\' connections,')
 console.log('"forwarded into the broker" = PUBLISH bytes written into them by the process at their other end (both kernel counts, ss tcp_info, subscriber\'s connection')

@@ -30,6 +30,8 @@ export interface Placement {
    * writes, and the proxy reads what piled up in one go.
    */
   readonly proxyScheduling: 'normal' | 'batch'
+  /** `--coalescing WAIT[,ABOVE]`: Moat's `coalescing` (`0` turns it off; `300us,1/s` always waits); null: Moat's default. */
+  readonly moatCoalescing?: string | null
 }
 
 export interface RunningTarget {
@@ -140,6 +142,11 @@ async function startHaproxy(dir: string, placement: Placement, brokerPort: numbe
   return { child, port }
 }
 
+function coalescingYaml(option: string): string {
+  const [wait, above] = option.split(',')
+  return `coalescing: { wait: ${wait}${above === undefined ? '' : `, above: ${above}`} }`
+}
+
 /** Moat's config: file auth (cached), ACL with placeholders, payload caps, generous rates, metrics. */
 export function moatYaml(brokerPort: number, adminPort: number, aclRules: number, placement: Placement, listenPort = 0): string {
   const sources = Array.from({ length: placement.upstreamSources }, (_, i) => `127.0.1.${i + 1}`)
@@ -151,6 +158,7 @@ export function moatYaml(brokerPort: number, adminPort: number, aclRules: number
     `log: { level: ${process.env.BENCH_MOAT_LOG ?? 'info'} }`,
     // --sched batch: Moat sets SCHED_BATCH itself, as an operator would (the other proxies run under chrt).
     ...(placement.proxyScheduling === 'batch' ? ['scheduling: batch'] : []),
+    ...(placement.moatCoalescing == null ? [] : [coalescingYaml(placement.moatCoalescing)]),
     'auth:',
     '  lockout: false',
     '  backends: [{ type: file, path: passwd, cache: { ttl: 1h, negativeTtl: 5s, max: 10000 } }]',
