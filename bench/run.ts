@@ -20,7 +20,7 @@ import { connect, type ConnectResult } from './scenarios/connect.js'
 import { connections, type ConnectionsResult } from './scenarios/connections.js'
 import { fanIn, type FanInResult } from './scenarios/fan-in.js'
 import { latency, type LatencyResult } from './scenarios/latency.js'
-import { nofileLimits, raiseOwnNofile, startTarget, type Placement, type TargetKind } from './targets.js'
+import { coalescingWaits, nofileLimits, raiseOwnNofile, startTarget, type Placement, type TargetKind } from './targets.js'
 
 const { values } = parseArgs({
   options: {
@@ -108,7 +108,9 @@ async function measure<R>(scenario: string, targets: readonly TargetKind[], body
     for (const kind of targets) {
       const target = await startTarget(kind, dir, placement)
       try {
-        const result = await body(target, `${run}`)
+        let result = await body(target, `${run}`)
+        // Moat: how many turns of its event loop waited (coalescing) over the run, warm-up included.
+        if (target.adminPort !== null) result = { ...result, ...await coalescingWaits(target.adminPort) }
         byTarget.get(kind)!.push(result)
         process.stderr.write(`${scenario} ${kind} run ${run + 1}/${RUNS}: ${JSON.stringify(result)}\n`)
       } finally {
@@ -174,8 +176,10 @@ for (const m of measurements) {
     rows.push({ label: `${s}: proxy CPU s / 1M msgs delivered`, scenario: s, key: 'proxyCpuUsPerDelivered', unit: 's', digits: 2 })
     rows.push({ label: `${s}: broker CPU s / 1M msgs delivered`, scenario: s, key: 'brokerCpuUsPerDelivered', unit: 's', digits: 2 })
     rows.push({ label: `${s}: broker CPU s / 1M msgs read by the broker`, scenario: s, key: 'brokerCpuUsPerReceived', unit: 's', digits: 2 })
+    rows.push({ label: `${s}: Moat's coalescing waits (whole run, warm-up included)`, scenario: s, key: 'coalescingWaits', unit: '', digits: 0 })
   } else if (s.startsWith('latency')) {
     for (const [k, l] of [['p50Ms', 'p50'], ['p99Ms', 'p99'], ['p999Ms', 'p99.9']] as const) rows.push({ label: `${s}: ${l}`, scenario: s, key: k, unit: 'ms', digits: 3 })
+    rows.push({ label: `${s}: Moat's coalescing waits (whole run, warm-up included)`, scenario: s, key: 'coalescingWaits', unit: '', digits: 0 })
   } else if (s.startsWith('connect ')) {
     for (const [k, l] of [['p50Ms', 'p50'], ['p99Ms', 'p99'], ['maxMs', 'max']] as const) rows.push({ label: `${s}: open→CONNACK ${l}`, scenario: s, key: k, unit: 'ms', digits: 3 })
     rows.push({ label: `${s}: proxy CPU per CONNECT round`, scenario: s, key: 'proxyCpuMsPerConnect', unit: 'ms', digits: 3 })

@@ -42,6 +42,8 @@ export interface RunningTarget {
   readonly brokerPid: number
   /** The proxy's pid; null for the direct broker. */
   readonly proxyPid: number | null
+  /** Moat's admin port (its /metrics); null for the other targets. */
+  readonly adminPort: number | null
   stop(): Promise<void>
 }
 
@@ -193,7 +195,7 @@ async function startNodePipe(placement: Placement, brokerPort: number): Promise<
   return { child, port }
 }
 
-async function startMoat(dir: string, placement: Placement, brokerPort: number, aclRules: number): Promise<{ child: ChildProcess; port: number }> {
+async function startMoat(dir: string, placement: Placement, brokerPort: number, aclRules: number): Promise<{ child: ChildProcess; port: number; adminPort: number }> {
   const adminPort = await freePort()
   const conf = join(dir, `moat-${adminPort}.yaml`)
   // Without info lines (BENCH_MOAT_LOG=warn …) there is no "listening" line to read the port from: a fixed port, polled.
@@ -206,7 +208,7 @@ async function startMoat(dir: string, placement: Placement, brokerPort: number, 
     child.stdout!.on('data', (d: Buffer) => process.stderr.write(`[moat] ${d}`))
     child.stderr!.on('data', (d: Buffer) => process.stderr.write(`[moat] ${d}`))
     await listening(fixedPort)
-    return { child, port: fixedPort }
+    return { child, port: fixedPort, adminPort }
   }
   const { child, match } = await start(cmd, args, /"event":"listening".*?"port":(\d+)/)
   if (process.env.BENCH_DEBUG) {
@@ -215,7 +217,7 @@ async function startMoat(dir: string, placement: Placement, brokerPort: number, 
   }
   child.stdout!.resume()
   child.stderr!.resume()
-  return { child, port: Number(match[1]) }
+  return { child, port: Number(match[1]), adminPort }
 }
 
 export async function startTarget(kind: TargetKind, dir: string, placement: Placement): Promise<RunningTarget> {
@@ -224,7 +226,7 @@ export async function startTarget(kind: TargetKind, dir: string, placement: Plac
   if (process.env.BENCH_DEBUG) broker.child.stderr!.on('data', (d: Buffer) => { if (/drop|warn|disconnect|closed|timeout/i.test(String(d))) process.stderr.write(`[mosquitto] ${d}`) })
   broker.child.stdout!.resume()
   broker.child.stderr!.resume()
-  let proxy: { child: ChildProcess; port: number } | null = null
+  let proxy: { child: ChildProcess; port: number; adminPort?: number } | null = null
   try {
     if (kind === 'haproxy') proxy = await startHaproxy(dir, placement, broker.port)
     else if (kind === 'node-pipe') proxy = await startNodePipe(placement, broker.port)
@@ -240,11 +242,19 @@ export async function startTarget(kind: TargetKind, dir: string, placement: Plac
     brokerPort: broker.port,
     brokerPid: broker.child.pid!,
     proxyPid: proxy?.child.pid ?? null,
+    adminPort: proxy?.adminPort ?? null,
     async stop() {
       if (proxy !== null) await stopChild(proxy.child)
       await stopChild(broker.child)
     },
   }
+}
+
+/** Moat's coalescing counters from its /metrics (warm-up included): waits, and seconds asleep in them. */
+export async function coalescingWaits(adminPort: number): Promise<{ coalescingWaits: number; coalescingWaitSeconds: number }> {
+  const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text()
+  const value = (name: string): number => Number(/^(\S+) (\S+)$/m.exec(text.split('\n').find((l) => l.startsWith(`${name} `)) ?? '')?.[2] ?? NaN)
+  return { coalescingWaits: value('moat_coalescing_waits_total'), coalescingWaitSeconds: value('moat_coalescing_wait_seconds_total') }
 }
 
 /** Resident set size of a process in bytes, from /proc/PID/status. */
