@@ -81,6 +81,12 @@ export class MoatCluster {
     return line === undefined ? 0 : Number(line.slice(series.length + 1))
   }
 
+  /** SIGKILL to the primary (its workers follow once their channel to it closes), unless it has exited; resolves when its output is closed. */
+  async kill(): Promise<void> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL')
+    await this.exited
+  }
+
   /** The pid of worker `id` now (from its latest worker_ready line). */
   workerPid(id: number): number {
     const ready = this.all({ event: 'worker_ready', worker: id })

@@ -83,13 +83,7 @@ describe('coalescing in front of mosquitto', () => {
 
   afterEach(async () => {
     for (const client of open.splice(0)) await client.endAsync()
-    for (const moat of running.splice(0)) {
-      if (moat instanceof MoatProcess) await moat.stop()
-      else if (moat.child.exitCode === null && moat.child.signalCode === null) {
-        moat.child.kill('SIGTERM')
-        await moat.exited
-      }
-    }
+    for (const moat of running.splice(0)) await (moat instanceof MoatProcess ? moat.stop() : moat.kill())
   })
 
   afterAll(async () => {

@@ -63,13 +63,7 @@ describe.runIf(process.platform === 'linux')(`scheduling in front of ${kind}`, (
   }, SLOW)
 
   afterEach(async () => {
-    for (const moat of running.splice(0)) {
-      if (moat instanceof MoatProcess) await moat.stop()
-      else if (moat.child.exitCode === null && moat.child.signalCode === null) {
-        moat.child.kill('SIGKILL')
-        await moat.exited
-      }
-    }
+    for (const moat of running.splice(0)) await (moat instanceof MoatProcess ? moat.stop() : moat.kill())
   })
 
   afterAll(async () => {

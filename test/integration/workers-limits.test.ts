@@ -66,10 +66,7 @@ describe(`workers: 2, global limits (${kind})`, () => {
 
   afterAll(async () => {
     for (const raw of open) raw.destroy()
-    if (moat !== undefined && moat.child.exitCode === null) {
-      moat.child.kill('SIGKILL')
-      await moat.exited
-    }
+    await moat?.kill()
     await broker?.stop()
   })
 

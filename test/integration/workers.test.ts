@@ -68,10 +68,7 @@ describe(`workers: 2 in front of ${kind}`, () => {
   }, SLOW)
 
   afterAll(async () => {
-    if (moat !== undefined && moat.child.exitCode === null && moat.child.signalCode === null) {
-      moat.child.kill('SIGKILL')
-      await moat.exited
-    }
+    await moat?.kill()
     await witness?.endAsync()
     await broker?.stop()
   })
