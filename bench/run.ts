@@ -6,10 +6,11 @@
  * runs `--runs` times per target (targets interleaved, each started fresh); the table shows
  * medians and the ratio to the direct broker, then the issue's targets; the JSON keeps every run.
  *
- *   npm run bench -- [--quick] [--only fan-in,fan-in-rate,latency,connect,connections] [--runs 3]
+ *   npm run bench -- [--quick] [--only fan-in,fan-in-rate,latency,connect,connections,loaded-latency] [--runs 3]
  *                    [--out bench/results/<date>.json] [--connections 50000] [--connect-rate 5000]
  *                    [--connect-inflight 100] [--connect-rounds 500] [--rate 10000]
  *                    [--targets direct,haproxy,moat] [--sched batch] [--coalescing 0 | WAIT[,ABOVE]]
+ *                    [--load-rate 25000] (loaded-latency: the latency probe while 50 publishers offer a QoS 0 load)
  */
 import { execFileSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -36,6 +37,7 @@ const { values } = parseArgs({
     targets: { type: 'string' },
     sched: { type: 'string', default: 'normal' },
     coalescing: { type: 'string' },
+    'load-rate': { type: 'string', default: '25000' },
   },
 })
 if (values.sched !== 'normal' && values.sched !== 'batch') throw new Error(`--sched: normal or batch, not ${values.sched}`)
@@ -55,7 +57,7 @@ const WARMUP = QUICK ? 1 : 2
  * same warm-up: what is measured is a proxy that has been running a while.
  */
 const LATENCY_WARMUP = QUICK ? 1 : 10
-const ONLY = new Set((values.only ?? 'fan-in,fan-in-rate,latency,connect,connections').split(','))
+const ONLY = new Set((values.only ?? 'fan-in,fan-in-rate,latency,loaded-latency,connect,connections').split(','))
 /**
  * Targets per scenario. By default: node-pipe (cheap) where it is a useful floor (fixed rate,
  * latency, CONNECT), moat-acl5000 in both fan-in scenarios (the cost of a large policy). With
@@ -147,6 +149,18 @@ try {
   if (ONLY.has('latency')) {
     await measure<LatencyResult>('latency qos1 2000/s', targetsFor(WITH_PIPE, false), (t, r) => latency(t, { rate: 2000, seconds: QUICK ? 3 : 10, warmupSeconds: LATENCY_WARMUP, payloadBytes: 64 }, `l-${r}`))
   }
+  if (ONLY.has('loaded-latency')) {
+    // The latency probe while 50 publishers offer a steady QoS 0 load through the same proxy: what
+    // a message's latency is when the proxy is busy (Moat: with coalescing acting above its rate).
+    const load = Number(values['load-rate'])
+    const probeSeconds = QUICK ? 3 : 10
+    await measure<LatencyResult & { loadDeliveredPerSecond: number; loadProxyCpuUsPerDelivered: number | null }>(`latency qos1 2000/s under ${load}/s qos0 load`, targetsFor(BASE, false), async (t, r) => {
+      const loadRun = fanIn(t, { publishers: 50, payloadBytes: 64, qos: 0, rate: load, burst: 0, seconds: probeSeconds + 1, warmupSeconds: LATENCY_WARMUP - 1, batch: 1 }, `ll-load-${r}`)
+      const probe = await latency(t, { rate: 2000, seconds: probeSeconds, warmupSeconds: LATENCY_WARMUP, payloadBytes: 64 }, `ll-${r}`)
+      const loaded = await loadRun
+      return { ...probe, loadDeliveredPerSecond: loaded.deliveredPerSecond, loadProxyCpuUsPerDelivered: loaded.proxyCpuUsPerDelivered }
+    })
+  }
   if (ONLY.has('connect')) {
     const rounds = Number(values['connect-rounds'] ?? (QUICK ? 200 : 500))
     await measure<ConnectResult>(`connect ${rounds} sequential`, targetsFor(WITH_PIPE, false), (t, r) => connect(t, { rounds }, `k-${r}`))
@@ -179,6 +193,10 @@ for (const m of measurements) {
     rows.push({ label: `${s}: Moat's coalescing waits (whole run, warm-up included)`, scenario: s, key: 'coalescingWaits', unit: '', digits: 0 })
   } else if (s.startsWith('latency')) {
     for (const [k, l] of [['p50Ms', 'p50'], ['p99Ms', 'p99'], ['p999Ms', 'p99.9']] as const) rows.push({ label: `${s}: ${l}`, scenario: s, key: k, unit: 'ms', digits: 3 })
+    if (s.includes(' under ')) {
+      rows.push({ label: `${s}: load delivered to its subscriber`, scenario: s, key: 'loadDeliveredPerSecond', unit: 'msg/s', digits: 0 })
+      rows.push({ label: `${s}: proxy CPU s / 1M load msgs delivered (probe's included)`, scenario: s, key: 'loadProxyCpuUsPerDelivered', unit: 's', digits: 2 })
+    }
     rows.push({ label: `${s}: Moat's coalescing waits (whole run, warm-up included)`, scenario: s, key: 'coalescingWaits', unit: '', digits: 0 })
   } else if (s.startsWith('connect ')) {
     for (const [k, l] of [['p50Ms', 'p50'], ['p99Ms', 'p99'], ['maxMs', 'max']] as const) rows.push({ label: `${s}: open→CONNACK ${l}`, scenario: s, key: k, unit: 'ms', digits: 3 })

@@ -84,7 +84,7 @@ export const publisherTopic = (i: number): string => `bench/pub-${String(i).padS
 const BURST_LIMIT_MS = 120_000
 
 export async function fanIn(target: RunningTarget, o: FanInOptions, runId: string): Promise<FanInResult> {
-  const sub = fork(fileURLToPath(new URL('../subscriber.js', import.meta.url)), [target.endpoint.host, String(target.endpoint.port), `sub-${runId}`, benchUser(0), BENCH_PASSWORD, 'bench/#', String(o.qos)])
+  const sub = fork(fileURLToPath(new URL('../subscriber.js', import.meta.url)), [target.endpoint.host, String(target.endpoint.port), `sub-${runId}`, benchUser(0), BENCH_PASSWORD, 'bench/+/load', String(o.qos)])
   await once(sub, 'message')
   const payload = Buffer.alloc(o.payloadBytes, 7)
   const publishers: Client[] = []

@@ -28,7 +28,7 @@ export function percentile(sorted: Float64Array, p: number): number {
 
 export async function latency(target: RunningTarget, o: LatencyOptions, runId: string): Promise<LatencyResult> {
   const sub = await openClient(target.endpoint, { clientId: `lsub-${runId}`, username: benchUser(0), password: BENCH_PASSWORD })
-  await sub.subscribe('bench/#', 1)
+  await sub.subscribe('bench/latency', 1) // its own topic only: under load (loaded-latency) the fan-in's messages flow too
   const pub = await openClient(target.endpoint, { clientId: `lpub-${runId}`, username: benchUser(1), password: BENCH_PASSWORD })
   const samples = new Float64Array(Math.ceil(o.rate * (o.seconds + o.warmupSeconds + 2)))
   let count = 0

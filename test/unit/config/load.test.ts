@@ -172,10 +172,10 @@ describe('scheduling', () => {
 describe('coalescing', () => {
   const base = { listeners: [{ name: 'l', protocol: 'mqtt', port: 0 }], upstream: { host: 'h', port: 1 } }
 
-  it('defaults to 200 µs waits from 50,000 packets per second, and takes both keys', () => {
-    expect(configFromObject(base).coalescing).toEqual({ waitUs: 200, abovePerSecond: 50_000 })
+  it('defaults to 200 µs waits from 20,000 packets per second, and takes both keys', () => {
+    expect(configFromObject(base).coalescing).toEqual({ waitUs: 200, abovePerSecond: 20_000 })
     expect(configFromObject({ ...base, coalescing: { wait: '0.5ms', above: '3000/m' } }).coalescing).toEqual({ waitUs: 500, abovePerSecond: 50 })
-    expect(configFromObject({ ...base, coalescing: { wait: 0 } }).coalescing).toEqual({ waitUs: 0, abovePerSecond: 50_000 })
+    expect(configFromObject({ ...base, coalescing: { wait: 0 } }).coalescing).toEqual({ waitUs: 0, abovePerSecond: 20_000 })
   })
 
   it.each([

@@ -34,7 +34,7 @@ describe('ReadCoalescing', () => {
     await turn(c, 0) // a turn without reads does not wait
     expect(stats.coalescingWaits).toBe(1)
 
-    stats.packetsFromClient[3]! += 9 // 9 in the next window: below the threshold
+    stats.packetsFromClient[3]! += 4 // 4 in the next window: below half the threshold
     c.review()
     expect(c.active).toBe(false)
     await turn(c, 5)
@@ -80,7 +80,24 @@ describe('ReadCoalescing', () => {
     expect(stats.coalescingWaits).toBe(1)
   })
 
-  it('defaults to 200 µs from 50,000 packets per second', () => {
-    expect(DEFAULT_COALESCING).toEqual({ waitUs: 200, abovePerSecond: 50_000 })
+  it('defaults to 200 µs from 20,000 packets per second', () => {
+    expect(DEFAULT_COALESCING).toEqual({ waitUs: 200, abovePerSecond: 20_000 })
+  })
+
+  it('once on, stays on until the rate falls below half of the threshold', () => {
+    const stats = new Stats()
+    const c = coalescing(stats, 200, 1000) // 10 packets per window switch it on
+    c.noteRead()
+    const window = (packets: number): boolean => {
+      stats.packetsFromClient[3]! += packets
+      c.review()
+      return c.active
+    }
+    expect(window(9)).toBe(false)
+    expect(window(10)).toBe(true)
+    expect(window(5)).toBe(true) // half the threshold: still on
+    expect(window(4)).toBe(false)
+    expect(window(9)).toBe(false) // off again: the full threshold to switch on
+    expect(window(12)).toBe(true)
   })
 })
