@@ -253,7 +253,8 @@ export async function startTarget(kind: TargetKind, dir: string, placement: Plac
 /** Moat's coalescing counters from its /metrics (warm-up included): waits, and seconds asleep in them. */
 export async function coalescingWaits(adminPort: number): Promise<{ coalescingWaits: number; coalescingWaitSeconds: number }> {
   const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text()
-  const value = (name: string): number => Number(/^(\S+) (\S+)$/m.exec(text.split('\n').find((l) => l.startsWith(`${name} `)) ?? '')?.[2] ?? NaN)
+  const lines = text.split('\n')
+  const value = (name: string): number => Number(lines.find((l) => l.startsWith(`${name} `))?.slice(name.length + 1) ?? NaN)
   return { coalescingWaits: value('moat_coalescing_waits_total'), coalescingWaitSeconds: value('moat_coalescing_wait_seconds_total') }
 }
 

@@ -41,8 +41,8 @@ export class ReadCoalescing {
   private waitMs = 0
   /** Packets per review window from which turns wait. */
   private threshold = 0
-  /** True while the packet rate is above the threshold. */
-  active = false
+  /** True while the packet rate is above the threshold (see review for the band). */
+  private on = false
   /** An end-of-turn wait is scheduled for the current turn. */
   private armed = false
   private reviewer: NodeJS.Timeout | null = null
@@ -59,6 +59,11 @@ export class ReadCoalescing {
     if (this.waitMs === 0) this.stop()
   }
 
+  /** True while busy turns wait. */
+  get active(): boolean {
+    return this.on
+  }
+
   /** True while the packet rate is being judged (packets flowed in the last window). */
   get reviewing(): boolean {
     return this.reviewer !== null
@@ -66,7 +71,7 @@ export class ReadCoalescing {
 
   /** Called on every read from a client or the broker. */
   noteRead(): void {
-    if (this.active) {
+    if (this.on) {
       if (!this.armed) {
         this.armed = true
         setImmediate(onTurnEnd, this)
@@ -90,13 +95,13 @@ export class ReadCoalescing {
     const passed = packets - this.lastPackets
     this.lastPackets = packets
     if (passed === 0) this.stop()
-    else this.active = this.waitMs > 0 && passed >= (this.active ? this.threshold / 2 : this.threshold)
+    else this.on = this.waitMs > 0 && passed >= (this.on ? this.threshold / 2 : this.threshold)
   }
 
   /** The check phase of a turn that read something: sleep, so that the next turn reads more. */
   turnEnd(): void {
     this.armed = false
-    if (!this.active) return
+    if (!this.on) return
     const stats = this.stats
     const start = performance.now()
     Atomics.wait(sleeper, 0, 0, this.waitMs)
@@ -105,7 +110,7 @@ export class ReadCoalescing {
   }
 
   stop(): void {
-    this.active = false
+    this.on = false
     if (this.reviewer !== null) clearInterval(this.reviewer)
     this.reviewer = null
   }
