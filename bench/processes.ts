@@ -39,8 +39,18 @@ export async function freePort(): Promise<number> {
 
 /** user+system CPU seconds of a process, from /proc. */
 export function cpuSeconds(pid: number): number {
+  const { user, system } = cpuSplit(pid)
+  return user + system
+}
+
+/**
+ * User and kernel CPU seconds of a process, all threads (`/proc/PID/stat` utime and stime, 10 ms
+ * ticks): how its CPU divides between its own code and the system calls it makes. Coarse; read it
+ * over windows of seconds.
+ */
+export function cpuSplit(pid: number): { user: number; system: number } {
   const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ')
-  return (Number(fields[11]) + Number(fields[12])) / 100 // utime, stime in clock ticks (100 Hz)
+  return { user: Number(fields[11]) / 100, system: Number(fields[12]) / 100 }
 }
 
 /**

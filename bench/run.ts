@@ -188,6 +188,7 @@ for (const m of measurements) {
     if (s.includes(' at ')) rows.push({ label: `${s}: sent by publishers`, scenario: s, key: 'sentPerSecond', unit: 'msg/s', digits: 0 })
     rows.push({ label: `${s}: proxy CPU s / 1M msgs forwarded into the broker`, scenario: s, key: 'proxyCpuUsPerForwarded', unit: 's', digits: 2 })
     rows.push({ label: `${s}: proxy CPU s / 1M msgs delivered`, scenario: s, key: 'proxyCpuUsPerDelivered', unit: 's', digits: 2 })
+    rows.push({ label: `${s}: proxy CPU spent in the kernel (system calls)`, scenario: s, key: 'proxyKernelShare', unit: '%', digits: 0, scale: 100 })
     rows.push({ label: `${s}: broker CPU s / 1M msgs delivered`, scenario: s, key: 'brokerCpuUsPerDelivered', unit: 's', digits: 2 })
     rows.push({ label: `${s}: broker CPU s / 1M msgs read by the broker`, scenario: s, key: 'brokerCpuUsPerReceived', unit: 's', digits: 2 })
     rows.push({ label: `${s}: Moat's coalescing waits (whole run, warm-up included)`, scenario: s, key: 'coalescingWaits', unit: '', digits: 0 })

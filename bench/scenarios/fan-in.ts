@@ -28,7 +28,7 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { brokerFlow, brokerSockets, type BrokerSockets } from '../broker-sockets.js'
-import { cpuSecondsPrecise as cpuSeconds, sleep } from '../processes.js'
+import { cpuSecondsPrecise as cpuSeconds, cpuSplit, sleep } from '../processes.js'
 import { openClient, publishFrame, type Client } from '../loadgen.js'
 import { BENCH_PASSWORD, benchUser, type RunningTarget } from '../targets.js'
 
@@ -62,6 +62,11 @@ export interface FanInResult {
   /** Proxy CPU microseconds per message it forwarded into the broker, and per message delivered; null when direct. */
   readonly proxyCpuUsPerForwarded: number | null
   readonly proxyCpuUsPerDelivered: number | null
+  /**
+   * Share of the proxy's CPU spent in the kernel (system calls: reads, writes, epoll), 0 … 1, from
+   * 10 ms ticks; null when direct. What a proxy's own code can save is at most the rest.
+   */
+  readonly proxyKernelShare: number | null
   /** Broker CPU microseconds per message delivered, and per message it read. */
   readonly brokerCpuUsPerDelivered: number
   readonly brokerCpuUsPerReceived: number
@@ -204,6 +209,8 @@ function result(target: RunningTarget, o: FanInOptions, start: Sample, end: Samp
   const delivered = end.publishes - start.publishes
   const cpuProxy = end.proxyCpu - start.proxyCpu
   const cpuBroker = end.brokerCpu - start.brokerCpu
+  const proxyUser = end.proxyUser - start.proxyUser
+  const proxySystem = end.proxySystem - start.proxySystem
   const perMessage = (cpu: number, n: number): number => (n > 0 ? (cpu / n) * 1e6 : NaN)
   const readSeconds = (readAt - start.t) / 1000
   const seconds = (end.t - start.t) / 1000
@@ -216,6 +223,7 @@ function result(target: RunningTarget, o: FanInOptions, start: Sample, end: Samp
     offeredPerSecond: o.rate === 0 ? null : o.rate,
     proxyCpuUsPerForwarded: target.proxyPid === null ? null : perMessage(cpuProxy, forwarded),
     proxyCpuUsPerDelivered: target.proxyPid === null ? null : perMessage(cpuProxy, delivered),
+    proxyKernelShare: target.proxyPid === null || proxyUser + proxySystem === 0 ? null : proxySystem / (proxyUser + proxySystem),
     brokerCpuUsPerDelivered: perMessage(cpuBroker, delivered),
     brokerCpuUsPerReceived: perMessage(cpuBroker, received),
     seconds,
@@ -234,6 +242,9 @@ interface Sample {
   readonly t: number
   readonly proxyCpu: number
   readonly brokerCpu: number
+  /** The proxy's user and kernel CPU seconds (ticks; 0 when direct). */
+  readonly proxyUser: number
+  readonly proxySystem: number
   readonly publishes: number
   readonly closed: boolean
   readonly sockets: BrokerSockets
@@ -247,8 +258,9 @@ async function sample(target: RunningTarget, sub: ChildProcess): Promise<Sample>
   const t = performance.now()
   const proxyCpu = target.proxyPid === null ? 0 : cpuSeconds(target.proxyPid)
   const brokerCpu = cpuSeconds(target.brokerPid)
+  const split = target.proxyPid === null ? { user: 0, system: 0 } : cpuSplit(target.proxyPid)
   const [counted, sockets] = await Promise.all([count(sub), brokerSockets(target.brokerPort)])
-  return { t, proxyCpu, brokerCpu, publishes: counted.publishes, closed: counted.closed, sockets }
+  return { t, proxyCpu, brokerCpu, proxyUser: split.user, proxySystem: split.system, publishes: counted.publishes, closed: counted.closed, sockets }
 }
 
 function count(sub: ChildProcess): Promise<{ publishes: number; closed: boolean }> {

@@ -14,6 +14,9 @@
  * - The sink may stop the framer (return false from onFrame); the unprocessed rest is held, without
  *   copying, until `resume()`. That is how a session waits for an asynchronous decision or for
  *   the other socket to drain without losing bytes.
+ * - A chunk pushed as `lent` is valid only during `push` (net/lent-reads.ts: one read buffer shared
+ *   by every socket): what the framer keeps of it past the call (a held rest) is copied; a partial
+ *   frame is always assembled in the framer's own buffer anyway.
  */
 
 export const FrameError = {
@@ -37,6 +40,13 @@ export interface FrameSink {
 /** `buf[start, end)` as a Buffer of its own: the buffer itself when that is all of it, else a view (no copy). */
 export function frameBuffer(buf: Buffer, start: number, end: number): Buffer {
   return start === 0 && end === buf.length ? buf : buf.subarray(start, end)
+}
+
+/** A copy of `buf[start, end)` (what is kept of a chunk lent for one call only). */
+export function copyRange(buf: Buffer, start: number, end: number): Buffer {
+  const copy = Buffer.allocUnsafe(end - start)
+  buf.copy(copy, 0, start, end)
+  return copy
 }
 
 /** Largest value of a 4-byte variable byte integer: 268,435,455 [MQTT-1.5.5]. */
@@ -116,15 +126,19 @@ export class Framer {
     return this.headerLength === 0 && this.assembly === null && this.heldBytes === 0
   }
 
-  push(chunk: Buffer): void {
-    if (this.failed || chunk.length === 0) return
+  /**
+   * Feeds `chunk[0, end)`. `lent`: the chunk is only valid during this call (the framer copies what
+   * it keeps); otherwise the framer may keep views of it (it never writes into it).
+   */
+  push(chunk: Buffer, end: number = chunk.length, lent = false): void {
+    if (this.failed || end === 0) return
     if (this.stopped) {
       const held = this.held ?? (this.held = [])
-      held.push(chunk)
-      this.heldBytes += chunk.length
+      held.push(lent ? copyRange(chunk, 0, end) : end === chunk.length ? chunk : chunk.subarray(0, end))
+      this.heldBytes += end
       return
     }
-    this.process(chunk, 0)
+    this.process(chunk, 0, end, lent)
   }
 
   /** Continue after the sink returned false. Processes what was held, in order. */
@@ -135,7 +149,7 @@ export class Framer {
     while (held !== null && held.length > 0 && !this.stopped && !this.failed) {
       const chunk = held.shift()!
       this.heldBytes -= chunk.length
-      this.process(chunk, 0)
+      this.process(chunk, 0, chunk.length, false)
     }
   }
 
@@ -154,14 +168,13 @@ export class Framer {
     this.failed = true
   }
 
-  private process(chunk: Buffer, start: number): void {
-    const end = chunk.length
+  private process(chunk: Buffer, start: number, end: number, lent: boolean): void {
     let pos = start
     while (pos < end) {
       if (this.assembly !== null) {
         pos = this.continueAssembly(chunk, pos, end)
         if (this.assembled < this.frameSize) return // chunk used up
-        if (!this.emitAssembled()) return this.hold(chunk, pos)
+        if (!this.emitAssembled()) return this.hold(chunk, pos, end, lent)
         continue
       }
       if (this.headerLength > 0) {
@@ -169,7 +182,7 @@ export class Framer {
         if (this.failed) return
         // A packet with no body (PINGREQ, DISCONNECT) is complete with its header.
         if (this.assembly !== null && this.assembled === this.frameSize && !this.emitAssembled()) {
-          return this.hold(chunk, pos)
+          return this.hold(chunk, pos, end, lent)
         }
         continue
       }
@@ -188,7 +201,7 @@ export class Framer {
       if (pos + size <= end) {
         const frameStart = pos
         pos += size
-        if (!this.sink.onFrame(chunk, frameStart, pos, first >> 4, first & 0x0f, headerSize)) return this.hold(chunk, pos)
+        if (!this.sink.onFrame(chunk, frameStart, pos, first >> 4, first & 0x0f, headerSize)) return this.hold(chunk, pos, end, lent)
         continue
       }
       // The frame continues in a later chunk: start assembling.
@@ -256,11 +269,11 @@ export class Framer {
     return this.sink.onFrame(buf, 0, this.frameSize, first >> 4, first & 0x0f, this.bodyOffset)
   }
 
-  private hold(chunk: Buffer, pos: number): void {
+  private hold(chunk: Buffer, pos: number, end: number, lent: boolean): void {
     if (this.failed) return
     this.stopped = true
-    if (pos < chunk.length) {
-      const rest = chunk.subarray(pos)
+    if (pos < end) {
+      const rest = lent ? copyRange(chunk, pos, end) : chunk.subarray(pos, end)
       const held = this.held ?? (this.held = [])
       held.unshift(rest)
       this.heldBytes += rest.length

@@ -8,12 +8,22 @@
  * of it, and two frames are merged only when the second starts at the byte right after the first in
  * the same buffer, so the merged slice holds exactly them. One Buffer view is made per run written
  * (none when the run is the whole chunk), not one per frame.
+ *
+ * A run in the lent read buffer (net/lent-reads.ts) must leave it before the read callback returns,
+ * so it is never handed to a write that could finish later: on a plain TCP socket with nothing
+ * queued, it is written to the descriptor at once (the same non-blocking write Node itself tries
+ * first); whatever the kernel does not take then, and any run behind a queue or for a TLS or
+ * WebSocket peer, is written as a copy.
  */
+import { writeSync } from 'node:fs'
 import type { Writable } from 'node:stream'
-import { frameBuffer } from '../protocol/framer.js'
+import { isLent, socketFd } from '../net/lent-reads.js'
+import { copyRange, frameBuffer } from '../protocol/framer.js'
 
 export class RunWriter {
   private socket: Writable | null = null
+  /** The socket's descriptor for immediate writes of lent runs; -1 when it has none (TLS, WebSocket). */
+  private fd = -1
   private run: Buffer | null = null
   private runStart = 0
   private runEnd = 0
@@ -22,6 +32,7 @@ export class RunWriter {
 
   attach(socket: Writable): void {
     this.socket = socket
+    this.fd = socketFd(socket)
   }
 
   /** Queues `buf[start, end)`: extends the pending run when it follows it in the same buffer. */
@@ -49,10 +60,15 @@ export class RunWriter {
     this.run = null
     const socket = this.socket
     if (socket === null || socket.destroyed) return true
-    const start = this.runStart
+    let start = this.runStart
     const end = this.runEnd
     this.bytes += end - start
-    return socket.write(frameBuffer(run, start, end))
+    if (!isLent(run)) return socket.write(frameBuffer(run, start, end))
+    if (this.fd >= 0 && socket.writableLength === 0 && socket.writable) {
+      start += writeNow(this.fd, run, start, end, socket)
+      if (start === end) return true
+    }
+    return socket.write(copyRange(run, start, end))
   }
 
   /** Writes one buffer after whatever run is pending (order is kept). */
@@ -67,5 +83,20 @@ export class RunWriter {
   /** Forgets the pending run without writing it. */
   discard(): void {
     this.run = null
+  }
+}
+
+/**
+ * Writes `buf[start, end)` to `fd` without waiting; returns how many bytes the kernel took (0 when
+ * its buffer is full). A failed connection is handed to the socket, which reports it as usual
+ * ('error', 'close'); the bytes then count as done.
+ */
+function writeNow(fd: number, buf: Buffer, start: number, end: number, socket: Writable): number {
+  try {
+    return writeSync(fd, buf, start, end - start)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return 0
+    socket.destroy(err as Error)
+    return end - start
   }
 }

@@ -22,7 +22,8 @@ import { Action, reject, type Verdict } from '../checks/verdict.js'
 import { upstreamConnect } from '../auth/upstream-credentials.js'
 import { PacketDecoder, readConnectLevel, ConnectProtocol } from '../protocol/decode.js'
 import { TOO_MANY_USER_PROPERTIES } from '../protocol/properties.js'
-import { Framer, FrameError, frameBuffer, type FrameSink } from '../protocol/framer.js'
+import { Framer, FrameError, type FrameSink } from '../protocol/framer.js'
+import { lendReads, ownedCopy, returnLent } from '../net/lent-reads.js'
 import { clientMaySend, FLAGS_ANY, PacketType, packetTypeNames, requiredFlags } from '../protocol/packet-type.js'
 import { ack, isAckReasonCode, suback } from '../protocol/acks.js'
 import { PublishView, readPublish } from '../protocol/publish.js'
@@ -57,6 +58,9 @@ export interface SessionInfo {
   readonly brokerReadBuffer: number
   readonly clientPaused: boolean
   readonly brokerPaused: boolean
+  /** How each side is read: into the shared lent buffer (plain TCP, net/lent-reads.ts) or through 'data'. */
+  readonly clientReads: ReadMode
+  readonly brokerReads: ReadMode | null
   readonly transport: Transport
   readonly tlsVersion: string | null
   /** The verified client certificate (mutual TLS): subject, CN, SANs, fingerprint. */
@@ -64,6 +68,8 @@ export interface SessionInfo {
 }
 
 const kSession = Symbol('moat.session')
+
+export type ReadMode = 'lent' | 'stream'
 
 /** The return / reason code of a CONNACK Moat writes. */
 function connackCode(connack: Buffer): number {
@@ -96,6 +102,15 @@ type Phase = (typeof Phase)[keyof typeof Phase]
 const PAUSED_CONNECTING = 1
 const PAUSED_BROKER_FULL = 2
 const PAUSED_THROTTLED = 4
+
+/**
+ * A paused side read into the lent buffer keeps reading, its bytes held (copied) by its stopped
+ * framer, up to this many bytes; then its socket stops reading too. A socket read through 'data'
+ * does the same in Node (its paused stream buffers up to the high-water mark, 16 KiB), and reading
+ * on is how a client that leaves while Moat waits (an auth backend, a full broker) is noticed:
+ * a socket that reads nothing sees no end of stream.
+ */
+const PAUSED_HOLD_BYTES = 16 * 1024
 
 /** How a connection refused at accept time is answered once its CONNECT tells the version. */
 const REFUSAL_CODES: Record<ConnectionRefusal, number> = {
@@ -164,6 +179,8 @@ export class Session implements FrameSink {
   private timer: NodeJS.Timeout | null = null
   private pausedFor = 0
   private brokerPaused = false
+  private clientReads: ReadMode = 'stream'
+  private brokerReads: ReadMode | null = null
   private clientSentDisconnect = false
   private brokerSentDisconnect = false
   private connackSeen = false
@@ -216,7 +233,8 @@ export class Session implements FrameSink {
     const socket = client as SessionSocket
     socket[kSession] = this
     client.setNoDelay(true)
-    client.on('data', onClientData)
+    if (lendReads(client as Socket, onLentClientRead)) this.clientReads = 'lent'
+    else client.on('data', onClientData)
     client.on('end', onClientEnd)
     client.on('error', onClientError)
     client.on('close', onClientClose)
@@ -269,6 +287,8 @@ export class Session implements FrameSink {
       brokerReadBuffer: this.brokerFramer.bufferedBytes,
       clientPaused: this.pausedFor !== 0,
       brokerPaused: this.brokerPaused,
+      clientReads: this.clientReads,
+      brokerReads: this.brokerReads,
       transport: this.state.transport,
       tlsVersion: this.state.tlsVersion,
       certificate: this.state.certificate,
@@ -277,17 +297,19 @@ export class Session implements FrameSink {
 
   // ---------------------------------------------------------------- client → broker
 
-  onClientData(chunk: Buffer): void {
+  /** Client bytes `chunk[0, end)`; `lent`: valid only during this call (net/lent-reads.ts). */
+  onClientData(chunk: Buffer, end: number, lent: boolean): void {
     this.ctx.coalescing?.noteRead()
     if (this.idleMs !== 0) this.lastClientData = nowMs()
     if (this.generation !== this.ctx.policy.generation) this.adoptPolicy()
     // The first packet MUST be a CONNECT [MQTT-3.1.0-1]: judged on its first byte, before its
     // declared length is waited for (a non-CONNECT opener is Mosquitto's CVE-2023-0809 trigger).
-    if (this.phase === Phase.AwaitConnect && this.clientFramer.atBoundary && chunk.length > 0 && chunk[0]! >> 4 !== PacketType.Connect) {
+    if (this.phase === Phase.AwaitConnect && this.clientFramer.atBoundary && end > 0 && chunk[0]! >> 4 !== PacketType.Connect) {
       this.refuseConnect('first_packet_not_connect', null, chunk[0]! >> 4)
       return
     }
-    this.clientFramer.push(chunk)
+    this.clientFramer.push(chunk, end, lent)
+    if (lent && this.pausedFor !== 0 && this.clientFramer.bufferedBytes >= PAUSED_HOLD_BYTES) this.client.pause()
     if (this.phase !== Phase.Open) return
     this.toBroker.flush()
     if (this.upstream!.writableNeedDrain) this.pauseClient(PAUSED_BROKER_FULL)
@@ -348,7 +370,7 @@ export class Session implements FrameSink {
     const stats = this.ctx.stats
     stats.packetsFromClient[type]! += 1
     stats.bytesFromClient[type]! += end - start
-    if (phase === Phase.AwaitConnect) return this.onConnectFrame(frameBuffer(buf, start, end), type, flags, bodyOffset)
+    if (phase === Phase.AwaitConnect) return this.onConnectFrame(ownedCopy(buf, start, end), type, flags, bodyOffset)
     return this.dispatch(buf, start, end, type, flags, bodyOffset)
   }
 
@@ -362,7 +384,7 @@ export class Session implements FrameSink {
     if (required !== FLAGS_ANY && flags !== required) return this.violation('reserved_flags', ReasonCode.MalformedPacket, type)
     if (type !== PacketType.Publish && type !== PacketType.Disconnect && type !== PacketType.Connect) {
       const verdict = this.checks!.runPacket(type, end - start, this.state)
-      if (verdict.action === Action.Throttle) return this.throttle(frameBuffer(buf, start, end), type, flags, bodyOffset)
+      if (verdict.action === Action.Throttle) return this.throttle(ownedCopy(buf, start, end), type, flags, bodyOffset)
       if (verdict.action !== Action.Forward) return this.violation(verdict.why, verdict.reason, type)
     }
     switch (type) {
@@ -374,18 +396,18 @@ export class Session implements FrameSink {
       case PacketType.Pubcomp:
         return this.onAck(buf, start, end, type, bodyOffset)
       case PacketType.Subscribe:
-        return this.onSubscribe(frameBuffer(buf, start, end))
+        return this.onSubscribe(ownedCopy(buf, start, end))
       case PacketType.Unsubscribe:
-        return this.onUnsubscribe(frameBuffer(buf, start, end))
+        return this.onUnsubscribe(ownedCopy(buf, start, end))
       case PacketType.Pingreq:
         if (end - start !== 2) return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
         this.toBroker.add(buf, start, end)
         return true
       case PacketType.Disconnect:
-        return this.onDisconnect(frameBuffer(buf, start, end), bodyOffset)
+        return this.onDisconnect(ownedCopy(buf, start, end), bodyOffset)
       case PacketType.Auth:
         if (this.state.version !== 5) break
-        return this.onAuth(frameBuffer(buf, start, end))
+        return this.onAuth(ownedCopy(buf, start, end))
       case PacketType.Connect:
         // A second CONNECT is a protocol error: close the connection [MQTT-3.1.0-2].
         return this.violation('duplicate_connect', ReasonCode.ProtocolError, type)
@@ -418,7 +440,7 @@ export class Session implements FrameSink {
     }
     if (verdict.action === Action.Throttle) {
       view.clear()
-      return this.throttle(frameBuffer(buf, start, end), PacketType.Publish, flags, bodyOffset)
+      return this.throttle(ownedCopy(buf, start, end), PacketType.Publish, flags, bodyOffset)
     }
     const topic = view.topic
     view.clear()
@@ -478,7 +500,7 @@ export class Session implements FrameSink {
     // 5.0 acks may carry a reason code and properties: let the full decoder judge those (rare);
     // a reason code alone is checked here (found by the fuzz suite: it went unchecked).
     if (remaining === 3 && !isAckReasonCode(type, buf[body + 2]!)) return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
-    if (remaining > 3 && this.decoding.decode(frameBuffer(buf, start, end)) === null) return this.decodeFailure(type)
+    if (remaining > 3 && this.decoding.decode(ownedCopy(buf, start, end)) === null) return this.decodeFailure(type)
     const packetId = buf.readUInt16BE(body)
     // The PUBREL of a QoS 2 publish Moat refused (3.1.1): the broker never saw it, Moat completes it.
     if (type === PacketType.Pubrel && this.refusedQos2 !== null && this.refusedQos2.delete(packetId)) {
@@ -728,7 +750,11 @@ export class Session implements FrameSink {
     upstream[kSession] = this
     upstream.setNoDelay(true)
     upstream.on(upstreamReadyEvent(upstreamConfig), onUpstreamConnect)
-    upstream.on('data', onUpstreamData)
+    if (lendReads(upstream, onLentUpstreamRead)) this.brokerReads = 'lent'
+    else {
+      this.brokerReads = 'stream'
+      upstream.on('data', onUpstreamData)
+    }
     upstream.on('end', onUpstreamEnd)
     upstream.on('error', onUpstreamError)
     upstream.on('close', onUpstreamClose)
@@ -772,15 +798,14 @@ export class Session implements FrameSink {
 
   // ---------------------------------------------------------------- broker → client
 
-  onUpstreamData(chunk: Buffer): void {
+  /** Broker bytes `chunk[0, end)`; `lent`: valid only during this call (net/lent-reads.ts). */
+  onUpstreamData(chunk: Buffer, end: number, lent: boolean): void {
     this.ctx.coalescing?.noteRead()
-    this.brokerFramer.push(chunk)
+    this.brokerFramer.push(chunk, end, lent)
+    if (lent && this.brokerPaused && this.brokerFramer.bufferedBytes >= PAUSED_HOLD_BYTES) this.upstream!.pause()
     if (this.phase >= Phase.Closing) return
     this.toClient.flush()
-    if (this.client.writableNeedDrain && !this.brokerPaused) {
-      this.brokerPaused = true
-      this.upstream!.pause()
-    }
+    if (this.client.writableNeedDrain && !this.brokerPaused) this.pauseBroker()
   }
 
   /** A broker frame `buf[start, end)`: deliveries and acks are handled in place, the rest get a Buffer of their own. */
@@ -806,7 +831,7 @@ export class Session implements FrameSink {
         return true
       }
     }
-    let frame = frameBuffer(buf, start, end)
+    let frame = ownedCopy(buf, start, end)
     switch (type) {
       case PacketType.Suback:
         frame = this.book.onSuback(frame, bodyOffset, this.state)
@@ -1070,28 +1095,53 @@ export class Session implements FrameSink {
   }
 
   onClientDrain(): void {
-    if (this.brokerPaused && this.phase === Phase.Open) {
-      this.brokerPaused = false
-      this.upstream!.resume()
-    }
+    if (!this.brokerPaused || this.phase !== Phase.Open) return
+    this.brokerPaused = false
+    this.upstream!.resume()
+    // What a lent upstream read while paused (PAUSED_HOLD_BYTES) goes on to the client now.
+    if (this.brokerReads !== 'lent' || !this.brokerFramer.isStopped) return
+    this.brokerFramer.resume()
+    if (this.phase >= Phase.Closing) return
+    this.toClient.flush()
+    if (this.client.writableNeedDrain) this.pauseBroker()
   }
 
   onUpstreamDrain(): void {
     this.resumeClient(PAUSED_BROKER_FULL)
   }
 
+  /** Stops taking broker bytes while the client does not read (a lent upstream reads on, up to PAUSED_HOLD_BYTES). */
+  private pauseBroker(): void {
+    this.brokerPaused = true
+    if (this.brokerReads !== 'lent') this.upstream!.pause()
+    else {
+      this.brokerFramer.stop()
+      if (this.brokerFramer.bufferedBytes >= PAUSED_HOLD_BYTES) this.upstream!.pause()
+    }
+  }
+
+  /** Stops taking client bytes for `reason` (a lent client socket reads on, up to PAUSED_HOLD_BYTES). */
   private pauseClient(reason: number): void {
     this.pausedFor |= reason
-    this.client.pause()
+    if (this.clientReads !== 'lent') this.client.pause()
+    else {
+      this.clientFramer.stop()
+      if (this.clientFramer.bufferedBytes >= PAUSED_HOLD_BYTES) this.client.pause()
+    }
   }
 
   private resumeClient(reason: number): void {
     this.pausedFor &= ~reason
-    if (this.pausedFor === 0 && this.phase < Phase.Closing) {
-      this.client.resume()
-      // The client's silence while Moat was not reading does not count towards its idle time.
-      if (this.idleMs !== 0) this.lastClientData = nowMs()
-    }
+    if (this.pausedFor !== 0 || this.phase >= Phase.Closing) return
+    this.client.resume()
+    // The client's silence while Moat was not reading does not count towards its idle time.
+    if (this.idleMs !== 0) this.lastClientData = nowMs()
+    // What a lent client socket read while paused (PAUSED_HOLD_BYTES) goes on to the broker now.
+    if (this.clientReads !== 'lent' || !this.clientFramer.isStopped) return
+    this.clientFramer.resume()
+    if (this.phase !== Phase.Open) return
+    this.toBroker.flush()
+    if (this.upstream!.writableNeedDrain) this.pauseClient(PAUSED_BROKER_FULL)
   }
 
   private clearTimer(): void {
@@ -1197,7 +1247,7 @@ export class Session implements FrameSink {
       version: this.state.version,
       reason: this.closeReason,
       bytesIn: this.client.bytesRead,
-      bytesOut: this.client.bytesWritten,
+      bytesOut: this.toClient.bytes, // bytes written straight to the descriptor (run-writer.ts) are not in client.bytesWritten
       durationMs: Date.now() - this.startedAt,
       // Repeated refusals are summed up here rather than logged at packet rate.
       refusals: this.refusals === null ? undefined : Object.fromEntries(this.refusals),
@@ -1224,7 +1274,11 @@ class BrokerFrames implements FrameSink {
 
 // Module-level handlers: `this` is the socket; no per-session closures.
 function onClientData(this: SessionSocket, chunk: Buffer): void {
-  this[kSession].onClientData(chunk)
+  this[kSession].onClientData(chunk, chunk.length, false)
+}
+function onLentClientRead(this: Socket, nread: number, buf: Buffer): void {
+  (this as SessionSocket)[kSession].onClientData(buf, nread, true)
+  returnLent(nread)
 }
 function onClientEnd(this: SessionSocket): void {
   this[kSession].onClientEnded('client_closed')
@@ -1242,7 +1296,11 @@ function onUpstreamConnect(this: SessionSocket): void {
   this[kSession].onUpstreamConnect()
 }
 function onUpstreamData(this: SessionSocket, chunk: Buffer): void {
-  this[kSession].onUpstreamData(chunk)
+  this[kSession].onUpstreamData(chunk, chunk.length, false)
+}
+function onLentUpstreamRead(this: Socket, nread: number, buf: Buffer): void {
+  (this as SessionSocket)[kSession].onUpstreamData(buf, nread, true)
+  returnLent(nread)
 }
 function onUpstreamEnd(this: SessionSocket): void {
   this[kSession].onUpstreamGone('upstream_closed', 'broker closed the connection')

@@ -98,6 +98,21 @@ for (const kind of brokerKinds()) {
       await watcher.endAsync()
     })
 
+    it('a throttled client that leaves is noticed at once: its session ends and what it held never reaches the broker', async () => {
+      // 1/m: the throttle would last a minute; only reading on while throttled sees the client go.
+      moat = await startMoat(broker, { limits: limitsFrom({ messageRate: '1/m' }) })
+      const id = uid('leaver')
+      const topic = uid('held')
+      const raw = await rawSession(moat.address().port, id)
+      raw.send(Buffer.concat(Array.from({ length: 5 }, (_, n) => publish(topic, n))))
+      await expect.poll(() => moat!.sessionInfo().some((s) => s.clientId === id && s.clientPaused), { timeout: 5000 }).toBe(true)
+      await expect.poll(() => broker.received(id).filter((r) => r.startsWith('publish'))).toEqual([`publish ${topic}`])
+      raw.destroy()
+      await expect.poll(() => moat!.sessionCount, { timeout: 5000 }).toBe(0)
+      await broker.clientGone(id)
+      expect(broker.received(id).filter((r) => r.startsWith('publish'))).toEqual([`publish ${topic}`])
+    })
+
     it('a throttled client is not read, the others are: a second client publishes freely meanwhile', async () => {
       moat = await startMoat(broker, { limits: limitsFrom({ messageRate: '20/s' }) })
       const slowTopic = uid('throttled')

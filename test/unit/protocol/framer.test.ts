@@ -199,3 +199,68 @@ describe('Framer', () => {
     }), { numRuns: 500 })
   })
 })
+
+/**
+ * Chunks lent for one call only (src/net/lent-reads.ts): every chunk is pushed from one scratch
+ * buffer that is overwritten as soon as push returns, the way the shared read buffer is reused by
+ * the next read. Whatever the framer keeps must be its own copy.
+ */
+describe('Framer with lent chunks', () => {
+  const scratch = Buffer.alloc(stream.length + 16)
+
+  function pushLent(framer: Framer, bytes: Buffer): void {
+    bytes.copy(scratch, 0)
+    framer.push(scratch, bytes.length, true)
+    scratch.fill(0xee)
+  }
+
+  it('frames only chunk[0, end)', () => {
+    const sink = new Collector()
+    const framer = new Framer(sink, 1 << 20)
+    const chunk = Buffer.concat([packets[1]!, Buffer.from([0x30, 0x7f, 0x00])]) // a partial PUBLISH after the end
+    framer.push(chunk, packets[1]!.length, false)
+    expectFrames(sink.got, [packets[1]!])
+    expect(framer.atBoundary).toBe(true)
+  })
+
+  it('yields the same frames for every split point, each chunk overwritten after push', () => {
+    for (let split = 0; split <= stream.length; split++) {
+      const sink = new Collector()
+      const framer = new Framer(sink, 1 << 20)
+      pushLent(framer, stream.subarray(0, split))
+      pushLent(framer, stream.subarray(split))
+      expectFrames(sink.got, packets, `split at ${split}`)
+    }
+  })
+
+  it('copies what it holds while stopped: the rest of a lent chunk and lent chunks pushed meanwhile', () => {
+    const sink = new Collector()
+    sink.stopAfter = 1
+    const framer = new Framer(sink, 1 << 20)
+    pushLent(framer, stream.subarray(0, 50))
+    expect(framer.isStopped).toBe(true)
+    pushLent(framer, stream.subarray(50, 300))
+    pushLent(framer, stream.subarray(300))
+    expect(framer.bufferedBytes).toBe(stream.length - packets[0]!.length)
+    sink.stopAfter = -1
+    framer.resume()
+    expectFrames(sink.got, packets)
+  })
+
+  it('yields the same frames for any split into lent chunks (property)', () => {
+    fc.assert(fc.property(fc.array(fc.integer({ min: 0, max: stream.length }), { maxLength: 40 }), fc.integer({ min: 0, max: 8 }), (cuts, stopAt) => {
+      const points = [...new Set(cuts)].sort((a, b) => a - b)
+      const sink = new Collector()
+      sink.stopAfter = stopAt // 0: never stops
+      const framer = new Framer(sink, 1 << 20)
+      let last = 0
+      for (const p of [...points, stream.length]) {
+        pushLent(framer, stream.subarray(last, p))
+        last = p
+      }
+      sink.stopAfter = -1
+      framer.resume()
+      expectFrames(sink.got, packets)
+    }), { numRuns: 300 })
+  })
+})

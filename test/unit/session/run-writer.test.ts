@@ -1,6 +1,8 @@
 import net from 'node:net'
 import { once } from 'node:events'
-import { describe, expect, it } from 'vitest'
+import { PassThrough } from 'node:stream'
+import { describe, expect, it, vi } from 'vitest'
+import { isLent, lendReads, returnLent } from '../../../src/net/lent-reads.js'
 import { RunWriter } from '../../../src/session/run-writer.js'
 
 /** A real loopback socket pair; counts the write() calls the writer makes. */
@@ -77,5 +79,109 @@ describe('RunWriter', () => {
     expect(writes[1]!.toString()).toBe('dddd')
     expect(writes[1]!.buffer).toBe(part.buffer)
     close()
+  })
+})
+
+/**
+ * Runs in the lent read buffer (src/net/lent-reads.ts), relayed the way a session does: a socket
+ * whose reads are lent, each read added as a run and flushed inside the callback, the buffer
+ * poisoned after it (vitest.config.ts). A run that a write kept a view of would arrive as 0xee.
+ */
+async function lentRelay(sink: () => { writable: NodeJS.WritableStream & { write: (b: Buffer) => boolean }; writes: Buffer[] }): Promise<{ source: net.Socket; writer: RunWriter; writes: Buffer[]; close: () => void }> {
+  const server = net.createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const source = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1')
+  const [relayed] = (await once(server, 'connection')) as [net.Socket]
+  const { writable, writes } = sink()
+  const writer = new RunWriter()
+  writer.attach(writable as never)
+  const ok = lendReads(relayed, function (nread, buf) {
+    writer.add(buf, 0, nread)
+    if (!writer.flush()) {
+      relayed.pause()
+      ;(writable as unknown as net.Socket).once('drain', () => relayed.resume())
+    }
+    returnLent(nread)
+  })
+  expect(ok).toBe(true)
+  return { source, writer, writes, close: () => { source.destroy(); relayed.destroy(); server.close() } }
+}
+
+/** A loopback connection to write into; `received()` ends it and returns what the far end got. */
+async function destination(): Promise<{ socket: net.Socket; far: net.Socket; writes: Buffer[]; received: () => Promise<Buffer>; close: () => void }> {
+  const server = net.createServer()
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const socket = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1')
+  const [far] = (await once(server, 'connection')) as [net.Socket]
+  await new Promise((r) => (socket.connecting ? socket.once('connect', r) : r(null)))
+  const chunks: Buffer[] = []
+  far.on('data', (c: Buffer) => chunks.push(c))
+  const writes: Buffer[] = []
+  const write = socket.write.bind(socket)
+  socket.write = ((data: Buffer) => { writes.push(data); return write(data) }) as typeof socket.write
+  return {
+    socket, far, writes,
+    received: async () => {
+      socket.end()
+      await once(far, 'end')
+      return Buffer.concat(chunks)
+    },
+    close: () => { socket.destroy(); far.destroy(); server.close() },
+  }
+}
+
+function pattern(size: number, seed: number): Buffer {
+  const b = Buffer.allocUnsafe(size)
+  for (let i = 0; i < size; i++) b[i] = (i * 31 + seed) & 0xff
+  return b
+}
+
+describe('RunWriter with lent runs', () => {
+  it('writes a lent run to the descriptor at once, not through the socket stream', async () => {
+    const dest = await destination()
+    const relay = await lentRelay(() => ({ writable: dest.socket, writes: dest.writes }))
+    const data = pattern(10_000, 1)
+    relay.source.end(data)
+    await once(relay.source, 'close')
+    await new Promise((r) => setTimeout(r, 50))
+    expect(dest.writes).toEqual([]) // every lent run went straight to the kernel
+    expect((await dest.received()).equals(data)).toBe(true)
+    expect(relay.writer.bytes).toBe(data.length)
+    relay.close()
+    dest.close()
+  })
+
+  it('writes copies once the kernel is full and behind a queue, and delivers every byte in order', async () => {
+    const dest = await destination()
+    dest.far.pause() // the far end stops reading: the kernel's buffers fill, then the socket's queue
+    const relay = await lentRelay(() => ({ writable: dest.socket, writes: dest.writes }))
+    const data = pattern(16 * 1024 * 1024, 7)
+    relay.source.write(data)
+    await vi.waitFor(() => expect(dest.writes.length).toBeGreaterThan(0), { timeout: 10_000 })
+    for (const w of dest.writes) expect(isLent(w)).toBe(false) // copies, never a view of the lent buffer
+    dest.far.resume()
+    relay.source.end()
+    await once(relay.source, 'close')
+    await vi.waitFor(() => expect(dest.socket.writableLength).toBe(0), { timeout: 10_000 })
+    const got = await dest.received()
+    expect(got.length).toBe(data.length)
+    expect(got.equals(data)).toBe(true)
+    relay.close()
+    dest.close()
+  })
+
+  it('writes a lent run to a stream without a descriptor (TLS, WebSocket) as a copy', async () => {
+    const out = new PassThrough()
+    const writes: Buffer[] = []
+    out.on('data', (c: Buffer) => writes.push(c))
+    const relay = await lentRelay(() => ({ writable: out as never, writes }))
+    const data = pattern(5000, 3)
+    relay.source.end(data)
+    await once(relay.source, 'close')
+    await vi.waitFor(() => expect(Buffer.concat(writes).length).toBe(data.length))
+    expect(Buffer.concat(writes).equals(data)).toBe(true)
+    relay.close()
   })
 })
