@@ -265,6 +265,15 @@ export function createRegistry(stats: Stats, policy: PolicyStore, limiter?: Conn
       this.inc(stats.coalescingWaitSeconds)
     },
   })
+  new Counter({
+    name: 'moat_coalescing_backoffs_total',
+    help: 'Times the coalescing waits went off because reads did not gather behind them (fewer than 8 packets per read: a steady load of many sockets), each followed by a back-off before the packet rate may turn them on again.',
+    registers: [register],
+    collect() {
+      this.reset()
+      this.inc(stats.coalescingBackoffs)
+    },
+  })
   registerAuthMetrics(register, stats.auth)
   return register
 }

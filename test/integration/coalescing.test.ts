@@ -5,7 +5,8 @@
  * every message still arrives whole and in order on both paths through Moat: at a subscriber on the
  * broker itself (client → broker) and at a subscriber behind Moat (broker → client). Below the
  * rate, or with `wait: 0`, nothing waits; a reload turns it on; with `workers: 2` each worker
- * coalesces on its own and /metrics sums their waits.
+ * coalesces on its own and /metrics sums their waits. Under a steady load of many clients, each
+ * sending a packet now and then, the waits gather nothing and go off (moat_coalescing_backoffs_total).
  */
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -97,6 +98,36 @@ describe('coalescing in front of mosquitto', () => {
     await flood(moat.port)
     expect(await moat.metric('moat_coalescing_waits_total')).toBeGreaterThan(0)
     expect(await moat.metric('moat_coalescing_wait_seconds_total')).toBeGreaterThan(0)
+  }, SLOW)
+
+  it('a steady load of many clients, a packet each now and then: the waits do not gather, go off and back off; every message arrives', async () => {
+    const moat = await MoatProcess.start(dir, 'steady.yaml', config({ wait: '300us', above: '1000/s' }))
+    running.push(moat)
+    const CLIENTS = 20
+    const EACH = 100
+    const topic = `flood/${shortId()}`
+    const firstSeen = seen.messages.length
+    const publishers = await Promise.all(Array.from({ length: CLIENTS }, (_, i) => rawSession(moat.port, `steady-${i}-${shortId()}`)))
+    // One QoS 0 PUBLISH per client every 5 ms: 4,000 packets/s, above the rate, one packet per read.
+    await Promise.all(publishers.map((p, i) => new Promise<void>((resolve) => {
+      let n = 0
+      const timer = setInterval(() => {
+        const payload = Buffer.alloc(8)
+        payload.writeUInt32BE(i, 0)
+        payload.writeUInt32BE(n, 4)
+        p.send(generate({ cmd: 'publish', topic, payload, qos: 0, retain: false, dup: false }))
+        if (++n === EACH) {
+          clearInterval(timer)
+          resolve()
+        }
+      }, 5)
+    })))
+    const messages = (await seen.waitFor(firstSeen + CLIENTS * EACH, SLOW)).slice(firstSeen)
+    for (let i = 0; i < CLIENTS; i++) {
+      expect(messages.filter((m) => m.payload.readUInt32BE(0) === i).map((m) => m.payload.readUInt32BE(4))).toEqual(Array.from({ length: EACH }, (_, n) => n))
+    }
+    for (const p of publishers) p.destroy()
+    expect(await moat.metric('moat_coalescing_backoffs_total')).toBeGreaterThan(0)
   }, SLOW)
 
   it('below the rate, no turn waits', async () => {

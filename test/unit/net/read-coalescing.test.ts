@@ -1,6 +1,6 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { Stats } from '../../../src/metrics/stats.js'
-import { DEFAULT_COALESCING, ReadCoalescing } from '../../../src/net/read-coalescing.js'
+import { DEFAULT_COALESCING, FIRST_BACKOFF_MS, MAX_BACKOFF_MS, MIN_PACKETS_PER_READ, ReadCoalescing } from '../../../src/net/read-coalescing.js'
 
 /** One turn of the event loop: the reads happen, then the check phase (where the wait runs). */
 async function turn(coalescing: ReadCoalescing, reads: number): Promise<void> {
@@ -99,5 +99,70 @@ describe('ReadCoalescing', () => {
     expect(window(4)).toBe(false)
     expect(window(9)).toBe(false) // off again: the full threshold to switch on
     expect(window(12)).toBe(true)
+  })
+
+  /** A review window with `packets` packets carried by `reads` reads; returns whether waits are on after it. */
+  function windowOf(c: ReadCoalescing, stats: Stats, packets: number, reads: number): boolean {
+    for (let i = 0; i < reads; i++) c.noteRead()
+    stats.packetsFromClient[3]! += packets
+    c.review()
+    return c.active
+  }
+
+  it(`keeps the waits on while reads carry at least ${MIN_PACKETS_PER_READ} packets each (a burst)`, () => {
+    const stats = new Stats()
+    const c = coalescing(stats, 200, 1000)
+    expect(windowOf(c, stats, 400, 2)).toBe(true)
+    for (let i = 0; i < 20; i++) expect(windowOf(c, stats, 400, 400 / MIN_PACKETS_PER_READ)).toBe(true)
+    expect(stats.coalescingBackoffs).toBe(0)
+  })
+
+  it('turns the waits off when reads do not gather behind them (a steady load of many sockets), and backs off', () => {
+    const stats = new Stats()
+    const c = coalescing(stats, 200, 1000)
+    expect(windowOf(c, stats, 400, 2)).toBe(true)
+    // The first window with waits on is not judged: it began without them.
+    expect(windowOf(c, stats, 400, 200)).toBe(true)
+    expect(windowOf(c, stats, 400, 200)).toBe(false) // 2 packets per read: the waits only cost
+    expect(stats.coalescingBackoffs).toBe(1)
+    expect(c.backingOff).toBe(true)
+    // Above the rate, yet off during the back-off.
+    for (let i = 0; i < 5; i++) expect(windowOf(c, stats, 400, 200)).toBe(false)
+  })
+
+  it('tries again after the back-off, and doubles it while the waits keep not gathering, up to its cap', () => {
+    // Only the clock is faked (the review timer stays real, and never fires: this test never yields).
+    vi.useFakeTimers({ toFake: ['performance'] })
+    try {
+      const stats = new Stats()
+      const c = coalescing(stats, 200, 1000)
+      windowOf(c, stats, 400, 2)
+      let expected = FIRST_BACKOFF_MS
+      for (let round = 0; round < 8; round++) {
+        windowOf(c, stats, 400, 200) // first window with waits: not judged
+        expect(windowOf(c, stats, 400, 200)).toBe(false) // they do not gather
+        vi.advanceTimersByTime(expected - 1)
+        expect(windowOf(c, stats, 400, 2)).toBe(false) // still backing off
+        vi.advanceTimersByTime(1)
+        expect(windowOf(c, stats, 400, 2)).toBe(true) // the rate may turn them on again
+        expected = Math.min(expected * 2, MAX_BACKOFF_MS)
+      }
+      expect(expected).toBe(MAX_BACKOFF_MS) // 250, 500, ... 8000: the cap was reached
+      expect(stats.coalescingBackoffs).toBe(8)
+    } finally {
+      vi.useRealTimers()
+    }
+  })
+
+  it('a window that gathers resets the back-off; a pause in the traffic does too', () => {
+    const stats = new Stats()
+    const c = coalescing(stats, 200, 1000)
+    windowOf(c, stats, 400, 2)
+    windowOf(c, stats, 400, 200)
+    expect(windowOf(c, stats, 400, 200)).toBe(false)
+    expect(c.backingOff).toBe(true)
+    c.review() // a window without packets: the flow has stopped
+    expect(c.backingOff).toBe(false)
+    expect(windowOf(c, stats, 400, 2)).toBe(true)
   })
 })
