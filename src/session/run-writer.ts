@@ -35,6 +35,13 @@ export class RunWriter {
     this.fd = socketFd(socket)
   }
 
+  /** The peer is gone: from now on what is written is dropped (a pending run too). */
+  detach(): void {
+    this.socket = null
+    this.fd = -1
+    this.run = null
+  }
+
   /** Queues `buf[start, end)`: extends the pending run when it follows it in the same buffer. */
   add(buf: Buffer, start: number, end: number): void {
     const run = this.run

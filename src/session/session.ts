@@ -187,6 +187,8 @@ export class Session implements FrameSink {
   private clientOpen = true
   /** The client half-closed with packets pipelined behind its CONNECT: they go to the broker once it is connected, then the session ends. */
   private clientEndedEarly = false
+  /** The broker's end came while its deliveries were held for a slow client (onUpstreamGone). */
+  private upstreamEndedEarly = false
   private upstreamOpen = false
   private readonly startedAt = Date.now()
   /** The policy generation this session's checks and caps were built from. */
@@ -1056,6 +1058,15 @@ export class Session implements FrameSink {
       this.onDialFailed('upstream_unavailable', detail)
       return
     }
+    // The broker closed while the client was not reading: a lent upstream reads on while paused
+    // (PAUSED_HOLD_BYTES), so the end can come behind deliveries the stopped broker framer holds.
+    // They go on to the client once it drains (onClientDrain), then the session ends, as with a
+    // 'data' socket, whose end waits behind what its stream buffered.
+    if (why === 'upstream_closed' && this.brokerPaused && this.brokerFramer.isStopped && this.brokerFramer.bufferedBytes > 0) {
+      this.upstreamEndedEarly = true
+      this.toBroker.detach()
+      return
+    }
     this.log.info({ event: 'upstream_gone', reason: why, error: detail }, 'broker connection ended')
     const quiet = this.brokerSentDisconnect || this.clientSentDisconnect
     this.close(why, quiet ? null : this.unavailableAnswer(ReasonCode.ServerBusy))
@@ -1104,6 +1115,11 @@ export class Session implements FrameSink {
     if (this.phase >= Phase.Closing) return
     this.toClient.flush()
     if (this.client.writableNeedDrain) this.pauseBroker()
+    // The broker closed while paused (onUpstreamGone): all it sent before has gone on; the session ends.
+    else if (this.upstreamEndedEarly && !this.brokerFramer.isStopped) {
+      this.upstreamEndedEarly = false
+      this.onUpstreamGone('upstream_closed', 'broker closed the connection')
+    }
   }
 
   onUpstreamDrain(): void {
@@ -1137,11 +1153,16 @@ export class Session implements FrameSink {
     // The client's silence while Moat was not reading does not count towards its idle time.
     if (this.idleMs !== 0) this.lastClientData = nowMs()
     // What a lent client socket read while paused (PAUSED_HOLD_BYTES) goes on to the broker now.
-    if (this.clientReads !== 'lent' || !this.clientFramer.isStopped) return
-    this.clientFramer.resume()
-    if (this.phase !== Phase.Open) return
-    this.toBroker.flush()
-    if (this.upstream!.writableNeedDrain) this.pauseClient(PAUSED_BROKER_FULL)
+    if (this.clientReads === 'lent' && this.clientFramer.isStopped) {
+      this.clientFramer.resume()
+      if (this.phase !== Phase.Open) return
+      this.toBroker.flush()
+      if (this.upstream!.writableNeedDrain) this.pauseClient(PAUSED_BROKER_FULL)
+    }
+    // The client ended while paused (onClientEnded): all it sent before has gone on; the session ends.
+    if (this.clientEndedEarly && this.phase === Phase.Open && this.pausedFor === 0 && !this.clientFramer.isStopped) {
+      this.close(this.clientSentDisconnect ? 'client_disconnect' : 'client_closed', null)
+    }
   }
 
   private clearTimer(): void {
@@ -1218,18 +1239,29 @@ export class Session implements FrameSink {
       this.clientEndedEarly = true
       return
     }
+    // The same once open, while Moat is not taking the client's bytes (throttled, broker full): a
+    // lent client socket reads on while paused (PAUSED_HOLD_BYTES), so its end can come behind
+    // bytes the stopped framer holds. They go on when the pause is over, then the session ends
+    // (resumeClient), as with a 'data' socket, whose end waits behind what its stream buffered.
+    // Nothing more is written to the client: it is gone, and its socket's writable side ends.
+    if (why === 'client_closed' && this.phase === Phase.Open && this.pausedFor !== 0 && this.clientFramer.bufferedBytes > 0) {
+      this.clientEndedEarly = true
+      this.toClient.detach()
+      return
+    }
     if (this.phase < Phase.Closing) this.close(this.clientSentDisconnect ? 'client_disconnect' : why, null)
   }
 
   onClientClosed(): void {
     this.clientOpen = false
-    if (this.clientEndedEarly && (this.phase === Phase.Checking || this.phase === Phase.Dialing)) return
+    if (this.clientEndedEarly && this.phase < Phase.Closing) return
     if (this.phase < Phase.Closing) this.close(this.clientSentDisconnect ? 'client_disconnect' : 'client_closed', null)
     else this.maybeFinished()
   }
 
   onUpstreamClosed(): void {
     this.upstreamOpen = false
+    if (this.upstreamEndedEarly && this.phase < Phase.Closing) return
     if (this.phase < Phase.Closing) this.onUpstreamGone('upstream_closed', 'connection closed')
     else this.maybeFinished()
   }

@@ -88,3 +88,59 @@ for (const kind of brokerKinds()) {
     }
   })
 }
+
+for (const kind of brokerKinds()) {
+  describe(`a broker that closes while a slow client is behind (${kind})`, () => {
+    let broker: TestBroker
+    let moat: Moat
+    beforeAll(async () => {
+      broker = await startBroker(kind)
+      moat = await startMoat(broker)
+    })
+    afterAll(async () => {
+      await moat?.shutdown(0)
+      await broker?.stop()
+    })
+
+    it('every delivery the broker sent before it closed still reaches the slow client, then the session ends', async () => {
+      const topic = uid('last-words')
+      const id = uid('behind')
+      const slow = await rawSession(moat.address().port, id)
+      slow.send(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 0 }] }))
+      expect(await slow.nextPacket()).toMatchObject({ cmd: 'suback' })
+      slow.socket.pause()
+      const publisher = await connect(broker.port)
+      const session = (): ReturnType<Moat['sessionInfo']>[number] | undefined => moat.sessionInfo().find((s) => s.clientId === id)
+      // Large deliveries, one at a time, until Moat stops passing them on (the client's buffers
+      // are full). The publisher hears each back (the broker has written it to Moat's connection
+      // too) and waits until Moat has read it, so none is on its way when Moat pauses. Then one
+      // small delivery: Moat reads it while paused and holds it, the broker's end behind it.
+      const echo = new Inbox(publisher)
+      await publisher.subscribeAsync(topic, { qos: 0 })
+      let published = 0
+      while (session()?.brokerPaused !== true && published < 2_000) {
+        await publisher.publishAsync(topic, numbered(topic, published).subarray(-SIZE))
+        published++
+        await echo.waitFor(published)
+        await expect.poll(() => moat.stats.packetsFromBroker[3]! >= published || session()!.brokerReadBuffer > 0).toBe(true)
+      }
+      expect(session()?.brokerPaused).toBe(true)
+      await publisher.publishAsync(topic, Buffer.from('last'))
+      published++
+      expect((await echo.waitFor(published)).at(-1)!.payload.toString()).toBe('last')
+      await publisher.endAsync()
+      await expect.poll(() => session()!.brokerReadBuffer).toBeGreaterThan(0)
+      // Moat reads on while paused, and holds what it read: far below its bound, so it also
+      // reads the broker's end of stream, and holds that back too.
+      expect(session()!.brokerReadBuffer).toBeLessThan(16 * 1024)
+      expect(session()!.brokerPaused).toBe(true)
+      await broker.stop()
+      slow.socket.resume()
+      await slow.closed
+      const delivered = slow.packets.filter((p) => p.cmd === 'publish') as Array<{ payload: Buffer }>
+      expect(delivered).toHaveLength(published)
+      expect(delivered.at(-1)!.payload.toString()).toBe('last')
+      await expect.poll(() => moat.sessionCount).toBe(0)
+    }, 60_000)
+  })
+}

@@ -98,7 +98,7 @@ for (const kind of brokerKinds()) {
       await watcher.endAsync()
     })
 
-    it('a throttled client that leaves is noticed at once: its session ends and what it held never reaches the broker', async () => {
+    it('a throttled client whose connection is reset is noticed at once: its session ends and what it held never reaches the broker', async () => {
       // 1/m: the throttle would last a minute; only reading on while throttled sees the client go.
       moat = await startMoat(broker, { limits: limitsFrom({ messageRate: '1/m' }) })
       const id = uid('leaver')
@@ -107,10 +107,27 @@ for (const kind of brokerKinds()) {
       raw.send(Buffer.concat(Array.from({ length: 5 }, (_, n) => publish(topic, n))))
       await expect.poll(() => moat!.sessionInfo().some((s) => s.clientId === id && s.clientPaused), { timeout: 5000 }).toBe(true)
       await expect.poll(() => broker.received(id).filter((r) => r.startsWith('publish'))).toEqual([`publish ${topic}`])
-      raw.destroy()
+      raw.socket.resetAndDestroy() // an abort; a clean close (FIN) is 'done sending': see the next test
       await expect.poll(() => moat!.sessionCount, { timeout: 5000 }).toBe(0)
       await broker.clientGone(id)
       expect(broker.received(id).filter((r) => r.startsWith('publish'))).toEqual([`publish ${topic}`])
+    })
+
+    it('a throttled client that sends more, then DISCONNECT and closes: all it sent reaches the broker, then the session ends', async () => {
+      moat = await startMoat(broker, { limits: limitsFrom({ messageRate: '5/s' }) })
+      const id = uid('sender')
+      const topic = uid('backlog')
+      const raw = await rawSession(moat.address().port, id)
+      raw.send(Buffer.concat([0, 1, 2].map((n) => publish(topic, n)))) // the second is throttled
+      await expect.poll(() => moat!.sessionInfo().some((s) => s.clientId === id && s.clientPaused), { timeout: 5000 }).toBe(true)
+      raw.send(Buffer.concat([3, 4, 5].map((n) => publish(topic, n)))) // read while throttled: held
+      await new Promise((r) => setTimeout(r, 50))
+      raw.send(generate({ cmd: 'disconnect' }))
+      raw.socket.end()
+      await broker.clientGone(id)
+      expect(broker.received(id).filter((r) => r.startsWith('publish'))).toEqual(Array.from({ length: 6 }, () => `publish ${topic}`))
+      await expect.poll(() => moat!.sessionCount, { timeout: 5000 }).toBe(0)
+      expect(moat.stats.closedFor('client_disconnect')).toBe(1)
     })
 
     it('a throttled client is not read, the others are: a second client publishes freely meanwhile', async () => {
