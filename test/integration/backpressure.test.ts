@@ -7,7 +7,7 @@ import { generate } from 'mqtt-packet'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Moat } from '../../src/moat.js'
 import { brokerKinds, startBroker, type TestBroker } from '../helpers/broker.js'
-import { connect, Inbox, rawSession, uid } from '../helpers/clients.js'
+import { connect, Inbox, rawSession, uid, type RawClient } from '../helpers/clients.js'
 import { startMoat } from '../helpers/moat.js'
 
 const MESSAGES = 300
@@ -19,6 +19,15 @@ function numbered(topic: string, n: number): Buffer {
   const payload = Buffer.alloc(SIZE, n % 251)
   payload.writeUInt32BE(n, 0)
   return generate({ cmd: 'publish', topic, payload, qos: 0, retain: false, dup: false })
+}
+
+/** A raw client through Moat, subscribed to `topic` (QoS 0), that has stopped reading. */
+async function stalledSubscriber(port: number, id: string, topic: string): Promise<RawClient> {
+  const slow = await rawSession(port, id)
+  slow.send(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 0 }] }))
+  expect(await slow.nextPacket()).toMatchObject({ cmd: 'suback' })
+  slow.socket.pause()
+  return slow
 }
 
 for (const kind of brokerKinds()) {
@@ -37,10 +46,7 @@ for (const kind of brokerKinds()) {
     it('pauses reading from the broker while a client does not read, then delivers everything in order', async () => {
       const topic = uid('slow-reader')
       const id = uid('slow')
-      const slow = await rawSession(moat.address().port, id)
-      slow.send(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 0 }] }))
-      expect(await slow.nextPacket()).toMatchObject({ cmd: 'suback' })
-      slow.socket.pause() // the client stops reading
+      const slow = await stalledSubscriber(moat.address().port, id, topic)
 
       const publisher = await connect(broker.port) // straight to the broker
       for (let n = 0; n < MESSAGES; n++) publisher.publish(topic, numbered(topic, n).subarray(-SIZE))
@@ -105,10 +111,7 @@ for (const kind of brokerKinds()) {
     it('every delivery the broker sent before it closed still reaches the slow client, then the session ends', async () => {
       const topic = uid('last-words')
       const id = uid('behind')
-      const slow = await rawSession(moat.address().port, id)
-      slow.send(generate({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic, qos: 0 }] }))
-      expect(await slow.nextPacket()).toMatchObject({ cmd: 'suback' })
-      slow.socket.pause()
+      const slow = await stalledSubscriber(moat.address().port, id, topic)
       const publisher = await connect(broker.port)
       const session = (): ReturnType<Moat['sessionInfo']>[number] | undefined => moat.sessionInfo().find((s) => s.clientId === id)
       // Large deliveries, one at a time, until Moat stops passing them on (the client's buffers
