@@ -12,13 +12,11 @@
  * many packets per read and per write. It stays on until the rate falls below half of `above`.
  *
  * What it costs is latency when the proxy is not busy: with the waits forced on at 2,000 msg/s
- * QoS 1 (`npm run bench -- --only latency --coalescing 200us,1/s`) p50 grew from 0.44 to 1.49 ms
- * (a 200 µs wait lasts about 330 µs here, and a message met about three of them end to end, more
- * than its two passes through Moat would suggest: not explained). Below the rate no turn waits and
- * latency is untouched. Under load it pays on both counts (README "Performance"): in the
- * 50-publisher burst, Moat's CPU per forwarded message falls from about 12 to about 4 µs and the
- * broker delivers half as much again; with 25,000 msg/s offered steadily, a probe's p50 is 2.3 ms
- * where without coalescing Moat fell behind by seconds.
+ * QoS 1 (2026-11-25, before the gathering rule below) p50 grew from 0.44 to 1.49 ms (a 200 µs wait
+ * lasted about 330 µs, and a message met about three of them end to end: not explained). Below the
+ * rate no turn waits and latency is untouched. Where reads gather it pays (README "Performance"):
+ * in the 64 B 50-publisher burst, 294,000 msg/s at 0.8 µs of Moat's CPU per message against
+ * 203,000 at 2.1 µs without it (2026-12-03).
  *
  * Waits must gather to be worth it. A wait is a futex sleep and two context switches; when the
  * load is many sockets each sending a packet now and then (a fleet at a steady rate), a 200 µs
@@ -26,8 +24,7 @@
  * packets/s, above the default rate) reads carried 1.9 packets on average with the waits on, and
  * Moat spent 24 µs of CPU per message against 18.5 without them; under a steady 25,000 msg/s
  * QoS 0, 3.8 packets per read, p50 latency 1.3 ms against 0.3 ms without. In the bursts where
- * the waits pay (64 B: 292,000 msg/s at 0.9 µs per message against 202,000 at 2.1 without) a read
- * carries 35 to 500 packets. So while waits are on, a window whose reads carried fewer than
+ * the waits pay, a read carries 35 to 500 packets. So while waits are on, a window whose reads carried fewer than
  * MIN_PACKETS_PER_READ packets on average turns them off, and the packet rate may turn them on
  * again only after a back-off (250 ms, doubling while they keep not gathering, up to 8 s).
  *
