@@ -26,7 +26,7 @@
  */
 import net, { type Socket } from 'node:net'
 import tls from 'node:tls'
-import { copyRange, frameBuffer } from '../protocol/framer.js'
+import { keptRange } from '../protocol/framer.js'
 
 /** Bytes one read may return: Node's own default read size. */
 const LENT_BUFFER_SIZE = 64 * 1024
@@ -99,7 +99,7 @@ export function isLent(buf: Buffer): boolean {
 
 /** `buf[start, end)` as a Buffer that may be kept: a copy when `buf` is lent, else a view (no copy). */
 export function ownedCopy(buf: Buffer, start: number, end: number): Buffer {
-  return buf.buffer === lentMemory ? copyRange(buf, start, end) : frameBuffer(buf, start, end)
+  return keptRange(buf, start, end, buf.buffer === lentMemory)
 }
 
 /** Called after a lent read's callback: poisons the bytes in test runs (see above). */

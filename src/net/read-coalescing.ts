@@ -24,9 +24,10 @@
  * packets/s, above the default rate) reads carried 1.9 packets on average with the waits on, and
  * Moat spent 24 µs of CPU per message against 18.5 without them; under a steady 25,000 msg/s
  * QoS 0, 3.8 packets per read, p50 latency 1.3 ms against 0.3 ms without. In the bursts where
- * the waits pay, a read carries 35 to 500 packets. So while waits are on, a window whose reads carried fewer than
- * MIN_PACKETS_PER_READ packets on average turns them off, and the packet rate may turn them on
- * again only after a back-off (250 ms, doubling while they keep not gathering, up to 8 s).
+ * the waits pay, a read carries 35 to 500 packets. So while waits are on, a window whose reads
+ * carried fewer than MIN_PACKETS_PER_READ packets on average turns them off, and the packet rate
+ * may turn them on again only after a back-off (250 ms, doubling while they keep not gathering,
+ * up to 8 s).
  *
  * The rate is judged every 10 ms from the packet counters Stats keeps anyway; the review timer runs
  * only while packets flow (a read starts it, a window without packets stops it). The cost per read

@@ -49,6 +49,11 @@ export function copyRange(buf: Buffer, start: number, end: number): Buffer {
   return copy
 }
 
+/** `buf[start, end)` to keep past the call: a copy when `buf` is lent for the call only, else a view. */
+export function keptRange(buf: Buffer, start: number, end: number, lent: boolean): Buffer {
+  return lent ? copyRange(buf, start, end) : frameBuffer(buf, start, end)
+}
+
 /** Largest value of a 4-byte variable byte integer: 268,435,455 [MQTT-1.5.5]. */
 export const MAX_REMAINING_LENGTH = 268_435_455
 const INITIAL_ASSEMBLY = 4096
@@ -134,7 +139,7 @@ export class Framer {
     if (this.failed || end === 0) return
     if (this.stopped) {
       const held = this.held ?? (this.held = [])
-      held.push(lent ? copyRange(chunk, 0, end) : end === chunk.length ? chunk : chunk.subarray(0, end))
+      held.push(keptRange(chunk, 0, end, lent))
       this.heldBytes += end
       return
     }
@@ -273,7 +278,7 @@ export class Framer {
     if (this.failed) return
     this.stopped = true
     if (pos < end) {
-      const rest = lent ? copyRange(chunk, pos, end) : chunk.subarray(pos, end)
+      const rest = keptRange(chunk, pos, end, lent)
       const held = this.held ?? (this.held = [])
       held.unshift(rest)
       this.heldBytes += rest.length

@@ -112,6 +112,12 @@ const PAUSED_THROTTLED = 4
  */
 const PAUSED_HOLD_BYTES = 16 * 1024
 
+/** A paused lent side: its framer holds what is read; past PAUSED_HOLD_BYTES its socket stops reading too. */
+function holdWhilePaused(framer: Framer, socket: { pause(): unknown }): void {
+  framer.stop()
+  if (framer.bufferedBytes >= PAUSED_HOLD_BYTES) socket.pause()
+}
+
 /** How a connection refused at accept time is answered once its CONNECT tells the version. */
 const REFUSAL_CODES: Record<ConnectionRefusal, number> = {
   connection_rate: ReasonCode.ConnectionRateExceeded,
@@ -311,7 +317,7 @@ export class Session implements FrameSink {
       return
     }
     this.clientFramer.push(chunk, end, lent)
-    if (lent && this.pausedFor !== 0 && this.clientFramer.bufferedBytes >= PAUSED_HOLD_BYTES) this.client.pause()
+    if (lent && this.pausedFor !== 0) holdWhilePaused(this.clientFramer, this.client)
     if (this.phase !== Phase.Open) return
     this.toBroker.flush()
     if (this.upstream!.writableNeedDrain) this.pauseClient(PAUSED_BROKER_FULL)
@@ -804,7 +810,7 @@ export class Session implements FrameSink {
   onUpstreamData(chunk: Buffer, end: number, lent: boolean): void {
     this.ctx.coalescing?.noteRead()
     this.brokerFramer.push(chunk, end, lent)
-    if (lent && this.brokerPaused && this.brokerFramer.bufferedBytes >= PAUSED_HOLD_BYTES) this.upstream!.pause()
+    if (lent && this.brokerPaused) holdWhilePaused(this.brokerFramer, this.upstream!)
     if (this.phase >= Phase.Closing) return
     this.toClient.flush()
     if (this.client.writableNeedDrain && !this.brokerPaused) this.pauseBroker()
@@ -1129,21 +1135,15 @@ export class Session implements FrameSink {
   /** Stops taking broker bytes while the client does not read (a lent upstream reads on, up to PAUSED_HOLD_BYTES). */
   private pauseBroker(): void {
     this.brokerPaused = true
-    if (this.brokerReads !== 'lent') this.upstream!.pause()
-    else {
-      this.brokerFramer.stop()
-      if (this.brokerFramer.bufferedBytes >= PAUSED_HOLD_BYTES) this.upstream!.pause()
-    }
+    if (this.brokerReads === 'lent') holdWhilePaused(this.brokerFramer, this.upstream!)
+    else this.upstream!.pause()
   }
 
   /** Stops taking client bytes for `reason` (a lent client socket reads on, up to PAUSED_HOLD_BYTES). */
   private pauseClient(reason: number): void {
     this.pausedFor |= reason
-    if (this.clientReads !== 'lent') this.client.pause()
-    else {
-      this.clientFramer.stop()
-      if (this.clientFramer.bufferedBytes >= PAUSED_HOLD_BYTES) this.client.pause()
-    }
+    if (this.clientReads === 'lent') holdWhilePaused(this.clientFramer, this.client)
+    else this.client.pause()
   }
 
   private resumeClient(reason: number): void {
