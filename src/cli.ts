@@ -22,7 +22,7 @@ import { passwdCommand } from './auth/passwd-command.js'
 import { PolicyStore } from './config/policy-store.js'
 import type { MoatConfig } from './config/types.js'
 import { ConfigError, MoatError } from './errors.js'
-import { createLogger, redactPaths, type Logger } from './log/logger.js'
+import { createLogger, loggerOptions, type Logger } from './log/logger.js'
 import { workerCount, workerId } from './cluster/worker-count.js'
 
 const USAGE = `Usage:
@@ -232,7 +232,7 @@ function portOption(value: string | undefined, fallback: number, name: string): 
 
 async function prettyLogger(): Promise<Logger> {
   const { default: pretty } = await import('pino-pretty')
-  return pino({ level: 'info', redact: { paths: redactPaths, censor: '[redacted]' } },
+  return pino(loggerOptions('info'),
     pretty({ colorize: process.stdout.isTTY, sync: true, singleLine: true, ignore: 'pid,hostname,service', translateTime: 'HH:MM:ss.l' }))
 }
 

@@ -1,29 +1,73 @@
 /**
  * The root logger (pino) with redaction: secrets never reach a log line, even if a packet object is
  * logged by mistake (STYLE H14). Sessions log through children bound to {sid, listener, remote}.
+ *
+ * Redaction is our own `formatters.log` hook, not pino's `redact` option: that one (pino 10,
+ * @pinojs/redact) clones the logged object for its wildcard paths on every line, about 20 KB of
+ * garbage and a few µs per line, and Moat logs a line per connection (issue 8, CONNECT cost). This
+ * one looks at the keys a line has and at those of the objects one level down, and copies only an
+ * object that holds a secret: the paths `key` and `*.key` for each secret key, as before.
+ * A child's bindings (pino does not pass them through `formatters` past the root) are censored
+ * at their top level by a serializer per secret key; Moat binds only scalars (sid, listener,
+ * remote, worker).
  */
-import { pino, type Logger } from 'pino'
+import { pino, type Logger, type LoggerOptions } from 'pino'
 import type { LogLevel } from '../config/types.js'
 
 export type { Logger }
 
-export const redactPaths = [
-  'password',
-  '*.password',
-  'authorization',
-  '*.authorization',
-  'token',
-  '*.token',
-  'packet.password',
-  'passphrase',
-  '*.passphrase',
-  'passwordBase64',
-  '*.passwordBase64',
-  'secret',
-  '*.secret',
-]
+/** Keys whose values never reach a log line, at the top of a line or one object down. */
+export const SECRET_KEYS: readonly string[] = ['password', 'passwordBase64', 'authorization', 'token', 'passphrase', 'secret']
+
+export const REDACTED = '[redacted]'
+
+function isSecret(key: string): boolean {
+  return SECRET_KEYS.includes(key)
+}
+
+/** `value` with its secret keys censored: itself when it has none, else a shallow copy. */
+function censorKeys(value: object): object {
+  let out: Record<string, unknown> | null = null
+  for (const key of SECRET_KEYS) {
+    if (!Object.hasOwn(value, key) || (value as Record<string, unknown>)[key] === undefined) continue
+    out ??= { ...value }
+    out[key] = REDACTED
+  }
+  return out ?? value
+}
+
+/**
+ * A log line's fields (or a child's bindings) with every secret censored: a top-level secret key,
+ * and a secret key of any plain object or class instance one level down (`packet.password`).
+ * Returns `fields` itself when nothing is secret (the common case: no copy).
+ */
+export function redactSecrets(fields: Record<string, unknown>): Record<string, unknown> {
+  let out: Record<string, unknown> | null = null
+  for (const key in fields) {
+    const value = fields[key]
+    if (value === undefined || value === null) continue
+    let replaced: unknown = value
+    if (isSecret(key)) replaced = REDACTED
+    else if (typeof value === 'object' && !Array.isArray(value) && !ArrayBuffer.isView(value)) replaced = censorKeys(value)
+    if (replaced === value) continue
+    out ??= { ...fields }
+    out[key] = replaced
+  }
+  return out ?? fields
+}
+
+function censored(): string {
+  return REDACTED
+}
+
+const secretSerializers = Object.fromEntries(SECRET_KEYS.map((key) => [key, censored]))
+
+/** pino options every Moat logger shares: the level, redaction, and `service: moat` on every line. */
+export function loggerOptions(level: LogLevel): LoggerOptions {
+  return { level, base: { service: 'moat' }, formatters: { log: redactSecrets }, serializers: secretSerializers }
+}
 
 export function createLogger(level: LogLevel, destination?: NodeJS.WritableStream): Logger {
-  const options = { level, redact: { paths: redactPaths, censor: '[redacted]' }, base: { service: 'moat' } }
+  const options = loggerOptions(level)
   return destination === undefined ? pino(options) : pino(options, destination)
 }
