@@ -50,6 +50,12 @@ export interface AuthBackend {
    * of it). Defaults to every field.
    */
   cacheKey?(req: AuthRequest): string
+  /**
+   * An answer this backend has at once, without waiting (a fresh cached one), or undefined: ask
+   * `authenticate`. Lets a CONNECT whose answers are all cached be decided synchronously, with no
+   * timer, abort signal or promise (issue 8, CONNECT cost).
+   */
+  answerNow?(req: AuthRequest): AuthResult | undefined
   close?(): Promise<void>
 }
 

@@ -5,6 +5,9 @@
  *
  * An allow that carries `validUntil` (a JWT's exp) is kept no longer than that.
  *
+ * `answerNow` hands out a fresh entry synchronously (the auth check then decides the CONNECT without
+ * a promise); a miss goes through `authenticate`, whose lookup counts it.
+ *
  * The key is an HMAC-SHA256, under a key drawn at start, of the request fields the backend's answer
  * depends on: the cache never holds a password, nor a fast unsalted hash of one.
  */
@@ -33,11 +36,18 @@ export function cached(backend: AuthBackend, config: AuthCacheConfig, stats: Aut
     },
   })
   const type = backend.type
+  const keyFor = (req: AuthRequest): string => createHmac('sha256', processKey).update(keyOf(req)).digest('base64')
   return {
     type,
     close: backend.close?.bind(backend),
+    answerNow(req: AuthRequest): AuthResult | undefined {
+      // A fresh entry only: an expired one, or a lookup still in flight, is left to authenticate().
+      const result = cache.get(keyFor(req))
+      if (result !== undefined) stats.cacheLookup(type, true)
+      return result
+    },
     async authenticate(req: AuthRequest): Promise<AuthResult> {
-      const key = createHmac('sha256', processKey).update(keyOf(req)).digest('base64')
+      const key = keyFor(req)
       const status: LRUCache.Status<string, AuthResult, AuthRequest> = {}
       const result = await cache.fetch(key, { context: req, status })
       stats.cacheLookup(type, status.fetch === 'hit' || status.fetch === 'inflight')

@@ -4,7 +4,8 @@
  * 1. Lockout: a banned address or user name is refused at once, without asking any backend,
  *    answered like a bad password (or 0x8A Banned, if configured).
  * 2. Backends in the configured order: the first that answers allow or deny decides; one with no
- *    opinion passes on. A backend that fails (down, slow, bad answer), or the whole run taking
+ *    opinion passes on. Answers held in a backend's cache decide synchronously (answerNow); the
+ *    first backend without one is asked, asynchronously, and those after it. A backend that fails (down, slow, bad answer), or the whole run taking
  *    longer than `auth.timeout`, denies (fail closed; counted and logged by auth/instrumented.ts).
  * 3. Nobody had an opinion: a client that presented no credentials is admitted as anonymous when
  *    `auth.anonymous` is true; otherwise refused (not authorized; bad credentials if it sent some).
@@ -82,13 +83,8 @@ export class AuthCheck implements Check {
       return this.refuse('banned', p.banReply === 'banned' ? BANNED : BANNED_AS_BAD_CREDENTIALS)
     }
     if (p.backends.length === 0) return this.nobodyKnows(connect, s)
-    return this.ask(connect, s)
-  }
-
-  private async ask(connect: IConnectPacket, s: SessionState): Promise<Verdict> {
-    const p = this.policy
     const req: AuthRequest = {
-      username: connect.username ?? null,
+      username,
       password: connect.password ?? null,
       clientId: connect.clientId,
       remoteAddress: s.remoteAddress,
@@ -97,11 +93,28 @@ export class AuthCheck implements Check {
       protocolVersion: s.version,
       certificate: s.certificate,
     }
+    // Answers a backend has at once (its cache) decide without a timer or a promise: the usual
+    // CONNECT of a fleet that reconnects. The first backend without one is asked, and those after it.
+    const backends = p.backends
+    for (let i = 0; i < backends.length; i++) {
+      const backend = backends[i]!
+      const result = backend.answerNow?.(req)
+      if (result === undefined) return this.ask(connect, s, req, i)
+      const verdict = this.answered(backend, result, connect, s, req)
+      if (verdict !== null) return verdict
+    }
+    return this.nobodyKnows(connect, s)
+  }
+
+  /** Asks the backends from `first` on, in order, within `auth.timeout`. */
+  private async ask(connect: IConnectPacket, s: SessionState, req: AuthRequest, first: number): Promise<Verdict> {
+    const p = this.policy
     const controller = new AbortController()
     this.controller = controller
     const timer = setTimeout(onAbortTimer, p.timeoutMs, controller)
     try {
-      for (const backend of p.backends) {
+      for (let i = first; i < p.backends.length; i++) {
+        const backend = p.backends[i]!
         let result: AuthResult
         try {
           result = await untilAborted(backend.authenticate(req, controller.signal), controller.signal)
@@ -111,24 +124,31 @@ export class AuthCheck implements Check {
           this.failed(backend, err)
           return this.refuse('backend_failed', BACKEND_FAILED)
         }
-        const stats = p.runtime.stats
-        if (result.outcome === 'none') {
-          stats.attempt(backend.type, 'no_opinion')
-          continue
-        }
-        if (result.outcome === 'deny') {
-          stats.attempt(backend.type, 'deny')
-          p.lockout?.fail(s.remoteAddress, req.username)
-          return this.refuse('bad_credentials', BAD_CREDENTIALS)
-        }
-        stats.attempt(backend.type, 'allow')
-        return this.admit(s, backend.type, result.username !== undefined ? result.username : req.username, result.claims ?? null, result.groups ?? EMPTY_GROUPS, connect.clientId)
+        const verdict = this.answered(backend, result, connect, s, req)
+        if (verdict !== null) return verdict
       }
       return this.nobodyKnows(connect, s)
     } finally {
       clearTimeout(timer)
       this.controller = null
     }
+  }
+
+  /** What one backend's answer decides: admitted or refused, or null (no opinion: the next backend). */
+  private answered(backend: AuthBackend, result: AuthResult, connect: IConnectPacket, s: SessionState, req: AuthRequest): Verdict | null {
+    const p = this.policy
+    const stats = p.runtime.stats
+    if (result.outcome === 'none') {
+      stats.attempt(backend.type, 'no_opinion')
+      return null
+    }
+    if (result.outcome === 'deny') {
+      stats.attempt(backend.type, 'deny')
+      p.lockout?.fail(s.remoteAddress, req.username)
+      return this.refuse('bad_credentials', BAD_CREDENTIALS)
+    }
+    stats.attempt(backend.type, 'allow')
+    return this.admit(s, backend.type, result.username !== undefined ? result.username : req.username, result.claims ?? null, result.groups ?? EMPTY_GROUPS, connect.clientId)
   }
 
   private failed(backend: AuthBackend, err: unknown): void {

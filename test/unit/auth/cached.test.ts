@@ -68,4 +68,24 @@ describe('cached()', () => {
     expect(await c.authenticate(req('a', 'p'), AbortSignal.timeout(5000))).toBe(ALLOW)
     expect(inner.calls).toBe(2)
   })
+
+  it('answerNow: a fresh cached answer at once, nothing for a miss, an expired entry or a lookup in flight', async () => {
+    const inner = counting((r) => r.password!.toString() === 'p' ? { outcome: 'allow', validUntil: Date.now() + 40 } : DENY)
+    const stats = new AuthStats()
+    const c = cached(inner, { ttlMs: 60_000, negativeTtlMs: 60_000, max: 10 }, stats)
+    expect(c.answerNow!(req('a', 'p'))).toBeUndefined() // never asked
+    const pending = c.authenticate(req('a', 'p'), AbortSignal.timeout(5000))
+    expect(c.answerNow!(req('a', 'p'))).toBeUndefined() // in flight: authenticate() joins it
+    inner.release()
+    const allow = await pending
+    expect(c.answerNow!(req('a', 'p'))).toBe(allow)
+    expect(c.answerNow!(req('a', 'q'))).toBeUndefined() // other credentials: another key
+    expect(await c.authenticate(req('a', 'q'), AbortSignal.timeout(5000))).toBe(DENY)
+    expect(c.answerNow!(req('a', 'q'))).toBe(DENY)
+    expect(inner.calls).toBe(2)
+    // hits counted (two answerNow), misses counted by authenticate (two)
+    const [hits, misses] = stats.cache.reduce(([h, m], n, i) => i % 2 === 0 ? [h + n, m] : [h, m + n], [0, 0])
+    expect([hits, misses]).toEqual([2, 2])
+    await expect.poll(() => c.answerNow!(req('a', 'p'))).toBeUndefined() // past its validUntil
+  })
 })

@@ -73,6 +73,34 @@ describe('AuthCheck: backends in order', () => {
     expect(await run(policy([none], { anonymous: true }))).toMatchObject({ reason: 0x86 })
   })
 
+  it('answers a backend has at once decide synchronously; the first without one is asked, then those after it', async () => {
+    const now = (answer: AuthResult | undefined, type: BackendType): AuthBackend & { asked: number; peeked: number } => {
+      const b = Object.assign(backend(type, ALLOW), { peeked: 0, answerNow: () => { b.peeked++; return answer } })
+      return b
+    }
+    const s = new SessionState(1, plainConnInfo('mqtt', '127.0.0.1', 1))
+    s.version = 4
+    s.clientId = 'c'
+    const connect = { cmd: 'connect', clientId: 'c', protocolVersion: 4, username: 'u', password: Buffer.from('p') } as IConnectPacket
+    // Cached: no opinion from the first, allow from the second: a Verdict, not a promise.
+    const [a, b] = [now(NO_OPINION, 'file'), now(ALLOW, 'http')]
+    const p1 = policy([a, b])
+    const sync = new AuthCheck(p1).onConnect(connect, s)
+    expect(sync).not.toBeInstanceOf(Promise)
+    expect((sync as Verdict).action).toBe(Action.Forward)
+    expect([a.peeked, a.asked, b.peeked, b.asked]).toEqual([1, 0, 1, 0])
+    expect(s.authenticatedBy).toBe('http')
+    // A cached deny decides at once too, and counts towards the lockout like any deny.
+    const denied = new AuthCheck(policy([now(DENY, 'file'), now(ALLOW, 'http')])).onConnect(connect, s)
+    expect(denied).toMatchObject({ reason: 0x86, why: 'bad_credentials' })
+    // The second has nothing cached: asked (a promise), the first not asked again.
+    const [c, d] = [now(NO_OPINION, 'file'), now(undefined, 'http')]
+    const pending = new AuthCheck(policy([c, d])).onConnect(connect, s)
+    expect(pending).toBeInstanceOf(Promise)
+    expect((await pending).action).toBe(Action.Forward)
+    expect([c.peeked, c.asked, d.peeked, d.asked]).toEqual([1, 0, 1, 1])
+  })
+
   it('with no backends and anonymous off, every client is refused', async () => {
     expect(await run(policy([]))).toMatchObject({ reason: 0x86 })
     expect(await run(policy([]), {})).toMatchObject({ reason: 0x87 })
