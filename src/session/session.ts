@@ -20,7 +20,7 @@ import type { SessionChecks } from '../checks/chain.js'
 import type { CloseReason, DenyReason } from '../checks/reasons.js'
 import { Action, reject, type Verdict } from '../checks/verdict.js'
 import { upstreamConnect } from '../auth/upstream-credentials.js'
-import { PacketDecoder, readConnectLevel, ConnectProtocol } from '../protocol/decode.js'
+import { connectDecoder, PacketDecoder, readConnectLevel, ConnectProtocol } from '../protocol/decode.js'
 import { TOO_MANY_USER_PROPERTIES } from '../protocol/properties.js'
 import { Framer, FrameError, type FrameSink } from '../protocol/framer.js'
 import { lendReads, ownedCopy, returnLent } from '../net/lent-reads.js'
@@ -644,10 +644,9 @@ export class Session implements FrameSink {
       this.close(this.refusal, connackRefusal(level, REFUSAL_CODES[this.refusal]))
       return false
     }
-    const decoder = new PacketDecoder()
-    const packet = decoder.decode(frame) as IConnectPacket | null
+    const packet = connectDecoder.decode(frame) as IConnectPacket | null
     if (packet === null) {
-      if (decoder.lastError === TOO_MANY_USER_PROPERTIES) return this.refuseConnect('too_many_user_properties', connackRefusal(level, ReasonCode.QuotaExceeded), type)
+      if (connectDecoder.lastError === TOO_MANY_USER_PROPERTIES) return this.refuseConnect('too_many_user_properties', connackRefusal(level, ReasonCode.QuotaExceeded), type)
       this.ctx.stats.decodeErrors[PacketType.Connect]! += 1
       return this.refuseConnect('malformed_packet', connackRefusal(level, ReasonCode.MalformedPacket), type)
     }

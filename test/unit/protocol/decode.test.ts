@@ -1,6 +1,6 @@
 import { generate } from 'mqtt-packet'
 import { describe, expect, it } from 'vitest'
-import { ConnectProtocol, PacketDecoder, readConnectLevel } from '../../../src/protocol/decode.js'
+import { ConnectProtocol, connectDecoder, PacketDecoder, readConnectLevel } from '../../../src/protocol/decode.js'
 
 /** A 3.1.1 SUBSCRIBE with one filter given as raw bytes. */
 function subscribeWithFilter(filter: Buffer): Buffer {
@@ -54,6 +54,27 @@ describe('PacketDecoder', () => {
     expect(decoder.decode(Buffer.from([0x82, 0x02, 0x00, 0x01]))).toBeNull()
     expect(decoder.lastError).toMatch(/without a topic filter/)
     expect(decoder.decode(Buffer.from([0xa2, 0x02, 0x00, 0x01]))).toBeNull()
+  })
+
+  it('the shared CONNECT decoder: any version in turn, good after bad, and no packet kept past the call', () => {
+    const connect = (protocolVersion: 3 | 4 | 5, clientId: string, password: string): Buffer => generate({ cmd: 'connect', protocolId: protocolVersion === 3 ? 'MQIsdp' : 'MQTT', protocolVersion, clientId, clean: true, keepalive: 10, username: 'u', password: Buffer.from(password), ...(protocolVersion === 5 ? { properties: { sessionExpiryInterval: 5 } } : {}) })
+    const good = connect(5, 'a', 'pw-a')
+    const truncated = Buffer.concat([Buffer.from([0x10, good[1]! - 3]), good.subarray(2, good.length - 3)])
+    const padded = Buffer.concat([Buffer.from([0x10, good[1]! + 2]), good.subarray(2), Buffer.from([1, 2])])
+    const bad = [truncated, padded, Buffer.from([0x10, 0x02, 0x00, 0x04])]
+    for (let round = 0; round < 3; round++) {
+      for (const protocolVersion of [3, 4, 5] as const) {
+        const id = `dev-${round}-${protocolVersion}`
+        expect(connectDecoder.decode(connect(protocolVersion, id, `pw-${id}`))).toMatchObject({ cmd: 'connect', clientId: id, protocolVersion, password: Buffer.from(`pw-${id}`) })
+        expect(connectDecoder.decode(bad[(round + protocolVersion) % bad.length]!)).toBeNull()
+        expect(connectDecoder.lastError).not.toBe('')
+      }
+    }
+    expect(connectDecoder.decode(good)).toMatchObject({ clientId: 'a', properties: { sessionExpiryInterval: 5 } })
+    // Neither the decoder nor its parser holds the last CONNECT (its password) once decode returns.
+    const internals = connectDecoder as unknown as { packet: unknown; parser: { packet: { password?: Buffer } } }
+    expect(internals.packet).toBeNull()
+    expect(internals.parser.packet.password).toBeUndefined()
   })
 
   it('reports malformed packets as a value, never by throwing', () => {
