@@ -14,6 +14,8 @@ import type { Endpoint } from './loadgen.js'
 
 /** Moat's built CLI (this file runs from .bench-dist/bench/). */
 const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url))
+/** How Moat is launched (its `moat` command's shebang, `npm start`, the Dockerfile): README "Performance". */
+const MOAT_NODE_FLAGS = ['--no-memory-reducer']
 
 export type TargetKind = 'direct' | 'haproxy' | 'node-pipe' | 'moat' | 'moat-acl5000'
 
@@ -202,7 +204,7 @@ async function startMoat(dir: string, placement: Placement, brokerPort: number, 
   const quiet = (process.env.BENCH_MOAT_LOG ?? 'info') !== 'info'
   const fixedPort = quiet ? await freePort() : 0
   writeFileSync(conf, moatYaml(brokerPort, adminPort, aclRules, placement, fixedPort))
-  const [cmd, args] = pinned({ ...placement, proxyScheduling: 'normal' }, process.execPath, [...nodeArgs(), CLI, '--config', conf])
+  const [cmd, args] = pinned({ ...placement, proxyScheduling: 'normal' }, process.execPath, [...MOAT_NODE_FLAGS, ...nodeArgs(), CLI, '--config', conf])
   if (quiet) {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     child.stdout!.on('data', (d: Buffer) => process.stderr.write(`[moat] ${d}`))

@@ -13,7 +13,8 @@
 import http, { type IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
 import { Duplex } from 'node:stream'
-import { WebSocketServer, type WebSocket } from 'ws'
+import { createRequire } from 'node:module'
+import type { WebSocket, WebSocketServer } from 'ws'
 import type { ClientSocket } from '../session/conn-info.js'
 import type { RefuseReason } from './refuse-reasons.js'
 
@@ -135,6 +136,10 @@ export function pickSubprotocol(header: string | undefined): string | null {
   return null
 }
 
+// ws is loaded when a ws or wss listener is made, not at start: about 1.6 MB of heap a Moat without
+// one would carry, and mark at every full GC (issue 8, GC pauses).
+const load = createRequire(import.meta.url)
+
 export class WsGateway {
   /** Never listens: the listener hands it sockets (after the PROXY header and TLS, if any). */
   private readonly http: http.Server
@@ -155,7 +160,8 @@ export class WsGateway {
       if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n')
       else socket.destroy()
     })
-    this.wss = new WebSocketServer({
+    const { WebSocketServer: Server } = load('ws') as typeof import('ws')
+    this.wss = new Server({
       noServer: true,
       perMessageDeflate: false,
       maxPayload: options.maxPayload(),
