@@ -10,12 +10,19 @@
  * broker (RSS after minus RSS before, over N); then, with the idle connections up, `probes`
  * CONNECTs one at a time (p50/p99). Clients come from `sources` 127.0.0.x addresses in turn, so
  * that no address runs short of ports (binding a source address allocates its port at bind time,
- * among the ports of that address).
+ * among the ports of that address). Each call takes the next block of `sources` addresses (within
+ * 127.0.0.10 … 127.0.0.255; 24 blocks of 8): the ports of the previous runs' connections sit in TIME_WAIT
+ * for a minute, and binding among an address's ports mostly in TIME_WAIT made the kernel search
+ * for a free one for every connection (the load generator at 100 % of its core, the third run of
+ * a target at a tenth of the rate of the first).
  */
 import { cpuSecondsPrecise as cpuSeconds, sleep } from '../processes.js'
 import { Client } from '../loadgen.js'
 import { BENCH_PASSWORD, benchUser, rssBytes, type RunningTarget } from '../targets.js'
 import { percentile } from './latency.js'
+
+/** Blocks of source addresses handed out so far (one per call of connections()). */
+let sourceBlock = 0
 
 export interface ConnectionsOptions {
   readonly count: number
@@ -63,6 +70,7 @@ export async function connections(target: RunningTarget, o: ConnectionsOptions, 
   const t0 = performance.now()
   let lastAnswer = t0
   const perMs = o.rate / 1000
+  const firstSource = 10 + (sourceBlock++ % Math.max(1, Math.floor(246 / o.sources))) * o.sources // 127.0.0.10 … 127.0.0.255
   let opened = 0
   let outstanding = 0
   while (opened < o.count) {
@@ -70,7 +78,7 @@ export async function connections(target: RunningTarget, o: ConnectionsOptions, 
     for (; opened < due && outstanding < o.inFlight; opened++) {
       const i = opened
       const start = performance.now()
-      const c = new Client(target.endpoint, `127.0.0.${10 + (i % o.sources)}`)
+      const c = new Client(target.endpoint, `127.0.0.${firstSource + (i % o.sources)}`)
       clients.push(c)
       outstanding++
       pending.push(c.connect({ clientId: `idle-${runId}-${i}`, username: benchUser(i), password: BENCH_PASSWORD }).then((code) => {
