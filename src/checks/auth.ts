@@ -5,8 +5,9 @@
  *    answered like a bad password (or 0x8A Banned, if configured).
  * 2. Backends in the configured order: the first that answers allow or deny decides; one with no
  *    opinion passes on. Answers held in a backend's cache decide synchronously (answerNow); the
- *    first backend without one is asked, asynchronously, and those after it. A backend that fails (down, slow, bad answer), or the whole run taking
- *    longer than `auth.timeout`, denies (fail closed; counted and logged by auth/instrumented.ts).
+ *    first backend without one is asked, asynchronously, and those after it. A backend that fails
+ *    (down, slow, bad answer), or the whole run taking longer than `auth.timeout`, denies (fail
+ *    closed; counted and logged by auth/instrumented.ts).
  * 3. Nobody had an opinion: a client that presented no credentials is admitted as anonymous when
  *    `auth.anonymous` is true; otherwise refused (not authorized; bad credentials if it sent some).
  * 4. Admitted: client-id rules (pattern, length, binding to the user name), then the takeover rule

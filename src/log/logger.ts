@@ -21,10 +21,6 @@ export const SECRET_KEYS: readonly string[] = ['password', 'passwordBase64', 'au
 
 export const REDACTED = '[redacted]'
 
-function isSecret(key: string): boolean {
-  return SECRET_KEYS.includes(key)
-}
-
 /** `value` with its secret keys censored: itself when it has none, else a shallow copy. */
 function censorKeys(value: object): object {
   let out: Record<string, unknown> | null = null
@@ -47,7 +43,7 @@ export function redactSecrets(fields: Record<string, unknown>): Record<string, u
     const value = fields[key]
     if (value === undefined || value === null) continue
     let replaced: unknown = value
-    if (isSecret(key)) replaced = REDACTED
+    if (SECRET_KEYS.includes(key)) replaced = REDACTED
     else if (typeof value === 'object' && !Array.isArray(value) && !ArrayBuffer.isView(value)) replaced = censorKeys(value)
     if (replaced === value) continue
     out ??= { ...fields }

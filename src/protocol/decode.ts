@@ -108,7 +108,6 @@ export class PacketDecoder {
   }
 
   private decodeWith(parser: ParserInternals, frame: Buffer): Packet | null {
-    this.packet = null
     this.error = null
     parser.moatBadString = false
     parser.moatTrailingBytes = false
