@@ -8,7 +8,7 @@
  *
  *   npm run bench -- [--quick] [--only fan-in,fan-in-rate,latency,connect,connections,loaded-latency] [--runs 3]
  *                    [--out bench/results/<date>.json] [--connections 50000] [--connect-rate 5000]
- *                    [--connect-inflight 100] [--connect-rounds 500] [--rate 10000]
+ *                    [--connect-inflight 100] [--connect-rounds 500] [--connect-warmup 10000] [--rate 10000]
  *                    [--targets direct,haproxy,moat] [--sched batch] [--coalescing 0 | WAIT[,ABOVE]]
  *                    [--load-rate 25000] (loaded-latency: the latency probe while 50 publishers offer a QoS 0 load)
  */
@@ -17,7 +17,7 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { cpus, release, tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { connect, type ConnectResult } from './scenarios/connect.js'
+import { connect, DEFAULT_WARMUP_ROUNDS, type ConnectResult } from './scenarios/connect.js'
 import { connections, type ConnectionsResult } from './scenarios/connections.js'
 import { fanIn, type FanInResult } from './scenarios/fan-in.js'
 import { latency, type LatencyResult } from './scenarios/latency.js'
@@ -33,6 +33,7 @@ const { values } = parseArgs({
     'connect-rate': { type: 'string' },
     'connect-inflight': { type: 'string', default: '100' },
     'connect-rounds': { type: 'string' },
+    'connect-warmup': { type: 'string' },
     rate: { type: 'string', default: '10000' },
     targets: { type: 'string' },
     sched: { type: 'string', default: 'normal' },
@@ -163,7 +164,8 @@ try {
   }
   if (ONLY.has('connect')) {
     const rounds = Number(values['connect-rounds'] ?? (QUICK ? 200 : 500))
-    await measure<ConnectResult>(`connect ${rounds} sequential`, targetsFor(WITH_PIPE, false), (t, r) => connect(t, { rounds }, `k-${r}`))
+    const warmupRounds = Number(values['connect-warmup'] ?? (QUICK ? 2000 : DEFAULT_WARMUP_ROUNDS))
+    await measure<ConnectResult>(`connect ${rounds} sequential after ${warmupRounds}`, targetsFor(WITH_PIPE, false), (t, r) => connect(t, { rounds, warmupRounds }, `k-${r}`))
   }
   if (ONLY.has('connections')) {
     const rate = Number(values['connect-rate'] ?? (QUICK ? 2000 : 5000))
@@ -277,7 +279,7 @@ function issueTargets(): string[] {
     for (const t of ['haproxy', 'node-pipe', 'moat'] as TargetKind[]) {
       const p50 = medianOf(c, t, 'p50Ms')
       if (!Number.isFinite(p50) || !Number.isFinite(direct50)) continue
-      out.push(`${c}: ${t} adds ${f(p50 - direct50, 3)} ms at p50, ${f(medianOf(c, t, 'p99Ms') - direct99, 3)} ms at p99 to a CONNECT${t === 'moat' ? ' (file auth, cache warm; target < 1 ms)' : ''}; its CPU per CONNECT ${f(medianOf(c, t, 'proxyCpuMsPerConnect'), 3)} ms`)
+      out.push(`${c}: ${t} adds ${f(p50 - direct50, 3)} ms at p50, ${f(medianOf(c, t, 'p99Ms') - direct99, 3)} ms at p99 to a CONNECT${t === 'moat' ? ' (file auth, cache warm, JIT settled; target < 1 ms)' : ''}; its CPU per CONNECT ${f(medianOf(c, t, 'proxyCpuMsPerConnect'), 3)} ms`)
     }
   }
   return out

@@ -1,9 +1,10 @@
 /**
  * CONNECT latency, one at a time and with nothing else running: `rounds` sequential
  * CONNECT → CONNACK → DISCONNECT rounds, each on a fresh TCP connection, with user name and
- * password (the bench's file-auth users, in turn). First 2,000 warm-up rounds over every user, so
- * that Moat's auth cache is warm (the issue's "cache warm") and its connection path has been
- * optimised by the JIT, as in a proxy that has been running for a while. The time is taken from opening the TCP
+ * password (the bench's file-auth users, in turn). First `warmupRounds` (10,000) warm-up rounds over
+ * every user, so that Moat's auth cache is warm (the issue's "cache warm") and its connection path
+ * has been optimised by the JIT, as in a proxy that has been running for a while (why 10,000: see
+ * DEFAULT_WARMUP_ROUNDS). The time is taken from opening the TCP
  * connection (the CONNECT is written at once) to the CONNACK: what a client sees, including the
  * proxy's accept and its connection to the broker. The next round starts once the previous
  * connection has closed. Reports p50 / p99 / max (Moat − direct is what Moat adds to a CONNECT),
@@ -18,10 +19,13 @@ import { percentile } from './latency.js'
 
 export interface ConnectOptions {
   readonly rounds: number
+  /** Rounds before the measured ones (at least one per bench user); DEFAULT_WARMUP_ROUNDS when absent. */
+  readonly warmupRounds?: number
 }
 
 export interface ConnectResult {
   readonly rounds: number
+  readonly warmupRounds: number
   readonly refused: number
   readonly p50Ms: number
   readonly p99Ms: number
@@ -58,14 +62,27 @@ function round(target: RunningTarget, frame: Buffer): Promise<number> {
   })
 }
 
-/** Warm-up CONNECT rounds before the measured ones (at least one per bench user). */
-const WARMUP_ROUNDS = Math.max(BENCH_USERS, 2000)
+/**
+ * Warm-up CONNECT rounds before the measured ones. V8 optimises a function after it has run a
+ * budget of bytecode, so a function that runs once per CONNECT (Moat's, and Node's own accept and
+ * connect path) is compiled only after thousands of CONNECTs. Measured 2026-12-03 (the V8 worker
+ * threads' CPU, from /proc, per 1,000 rounds through Moat): 231 ms in rounds 1,000-2,000, 107 in
+ * 2,000-3,000, 62 in 3,000-4,000, then 18-23 ms from round 4,000 on (the libuv pool's log writes and
+ * GC; --trace-opt: compile jobs of 1-9 ms each until about round 4,000, one every 1,000-2,000
+ * rounds after). Each compile job runs on the core shared with the broker, and the broker, woken by
+ * a CONNECT meanwhile, waited up to 4 ms for it (`perf sched`: this VM's kernel is PREEMPT_NONE at
+ * HZ 250): with 2,000 warm-up rounds (before 2026-12-03) Moat's p99 was 2-3 ms, with 10,000 or
+ * 20,000 0.5-0.8 ms. 10,000 is more than twice where the compiling stops. `--connect-warmup 2000`
+ * measures the earlier state.
+ */
+export const DEFAULT_WARMUP_ROUNDS = 10_000
 
 export async function connect(target: RunningTarget, o: ConnectOptions, runId: string): Promise<ConnectResult> {
   const frame = (i: number, phase: string): Buffer => connectFrame({ clientId: `c${phase}-${runId}-${i}`, username: benchUser(i), password: BENCH_PASSWORD })
-  // Warm-up: every user once (the auth cache), then on until WARMUP_ROUNDS, so that a long-running
-  // proxy's connection path is measured (optimised by the JIT), not its first few hundred CONNECTs.
-  for (let i = 0; i < WARMUP_ROUNDS; i++) {
+  // Warm-up: every user once (the auth cache), then on, so that a long-running proxy's connection
+  // path is measured (optimised by the JIT), not its first few thousand CONNECTs.
+  const warmupRounds = Math.max(BENCH_USERS, o.warmupRounds ?? DEFAULT_WARMUP_ROUNDS)
+  for (let i = 0; i < warmupRounds; i++) {
     if (await round(target, frame(i, 'w')) < 0) throw new Error(`connect ${target.kind}: warm-up CONNECT of ${benchUser(i)} refused`)
   }
   const proxyCpu0 = target.proxyPid === null ? 0 : cpuSeconds(target.proxyPid)
@@ -83,6 +100,7 @@ export async function connect(target: RunningTarget, o: ConnectOptions, runId: s
   const sorted = times.slice(0, done).sort()
   return {
     rounds: done,
+    warmupRounds,
     refused,
     p50Ms: percentile(sorted, 0.5),
     p99Ms: percentile(sorted, 0.99),
