@@ -57,6 +57,35 @@ describe('CheckChain', () => {
     expect(checks.runUnsubscribe('a', state())).toBe(FORWARD)
   })
 
+  it('calls each session its own checks\' hooks, with the check as `this`, when sessions differ in them', () => {
+    // One configuration's sessions share their hook list; a session whose checks have other hook
+    // functions (here: every other session) must still run its own, and the next one its own.
+    const deny = reject(0x87, 'not_authorized')
+    const made: Array<Check & { seen: number }> = []
+    class Forwards implements Check {
+      readonly name = 'x'
+      seen = 0
+      onPublish() { this.seen++; return FORWARD }
+      onDeliver() { this.seen++; return FORWARD }
+    }
+    class Refuses implements Check {
+      readonly name = 'x'
+      seen = 0
+      onPublish() { this.seen++; return deny }
+      onDeliver() { this.seen++; return deny }
+    }
+    const chain = CheckChain.build(config, [
+      factory('first', { onPublish: () => FORWARD }),
+      { name: 'x', create: () => () => made[made.push(made.length % 2 === 0 ? new Forwards() : new Refuses()) - 1]! },
+    ])
+    const sessions = [chain.forSession(state()), chain.forSession(state()), chain.forSession(state()), chain.forSession(state())]
+    const view = new PublishView()
+    expect(sessions.map((s) => s.runPublish(view, state()).action)).toEqual([Action.Forward, Action.Reject, Action.Forward, Action.Reject])
+    expect(sessions.map((s) => s.runDeliver(view, state()).action)).toEqual([Action.Forward, Action.Reject, Action.Forward, Action.Reject])
+    expect(sessions[1]!.decidedBy).toBe('x')
+    expect(made.map((c) => c.seen)).toEqual([2, 2, 2, 2])
+  })
+
   it('runs CONNECT synchronously when every check is synchronous', () => {
     const checks = CheckChain.build(config, [factory('a', { onConnect: () => FORWARD })]).forSession(state())
     expect(checks.runConnect(connect, state())).toBe(FORWARD)
