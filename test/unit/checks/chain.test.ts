@@ -76,7 +76,14 @@ describe('CheckChain', () => {
     }
     const chain = CheckChain.build(config, [
       factory('first', { onPublish: () => FORWARD }),
-      { name: 'x', create: () => () => made[made.push(made.length % 2 === 0 ? new Forwards() : new Refuses()) - 1]! },
+      {
+        name: 'x',
+        create: () => () => {
+          const check = made.length % 2 === 0 ? new Forwards() : new Refuses()
+          made.push(check)
+          return check
+        },
+      },
     ])
     const sessions = [chain.forSession(state()), chain.forSession(state()), chain.forSession(state()), chain.forSession(state())]
     const view = new PublishView()
