@@ -1,9 +1,12 @@
 /**
  * Rate limits as token buckets (limits/token-bucket.ts): per connection (packets, messages, bytes),
  * per user name across that user's connections, and per topic pattern. Every packet a client sends
- * after CONNECT counts towards the packet and byte rates; PUBLISH also towards the message rate and
- * the topic rules it matches. A packet passes only when every bucket it touches has room, and then
- * is charged to all of them, so a refused packet costs nothing.
+ * after CONNECT counts towards the packet and byte rates, except the acknowledgements (PUBACK, PUBREC,
+ * PUBREL, PUBCOMP): each answers a packet the broker sent, so the broker's in-flight window bounds
+ * them, and holding them back would stall the client's deliveries and queue its PINGREQs behind them.
+ * PUBLISH also counts towards the message rate and the topic rules it matches. A packet passes only
+ * when every bucket it touches has room, and then is charged to all of them, so a refused packet
+ * costs nothing.
  *
  * What an excess does is per rule: `throttle` (Throttle verdict: the session stops reading the
  * client until the bucket refills, then checks the same packet again: nothing is lost), `drop`
@@ -17,6 +20,7 @@
 import { LRUCache } from 'lru-cache'
 import type { LimitsConfig, MoatConfig } from '../config/types.js'
 import type { PublishView } from '../protocol/publish.js'
+import { PacketType } from '../protocol/packet-type.js'
 import { ReasonCode } from '../protocol/reason.js'
 import { topicMatches } from '../protocol/topic-match.js'
 import type { SessionState } from '../session/state.js'
@@ -102,7 +106,7 @@ export class RateCheck implements Check {
   /**
    * Buckets a PUBLISH is charged to, and those any other packet is charged to. Made on the
    * session's first packet after CONNECT (a bucket starts full, so one made then decides exactly as
-   * one made at CONNECT): an idle session holds none (issue 8, memory per idle connection).
+   * one made at CONNECT): an idle session holds none (memory per idle connection).
    */
   private publishBuckets: TokenBucket[] = NO_BUCKETS
   private otherBuckets: TokenBucket[] = NO_BUCKETS
@@ -142,7 +146,9 @@ export class RateCheck implements Check {
     this.userOther = buckets.other
   }
 
-  onPacket(_type: number, size: number, s: SessionState): Verdict {
+  onPacket(type: number, size: number, s: SessionState): Verdict {
+    // PUBACK 4, PUBREC 5, PUBREL 6, PUBCOMP 7: answers, not counted (see the header).
+    if (type >= PacketType.Puback && type <= PacketType.Pubcomp) return FORWARD
     const now = tickNowMs()
     if (!this.prepared) this.prepare(s, now)
     this.worst = ExcessAction.None

@@ -1,8 +1,8 @@
 /**
  * Rate limits through Moat, measured on the broker side: a client publishing as fast as it can
  * against `messageRate: 100/s` gets 90 to 110 messages a second through, and with `throttle` every
- * message arrives (in order); `drop` refuses what is over (5.0 QoS 1: PUBACK 0x96), `disconnect`
- * closes (5.0: DISCONNECT 0x96); every packet type counts towards `packetRate`; topic rules limit
+ * message arrives (in order); `drop` refuses what is over (5.0 QoS 1: PUBACK 0x97), `disconnect`
+ * closes (5.0: DISCONNECT 0x96); every packet type but the acks counts towards `packetRate`; topic rules limit
  * one pattern without touching the others.
  */
 import { mkdtempSync, writeFileSync } from 'node:fs'
@@ -304,6 +304,97 @@ for (const kind of brokerKinds()) {
       for (const id of ids) await broker.clientGone(id)
       const through = ids.flatMap((id) => broker.received(id)).filter((r) => r === `publish ${topic}`)
       expect(through).toHaveLength(1)
+    })
+
+    if (kind === 'mosquitto') {
+      for (const version of [4, 5] as const) {
+        it(`packetRate 20/s does not hold back a QoS 1 subscriber's PUBACKs (${versionName(version)}): at 60 msg/s it keeps up, its SUBSCRIBE and PINGREQ are answered at once, the broker gets every PUBACK and redelivers nothing`, async () => {
+          moat = await startMoat(broker, { limits: limitsFrom({ packetRate: '20/s' }) })
+          const id = uid('acker')
+          const topic = uid('deliveries')
+          const COUNT = 180
+          const raw = await rawSession(moat.address().port, id, version)
+          const sub = (messageId: number, filter: string): Buffer => generate({ cmd: 'subscribe', messageId, subscriptions: [{ topic: filter, qos: 1 }] } as never, { protocolVersion: version })
+          raw.send(sub(1, topic))
+          expect(await raw.nextPacket()).toMatchObject({ cmd: 'suback', messageId: 1 })
+          // The subscriber: acknowledges each delivery as it arrives, and notes when its own requests are answered.
+          const got: number[] = []
+          const answeredAt = new Map<string, number>()
+          const reading = (async () => {
+            while (got.length < COUNT || answeredAt.size < 2) {
+              const packet = await raw.nextPacket(undefined, 20_000)
+              if (packet === null) throw new Error('subscriber closed')
+              if (packet.cmd === 'publish') {
+                got.push((packet.payload as Buffer).readUInt32BE(0))
+                raw.send(generate({ cmd: 'puback', messageId: packet.messageId } as never, { protocolVersion: version }))
+              } else {
+                answeredAt.set(packet.cmd, performance.now())
+              }
+            }
+          })()
+          // Published on the broker directly, 3 every 50 ms: 60 a second for 3 s.
+          const publisher = await connect(broker.port)
+          const started = performance.now()
+          let askedAt = 0
+          for (let tick = 0; tick < COUNT / 3; tick++) {
+            for (let k = 0; k < 3; k++) {
+              const payload = Buffer.alloc(4)
+              payload.writeUInt32BE(tick * 3 + k)
+              void publisher.publishAsync(topic, payload, { qos: 1 })
+            }
+            if (tick === 30) {
+              // Half-way through: a SUBSCRIBE and a PINGREQ queue behind whatever acks Moat holds.
+              askedAt = performance.now()
+              raw.send(Buffer.concat([sub(2, uid('other')), Buffer.from([0xc0, 0x00])]))
+            }
+            await new Promise((resolve) => setTimeout(resolve, 50))
+          }
+          await reading
+          expect(got).toEqual(Array.from({ length: COUNT }, (_, n) => n))
+          expect(answeredAt.get('suback')! - askedAt).toBeLessThan(1000)
+          expect(answeredAt.get('pingresp')! - askedAt).toBeLessThan(1000)
+          // The broker's side: every PUBACK arrived, soon after the deliveries (acks held to 20/s
+          // would need 9 s for 180; publishing alone takes 3), and no delivery was sent twice.
+          await expect.poll(() => broker.received(id).filter((r) => r === 'puback').length, { timeout: 15_000, interval: 50 }).toBe(COUNT)
+          expect(performance.now() - started).toBeLessThan(6000)
+          const sent = broker.logs!().filter((l) => l.startsWith(`Sending PUBLISH to ${id} `))
+          expect(sent).toHaveLength(COUNT)
+          expect(sent.filter((l) => l.startsWith(`Sending PUBLISH to ${id} (d1`))).toEqual([])
+          expect(broker.received(id).filter((r) => r === 'subscribe')).toHaveLength(2)
+          expect(moat.stats.throttleWaits).toBe(0)
+          raw.destroy()
+          await publisher.endAsync()
+        }, 30_000)
+      }
+    }
+
+    it('packetRate 20/s still holds back a client that publishes faster: 40 QoS 1 publishes sent at once reach the broker over about 2 s, acknowledged as they pass', async () => {
+      moat = await startMoat(broker, { limits: limitsFrom({ packetRate: '20/s' }) })
+      const id = uid('fast')
+      const topic = uid('paced')
+      const watcher = await connect(broker.port)
+      const arrivals: number[] = []
+      watcher.on('message', () => arrivals.push(performance.now()))
+      await watcher.subscribeAsync(topic)
+      const raw = await rawSession(moat.address().port, id)
+      const started = performance.now()
+      raw.send(Buffer.concat(Array.from({ length: 40 }, (_, n) => publish(topic, n, 1))))
+      const acked: number[] = []
+      for (let n = 0; n < 40; n++) {
+        expect(await raw.nextPacket(undefined, 10_000)).toMatchObject({ cmd: 'puback', messageId: n + 1 })
+        acked.push(performance.now())
+      }
+      await expect.poll(() => arrivals.length, { timeout: 10_000 }).toBe(40)
+      // The bucket holds 2; the other 38 pass at 20 a second: the 40th no sooner than 1.9 s after the first.
+      expect(arrivals[39]! - started).toBeGreaterThan(1700)
+      expect(acked[39]! - started).toBeGreaterThan(1700)
+      // Within the rate at every point: at most 2 + 20/s of elapsed time (plus one for rounding).
+      arrivals.forEach((at, n) => expect(n + 1).toBeLessThanOrEqual(3 + Math.ceil((20 * (at - started)) / 1000)))
+      expect(moat.stats.throttleWaits).toBeGreaterThan(0)
+      raw.destroy()
+      await broker.clientGone(id)
+      expect(broker.received(id).filter((r) => r === `publish ${topic}`)).toHaveLength(40)
+      await watcher.endAsync()
     })
   })
 }

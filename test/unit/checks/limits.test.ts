@@ -75,6 +75,21 @@ describe('rate check', () => {
     expect(check.onPacket!(PacketType.Subscribe, 10, s)).toMatchObject({ action: Action.Disconnect, reason: 0x96 })
   })
 
+  it('acknowledgements (PUBACK, PUBREC, PUBREL, PUBCOMP) are not counted by packetRate or byteRate, per connection or per user', () => {
+    const make = rateCheck.create(config({ packetRate: '2/m', byteRate: '100B/m', burst: '1m', onExcess: 'disconnect', perUsername: { packetRate: '2/m', burst: '1m', onExcess: 'disconnect' } }), detachedCheckEnv())!
+    const s = state('alice')
+    const check = make(s)
+    for (let n = 0; n < 1000; n++) {
+      for (const type of [PacketType.Puback, PacketType.Pubrec, PacketType.Pubrel, PacketType.Pubcomp]) {
+        expect(check.onPacket!(type, 4, s).action).toBe(Action.Forward)
+      }
+    }
+    // The buckets are as full as before the acks: two packets pass, the third is over.
+    expect(check.onPacket!(PacketType.Pingreq, 2, s).action).toBe(Action.Forward)
+    expect(check.onPacket!(PacketType.Pingreq, 2, s).action).toBe(Action.Forward)
+    expect(check.onPacket!(PacketType.Pingreq, 2, s)).toMatchObject({ action: Action.Disconnect, reason: 0x96 })
+  })
+
   it('the strongest action of the buckets that are over wins', () => {
     const make = rateCheck.create(config({ messageRate: '1/m', onExcess: 'throttle', topics: [{ topic: 'x/#', rate: '1/m', onExcess: 'disconnect' }] }), detachedCheckEnv())!
     const s = state()
