@@ -7,6 +7,7 @@
 import { X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { filtersOverlap } from '../acl/filter-relations.js'
+import { hasSeparator } from '../auth/client-id-binding.js'
 import { parsePasswordFile } from '../auth/file.js'
 import type { AclRuleConfig, MoatConfig } from '../config/types.js'
 import { isLoopback } from '../net/address-list.js'
@@ -220,6 +221,47 @@ function aclFindings(config: MoatConfig, out: Finding[]): void {
   })
 }
 
+/**
+ * `{client_id}` in an allow rule names a device only when the client id is bound to the identity
+ * that authenticated; under `username-prefix` a user name holding a separator is refused at
+ * CONNECT (checks/auth.ts), so a bound id has one owner and only the password files are worth a look.
+ */
+function clientIdFindings(config: MoatConfig, out: Finding[]): void {
+  const auth = config.auth
+  if (auth.backends.length === 0 && !auth.anonymous) return // nobody gets in
+  const rule = config.acl?.rules.findIndex((r) => r.effect === 'allow' && r.topic.includes('{client_id}')) ?? -1
+  if (rule < 0) return
+  const c = auth.clientId
+  const name = config.acl!.rules[rule]!.name
+  if (c.bind === 'none') {
+    out.push({
+      id: 'client-id-unbound', severity: 'high', where: `auth.clientId.bind (with acl.rules.${rule} (${name}))`,
+      title: 'ACL rules name {client_id}, but any user may connect with any client id',
+      risk: 'a client with valid credentials connects with another device\'s client id: it reads and writes that device\'s topics and resumes its persistent session, queued messages included',
+      fix: 'set auth.clientId.bind: username-prefix (ids like dev1:main) or username, or write the rules with {username} or {cert.cn}',
+    })
+    return
+  }
+  if (c.bind !== 'username-prefix') return
+  auth.backends.forEach((b, i) => {
+    if (b.type !== 'file') return
+    let users: string[]
+    try {
+      users = [...parsePasswordFile(readFileSync(b.path, 'utf8'), (line, message) => new Error(`${line}: ${message}`)).keys()]
+    } catch {
+      return // the loader already refused an unreadable or malformed file
+    }
+    const holding = users.filter((u) => hasSeparator(u, c.separator))
+    if (holding.length === 0) return
+    out.push({
+      id: 'client-id-separator-in-username', severity: 'info', where: `auth.backends.${i}.path (${b.path})`,
+      title: `${holding.length} user name(s) hold a client-id separator (${JSON.stringify(c.separator)}) and are refused under bind: username-prefix: ${holding.slice(0, 5).join(', ')}${holding.length > 5 ? ` and ${holding.length - 5} more` : ''}`,
+      risk: 'none (fail closed: such a user would share client ids with a shorter user name), but these users cannot connect',
+      fix: 'choose auth.clientId.separator characters these names do not hold, or rename the users',
+    })
+  })
+}
+
 function limitFindings(config: MoatConfig, out: Finding[]): void {
   const l = config.limits
   if (l.messageRate === null && l.packetRate === null && l.byteRate === null && l.perUsername === null) {
@@ -282,6 +324,7 @@ export function auditConfig(config: MoatConfig, subject: string): Report {
   listenerFindings(config, findings)
   authFindings(config, findings)
   aclFindings(config, findings)
+  clientIdFindings(config, findings)
   limitFindings(config, findings)
   edgeFindings(config, findings)
   return { subject, findings }

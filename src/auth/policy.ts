@@ -18,6 +18,7 @@ export interface ClientIdRules {
   readonly pattern: RegExp | null
   readonly maxLength: number
   readonly bind: ClientIdConfig['bind']
+  readonly separator: string
   readonly takeover: ClientIdConfig['takeover']
 }
 
@@ -59,7 +60,7 @@ export function compileAuthPolicy(config: AuthConfig, configFile: string, runtim
     anonymous: config.anonymous,
     backends,
     timeoutMs: config.timeoutMs,
-    clientId: { pattern: c.pattern === null ? null : new RegExp(`^(?:${c.pattern})$`, 'u'), maxLength: c.maxLength, bind: c.bind, takeover: c.takeover },
+    clientId: { pattern: c.pattern === null ? null : new RegExp(`^(?:${c.pattern})$`, 'u'), maxLength: c.maxLength, bind: c.bind, separator: c.separator, takeover: c.takeover },
     lockout: config.lockout === null ? null : new Lockout(config.lockout, runtime.lockouts(config.lockout.maxEntries), runtime.stats, runtime.sharedLockout),
     banReply: config.lockout?.reply ?? 'bad-credentials',
     runtime,

@@ -10,7 +10,7 @@
  *    closed; counted and logged by auth/instrumented.ts).
  * 3. Nobody had an opinion: a client that presented no credentials is admitted as anonymous when
  *    `auth.anonymous` is true; otherwise refused (not authorized; bad credentials if it sent some).
- * 4. Admitted: client-id rules (pattern, length, binding to the user name), then the takeover rule
+ * 4. Admitted: client-id rules (pattern, length, binding to the user name: auth/client-id-binding.ts), then the takeover rule
  *    (auth/client-ids.ts). The identity goes into SessionState for ACLs and logs.
  *
  * Answers (the session maps them to the client's version): bad credentials 0x86 / 3.1.1 code 4;
@@ -20,6 +20,7 @@
  */
 import type { IConnectPacket } from 'mqtt-packet'
 import { type AuthBackend, type AuthRequest, type AuthResult } from '../auth/backend.js'
+import { clientIdBound } from '../auth/client-id-binding.js'
 import { compileAuthPolicy, type AuthPolicy } from '../auth/policy.js'
 import type { AuthDecision } from '../auth/stats.js'
 import { DENY_ALL_AUTH } from '../config/auth-schema.js'
@@ -180,10 +181,7 @@ export class AuthCheck implements Check {
     if (clientId.length > rules.maxLength || (rules.pattern !== null && !rules.pattern.test(clientId))) {
       return this.refuse('client_id_refused', CLIENT_ID_REFUSED)
     }
-    if (rules.bind !== 'none' && clientId !== '') {
-      const bound = username !== null && (rules.bind === 'username' ? clientId === username : clientId.startsWith(username))
-      if (!bound) return this.refuse('client_id_refused', CLIENT_ID_REFUSED)
-    }
+    if (!clientIdBound(rules.bind, rules.separator, username, clientId)) return this.refuse('client_id_refused', CLIENT_ID_REFUSED)
     s.username = username
     s.claims = claims
     s.groups = groups
@@ -217,11 +215,7 @@ export class AuthCheck implements Check {
     const rules = p.clientId
     const id = s.clientId
     if (id.length > rules.maxLength || (rules.pattern !== null && !rules.pattern.test(id))) return ACCESS_REVOKED
-    if (rules.bind !== 'none' && id !== '') {
-      const username = s.username
-      const bound = username !== null && (rules.bind === 'username' ? id === username : id.startsWith(username))
-      if (!bound) return ACCESS_REVOKED
-    }
+    if (!clientIdBound(rules.bind, rules.separator, s.username, id)) return ACCESS_REVOKED
     return FORWARD
   }
 

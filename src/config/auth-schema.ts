@@ -89,6 +89,9 @@ const clientId = z.strictObject({
   }, { error: 'not a valid regular expression' }).optional(),
   maxLength: count(1).max(65535, { error: 'at most 65535' }).default(256),
   bind: z.enum(['none', 'username', 'username-prefix'], { error: 'expected none, username or username-prefix' }).default('none'),
+  separator: z.string({ error: 'expected a string of separator characters' })
+    .regex(/^[!"$%&'()*,\-.:;<=>?@[\\\]^_`{|}~]{1,16}$/, { error: 'expected 1 to 16 ASCII punctuation characters other than + # / (e.g. ":" or "-")' })
+    .default(':'),
   takeover: z.enum(['same-identity', 'allow'], { error: 'expected same-identity or allow' }).default('same-identity'),
 })
 
@@ -114,7 +117,7 @@ export const authSchema = z.strictObject({
   anonymous: z.boolean({ error: 'expected true or false' }).default(false),
   backends: z.array(backend, { error: 'expected a list of backends' }).default([]),
   timeout: duration.default(5_000).refine((v) => v > 0, { error: 'must be above zero' }),
-  clientId: clientId.default({ maxLength: 256, bind: 'none', takeover: 'same-identity' }),
+  clientId: clientId.default({ maxLength: 256, bind: 'none', separator: ':', takeover: 'same-identity' }),
   lockout: lockout.default({ maxFailures: 10, window: 60_000, ban: 300_000, per: ['address', 'username'], maxEntries: 100_000, reply: 'bad-credentials' }),
   upstreamCredentials: upstreamCredentials.default('passthrough'),
 })
@@ -172,7 +175,7 @@ export function compileAuth(a: AuthInput, file: string): AuthConfig {
     anonymous: a.anonymous,
     backends,
     timeoutMs: a.timeout,
-    clientId: { pattern: a.clientId.pattern ?? null, maxLength: a.clientId.maxLength, bind: a.clientId.bind, takeover: a.clientId.takeover },
+    clientId: { pattern: a.clientId.pattern ?? null, maxLength: a.clientId.maxLength, bind: a.clientId.bind, separator: a.clientId.separator, takeover: a.clientId.takeover },
     lockout: a.lockout === false ? null : {
       maxFailures: a.lockout.maxFailures, windowMs: a.lockout.window, banMs: a.lockout.ban,
       per: [...new Set(a.lockout.per)], maxEntries: a.lockout.maxEntries, reply: a.lockout.reply,

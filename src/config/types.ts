@@ -342,8 +342,13 @@ export interface ClientIdConfig {
   /** The whole client id must match (anchored); null = any. */
   readonly pattern: string | null
   readonly maxLength: number
-  /** none; `username`: the client id equals the user name; `username-prefix`: it starts with it. */
+  /**
+   * none; `username`: the client id equals the user name; `username-prefix`: it equals the user
+   * name or continues it with a `separator` character (auth/client-id-binding.ts).
+   */
   readonly bind: 'none' | 'username' | 'username-prefix'
+  /** `username-prefix`: the characters that may end the user name within a client id; a user name holding one is refused. */
+  readonly separator: string
   /** A CONNECT reusing a live client id: `same-identity` admits it only for the same user; `allow` always. */
   readonly takeover: 'same-identity' | 'allow'
 }

@@ -68,7 +68,7 @@ describe('moat audit --config', () => {
     const ids = report.findings.map((f) => f.id).sort()
     expect(ids).toEqual([
       'acl-read-everything', 'acl-read-other-devices', 'acl-read-sys', 'admin-exposed', 'anonymous-access',
-      'auth-over-plaintext', 'certificate-expiring', 'few-hash-iterations', 'no-client-certificates',
+      'auth-over-plaintext', 'certificate-expiring', 'client-id-unbound', 'few-hash-iterations', 'no-client-certificates',
       'no-connection-limit', 'no-lockout', 'no-payload-cap', 'no-rate-limit', 'plaintext-listener',
       'upstream-plaintext', 'weak-password-hash', 'weak-tls-ciphers',
     ])
@@ -89,6 +89,22 @@ describe('moat audit --config', () => {
     const open = weakDeployment(['acl:', '  - { allow: all, topic: "#" }'])
     expect(auditConfig(loadConfig(open), open).findings.filter((f) => f.id === 'allows-everything')).toEqual([
       expect.objectContaining({ severity: 'critical' }),
+    ])
+  })
+
+  it('says when {client_id} rules rely on client ids nobody binds; a prefix binding leaves only users it refuses (info)', () => {
+    const unbound = weakDeployment(weakAcl)
+    expect(auditConfig(loadConfig(unbound), unbound).findings.filter((f) => f.id.startsWith('client-id'))).toEqual([
+      expect.objectContaining({ id: 'client-id-unbound', severity: 'high', where: 'auth.clientId.bind (with acl.rules.0 (acl.rules.0))' }),
+    ])
+    for (const bind of ['username', 'username-prefix']) {
+      const bound = weakDeployment([`  clientId: { bind: ${bind} }`, ...weakAcl])
+      expect(auditConfig(loadConfig(bound), bound).findings.filter((f) => f.id.startsWith('client-id'))).toEqual([])
+    }
+    // Users whose names hold the separator are refused at CONNECT under the prefix binding: said, as info.
+    const dashed = weakDeployment(['  clientId: { bind: username-prefix, separator: "-" }', ...weakAcl])
+    expect(auditConfig(loadConfig(dashed), dashed).findings.filter((f) => f.id.startsWith('client-id'))).toEqual([
+      expect.objectContaining({ id: 'client-id-separator-in-username', severity: 'info', title: expect.stringMatching(/2 user name\(s\).*old-device, mosquitto-device$/) }),
     ])
   })
 

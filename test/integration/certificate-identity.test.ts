@@ -55,7 +55,7 @@ describe(`certificate identity through auth and ACL (${kind})`, () => {
   })
 
   it('logs in with the certificate alone: its CN is the user name and fills the ACL placeholders', async () => {
-    const clientId = uid('device-1')
+    const clientId = `device-1:${uid('main')}` // the CN, then the default separator
     const client = await connect(port, { ...tlsAs('device-1'), clientId })
     const inbox = new Inbox(client)
     const info = m.moat.sessionInfo().find((s) => s.clientId === clientId)!
@@ -91,7 +91,7 @@ describe(`certificate identity through auth and ACL (${kind})`, () => {
 
   it('refuses a client id that does not start with the certificate CN (a device cannot take another one\'s id)', async () => {
     const before = broker.connections()
-    const result = await tryConnect(`mqtts://127.0.0.1:${port}`, { ...tlsAs('device-2'), clientId: uid('device-1') })
+    const result = await tryConnect(`mqtts://127.0.0.1:${port}`, { ...tlsAs('device-2'), clientId: `device-1:${uid('main')}` })
     expect(result.outcome).toBe('error')
     expect(result.error?.message).toMatch(/Identifier rejected/i)
     expect(broker.connections()).toBe(before)

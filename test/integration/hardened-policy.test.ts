@@ -54,11 +54,11 @@ describe(`policies/hardened.yaml (${kind})`, () => {
   let seen: Inbox
 
   const device = (name: string): Record<string, unknown> => ({
-    protocol: 'mqtts', protocolVersion: version, ca: readFileSync(certs.ca), clientId: uid(name), reconnectPeriod: 0,
+    protocol: 'mqtts', protocolVersion: version, ca: readFileSync(certs.ca), clientId: `${name}:${uid('c')}`, reconnectPeriod: 0,
     cert: readFileSync(certs.clients[name]!.cert), key: readFileSync(certs.clients[name]!.key),
   })
   const person = (username: string, password: string): Record<string, unknown> => ({
-    protocol: 'mqtts', protocolVersion: version, ca: readFileSync(certs.ca), clientId: uid(username), reconnectPeriod: 0, username, password,
+    protocol: 'mqtts', protocolVersion: version, ca: readFileSync(certs.ca), clientId: `${username}:${uid('c')}`, reconnectPeriod: 0, username, password,
   })
 
   beforeAll(async () => {

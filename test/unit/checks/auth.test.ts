@@ -27,7 +27,7 @@ function backend(type: BackendType, answer: AuthResult | Error): AuthBackend & {
 function policy(backends: AuthBackend[], over: Partial<AuthPolicy> = {}): AuthPolicy {
   return {
     anonymous: false, backends, timeoutMs: 1000,
-    clientId: { pattern: null, maxLength: 256, bind: 'none', takeover: 'same-identity' },
+    clientId: { pattern: null, maxLength: 256, bind: 'none', separator: ':', takeover: 'same-identity' },
     lockout: null, banReply: 'bad-credentials', runtime: new AuthRuntime(new AuthStats(), pino({ level: 'silent' })),
     backendTypes: new Set(backends.map((b) => b.type)), fileUsers: [],
     ...over,
@@ -129,9 +129,10 @@ describe('AuthCheck after a reload (reviewConnection)', () => {
     expect(new AuthCheck(withFile).reviewConnection(admitted('http', 'alice'))).toBe(ACCESS_REVOKED)
     expect(new AuthCheck(policy([], { anonymous: false })).reviewConnection(admitted('anonymous', null))).toBe(ACCESS_REVOKED)
     expect(new AuthCheck(policy([], { anonymous: true })).reviewConnection(admitted('anonymous', null))).toBe(FORWARD)
-    const bound = policy([backend('file', ALLOW)], { fileUsers: [file(['alice'])], clientId: { pattern: null, maxLength: 256, bind: 'username-prefix', takeover: 'same-identity' } })
+    const bound = policy([backend('file', ALLOW)], { fileUsers: [file(['alice'])], clientId: { pattern: null, maxLength: 256, bind: 'username-prefix', separator: '-', takeover: 'same-identity' } })
     expect(new AuthCheck(bound).reviewConnection(admitted('file', 'alice', 'bob-1'))).toBe(ACCESS_REVOKED)
     expect(new AuthCheck(bound).reviewConnection(admitted('file', 'alice', 'alice-1'))).toBe(FORWARD)
+    expect(new AuthCheck(bound).reviewConnection(admitted('file', 'alice', 'alice1'))).toBe(ACCESS_REVOKED) // a prefix is not an identity
     expect(ACCESS_REVOKED).toMatchObject({ reason: 0x87, why: 'access_revoked' })
   })
 })

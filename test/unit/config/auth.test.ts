@@ -37,7 +37,7 @@ describe('auth config', () => {
       anonymous: false,
       backends: [{ type: 'http', url: 'http://auth.local/check', timeoutMs: 2000, connections: 16, maxPending: 1000, headers: {}, cache: { ttlMs: 30_000, negativeTtlMs: 5000, max: 10_000 } }],
       timeoutMs: 5000,
-      clientId: { pattern: null, maxLength: 256, bind: 'none', takeover: 'same-identity' },
+      clientId: { pattern: null, maxLength: 256, bind: 'none', separator: ':', takeover: 'same-identity' },
       lockout: { maxFailures: 10, windowMs: 60_000, banMs: 300_000, per: ['address', 'username'], maxEntries: 100_000, reply: 'bad-credentials' },
       upstreamCredentials: 'passthrough',
     })
