@@ -4,8 +4,9 @@
  * CONNACK). The counts live in SessionState (a reload keeps them); the session removes a packet id
  * from `inflight` when the broker's PUBACK, PUBCOMP or refusing PUBREC passes.
  *
- * - A filter beyond the quota is refused with 0x97 (Quota exceeded); re-subscribing to a filter
- *   already held costs nothing, UNSUBSCRIBE gives it back.
+ * - A filter beyond the quota is refused (a Reject verdict: its SUBACK slot says 0x97 Quota
+ *   exceeded, 0x80 on 3.1.1; the broker never sees it, the client stays); re-subscribing to a
+ *   filter already held costs nothing, UNSUBSCRIBE gives it back.
  * - A QoS 1/2 PUBLISH beyond the in-flight quota: a 5.0 client broke the Receive Maximum it was
  *   told and is closed (DISCONNECT 0x93) [MQTT-3.3.4-9]; a 3.1.1 client, which cannot be told, is
  *   throttled: Moat stops reading it until the broker acknowledges one of its messages (the session

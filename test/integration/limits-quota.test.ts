@@ -7,7 +7,7 @@ import { generate } from 'mqtt-packet'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { Moat } from '../../src/moat.js'
 import { brokerKinds, brokerVersions, startBroker, type TestBroker } from '../helpers/broker.js'
-import { connectPacket, RawClient, rawSession, uid } from '../helpers/clients.js'
+import { connect, connectPacket, RawClient, rawSession, uid } from '../helpers/clients.js'
 import { limitsFrom, startMoat } from '../helpers/moat.js'
 
 const versionName = (v: number): string => (v === 5 ? '5.0' : '3.1.1')
@@ -28,29 +28,45 @@ for (const kind of brokerKinds()) {
     })
 
     for (const version of ([4, 5] as const).filter((v) => brokerVersions(kind).includes(v))) {
-      it(`${versionName(version)}: maxSubscriptions 2: a third filter is refused (0x97) and never reaches the broker; re-subscribing and unsubscribing are counted right`, async () => {
+      it(`${versionName(version)}: maxSubscriptions 2: a third filter is refused (SUBACK ${version === 5 ? '0x97' : '0x80'}), the client stays, the broker never sees it; re-subscribing and unsubscribing are counted right`, async () => {
         moat = await startMoat(broker, { limits: limitsFrom({ maxSubscriptions: 2 }) })
         const id = uid('subs')
+        const t = (n: number): string => `${id}/a/${n}`
         const raw = await rawSession(moat.address().port, id, version)
         const sub = (messageId: number, topic: string): Buffer => generate({ cmd: 'subscribe', messageId, subscriptions: [{ topic, qos: 0 }] } as never, { protocolVersion: version })
-        raw.send(sub(1, 'a/1'))
+        raw.send(sub(1, t(1)))
         expect(await raw.nextPacket()).toMatchObject({ cmd: 'suback' })
-        raw.send(sub(2, 'a/2'))
+        raw.send(sub(2, t(2)))
         expect(await raw.nextPacket()).toMatchObject({ cmd: 'suback' })
-        raw.send(sub(3, 'a/1')) // held already: costs nothing
+        raw.send(sub(3, t(1))) // held already: costs nothing
         expect(await raw.nextPacket()).toMatchObject({ cmd: 'suback' })
-        raw.send(generate({ cmd: 'unsubscribe', messageId: 4, unsubscriptions: ['a/2'] } as never, { protocolVersion: version }))
+        raw.send(generate({ cmd: 'unsubscribe', messageId: 4, unsubscriptions: [t(2)] } as never, { protocolVersion: version }))
         expect(await raw.nextPacket()).toMatchObject({ cmd: 'unsuback' })
-        raw.send(sub(5, 'a/3')) // the slot a/2 gave back
-        expect(await raw.nextPacket()).toMatchObject({ cmd: 'suback' })
+        raw.send(sub(5, t(3))) // the slot t(2) gave back
+        expect(await raw.nextPacket()).toMatchObject({ cmd: 'suback', messageId: 5, granted: [0] })
+        // Over the quota alone: Moat answers, nothing goes to the broker.
+        raw.send(sub(6, t(4)))
+        expect(await raw.nextPacket()).toMatchObject({ cmd: 'suback', messageId: 6, granted: [version === 5 ? 0x97 : 0x80] })
         // The filter over the quota gets its own SUBACK failure code (5.0: 0x97 quota exceeded; 3.1.1:
         // 0x80) while the allowed one of the same SUBSCRIBE still reaches the broker; the client stays.
-        raw.send(generate({ cmd: 'subscribe', messageId: 6, subscriptions: [{ topic: 'a/4', qos: 0 }, { topic: 'a/1', qos: 0 }] } as never, { protocolVersion: version }))
-        expect(await raw.nextPacket()).toMatchObject({ cmd: 'suback', messageId: 6, granted: [version === 5 ? 0x97 : 0x80, 0] })
+        raw.send(generate({ cmd: 'subscribe', messageId: 7, subscriptions: [{ topic: t(5), qos: 0 }, { topic: t(1), qos: 0 }] } as never, { protocolVersion: version }))
+        expect(await raw.nextPacket()).toMatchObject({ cmd: 'suback', messageId: 7, granted: [version === 5 ? 0x97 : 0x80, 0] })
         expect(raw.isOpen).toBe(true)
+        // The broker holds no subscription for the refused filters: published there directly, only t(1) comes through.
+        const publisher = await connect(broker.port)
+        for (const n of [4, 5, 1]) await publisher.publishAsync(t(n), `to ${n}`)
+        expect(await raw.nextPacket()).toMatchObject({ cmd: 'publish', topic: t(1) })
+        await publisher.endAsync()
         raw.destroy()
         await broker.clientGone(id)
+        // SUBSCRIBE 1, 2, 3, 5 and 7 (rewritten without t(5)) reached the broker; 6 did not.
         await expect.poll(() => broker.received(id).filter((r) => r === 'subscribe')).toHaveLength(5)
+        if (broker.logs !== undefined) {
+          const seen = broker.logs().filter((l) => l.includes(t(4)) || l.includes(t(5)))
+          expect(seen.every((l) => l.startsWith('Received PUBLISH from') || l.startsWith('Sending PUBLISH to'))).toBe(true)
+          expect(seen.some((l) => l.startsWith(`Sending PUBLISH to ${id} `))).toBe(false)
+        }
+        expect(moat.stats.rejectedFor('quota_exceeded')).toBe(2)
         expect(moat.stats.closedFor('quota_exceeded')).toBe(0)
       })
     }
