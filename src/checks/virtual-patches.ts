@@ -1,41 +1,46 @@
 /**
  * Virtual patches: the known triggers of broker CVEs that the protocol rules alone would let
  * through, refused before they reach the broker (docs/virtual-patching.md has the table of CVEs,
- * what Moat does about each, and the test that shows it). Always on: each refuses only what no
- * honest client needs.
+ * what Moat does about each, and the test that shows it). Each is on by default and can be turned
+ * off under `virtualPatches` for a broker that is not affected; where the broker refuses the same
+ * input itself, Moat answers with the broker's own code.
  *
- * - A client id or user name holding an MQTT wildcard (+ or #): where a broker's ACL patterns
- *   substitute them (%c, %u), they widen into wildcards (Mosquitto CVE-2017-7650).
- * - A topic name beginning with '$' in a client PUBLISH or a will: such topics belong to the server
- *   ([MQTT-4.7.2-1]: the server SHOULD prevent clients from using them); Mosquitto 1.5–1.5.2
- *   asserted and exited on one that was not $SYS (CVE-2018-12543).
- * - A topic or topic filter of more than MAX_TOPIC_LEVELS levels: Mosquitto 1.5.0–1.6.5 overflowed
- *   its stack on a SUBSCRIBE of about 65,400 '/' (CVE-2019-11779).
+ * - cve-2017-7650: a client id or user name holding an MQTT wildcard (+ or #): where a broker's
+ *   ACL patterns substitute them (%c, %u), they widen into wildcards.
+ * - cve-2018-12543: a topic name beginning with '$' in a client PUBLISH or a will: such topics
+ *   belong to the server ([MQTT-4.7.2-1]: the server SHOULD prevent clients from using them);
+ *   Mosquitto 1.5–1.5.2 asserted and exited on one that was not $SYS.
+ * - cve-2019-11779: a topic or topic filter of more than MAX_TOPIC_LEVELS levels: Mosquitto
+ *   1.5.0–1.6.5 overflowed its stack on a SUBSCRIBE of about 65,400 '/'.
  *
  * One more is applied where 5.0 properties are read, not here: more than MAX_USER_PROPERTIES User
- * Properties in one block (CVE-2021-41039: protocol/properties.ts, protocol/publish.ts), refused
+ * Properties in one block (cve-2021-41039: protocol/properties.ts, protocol/publish.ts), refused
  * with Quota Exceeded by the session.
  */
 import type { IConnectPacket, ISubscription } from 'mqtt-packet'
+import type { VirtualPatchesConfig } from '../config/types.js'
 import type { PublishView } from '../protocol/publish.js'
 import { ReasonCode } from '../protocol/reason.js'
 import { sharedCheck, type Check, type CheckFactory } from './check.js'
 import { disconnect, FORWARD, reject, type Verdict } from './verdict.js'
 
-/** Topic levels a topic name or filter may have (Mosquitto's own later limit is of this order). */
-export const MAX_TOPIC_LEVELS = 200
+/** Levels a topic name or filter may have: Mosquitto 2.0 refuses more than 200 separators itself. */
+export const MAX_TOPIC_LEVELS = 201
 
 const WILDCARD_CLIENT_ID = disconnect(ReasonCode.ClientIdentifierNotValid, 'invalid_client_id')
 const WILDCARD_USERNAME = disconnect(ReasonCode.BadUserNameOrPassword, 'bad_credentials')
 const SERVER_TOPIC_WILL = disconnect(ReasonCode.TopicNameInvalid, 'invalid_topic')
 /** A publish to a server topic is refused, not the client: 5.0 PUBACK/PUBREC 0x90, 3.1.1 dropped. */
 const SERVER_TOPIC = reject(ReasonCode.TopicNameInvalid, 'invalid_topic')
-const TOO_DEEP_TOPIC = reject(ReasonCode.TopicNameInvalid, 'invalid_topic')
-const TOO_DEEP_FILTER = reject(ReasonCode.TopicFilterInvalid, 'invalid_topic_filter')
-const TOO_DEEP_UNSUBSCRIBE = disconnect(ReasonCode.TopicFilterInvalid, 'invalid_topic_filter')
+/** $SYS is refused by Mosquitto's own access check: the same answer (0x87) as the broker gives. */
+const SYS_TOPIC = reject(ReasonCode.NotAuthorized, 'invalid_topic')
+// Too deep: Mosquitto 2.0 closes the client itself (a topic: protocol error; a filter: malformed).
+const TOO_DEEP_TOPIC = disconnect(ReasonCode.ProtocolError, 'invalid_topic')
+const TOO_DEEP_FILTER = disconnect(ReasonCode.MalformedPacket, 'invalid_topic_filter')
 
 const DOLLAR = 0x24
 const SLASH = 0x2f
+const SYS = Buffer.from('$SYS')
 
 function hasWildcard(s: string): boolean {
   return s.includes('+') || s.includes('#')
@@ -47,14 +52,35 @@ function levelsOver(s: string, max: number): boolean {
   return false
 }
 
+/** Every patch on: the default. */
+export const ALL_VIRTUAL_PATCHES: VirtualPatchesConfig = Object.freeze({
+  'cve-2017-7650': true, 'cve-2018-12543': true, 'cve-2019-11779': true, 'cve-2021-41039': true,
+})
+
+function isSysTopic(frame: Buffer, start: number, end: number): boolean {
+  return end - start >= 4 && frame.compare(SYS, 0, 4, start, start + 4) === 0
+}
+
 export class VirtualPatchCheck implements Check {
   readonly name = 'virtual_patches'
+  private readonly wildcardIds: boolean
+  private readonly serverTopics: boolean
+  private readonly maxLevels: number
+
+  constructor(patches: VirtualPatchesConfig) {
+    this.wildcardIds = patches['cve-2017-7650']
+    this.serverTopics = patches['cve-2018-12543']
+    // Off: no topic is too deep (a topic of 65,535 bytes has fewer separators than this).
+    this.maxLevels = patches['cve-2019-11779'] ? MAX_TOPIC_LEVELS : 0x10000
+  }
 
   onConnect(connect: IConnectPacket): Verdict {
-    if (hasWildcard(connect.clientId)) return WILDCARD_CLIENT_ID
-    if (connect.username !== undefined && hasWildcard(connect.username)) return WILDCARD_USERNAME
+    if (this.wildcardIds) {
+      if (hasWildcard(connect.clientId)) return WILDCARD_CLIENT_ID
+      if (connect.username !== undefined && hasWildcard(connect.username)) return WILDCARD_USERNAME
+    }
     const will = connect.will
-    if (will && (will.topic.charCodeAt(0) === DOLLAR || levelsOver(will.topic, MAX_TOPIC_LEVELS))) return SERVER_TOPIC_WILL
+    if (will && ((this.serverTopics && will.topic.charCodeAt(0) === DOLLAR) || levelsOver(will.topic, this.maxLevels))) return SERVER_TOPIC_WILL
     return FORWARD
   }
 
@@ -62,29 +88,34 @@ export class VirtualPatchCheck implements Check {
     const frame = p.frame
     const start = p.topicStart
     const end = p.topicEnd
+    const maxLevels = this.maxLevels
     if (end === start) {
       // An alias-only 5.0 publish: the protocol check resolved its topic.
       const topic = p.topic
-      if (topic.charCodeAt(0) === DOLLAR) return SERVER_TOPIC
-      return levelsOver(topic, MAX_TOPIC_LEVELS) ? TOO_DEEP_TOPIC : FORWARD
+      if (this.serverTopics && topic.charCodeAt(0) === DOLLAR) return topic.startsWith('$SYS') ? SYS_TOPIC : SERVER_TOPIC
+      return levelsOver(topic, maxLevels) ? TOO_DEEP_TOPIC : FORWARD
     }
-    if (frame[start] === DOLLAR) return SERVER_TOPIC
-    if (end - start < MAX_TOPIC_LEVELS) return FORWARD
+    if (this.serverTopics && frame[start] === DOLLAR) return isSysTopic(frame, start, end) ? SYS_TOPIC : SERVER_TOPIC
+    if (end - start < maxLevels) return FORWARD
     let slashes = 0
-    for (let i = start; i < end; i++) if (frame[i] === SLASH && ++slashes >= MAX_TOPIC_LEVELS) return TOO_DEEP_TOPIC
+    for (let i = start; i < end; i++) if (frame[i] === SLASH && ++slashes >= maxLevels) return TOO_DEEP_TOPIC
     return FORWARD
   }
 
   onSubscribe(subscription: ISubscription): Verdict {
-    return levelsOver(subscription.topic, MAX_TOPIC_LEVELS) ? TOO_DEEP_FILTER : FORWARD
+    return levelsOver(subscription.topic, this.maxLevels) ? TOO_DEEP_FILTER : FORWARD
   }
 
   onUnsubscribe(filter: string): Verdict {
-    return levelsOver(filter, MAX_TOPIC_LEVELS) ? TOO_DEEP_UNSUBSCRIBE : FORWARD
+    return levelsOver(filter, this.maxLevels) ? TOO_DEEP_FILTER : FORWARD
   }
 }
 
 export const virtualPatchCheck: CheckFactory = {
   name: 'virtual_patches',
-  create: () => sharedCheck(new VirtualPatchCheck()),
+  create: (config) => {
+    const patches = config.virtualPatches ?? ALL_VIRTUAL_PATCHES
+    if (!patches['cve-2017-7650'] && !patches['cve-2018-12543'] && !patches['cve-2019-11779']) return null
+    return sharedCheck(new VirtualPatchCheck(patches))
+  },
 }

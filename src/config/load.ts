@@ -147,6 +147,7 @@ function compile(c: ConfigOutput, file: string): MoatConfig {
     ...compiledCluster(c.cluster, file),
     ...(c.scheduling === undefined ? {} : { scheduling: c.scheduling }),
     coalescing: { waitUs: c.coalescing.wait, abovePerSecond: c.coalescing.above.count * 1000 / c.coalescing.above.perMs },
+    virtualPatches: c.virtualPatches,
   })
 }
 

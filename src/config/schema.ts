@@ -12,6 +12,7 @@ import { adminTokenSchema, clusterSchema } from './cluster-schema.js'
 import { authSchema } from './auth-schema.js'
 import { checkListener, listenerExtras, listenerProtocol, upstreamExtras } from './tls-schema.js'
 import { parseByteRate, parseDuration, parseMemorySize, parseRate, parseSize, parseWaitMicros, type Rate } from './units.js'
+import { virtualPatchIds, type VirtualPatchId } from './types.js'
 
 /** Sections of DESIGN.md this version cannot enforce yet: refused, never silently ignored. */
 export const unsupportedSections: Record<string, string> = {}
@@ -182,6 +183,10 @@ export const configSchema = z.strictObject({
   coalescing: z.strictObject({
     wait: unit(parseWaitMicros).default(DEFAULT_COALESCING.waitUs),
     above: rate.default({ count: DEFAULT_COALESCING.abovePerSecond, perMs: 1000 }),
+  }).prefault({}),
+  // Each on unless turned off: for a broker that is not affected by that CVE.
+  virtualPatches: z.strictObject(Object.fromEntries(virtualPatchIds.map((id) => [id, z.boolean({ error: 'expected true or false' }).default(true)])) as Record<VirtualPatchId, z.ZodDefault<z.ZodBoolean>>, {
+    error: `expected a mapping of virtual patches to true or false (${virtualPatchIds.join(', ')})`,
   }).prefault({}),
 }, { error: 'the config must be a mapping with at least `listeners` and `upstream`' })
 

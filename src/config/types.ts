@@ -204,7 +204,15 @@ export interface MoatConfig {
   readonly scheduling?: SchedulingPolicy
   /** Read coalescing under load (src/net/read-coalescing.ts). */
   readonly coalescing: CoalescingConfig
+  /** Which virtual patches are on (docs/virtual-patching.md); absent: all of them. */
+  readonly virtualPatches?: VirtualPatchesConfig
 }
+
+/** The switchable virtual patches, each named after the broker CVE it stops. */
+export const virtualPatchIds = ['cve-2017-7650', 'cve-2018-12543', 'cve-2019-11779', 'cve-2021-41039'] as const
+export type VirtualPatchId = (typeof virtualPatchIds)[number]
+/** `virtualPatches`: true where the patch is on. */
+export type VirtualPatchesConfig = Readonly<Record<VirtualPatchId, boolean>>
 
 /** `coalescing`: how long a busy turn of the event loop waits, and from which packet rate. */
 export interface CoalescingConfig {

@@ -30,9 +30,12 @@ export function connackRefusal(version: number, reason: number): Buffer | null {
 /** The 3.1.1 CONNACK "unacceptable protocol version" sent when the level is unknown [MQTT-3.1.2-2]. */
 export const CONNACK_UNACCEPTABLE_PROTOCOL = Buffer.from([0x20, 0x02, 0x00, 0x01])
 
-/** A 5.0 DISCONNECT with a reason code and no properties. */
+/**
+ * A 5.0 DISCONNECT with a reason code in the short form the spec allows when there are no
+ * properties (Remaining Length 1), which is also how Mosquitto encodes its own.
+ */
 export function disconnectV5(reason: number): Buffer {
-  return cached(0xe00 | reason, () => [0xe0, 0x02, reason, 0x00])
+  return cached(0xe00 | reason, () => [0xe0, 0x01, reason])
 }
 
 /**

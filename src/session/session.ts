@@ -24,6 +24,7 @@ import { connectDecoder, PacketDecoder, readConnectLevel, ConnectProtocol } from
 import { TOO_MANY_USER_PROPERTIES } from '../protocol/properties.js'
 import { Framer, FrameError, type FrameSink } from '../protocol/framer.js'
 import { lendReads, ownedCopy, returnLent } from '../net/lent-reads.js'
+import { faultAnswer } from './fault-answer.js'
 import { clientMaySend, FLAGS_ANY, PacketType, packetTypeNames, requiredFlags } from '../protocol/packet-type.js'
 import { ack, isAckReasonCode, suback } from '../protocol/acks.js'
 import { PublishView, readPublish } from '../protocol/publish.js'
@@ -188,7 +189,6 @@ export class Session implements FrameSink {
   private clientReads: ReadMode = 'stream'
   private brokerReads: ReadMode | null = null
   private clientSentDisconnect = false
-  private brokerSentDisconnect = false
   private connackSeen = false
   private clientOpen = true
   /** The client half-closed with packets pipelined behind its CONNECT: they go to the broker once it is connected, then the session ends. */
@@ -389,7 +389,8 @@ export class Session implements FrameSink {
   private dispatch(buf: Buffer, start: number, end: number, type: number, flags: number, bodyOffset: number): boolean {
     const required = requiredFlags[type]!
     // Reserved flag bits MUST have their listed values; otherwise close [MQTT-2.2.2-1], [MQTT-2.2.2-2].
-    if (required !== FLAGS_ANY && flags !== required) return this.violation('reserved_flags', ReasonCode.MalformedPacket, type)
+    // MQTT 3.1 had no such rule (its PUBREL, SUBSCRIBE and UNSUBSCRIBE may carry DUP), nor has Mosquitto for it.
+    if (required !== FLAGS_ANY && flags !== required && this.state.version !== 3) return this.violation('reserved_flags', ReasonCode.MalformedPacket, type)
     if (type !== PacketType.Publish && type !== PacketType.Disconnect && type !== PacketType.Connect) {
       const verdict = this.checks!.runPacket(type, end - start, this.state)
       if (verdict.action === Action.Throttle) return this.throttle(ownedCopy(buf, start, end), type, flags, bodyOffset)
@@ -617,8 +618,7 @@ export class Session implements FrameSink {
   private violation(why: DenyReason, reason: number, type: number): boolean {
     const state = this.state
     this.log.warn({ audit: true, event: 'client_refused', reason: why, code: reason, packetType: packetTypeNames[type], rule: state.lastRule || undefined, check: this.checks?.decidedBy, clientId: state.clientId, username: state.username ?? undefined }, 'closing client')
-    const answer = this.state.version === 5 && this.state.connected ? disconnectV5(reason) : null
-    this.close(why, answer)
+    this.close(why, faultAnswer(why, reason, type, state.version, state.connected))
     return false
   }
 
@@ -862,9 +862,6 @@ export class Session implements FrameSink {
         this.logConnack(code)
         return true
       }
-      case PacketType.Disconnect:
-        this.brokerSentDisconnect = true
-        break
     }
     this.toClient.addFrame(frame)
     return true
@@ -1056,7 +1053,7 @@ export class Session implements FrameSink {
     this.brokerViolation(error === FrameError.TooLarge ? `packet of ${declaredSize} bytes over the cap` : 'malformed remaining length')
   }
 
-  /** The broker went away: tell the client in its version's terms, then close. */
+  /** The broker went away (or, while dialling, could not be reached). */
   onUpstreamGone(why: CloseReason, detail: string): void {
     if (this.phase >= Phase.Closing) return
     if (this.phase === Phase.Dialing) {
@@ -1073,8 +1070,9 @@ export class Session implements FrameSink {
       return
     }
     this.log.info({ event: 'upstream_gone', reason: why, error: detail }, 'broker connection ended')
-    const quiet = this.brokerSentDisconnect || this.clientSentDisconnect
-    this.close(why, quiet ? null : this.unavailableAnswer(ReasonCode.ServerBusy))
+    // The broker closed (on purpose or not): the client sees the close the broker made, with
+    // whatever the broker sent before it, and no answer the broker did not give.
+    this.close(why, null)
   }
 
   /**
@@ -1100,7 +1098,7 @@ export class Session implements FrameSink {
       this.close('packet_too_large', answer)
       return
     }
-    this.violation('malformed_packet', ReasonCode.MalformedPacket, PacketType.Reserved)
+    this.violation('malformed_packet', ReasonCode.MalformedPacket, -1)
   }
 
   onConnectTimeout(): void {

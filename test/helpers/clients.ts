@@ -100,6 +100,8 @@ function once(emitter: EventEmitter, event: string): Promise<[string]> {
 export class RawClient {
   readonly socket: net.Socket
   readonly packets: Packet[] = []
+  /** Every byte received, in order (to compare encodings, not only decoded packets). */
+  readonly bytes: Buffer[] = []
   /** Resolves when the socket is closed (by either side); `reset` when it ended with an error. */
   readonly closed: Promise<{ reset: boolean }>
   private readonly parser
@@ -114,7 +116,10 @@ export class RawClient {
       this.events.emit('packet')
     })
     this.parser.on('error', () => { /* a test reads packets, not the parser's opinion */ })
-    this.socket.on('data', (d: Buffer) => this.parser.parse(d))
+    this.socket.on('data', (d: Buffer) => {
+      this.bytes.push(d)
+      this.parser.parse(d)
+    })
     let reset = false
     this.socket.on('error', () => { reset = true })
     this.closed = new Promise((resolve) => this.socket.on('close', () => {

@@ -103,15 +103,27 @@ for (const kind of brokerKinds().filter((k) => k === 'mosquitto')) {
       expect(spyInbox.messages.filter((m) => m.topic.startsWith('$'))).toEqual([])
     })
 
-    it('CVE-2019-11779: refuses a SUBSCRIBE of a filter with 65,400 levels (Mosquitto stack overflow)', async () => {
+    it('CVE-2019-11779: refuses a SUBSCRIBE of a filter with 65,400 levels (Mosquitto stack overflow) as a patched broker does: closing the client', async () => {
+      for (const version of [4, 5] as const) {
+        const id = shortId()
+        const raw = await rawSession(port, id, version)
+        raw.send(generate({ cmd: 'subscribe', messageId: 5, subscriptions: [{ topic: '/'.repeat(65_400), qos: 0 }], ...(version === 5 ? { properties: {} } : {}) } as never, { protocolVersion: version }))
+        // Mosquitto 2.0 refuses more than 200 levels itself as a malformed SUBSCRIBE: 5.0 DISCONNECT 0x81, 3.1.1 a close.
+        const answer = await raw.nextPacket()
+        if (version === 5) expect(answer).toMatchObject({ cmd: 'disconnect', reasonCode: 0x81 })
+        else expect(answer).toBeNull()
+        await raw.closed
+        await broker.clientGone(id)
+        expect(broker.received(id)).not.toContain('subscribe')
+      }
+      // 200 separators are Mosquitto's own limit: they pass, and the broker grants them.
       const id = shortId()
       const raw = await rawSession(port, id, 4)
-      raw.send(generate({ cmd: 'subscribe', messageId: 5, subscriptions: [{ topic: '/'.repeat(65_400), qos: 0 }] }))
-      expect(await raw.nextPacket()).toMatchObject({ cmd: 'suback', messageId: 5, granted: [0x80] })
-      await barrier(raw, 4)
+      raw.send(generate({ cmd: 'subscribe', messageId: 6, subscriptions: [{ topic: '/'.repeat(200), qos: 0 }] }))
+      expect(await raw.nextPacket()).toMatchObject({ cmd: 'suback', messageId: 6, granted: [0] })
       raw.destroy()
       await broker.clientGone(id)
-      expect(broker.received(id)).not.toContain('subscribe')
+      expect(broker.received(id)).toContain('subscribe')
     })
 
     it('CVE-2021-28166: closes a client that sends a CONNACK (Mosquitto NULL dereference)', async () => {
@@ -119,8 +131,8 @@ for (const kind of brokerKinds().filter((k) => k === 'mosquitto')) {
       const closed = moat.stats.closedFor('forbidden_packet_type')
       const raw = await rawSession(port, id, 5)
       raw.send(Buffer.from([0x20, 0x03, 0x00, 0x00, 0x00]))
-      const disconnect = await raw.nextPacket() as IDisconnectPacket
-      expect(disconnect).toMatchObject({ cmd: 'disconnect', reasonCode: 0x82 })
+      // A bare close, as a fixed Mosquitto closes a client that sends a CONNACK.
+      expect(await raw.nextPacket()).toBeNull()
       await raw.closed
       expect(moat.stats.closedFor('forbidden_packet_type')).toBe(closed + 1)
       await broker.clientGone(id)

@@ -1,0 +1,37 @@
+/**
+ * What a client hears when Moat closes it. A protocol fault is one the broker would have caught
+ * itself had Moat forwarded the packet, so Moat answers it as Mosquitto 2.0 does: a 5.0 DISCONNECT
+ * only for a broken PUBLISH, SUBSCRIBE, UNSUBSCRIBE or a packet of the reserved type 0, with one of
+ * the broker's two codes (0x81 malformed, 0x82 protocol error; 0x94 for a topic alias), and a bare
+ * close for any other broken packet. A refusal by policy (ACL, limits, bans) is Moat's own
+ * decision and says why in a 5.0 DISCONNECT. 3.1 and 3.1.1 have no DISCONNECT from the server.
+ */
+import type { DenyReason } from '../checks/reasons.js'
+import { PacketType } from '../protocol/packet-type.js'
+import { ReasonCode } from '../protocol/reason.js'
+import { disconnectV5 } from '../protocol/responses.js'
+
+const PROTOCOL_FAULTS: ReadonlySet<DenyReason> = new Set<DenyReason>([
+  'malformed_packet', 'protocol_error', 'reserved_flags', 'forbidden_packet_type', 'duplicate_connect',
+  'invalid_topic', 'invalid_topic_filter', 'topic_alias_invalid',
+])
+
+/** The broker's code for a protocol fault `reason` in a packet of `type`. */
+function brokerCode(reason: number, type: number): number {
+  if (reason === ReasonCode.TopicAliasInvalid) return reason
+  if (reason === ReasonCode.MalformedPacket || reason === ReasonCode.ProtocolError) return reason
+  // A bad topic name is a protocol error to Mosquitto, a bad topic filter a malformed packet.
+  return type === PacketType.Publish ? ReasonCode.ProtocolError : ReasonCode.MalformedPacket
+}
+
+/**
+ * The packet that goes to the client before the close, or null for a bare close. `type` is the
+ * packet type at fault, or -1 when no packet could be framed. `connected`: the client has had its
+ * CONNACK (a DISCONNECT may not come before it [MQTT-3.14.0-1]).
+ */
+export function faultAnswer(why: DenyReason, reason: number, type: number, version: number, connected: boolean): Buffer | null {
+  if (version !== 5 || !connected) return null
+  if (!PROTOCOL_FAULTS.has(why)) return disconnectV5(reason)
+  if (type !== PacketType.Publish && type !== PacketType.Subscribe && type !== PacketType.Unsubscribe && type !== PacketType.Reserved) return null
+  return disconnectV5(type === PacketType.Reserved ? ReasonCode.ProtocolError : brokerCode(reason, type))
+}
