@@ -27,6 +27,7 @@ import { ReadCoalescing } from './net/read-coalescing.js'
 import type { ClientSocket, ConnInfo } from './session/conn-info.js'
 import type { SessionContext } from './session/context.js'
 import { Session, type SessionInfo } from './session/session.js'
+import { DialFailureLog } from './session/upstream.js'
 
 export interface MoatOptions {
   logger?: Logger
@@ -49,6 +50,7 @@ export class Moat implements SessionContext {
   readonly store: SharedStore
   readonly fleet: Fleet
   readonly coalescing: ReadCoalescing
+  readonly dialFailures: DialFailureLog
   private readonly listeners: Listener[]
   private readonly admin: AdminServer | null
   private readonly sessions = new Set<Session>()
@@ -61,6 +63,7 @@ export class Moat implements SessionContext {
   constructor(config: MoatConfig, options: MoatOptions = {}) {
     this.logger = options.logger ?? createLogger(config.log.level)
     this.auth = new AuthRuntime(this.stats.auth, this.logger)
+    this.dialFailures = new DialFailureLog(this.logger)
     const redis = config.cluster?.redis ?? null
     this.store = options.store ?? (redis !== null ? new RedisStore(redis, this.logger, this.stats.cluster) : new LocalStore())
     // Failed logins also count fleet-wide with a shared store (the lockout policy is built with the PolicyStore below).
@@ -262,6 +265,9 @@ export class Moat implements SessionContext {
     }
     if (first) this.watcher?.stop()
     if (first) {
+      // The summaries of failures still due (broker or auth backend down), rather than after the end.
+      this.dialFailures.close()
+      this.auth.backendLog.close()
       this.overload.stop()
       this.coalescing.stop()
       await this.admin?.close()

@@ -6,11 +6,14 @@ import type { Logger } from '../log/logger.js'
 import type { Stats } from '../metrics/stats.js'
 import type { ReadCoalescing } from '../net/read-coalescing.js'
 import type { Session } from './session.js'
+import type { DialFailureLog } from './upstream.js'
 
 export interface SessionContext {
   readonly policy: PolicyStore
   readonly stats: Stats
   readonly logger: Logger
+  /** Failed upstream dials, logged once per interval with their number (upstream.ts). */
+  readonly dialFailures: DialFailureLog
   /** Connection quotas (per user name once authenticated); absent: none. */
   readonly limiter?: ConnectionLimiter
   /** Bans and fleet-wide connection counts (cluster/fleet.ts); absent: none. */

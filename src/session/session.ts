@@ -798,7 +798,7 @@ export class Session implements FrameSink {
   onDialFailed(why: CloseReason, detail: string): void {
     if (this.phase !== Phase.Dialing) return
     this.ctx.stats.upstreamConnectFailures += 1
-    this.log.error({ event: 'upstream_unavailable', error: detail }, 'broker unreachable')
+    this.ctx.dialFailures.failed(this.log, detail)
     // 3.1.1: CONNACK 3 (server unavailable); 5.0: CONNACK 0x88 (a DISCONNECT may not precede CONNACK).
     this.close(why, connackRefusal(this.state.version, ReasonCode.ServerUnavailable))
   }

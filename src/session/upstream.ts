@@ -6,9 +6,11 @@
  */
 import net, { type Socket } from 'node:net'
 import tls from 'node:tls'
+import { ThrottledLog } from '../auth/throttled-log.js'
 import type { UpstreamConfig } from '../config/types.js'
 import { encodeProxyV2 } from '../listeners/proxy-protocol.js'
 import { upstreamTlsOptions } from '../listeners/tls.js'
+import type { Logger } from '../log/logger.js'
 import type { SessionState } from './state.js'
 
 /** The event that means "ready for MQTT bytes" on a socket from dialUpstream(). */
@@ -74,4 +76,27 @@ export function dialUpstream(config: UpstreamConfig, state: SessionState, local:
 
 function forwardError(this: tls.TLSSocket, err: Error): void {
   if (!this.destroyed) this.destroy(err)
+}
+
+/**
+ * Failed dials of one Moat: while the broker is down every connecting client fails one, so the
+ * first is logged at error at once and the rest are summed up once per interval (ThrottledLog);
+ * `moat_upstream_connect_failures_total` still counts each.
+ */
+export class DialFailureLog {
+  private readonly log: ThrottledLog
+
+  constructor(logger: Logger, intervalMs?: number) {
+    this.log = new ThrottledLog(logger, intervalMs)
+  }
+
+  /** `sessionLog`: the failing session's logger, whose bindings the first line keeps. */
+  failed(sessionLog: Logger, detail: string): void {
+    this.log.error('upstream_unavailable', { event: 'upstream_unavailable', error: detail }, 'broker unreachable', sessionLog)
+  }
+
+  /** Logs the summary still due (shutdown). */
+  close(): void {
+    this.log.close()
+  }
 }
