@@ -111,8 +111,8 @@ export class Run {
   /** Resolves once the broker has logged the end of client `clientId`'s connection; returns how it ended. */
   async brokerSawGone(clientId: string, timeoutMs = 10_000): Promise<string> {
     const escaped = clientId.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
-    const line = await this.env.broker.waitForLog(new RegExp(`^Client ${escaped} (disconnected|closed its connection|has exceeded timeout|disconnected due to)`), timeoutMs)
-    return line.replace(`Client ${clientId} `, '').replace(/,.*$/, '').replace(/\.$/, '')
+    const line = await this.env.broker.waitForLog(new RegExp(`^(Client ${escaped} (disconnected|closed its connection|has exceeded timeout)|Socket error on client ${escaped}|Bad socket read/write on client ${escaped})`), timeoutMs)
+    return line.replace(`Client ${clientId} `, '').replace(` ${clientId}`, '').replace(/,.*$/, '').replace(/\.$/, '')
   }
 
   /** Replaces this run's base with `T` everywhere in a result (topics, client ids), rounds expiry intervals to 10 s. */

@@ -1,0 +1,120 @@
+/**
+ * Interop, real clients: wills (published after an unclean end, not after a normal DISCONNECT),
+ * persistent sessions resumed with queued messages, keepalive (a ping exchange completes; a silent
+ * client is dropped by the broker and its will published). mosquitto_pub/sub, Paho (Python) and
+ * MQTT.js, MQTT 3.1.1 and 5.0, directly against Mosquitto and through Moat; an observer connected
+ * to the broker directly sees what the broker published.
+ */
+import { expect, it } from 'vitest'
+import { directAndMoat, forStacks, hex, interopSuite } from '../helpers/interop/harness.js'
+import { STACKS, type OutMessage, type Version } from '../helpers/interop/stacks.js'
+
+function willFor(topic: string, version: Version): OutMessage {
+  return {
+    topic, payload: hex('gone'), qos: 1, retain: false,
+    ...(version === 5 ? { properties: { contentType: 'text/plain', userProperties: [['reason', 'test']] as [string, string][] } } : {}),
+  }
+}
+
+/** The observer (MQTT.js 5.0) sees user properties and content type; 3.1.1 wills carry none. */
+function expectedWill(version: Version): Record<string, unknown> {
+  return {
+    topic: 'T/will', payload: hex('gone'), qos: 1, retain: false,
+    properties: version === 5 ? { contentType: 'text/plain', userProperties: [['reason', 'test']] } : {},
+  }
+}
+
+interopSuite('interop: sessions', (env) => {
+  forStacks(STACKS, [4, 5], (stack, version) => {
+    // mosquitto-clients: the will holder is mosquitto_pub -l (connected until its stdin closes).
+    it('publishes the will when the client ends without DISCONNECT', async () => {
+      const { direct, moat } = await directAndMoat(env(), async (run) => {
+        const observer = await run.observer([run.topic('will')])
+        const holder = run.start(stack, { version, clientId: run.id('holder'), will: willFor(run.topic('will'), version) })
+        await holder.started
+        await holder.end('drop')
+        const will = await observer.waitTopic(run.topic('will'))
+        return { will, brokerSaw: await run.brokerSawGone(run.id('holder')) }
+      })
+      expect(direct).toEqual({ will: expectedWill(version), brokerSaw: 'closed its connection' })
+      expect(moat).toEqual(direct)
+    })
+
+    // A clean 5.0 exit of mosquitto_pub and Paho sends the short DISCONNECT (e0 00: no reason code).
+    it('does not publish the will after a normal DISCONNECT', async () => {
+      const { direct, moat } = await directAndMoat(env(), async (run) => {
+        const observer = await run.observer([run.topic('will'), run.topic('marker')])
+        const holder = run.start(stack, { version, clientId: run.id('holder'), will: willFor(run.topic('will'), version) })
+        await holder.started
+        await holder.end('disconnect')
+        const brokerSaw = await run.brokerSawGone(run.id('holder'))
+        await observer.barrier(run.topic('marker'))
+        return { observed: observer.messages.map((m) => m.topic), brokerSaw, exit: (await holder.exited).code, serverDisconnect: holder.events.filter((e) => e.event === 'disconnect') }
+      })
+      expect(direct).toEqual({ observed: ['T/marker'], brokerSaw: 'disconnected', exit: stack === 'mqtt.js' ? null : 0, serverDisconnect: [] })
+      expect(moat).toEqual(direct)
+    })
+
+    it('resumes a persistent session: session present, and the messages queued while away delivered', async () => {
+      const { direct, moat } = await directAndMoat(env(), async (run) => {
+        const persistent = { version, clientId: run.id('durable'), clean: false, ...(version === 5 ? { sessionExpiry: 300 } : {}), subscribe: [{ topic: run.topic('p'), qos: 1 as const }] }
+        const first = run.start(stack, persistent)
+        await first.started
+        await first.end('disconnect')
+        await run.brokerSawGone(run.id('durable'))
+        const pub = run.start(stack, { version, clientId: run.id('pub'), publish: ['queued 1', 'queued 2'].map((t) => ({ topic: run.topic('p'), payload: hex(t), qos: 1 as const })) })
+        await pub.started
+        await pub.end('disconnect')
+        // mosquitto_sub needs a -t to run: every stack subscribes again on return (the broker
+        // delivers the queued messages either way).
+        const back = run.start(stack, persistent)
+        const queued = await back.waitMessages(2)
+        await back.started
+        await back.end('disconnect')
+        return { firstConnack: first.connack(), backConnack: back.connack(), queued }
+      })
+      // mosquitto_sub -d prints no session-present flag.
+      const present = (p: boolean): Record<string, unknown> => (stack === 'mosquitto-clients' ? {} : { sessionPresent: p })
+      expect(direct).toMatchObject({
+        firstConnack: { event: 'connack', code: 0, ...present(false) },
+        backConnack: { event: 'connack', code: 0, ...present(true) },
+        queued: ['queued 1', 'queued 2'].map((t) => ({ topic: 'T/p', payload: hex(t), qos: 1, retain: false, ...(version === 5 ? { properties: {} } : {}) })),
+      })
+      expect(moat).toEqual(direct)
+    })
+
+    // mosquitto_sub accepts a keepalive of 5 s at least; Paho and MQTT.js 1 s.
+    const keepalive = stack === 'mosquitto-clients' ? 5 : 1
+
+    it('completes a keepalive ping exchange and stays connected', async () => {
+      const { direct, moat } = await directAndMoat(env(), async (run) => {
+        const client = run.start(stack, { version, clientId: run.id('pinger'), keepalive, subscribe: [{ topic: run.topic('k'), qos: 0 }] })
+        await client.started
+        await client.waitEvent((e) => e.event === 'pingresp', keepalive * 2000 + 3000)
+        const before = client.events.filter((e) => e.event === 'closed' || e.event === 'disconnect')
+        await client.end('disconnect')
+        return { pingreq: client.events.some((e) => e.event === 'pingreq'), pingresp: true, closedBeforeEnd: before, brokerSaw: await run.brokerSawGone(run.id('pinger')) }
+      }, { concurrent: true })
+      expect(direct).toEqual({ pingreq: true, pingresp: true, closedBeforeEnd: [], brokerSaw: 'disconnected' })
+      expect(moat).toEqual(direct)
+    }, 30_000)
+
+    if (stack !== 'mqtt.js') {
+      // MQTT.js runs inside the test process and cannot be made silent (SIGSTOP) without stopping the test.
+      it('drops a silent client after 1.5 × keepalive and publishes its will', async () => {
+        const { direct, moat } = await directAndMoat(env(), async (run) => {
+          const observer = await run.observer([run.topic('will')])
+          const client = run.start(stack, { version, clientId: run.id('silent'), keepalive, will: willFor(run.topic('will'), version), subscribe: [{ topic: run.topic('k'), qos: 0 }] })
+          await client.started
+          client.freeze()
+          const will = await observer.waitTopic(run.topic('will'), keepalive * 1500 + 8000)
+          const brokerSaw = await run.brokerSawGone(run.id('silent'))
+          client.kill()
+          return { will, brokerSaw }
+        }, { concurrent: true })
+        expect(direct).toEqual({ will: expectedWill(version), brokerSaw: 'has exceeded timeout' })
+        expect(moat).toEqual(direct)
+      }, 30_000)
+    }
+  })
+})
