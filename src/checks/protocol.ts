@@ -14,7 +14,8 @@ import { disconnect, FORWARD, type Verdict } from './verdict.js'
 const INVALID_CLIENT_ID = disconnect(ReasonCode.ClientIdentifierNotValid, 'invalid_client_id')
 const MALFORMED = disconnect(ReasonCode.MalformedPacket, 'malformed_packet')
 const PROTOCOL_ERROR = disconnect(ReasonCode.ProtocolError, 'protocol_error')
-const INVALID_TOPIC = disconnect(ReasonCode.TopicNameInvalid, 'invalid_topic')
+// A will topic that is not a topic name: a protocol error to the broker, which closes without CONNACK.
+const INVALID_WILL_TOPIC = disconnect(ReasonCode.ProtocolError, 'invalid_topic')
 const INVALID_FILTER = disconnect(ReasonCode.TopicFilterInvalid, 'invalid_topic_filter')
 const ALIAS_INVALID = disconnect(ReasonCode.TopicAliasInvalid, 'topic_alias_invalid')
 
@@ -33,7 +34,7 @@ export class ProtocolCheck implements Check {
     if (will) {
       // The Will Topic MUST be a UTF-8 Encoded String [MQTT-3.1.3-11] and a Topic Name: no wildcards.
       const topicFault = checkTopicNameString(will.topic)
-      if (topicFault !== 0) return faultVerdict(topicFault, INVALID_TOPIC)
+      if (topicFault !== 0) return faultVerdict(topicFault, INVALID_WILL_TOPIC)
       // If the Will Flag is set, Will QoS may be 0, 1 or 2; 3 is malformed [MQTT-3.1.2-14].
       if ((will.qos ?? 0) > 2) return MALFORMED
     }

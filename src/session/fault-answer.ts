@@ -9,7 +9,7 @@
 import type { DenyReason } from '../checks/reasons.js'
 import { PacketType } from '../protocol/packet-type.js'
 import { ReasonCode } from '../protocol/reason.js'
-import { disconnectV5 } from '../protocol/responses.js'
+import { connackRefusal, disconnectV5 } from '../protocol/responses.js'
 
 const PROTOCOL_FAULTS: ReadonlySet<DenyReason> = new Set<DenyReason>([
   'malformed_packet', 'protocol_error', 'reserved_flags', 'forbidden_packet_type', 'duplicate_connect',
@@ -34,4 +34,14 @@ export function faultAnswer(why: DenyReason, reason: number, type: number, versi
   if (!PROTOCOL_FAULTS.has(why)) return disconnectV5(reason)
   if (type !== PacketType.Publish && type !== PacketType.Subscribe && type !== PacketType.Unsubscribe && type !== PacketType.Reserved) return null
   return disconnectV5(type === PacketType.Reserved ? ReasonCode.ProtocolError : brokerCode(reason, type))
+}
+
+/**
+ * The answer to a refused CONNECT: a CONNECT the broker would find malformed or in breach of the
+ * protocol is closed without a CONNACK, as Mosquitto 2.0 closes it; any other refusal (policy,
+ * credentials, limits) gets the refusing CONNACK of the client's version.
+ */
+export function connectRefusal(version: number, reason: number): Buffer | null {
+  if (reason === ReasonCode.MalformedPacket || reason === ReasonCode.ProtocolError) return null
+  return connackRefusal(version, reason)
 }

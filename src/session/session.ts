@@ -24,7 +24,7 @@ import { connectDecoder, PacketDecoder, readConnectLevel, ConnectProtocol } from
 import { TOO_MANY_USER_PROPERTIES } from '../protocol/properties.js'
 import { Framer, FrameError, type FrameSink } from '../protocol/framer.js'
 import { lendReads, ownedCopy, returnLent } from '../net/lent-reads.js'
-import { faultAnswer } from './fault-answer.js'
+import { connectRefusal, faultAnswer } from './fault-answer.js'
 import { clientMaySend, FLAGS_ANY, PacketType, packetTypeNames, requiredFlags } from '../protocol/packet-type.js'
 import { ack, isAckReasonCode, suback } from '../protocol/acks.js'
 import { PublishView, readPublish } from '../protocol/publish.js'
@@ -648,7 +648,7 @@ export class Session implements FrameSink {
     if (packet === null) {
       if (connectDecoder.lastError === TOO_MANY_USER_PROPERTIES) return this.refuseConnect('too_many_user_properties', connackRefusal(level, ReasonCode.QuotaExceeded), type)
       this.ctx.stats.decodeErrors[PacketType.Connect]! += 1
-      return this.refuseConnect('malformed_packet', connackRefusal(level, ReasonCode.MalformedPacket), type)
+      return this.refuseConnect('malformed_packet', null, type)
     }
     state.clientId = packet.clientId
     state.username = packet.username ?? null
@@ -676,7 +676,7 @@ export class Session implements FrameSink {
       const reason = verdict?.reason ?? ReasonCode.ImplementationSpecificError
       const why = verdict?.why ?? 'check_failed'
       this.connectPacket = null
-      this.refuseConnect(why, connackRefusal(this.state.version, reason), PacketType.Connect)
+      this.refuseConnect(why, connectRefusal(this.state.version, reason), PacketType.Connect)
       return
     }
     const username = this.state.username

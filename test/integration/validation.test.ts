@@ -66,6 +66,28 @@ const violations: Violation[] = [
   { name: `a packet over maxPacketSize (${MAX_PACKET} B)`, bytes: (v, id) => generate({ cmd: 'publish', topic: `${id}/big`, payload: Buffer.alloc(MAX_PACKET), qos: 0, retain: false, dup: false }, { protocolVersion: v }), reason: 0x95, counted: 'packet_too_large', policy: 'limits.maxPacketSize is Moat\'s cap' },
 ]
 
+/** A CONNECT with its client id (the last field) replaced by `id`, bytes as given. */
+function connectWithId(version: ProtocolLevel, id: Buffer): Buffer {
+  const frame = generate(connectPacket('x', version))
+  const body = Buffer.concat([frame.subarray(2, frame.length - 3), Buffer.from([id.length >> 8, id.length & 0xff]), id])
+  return Buffer.concat([Buffer.from([0x10, body.length]), body])
+}
+
+/** CONNECTs the broker refuses itself: Moat must answer each as the broker would, before dialling it. */
+const badConnects: Array<{ name: string, version: ProtocolLevel, bytes: () => Buffer }> = [
+  { name: 'a CONNECT with an unsupported protocol level', version: 4, bytes: () => { const f = generate(connectPacket(uid('level'), 4)); f[8] = 6; return f } },
+  { name: 'a CONNECT with a bad protocol name', version: 4, bytes: () => { const f = generate(connectPacket(uid('name'), 4)); f.write('MQTX', 4, 'latin1'); return f } },
+  { name: 'a CONNECT whose reserved connect flag is set', version: 4, bytes: () => { const f = generate(connectPacket(uid('cflag'), 4)); f[9] = f[9]! | 0x01; return f } },
+  { name: 'a 5.0 CONNECT with a byte after its last field', version: 5, bytes: () => { const f = generate(connectPacket(uid('v5'), 5)); return Buffer.concat([Buffer.from([0x10, f[1]! + 1]), f.subarray(2), Buffer.from([0])]) } },
+  ...([3, 4, 5] as const).flatMap((version) => [
+    { name: `a ${version} CONNECT whose client id holds U+0001`, version, bytes: () => connectWithId(version, Buffer.from('dev\u0001x')) },
+    { name: `a ${version} CONNECT whose client id holds U+0085`, version, bytes: () => connectWithId(version, Buffer.from('dev\u0085x')) },
+    { name: `a ${version} CONNECT whose client id holds U+FFFF`, version, bytes: () => connectWithId(version, Buffer.from('dev\uffffx')) },
+    { name: `a ${version} CONNECT whose will topic has a wildcard`, version, bytes: () => generate(connectPacket(uid('will'), version, { will: { topic: 'a/#', payload: Buffer.from('x'), qos: 0, retain: false, ...(version === 5 ? { properties: {} } : {}) } }), { protocolVersion: version }) },
+  ]),
+  { name: 'a 3.1 CONNECT with an empty client id', version: 3, bytes: () => connectWithId(3, Buffer.alloc(0)) },
+]
+
 /** What a raw session received after its CONNACK, as bytes. */
 function bytesAfterConnack(raw: RawClient): Buffer {
   const all = Buffer.concat(raw.bytes)
@@ -155,11 +177,23 @@ for (const kind of brokerKinds()) {
         await expectNeverDialled((raw) => raw.send(frame), [], 'invalid_topic')
       })
 
-      it('answers a malformed 5.0 CONNECT with CONNACK 0x81', async () => {
-        const frame = generate(connectPacket(uid('v5'), 5))
-        const padded = Buffer.concat([Buffer.from([0x10, frame[1]! + 1]), frame.subarray(2), Buffer.from([0])])
-        await expectNeverDialled((raw) => raw.send(padded), [{ cmd: 'connack', reasonCode: 0x81 }], 'malformed_packet', 5)
+      it('closes a malformed 5.0 CONNECT without a CONNACK, as Mosquitto does', async () => {
+        await expectNeverDialled((raw) => raw.send(badConnects.find((c) => c.name.startsWith('a 5.0 CONNECT with a byte'))!.bytes()), [], 'malformed_packet', 5)
       })
+
+      if (kind === 'mosquitto') {
+        it.each(badConnects)('answers $name byte for byte as Mosquitto itself does, without dialling it', async ({ bytes, version }) => {
+          const answers: Buffer[] = []
+          for (const target of [broker.port, port]) {
+            const raw = new RawClient(target, version)
+            await raw.connected()
+            raw.send(bytes())
+            await raw.closed
+            answers.push(Buffer.concat(raw.bytes))
+          }
+          expect(answers[1]).toEqual(answers[0])
+        })
+      }
 
       it('closes a client that declares a huge CONNECT', async () => {
         await expectNeverDialled((raw) => raw.send(Buffer.from([0x10, 0xff, 0xff, 0xff, 0x7f])), [], 'packet_too_large')
