@@ -299,7 +299,8 @@ async function main(argv: string[]): Promise<number> {
         const d = explain(config.acl, q.who, q.action, q.topic, q.qos, q.retain)
         const who = `${q.who.username ?? '(anonymous)'}:${q.who.clientId}`
         const granted = d.downgradedTo === undefined ? '' : `, granted QoS ${d.downgradedTo}`
-        process.stdout.write(`${q.action} ${q.topic} as ${who}: ${d.allowed ? 'allow' : 'deny'} (${d.rule})${granted}\n`)
+        const filtered = d.filteredBy === undefined ? '' : `; not delivered: the topics of ${d.filteredBy.join(', ')}`
+        process.stdout.write(`${q.action} ${q.topic} as ${who}: ${d.allowed ? 'allow' : 'deny'} (${d.rule})${granted}${filtered}\n`)
         return d.allowed ? 0 : 3
       }
       new PolicyStore(config) // builds the policy too: an unreadable or malformed password file is an error

@@ -50,6 +50,7 @@ export function compileAcl(section: AclSectionOutput, configFile: string): AclCo
   return {
     rules,
     outbound: section.outbound,
+    overlap: section.overlap,
     shadow: section.shadow === undefined ? null : section.shadow.rules.map((r, i) => fromInput(r, `acl.shadow.rules.${i}`)),
   }
 }

@@ -26,6 +26,8 @@ export interface Decision {
   readonly rule: string
   /** A subscription allowed at a lower QoS than asked (the rule's maxQos): the QoS it gets. */
   readonly downgradedTo?: number
+  /** A subscription allowed past deny rules it overlaps: those rules, whose topics are not delivered. */
+  readonly filteredBy?: readonly string[]
 }
 
 export function explain(acl: AclConfig | null, who: Identity, action: 'publish' | 'subscribe', topic: string, qos = 0, retain = false): Decision {
@@ -36,11 +38,19 @@ export function explain(acl: AclConfig | null, who: Identity, action: 'publish' 
   s.clientId = who.clientId
   s.claims = who.claims
   s.groups = who.groups
-  const rules = new CompiledAcl(acl.rules).bind(s)
+  const rules = new CompiledAcl(acl.rules, acl.overlap).bind(s)
   if (action === 'subscribe') {
     const max = rules.subscribeQos(unshare(topic))
     const rule = rules.rule?.name ?? 'default deny (no rule matched)'
-    return max < 0 ? { allowed: false, rule } : qos > max ? { allowed: true, rule, downgradedTo: max } : { allowed: true, rule }
+    if (max < 0) return { allowed: false, rule }
+    const filtered = rules.filteredBy
+    // A shared subscription is refused rather than filtered (checks/acl.ts).
+    if (filtered !== null && topic.startsWith('$share/')) return { allowed: false, rule: filtered[0]!.name }
+    return {
+      allowed: true, rule,
+      ...(qos > max ? { downgradedTo: max } : {}),
+      ...(filtered === null ? {} : { filteredBy: filtered.map((r) => r.name) }),
+    }
   }
   const allowed = rules.mayPublish(topic, qos, retain)
   return { allowed, rule: rules.rule?.name ?? 'default deny (no rule matched)' }

@@ -8,12 +8,16 @@
  *
  * First match wins; no match denies. For a topic name (PUBLISH, a delivery) a rule matches when
  * its pattern matches the topic. For a SUBSCRIBE filter (rare: a plain ordered scan) an allow rule
- * matches only when its pattern contains the whole filter, and a deny rule whenever the two
- * overlap (acl/filter-relations.ts). An allow rule whose placeholder cannot be filled never
+ * matches only when its pattern contains the whole filter (acl/filter-relations.ts). A deny rule
+ * matches, with `acl.overlap: filter` (the default), when it contains the filter; one that only
+ * overlaps it is passed over and named in `filteredBy`: the filter may be granted by a later
+ * allow rule, and the topics the deny covers are then held back on delivery (checks/acl.ts),
+ * as a broker with `topic deny` lines never delivers them. With `acl.overlap: refuse` a deny rule
+ * matches whenever the two overlap. An allow rule whose placeholder cannot be filled never
  * matches; a deny rule whose placeholder cannot be filled matches everything (fail closed).
  */
 import type { BlockList } from 'node:net'
-import type { AclRuleConfig } from '../config/types.js'
+import type { AclConfig, AclRuleConfig } from '../config/types.js'
 import { addressList, inAddressList } from '../net/address-list.js'
 import { topicMatches } from '../protocol/topic-match.js'
 import type { SessionState } from '../session/state.js'
@@ -86,9 +90,19 @@ export class CompiledAcl {
   private readonly anySelectors: boolean
   private readonly allApply: Uint8Array
   private readonly shared = new Map<string, Uint8Array>()
+  /** `acl.overlap`: whether a deny rule that only overlaps a filter leaves it to later rules (filtered on delivery). */
+  readonly filterOverlaps: boolean
+  /**
+   * Whether some subscription can be granted with topics held back on delivery: a subscribe deny
+   * rule before a subscribe allow rule that may overlap it. False for the usual policy (denies last):
+   * its sessions then read no delivery for the ACL.
+   */
+  readonly mayFilterDeliveries: boolean
 
-  constructor(rules: readonly AclRuleConfig[]) {
+  constructor(rules: readonly AclRuleConfig[], overlap: AclConfig['overlap'] = 'filter') {
     this.rules = rules.map((r) => new PolicyRule(r))
+    this.filterOverlaps = overlap === 'filter'
+    this.mayFilterDeliveries = this.filterOverlaps && denyBeforeOverlappingAllow(rules)
     this.rules.forEach((rule, i) => {
       const { publish, subscribe, topic } = rule.config
       if (publish) {
@@ -145,6 +159,20 @@ export class CompiledAcl {
   }
 }
 
+/** A subscribe deny rule followed by a subscribe allow rule that may overlap it (placeholders: assumed to). */
+function denyBeforeOverlappingAllow(rules: readonly AclRuleConfig[]): boolean {
+  for (let i = 0; i < rules.length; i++) {
+    const deny = rules[i]!
+    if (deny.effect !== 'deny' || !deny.subscribe) continue
+    for (let j = i + 1; j < rules.length; j++) {
+      const allow = rules[j]!
+      if (allow.effect !== 'allow' || !allow.subscribe) continue
+      if (hasPlaceholder(deny.topic) || hasPlaceholder(allow.topic) || filtersOverlap(deny.topic, allow.topic)) return true
+    }
+  }
+  return false
+}
+
 export class SessionAcl {
   private readonly compiled: CompiledAcl
   private readonly applies: Uint8Array
@@ -153,6 +181,11 @@ export class SessionAcl {
   private readonly state: SessionState
   /** The rule that decided the last call; null when none matched (default deny). */
   rule: RuleOutcome | null = null
+  /**
+   * After subscribeQos() granted a filter: the deny rules it only overlaps (their topics must be
+   * held back on delivery), or null when there are none.
+   */
+  filteredBy: RuleOutcome[] | null = null
 
   constructor(compiled: CompiledAcl, applies: Uint8Array, publish: BoundPattern[], read: BoundPattern[], s: SessionState) {
     this.compiled = compiled
@@ -191,7 +224,10 @@ export class SessionAcl {
    */
   subscribeQos(filter: string): number {
     const rules = this.compiled.rules
+    const filterOverlaps = this.compiled.filterOverlaps
+    let filteredBy: RuleOutcome[] | null = null
     this.rule = null
+    this.filteredBy = null
     for (let i = 0; i < rules.length; i++) {
       const rule = rules[i]!
       if (!rule.config.subscribe || this.applies[i] !== 1) continue
@@ -199,12 +235,19 @@ export class SessionAcl {
       if (rule.outcome.allow) {
         if (pattern === null || !filterContains(pattern, filter)) continue
         this.rule = rule.outcome
+        this.filteredBy = filteredBy
         return rule.outcome.maxQos
       }
-      if (pattern === null || filtersOverlap(pattern, filter)) {
-        this.rule = rule.outcome
-        return -1
+      if (pattern !== null) {
+        if (!filtersOverlap(pattern, filter)) continue
+        if (filterOverlaps && !filterContains(pattern, filter)) {
+          // Some of the filter's topics are denied, not all: a later rule decides the filter.
+          (filteredBy ?? (filteredBy = [])).push(rule.outcome)
+          continue
+        }
       }
+      this.rule = rule.outcome
+      return -1
     }
     return -1
   }

@@ -71,7 +71,7 @@ export const aclShadowCheck: CheckFactory = {
   create(config, env) {
     const shadow = config.acl?.shadow ?? null
     if (shadow === null) return null
-    const compiled = new CompiledAcl(shadow)
+    const compiled = new CompiledAcl(shadow, config.acl!.overlap)
     return () => new AclShadowCheck(compiled, env.logger, env.stats)
   },
 }

@@ -4,6 +4,13 @@
  * and, with `acl.outbound`, every delivery from the broker. Topic aliases are resolved by the
  * protocol check before this one runs, so an alias never hides a topic from it.
  *
+ * A filter granted although a deny rule covers part of it (`acl.overlap: filter`: `#` past a deny
+ * of `secret/#`) has the denied topics held back on delivery, by the outbound check: a policy where
+ * that can happen gets it as if `acl.outbound` were set, the others read no delivery for the ACL.
+ * Every delivery is judged, not only those of such filters: a delivery does not say which filter
+ * brought it, and a grant without denied topics in it makes every topic it brings readable. A
+ * shared subscription is not granted that way: a delivery held back would be lost to the group.
+ *
  * The session's rules are bound after authentication: in onConnect (it runs after the auth check)
  * when there is a will to judge, otherwise on first use.
  */
@@ -65,24 +72,48 @@ export class AclCheck implements Check {
    */
   onSubscribe(subscription: ISubscription, s: SessionState): Verdict {
     const acl = this.rules(s)
-    const max = acl.subscribeQos(unshare(subscription.topic))
+    const filter = subscription.topic
+    const max = acl.subscribeQos(unshare(filter))
     if (max < 0) return this.denied(acl, s)
+    if (acl.filteredBy !== null && !this.holdsBack(filter, acl, s)) return DENIED
     if (subscription.qos > max) subscription.qos = max as ISubscription['qos']
     return FORWARD
   }
 
   reviewSubscription(filter: string, s: SessionState): Verdict {
     const acl = this.rules(s)
-    return acl.maySubscribe(unshare(filter), s.subscriptions.get(filter) ?? 0) ? FORWARD : this.denied(acl, s)
+    if (!acl.maySubscribe(unshare(filter), s.subscriptions.get(filter) ?? 0)) return this.denied(acl, s)
+    return acl.filteredBy !== null && !this.holdsBack(filter, acl, s) ? DENIED : FORWARD
+  }
+
+  /**
+   * `filter` may be granted only with the topics of `acl.filteredBy` held back on delivery: whether
+   * this check does that. This one reads no delivery (the policy was judged never to need it): no,
+   * the filter is refused (fail closed).
+   */
+  protected holdsBack(filter: string, acl: SessionAcl, s: SessionState): boolean {
+    s.lastRule = acl.filteredBy![0]!.name
+    return false
   }
 }
 
-/** Adds the outbound check: deliveries on topics the client may not read are held back. */
+/**
+ * Adds the outbound check: deliveries on topics the client may not read are held back (`acl.outbound`,
+ * or a policy whose subscriptions may be granted past a deny rule).
+ */
 export class OutboundAclCheck extends AclCheck {
   onDeliver(p: PublishView, s: SessionState): Verdict {
     const acl = this.rules(s)
     return acl.mayRead(p.topic) ? FORWARD : DENIED
   }
+
+  protected override holdsBack(filter: string, acl: SessionAcl, s: SessionState): boolean {
+    return !isShared(filter) || super.holdsBack(filter, acl, s)
+  }
+}
+
+function isShared(filter: string): boolean {
+  return filter.startsWith('$share/')
 }
 
 export const aclCheck: CheckFactory = {
@@ -90,7 +121,7 @@ export const aclCheck: CheckFactory = {
   create(config) {
     const acl = config.acl ?? null
     if (acl === null) return null
-    const compiled = new CompiledAcl(acl.rules)
-    return acl.outbound ? () => new OutboundAclCheck(compiled) : () => new AclCheck(compiled)
+    const compiled = new CompiledAcl(acl.rules, acl.overlap)
+    return acl.outbound || compiled.mayFilterDeliveries ? () => new OutboundAclCheck(compiled) : () => new AclCheck(compiled)
   },
 }

@@ -1,6 +1,6 @@
 /**
  * The `acl` section: a list of rules (first match wins, no match denies), or a mapping with
- * `rules`, `mosquittoAclFile`, `outbound` and `shadow`.
+ * `rules`, `mosquittoAclFile`, `outbound`, `overlap` and `shadow`.
  */
 import { z } from 'zod'
 import { patternShape, unknownPlaceholders } from '../acl/placeholders.js'
@@ -66,8 +66,9 @@ export const aclSchema = z.preprocess(
     rules: rules.default([]),
     mosquittoAclFile: z.string({ error: 'expected the path of a Mosquitto acl_file' }).min(1).optional(),
     outbound: z.boolean({ error: 'expected true or false' }).default(false),
+    overlap: z.enum(['filter', 'refuse'], { error: 'expected filter or refuse' }).default('filter'),
     shadow: z.strictObject({ rules }, { error: 'expected { rules: [...] }' }).optional(),
-  }, { error: 'expected a list of rules, or { rules, mosquittoAclFile, outbound, shadow }' }),
+  }, { error: 'expected a list of rules, or { rules, mosquittoAclFile, outbound, overlap, shadow }' }),
 )
 
 export type AclRuleInput = z.output<typeof aclRuleSchema>

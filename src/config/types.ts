@@ -287,6 +287,11 @@ export interface AclConfig {
   readonly rules: readonly AclRuleConfig[]
   /** Also check deliveries from the broker against the subscribe rules (defence in depth). */
   readonly outbound: boolean
+  /**
+   * A subscription filter that a deny rule only partly covers: `filter` leaves it to the later
+   * rules and holds the denied topics back on delivery; `refuse` refuses it.
+   */
+  readonly overlap: 'filter' | 'refuse'
   /** A candidate rule set run beside the enforced one: would-be denials are logged and counted only. */
   readonly shadow: readonly AclRuleConfig[] | null
 }

@@ -121,6 +121,22 @@ describe('moat check', () => {
     expect(usage.stderr).toMatch(/--as USER:CLIENT is required/)
   })
 
+  it('says which deny rules\' topics a wildcard subscription past them does not deliver (acl.overlap: filter)', async () => {
+    const file = writeConfig('acl-overlap.yaml', [
+      'listeners: [{ name: mqtt, protocol: mqtt, port: 1883 }]',
+      'upstream: { host: 127.0.0.1, port: 1884 }',
+      'acl:',
+      '  - { name: no-subscribe, deny: subscribe, topic: test/nosubscribe }',
+      '  - { name: everything-else, allow: all, topic: "#" }',
+    ].join('\n'))
+    const wildcard = await run(['check', '--config', file, '--as', 'alice:dev1', '--subscribe', '#'])
+    expect(wildcard).toMatchObject({ code: 0, stdout: 'subscribe # as alice:dev1: allow (everything-else); not delivered: the topics of no-subscribe\n' })
+    const exact = await run(['check', '--config', file, '--as', 'alice:dev1', '--subscribe', 'test/nosubscribe'])
+    expect(exact).toMatchObject({ code: 3, stdout: 'subscribe test/nosubscribe as alice:dev1: deny (no-subscribe)\n' })
+    const shared = await run(['check', '--config', file, '--as', 'alice:dev1', '--subscribe', '$share/g/#'])
+    expect(shared).toMatchObject({ code: 3, stdout: 'subscribe $share/g/# as alice:dev1: deny (no-subscribe)\n' })
+  })
+
   it('refuses a missing --config with a usage error (exit 2)', async () => {
     const result = await run(['check'])
     expect(result.code).toBe(2)

@@ -85,7 +85,11 @@ const subscribeCases: Array<[string, AclRuleConfig[], string, boolean]> = [
   ['shared subscription judged on its filter: #', devices, '$share/g/#', false],
   ['shared subscription on an allowed filter', devices, '$share/g/devices/dev1/#', true],
   ['public tree', devices, 'public/news/#', true],
-  ['deny overlapping a broad filter', [rule('deny', 'subscribe', 'secret/#'), rule('allow', 'subscribe', '#')], '#', false],
+  // A deny rule decides a filter it contains; one it only overlaps is left to the later rules (acl.overlap: filter).
+  ['deny overlapping a broad filter: a later allow grants it', [rule('deny', 'subscribe', 'secret/#'), rule('allow', 'subscribe', '#')], '#', true],
+  ['deny containing the filter', [rule('deny', 'subscribe', 'secret/#'), rule('allow', 'subscribe', '#')], 'secret/+', false],
+  ['deny of one topic, filter of that topic', [rule('deny', 'subscribe', 'test/nosubscribe'), rule('allow', 'subscribe', '#')], 'test/nosubscribe', false],
+  ['deny overlapping, no later allow contains it', [rule('deny', 'subscribe', 'secret/#'), rule('allow', 'subscribe', 'public/#')], '#', false],
   ['deny not overlapping', [rule('deny', 'subscribe', 'secret/#'), rule('allow', 'subscribe', '#')], 'public/#', true],
   ['allow that only overlaps is skipped (default deny)', [rule('allow', 'subscribe', 'a/#'), rule('allow', 'subscribe', 'b/#')], '+/x', false],
 ]
@@ -128,6 +132,77 @@ describe('ACL matcher: subscribe (containment)', () => {
     expect(acl.mayRead('devices/dev1/x')).toBe(true)
     expect(acl.mayRead('public/a')).toBe(true)
     expect(acl.mayRead('devices/dev2/x')).toBe(false)
+  })
+})
+
+describe('ACL matcher: subscriptions that overlap a deny rule (acl.overlap)', () => {
+  const nosubscribe = [rule('deny', 'subscribe', 'test/nosubscribe', { onDeny: 'disconnect' }), rule('allow', 'subscribe', '#', { maxQos: 1 })]
+
+  it('filter (the default): # is granted by the allow rule and names the deny rule whose topics are held back', () => {
+    const acl = new CompiledAcl(nosubscribe).bind(session({}))
+    expect(acl.subscribeQos('#')).toBe(1)
+    expect(acl.rule?.name).toBe('allow subscribe #')
+    expect(acl.filteredBy?.map((r) => r.name)).toEqual(['deny subscribe test/nosubscribe'])
+    expect(acl.subscribeQos('test/+')).toBe(1)
+    expect(acl.filteredBy).toHaveLength(1)
+    expect(acl.subscribeQos('other/#')).toBe(1)
+    expect(acl.filteredBy).toBeNull() // nothing denied in it
+    expect(acl.subscribeQos('test/nosubscribe')).toBe(-1)
+    expect(acl.rule).toMatchObject({ name: 'deny subscribe test/nosubscribe', disconnect: true })
+    // On delivery, the deny rule decides its topics.
+    expect(acl.mayRead('test/nosubscribe')).toBe(false)
+    expect(acl.mayRead('test/ok')).toBe(true)
+  })
+
+  it('refuse: a deny rule refuses every filter it overlaps, as before', () => {
+    const acl = new CompiledAcl(nosubscribe, 'refuse').bind(session({}))
+    expect(acl.subscribeQos('#')).toBe(-1)
+    expect(acl.subscribeQos('+/+')).toBe(-1)
+    expect(acl.rule?.name).toBe('deny subscribe test/nosubscribe')
+    expect(acl.subscribeQos('other/#')).toBe(1)
+    expect(acl.filteredBy).toBeNull()
+  })
+
+  it('a deny rule whose placeholder cannot be filled still refuses everything (fail closed)', () => {
+    const rules = [rule('deny', 'subscribe', 'users/{username}/admin'), rule('allow', 'subscribe', '#')]
+    expect(new CompiledAcl(rules).bind(session({ username: 'a/b' })).subscribeQos('#')).toBe(-1)
+    expect(new CompiledAcl(rules).bind(session({ username: 'alice' })).subscribeQos('#')).toBe(2)
+  })
+
+  it('only a policy with a subscribe deny before an allow it may overlap needs deliveries judged', () => {
+    const needs = (rules: AclRuleConfig[], overlap: 'filter' | 'refuse' = 'filter'): boolean => new CompiledAcl(rules, overlap).mayFilterDeliveries
+    expect(needs(nosubscribe)).toBe(true)
+    expect(needs(nosubscribe, 'refuse')).toBe(false)
+    expect(needs(devices)).toBe(false) // the usual policy: the deny comes last
+    expect(needs([rule('deny', 'publish', 'a/#'), rule('allow', 'all', '#')])).toBe(false) // a publish-only deny
+    expect(needs([rule('deny', 'subscribe', 'a/#'), rule('allow', 'subscribe', 'b/#')])).toBe(false) // disjoint
+    expect(needs([rule('deny', 'subscribe', 'a/{client_id}'), rule('allow', 'subscribe', 'b/#')])).toBe(true) // placeholders: assumed to overlap
+  })
+
+  it('on random rule lists: a grant without filteredBy makes every topic of the filter readable; with it, only the named denies hold topics back', async () => {
+    const fc = (await import('fast-check')).default
+    const { topicMatches } = await import('../../../src/protocol/topic-match.js')
+    const level = fc.constantFrom('a', 'b', '{client_id}', '+')
+    const pattern = fc.tuple(fc.array(level, { minLength: 1, maxLength: 3 }), fc.boolean())
+      .map(([levels, hash]) => (hash ? [...levels, '#'] : levels).join('/'))
+    const ruleArb = fc.record({ effect: fc.constantFrom('allow' as const, 'deny' as const), topic: pattern })
+    const filterArb = fc.tuple(fc.array(fc.constantFrom('a', 'b', 'dev1', '+'), { minLength: 1, maxLength: 3 }), fc.boolean())
+      .map(([levels, hash]) => (hash ? [...levels, '#'] : levels).join('/'))
+    const topics: string[] = []
+    for (const x of ['a', 'b', 'dev1']) for (const y of ['', '/a', '/b', '/dev1']) for (const z of ['', '/a', '/b']) if (y !== '' || z === '') topics.push(x + y + z)
+    fc.assert(fc.property(fc.array(ruleArb, { maxLength: 6 }), filterArb, (specs, filter) => {
+      const rules = specs.map((r, i) => ({ ...rule(r.effect, 'subscribe', r.topic), name: `r${i}` }))
+      const acl = new CompiledAcl(rules).bind(session({ clientId: 'dev1' }))
+      if (acl.subscribeQos(filter) < 0) return
+      const filteredBy = acl.filteredBy
+      if (filteredBy !== null) expect(new CompiledAcl(rules).mayFilterDeliveries).toBe(true)
+      const held = new Set((filteredBy ?? []).map((r) => r.name))
+      for (const t of topics) {
+        if (!topicMatches(filter, t) || acl.mayRead(t)) continue
+        expect(filteredBy, `${filter} granted, ${t} unreadable`).not.toBeNull()
+        expect(held.has(acl.rule!.name)).toBe(true)
+      }
+    }), { numRuns: 2000 })
   })
 })
 

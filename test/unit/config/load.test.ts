@@ -56,6 +56,7 @@ describe('loadConfig: valid files', () => {
       log: { level: 'debug' },
       acl: {
         outbound: true,
+        overlap: 'filter',
         shadow: null,
         rules: [
           { name: 'own-tree', effect: 'allow', publish: true, subscribe: true, topic: 'devices/{client_id}/#', users: null, groups: null, listeners: null, sources: null, anonymous: null, maxQos: 1, retain: false, onDeny: 'reject' },
