@@ -11,9 +11,8 @@ import { BanApi } from './metrics/ban-api.js'
 import { registerClusterMetrics } from './metrics/cluster-metrics.js'
 import type { CheckChain } from './checks/chain.js'
 import { checkFactories } from './checks/index.js'
-import { loadConfig } from './config/load.js'
 import { PolicyStore } from './config/policy-store.js'
-import { ConfigWatcher } from './config/watch.js'
+import { ConfigReloader } from './config/watch.js'
 import type { MoatConfig } from './config/types.js'
 import { ConnectionLimiter } from './limits/connections.js'
 import { OverloadMonitor } from './limits/overload.js'
@@ -56,7 +55,7 @@ export class Moat implements SessionContext {
   private readonly sessions = new Set<Session>()
   private sessionIds = 0
   private draining = false
-  private watcher: ConfigWatcher | null = null
+  private configReloader: ConfigReloader | null = null
   private warnedRefusal = false
   private drainWaiters: Array<() => void> = []
 
@@ -94,24 +93,44 @@ export class Moat implements SessionContext {
   /**
    * Reloads the config file (SIGHUP): on success the new policy applies to every packet from now
    * on, on open sessions too; an invalid file leaves the running policy in place, logged at warn
-   * and counted. Listener and admin addresses are bound at start: changing them needs a restart.
+   * and counted. Nothing changed since the last reload (the config and the files it names read the
+   * same): nothing is done, logged at debug, and true is returned. Listener and admin addresses are
+   * bound at start: changing them needs a restart.
    */
   reload(): boolean {
-    const current = this.policy.config
-    if (current.file === '') {
+    const reloader = this.reloader()
+    if (reloader === null) {
       this.logger.warn({ event: 'config_reload', outcome: 'failure' }, 'reload: this config was not loaded from a file')
       this.stats.configReloadFailures += 1
       return false
     }
-    let next: MoatConfig
-    try {
-      next = loadConfig(current.file)
-      this.policy.swap(next) // compiles first: a failure here leaves the running policy in place
-    } catch (err) {
-      this.stats.configReloadFailures += 1
-      this.logger.warn({ event: 'config_reload', outcome: 'failure', file: current.file, error: (err as Error).message }, 'reload failed: keeping the running policy')
-      return false
+    return reloader.reload() !== 'failed'
+  }
+
+  /**
+   * Reloads when the config file changes (polled every `intervalMs`: robust to editors that
+   * replace the file, and to config-management tools). SIGHUP still works; a change both bring
+   * is applied once.
+   */
+  watchConfig(onReloaded?: () => void, intervalMs = 1000): void {
+    this.reloader()?.watch(onReloaded, intervalMs)
+  }
+
+  /** Null for a config built in code (no file to reload). */
+  private reloader(): ConfigReloader | null {
+    if (this.configReloader === null && this.policy.config.file !== '') {
+      this.configReloader = new ConfigReloader(this.policy.config.file, this.logger, {
+        apply: (next) => this.applyConfig(next),
+        countFailure: () => { this.stats.configReloadFailures += 1 },
+      }, 'reload failed: keeping the running policy')
     }
+    return this.configReloader
+  }
+
+  /** A reloaded config: compiled first (a failure throws and leaves the running policy in place), then applied. */
+  private applyConfig(next: MoatConfig): void {
+    const current = this.policy.config
+    this.policy.swap(next)
     if (listenerShape(next) !== listenerShape(current) || JSON.stringify(next.admin) !== JSON.stringify(current.admin)) {
       this.logger.warn({ event: 'config_reload', file: current.file }, 'listener and admin changes take effect on restart; the running ones are kept')
     }
@@ -127,21 +146,6 @@ export class Moat implements SessionContext {
     // must stop delivering even to a client that sends nothing.
     for (const session of this.sessions) session.adoptPolicy()
     this.logger.info({ event: 'config_reload', outcome: 'success', file: current.file, generation: this.policy.generation }, 'config reloaded')
-    return true
-  }
-
-  /**
-   * Reloads when the config file changes (polled every `intervalMs`: robust to editors that
-   * replace the file, and to config-management tools). SIGHUP still works.
-   */
-  watchConfig(onReloaded?: () => void, intervalMs = 1000): void {
-    const file = this.policy.config.file
-    if (file === '' || this.watcher !== null) return
-    this.watcher = new ConfigWatcher(file, () => {
-      this.logger.info({ event: 'config_changed', file }, 'config file changed: reloading')
-      if (this.reload()) onReloaded?.()
-    })
-    this.watcher.start(intervalMs)
   }
 
   /** Binds every listener (and the admin endpoint). Rejects with MOAT_ERR_LISTEN naming the one that failed. */
@@ -263,7 +267,7 @@ export class Moat implements SessionContext {
       for (const session of this.sessions) session.shutdown()
       await this.drained()
     }
-    if (first) this.watcher?.stop()
+    if (first) this.configReloader?.stop()
     if (first) {
       // The summaries of failures still due (broker or auth backend down), rather than after the end.
       this.dialFailures.close()

@@ -12,12 +12,10 @@
  * - on shutdown, has every worker drain for the grace period, then exits 0.
  */
 import cluster, { type Worker } from 'node:cluster'
-import { readFileSync } from 'node:fs'
 import { checkFactories } from '../checks/index.js'
 import { detachedCheckEnv } from '../checks/env.js'
-import { parseConfig } from '../config/load.js'
 import { PolicyStore } from '../config/policy-store.js'
-import { ConfigWatcher } from '../config/watch.js'
+import { ConfigReloader } from '../config/watch.js'
 import type { MoatConfig } from '../config/types.js'
 import { errorCodes, MoatError, type MoatErrorCode } from '../errors.js'
 import type { Logger } from '../log/logger.js'
@@ -81,7 +79,7 @@ export class ClusterPrimary implements ClusterSource {
   private startup: { resolve: () => void; reject: (err: Error) => void } | null = null
   private finish!: (code: number) => void
   private killTimer: NodeJS.Timeout | null = null
-  private watcher: ConfigWatcher | null = null
+  private readonly reloader: ConfigReloader
   /** Callers of stop() waiting for every worker to end. */
   private ended: Array<() => void> = []
 
@@ -100,6 +98,10 @@ export class ClusterPrimary implements ClusterSource {
       upstream: config.upstream,
     }, new BanApi(this.banStore, config.admin, logger))
     this.finished = new Promise((resolve) => { this.finish = resolve })
+    this.reloader = new ConfigReloader(file, logger, {
+      apply: (next, text) => this.applyConfig(next, text),
+      countFailure: () => { this.reloadFailures += 1 },
+    }, 'reload failed: every worker keeps the running policy')
   }
 
   /** The config the workers run (the last one that passed validation). */
@@ -135,22 +137,23 @@ export class ClusterPrimary implements ClusterSource {
 
   /**
    * Validates the config file once; on success every worker reloads it. An invalid file reaches no
-   * worker (the running policy stays, logged at warn and counted).
+   * worker (the running policy stays, logged at warn and counted); a file whose inputs are those
+   * running (SIGHUP and the file watch seeing one edit) reaches none either: nothing to do.
    */
   reload(): boolean {
-    let text: string
-    let next: MoatConfig
-    try {
-      text = readFileSync(this.file, 'utf8')
-      next = parseConfig(text, this.file)
-      const env = detachedCheckEnv()
-      new PolicyStore(next, checkFactories, env) // eslint-disable-line no-new -- compiles the policy: a bad password file is refused here
-      void env.auth.close()
-    } catch (err) {
-      this.reloadFailures += 1
-      this.logger.warn({ event: 'config_reload', outcome: 'failure', file: this.file, error: (err as Error).message }, 'reload failed: every worker keeps the running policy')
-      return false
-    }
+    return this.reloader.reload() !== 'failed'
+  }
+
+  /** Reloads when the config file changes (polled), once for all workers. */
+  watchConfig(onReloaded?: () => void, intervalMs = 1000): void {
+    this.reloader.watch(onReloaded, intervalMs)
+  }
+
+  /** A valid new config (compiled here first: a bad password file is refused before any worker sees it). */
+  private applyConfig(next: MoatConfig, text: string): void {
+    const env = detachedCheckEnv()
+    new PolicyStore(next, checkFactories, env) // eslint-disable-line no-new -- compiles the policy; throws when it cannot
+    void env.auth.close()
     if (workerCount(next) !== this.workersWanted) {
       this.logger.warn({ event: 'config_reload', file: this.file, workers: next.workers }, '`workers` changes take effect on restart; the running workers are kept')
     }
@@ -161,17 +164,6 @@ export class ClusterPrimary implements ClusterSource {
     this.reloads += 1
     for (const slot of this.slots) if (slot.worker !== null && slot.ready) this.send(slot.worker, { moat: 'reload' })
     this.logger.info({ event: 'config_reload', outcome: 'sent', file: this.file, workers: this.workersRunning }, 'config valid: every worker reloads it')
-    return true
-  }
-
-  /** Reloads when the config file changes (polled), once for all workers. */
-  watchConfig(onReloaded?: () => void, intervalMs = 1000): void {
-    if (this.watcher !== null) return
-    this.watcher = new ConfigWatcher(this.file, () => {
-      this.logger.info({ event: 'config_changed', file: this.file }, 'config file changed: reloading')
-      if (this.reload()) onReloaded?.()
-    })
-    this.watcher.start(intervalMs)
   }
 
   /**
@@ -183,7 +175,7 @@ export class ClusterPrimary implements ClusterSource {
     this.stopping = true
     if (first) {
       this.logger.info({ event: 'shutdown', workers: this.workersRunning, gracePeriodMs: graceMs }, 'shutting down: every worker drains')
-      this.watcher?.stop()
+      this.reloader.stop()
       for (const slot of this.slots) {
         if (slot.restartTimer !== null) clearTimeout(slot.restartTimer)
         slot.restartTimer = null

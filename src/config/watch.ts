@@ -1,11 +1,24 @@
 /**
- * Watching the config file for changes (polled: robust to editors that replace the file and to
- * config-management tools). A change is acted on only once the file has settled: the same size and
- * modification time `settleMs` after the change was seen. A tool that rewrites the file in place
- * can otherwise be caught half-way, and half a policy may still be valid (a file cut off before its
- * `acl` section allows every topic).
+ * Reloading the config file, on SIGHUP or when it changes, the same way for a single process
+ * (moat.ts) and for a cluster's primary (cluster/primary.ts).
+ *
+ * The file is watched by polling (robust to editors that replace the file and to config-management
+ * tools). A change is acted on only once the file has settled: the same size and modification time
+ * `settleMs` after the change was seen. A tool that rewrites the file in place can otherwise be
+ * caught half-way, and half a policy may still be valid (a file cut off before its `acl` section
+ * allows every topic).
+ *
+ * One edit is usually seen twice: the operator's SIGHUP and the watcher's poll. A reload whose
+ * inputs (the compiled config and the bytes of every file it names) are those of the running policy
+ * does nothing, and a refusal of the same text for the same reason is reported once.
  */
-import { statSync, unwatchFile, watchFile, type Stats } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { readFileSync, statSync, unwatchFile, watchFile, type Stats } from 'node:fs'
+import { isAbsolute } from 'node:path'
+import { ConfigError } from '../errors.js'
+import type { Logger } from '../log/logger.js'
+import { parseConfig } from './load.js'
+import type { MoatConfig } from './types.js'
 
 export const SETTLE_MS = 300
 
@@ -50,5 +63,138 @@ export class ConfigWatcher {
     // Still being written: the watcher sees the next change and waits again.
     if (now.mtimeMs !== seen.mtimeMs || now.size !== seen.size) return
     this.onSettled()
+  }
+}
+
+export type ReloadOutcome = 'reloaded' | 'unchanged' | 'failed'
+
+/** What a reload acts on: the single process's Moat, or the cluster primary. */
+export interface ReloadTarget {
+  /** Compiles `next` and makes it the running policy; throws, the running policy untouched, when it cannot be compiled. */
+  apply(next: MoatConfig, text: string): void
+  /** Counts a refused reload. */
+  countFailure(): void
+}
+
+export class ConfigReloader {
+  readonly file: string
+  private readonly logger: Logger
+  private readonly target: ReloadTarget
+  /** The failure line's message (what keeps running). */
+  private readonly keeping: string
+  /** inputsFingerprint() of the running policy; null until the first reload, which always applies. */
+  private running: string | null = null
+  /** The text and error of the last refusal, so the same refusal seen again is not reported twice. */
+  private refused: string | null = null
+  private watcher: ConfigWatcher | null = null
+
+  constructor(file: string, logger: Logger, target: ReloadTarget, keeping: string) {
+    this.file = file
+    this.logger = logger
+    this.target = target
+    this.keeping = keeping
+  }
+
+  /** `watched`: the file watcher asks (the file changed), not an operator (SIGHUP). */
+  reload(watched = false): ReloadOutcome {
+    const file = this.file
+    let text = ''
+    let next: MoatConfig
+    let fingerprint: string
+    try {
+      text = readConfigText(file)
+      next = parseConfig(text, file)
+      fingerprint = inputsFingerprint(next)
+    } catch (err) {
+      return this.refuse(text, err)
+    }
+    if (fingerprint === this.running) {
+      this.logger.debug({ event: 'config_reload', outcome: 'unchanged', file, trigger: watched ? 'watch' : 'signal' }, 'reload: the config and the files it names are those running: nothing to do')
+      return 'unchanged'
+    }
+    if (watched) this.logger.info({ event: 'config_changed', file }, 'config file changed: reloading')
+    try {
+      this.target.apply(next, text)
+    } catch (err) {
+      return this.refuse(text, err)
+    }
+    this.running = fingerprint
+    this.refused = null
+    return 'reloaded'
+  }
+
+  /** Reloads when the config file changes (polled every `intervalMs`); `onReloaded` after each reload that applied. */
+  watch(onReloaded?: () => void, intervalMs = 1000): void {
+    if (this.watcher !== null) return
+    this.watcher = new ConfigWatcher(this.file, () => {
+      if (this.reload(true) === 'reloaded') onReloaded?.()
+    })
+    this.watcher.start(intervalMs)
+  }
+
+  stop(): void {
+    this.watcher?.stop()
+  }
+
+  private refuse(text: string, err: unknown): ReloadOutcome {
+    const error = (err as Error).message
+    const refusal = createHash('sha256').update(text).update('\0').update(error).digest('hex')
+    if (refusal === this.refused) {
+      this.logger.debug({ event: 'config_reload', outcome: 'failure', file: this.file, error }, 'reload refused again, same file, same reason (reported already)')
+      return 'failed'
+    }
+    this.refused = refusal
+    this.target.countFailure()
+    this.logger.warn({ event: 'config_reload', outcome: 'failure', file: this.file, error }, this.keeping)
+    return 'failed'
+  }
+}
+
+/**
+ * What a policy is built from: the compiled config (comments and key order do not count) and the
+ * bytes of every file it names, read now. Any absolute path in the config naming a regular file
+ * counts (password files, certificates, keys, CRLs, the config file itself), so a file setting
+ * added later is covered without being listed here; a topic that happens to be a path costs a stat.
+ */
+export function inputsFingerprint(config: MoatConfig): string {
+  const hash = createHash('sha256').update(JSON.stringify(config))
+  const files = new Set<string>()
+  namedFiles(config, files)
+  for (const path of [...files].sort()) {
+    hash.update(`\0${path}\0`)
+    try {
+      hash.update(readFileSync(path))
+    } catch (err) {
+      hash.update(`unreadable: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+    }
+  }
+  return hash.digest('hex')
+}
+
+/** As loadConfig() reads it: an unreadable file is a ConfigError saying why. */
+function readConfigText(file: string): string {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch (err) {
+    const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message
+    throw new ConfigError('MOAT_ERR_CONFIG_READ', [{ file, path: '', message: `cannot read the config: ${reason}` }])
+  }
+}
+
+function namedFiles(value: unknown, out: Set<string>): void {
+  if (typeof value === 'string') {
+    if (value.length > 1 && isAbsolute(value) && !out.has(value) && isFile(value)) out.add(value)
+  } else if (Array.isArray(value)) {
+    for (const item of value) namedFiles(item, out)
+  } else if (value !== null && typeof value === 'object') {
+    for (const item of Object.values(value)) namedFiles(item, out)
+  }
+}
+
+function isFile(path: string): boolean {
+  try {
+    return statSync(path, { throwIfNoEntry: false })?.isFile() === true
+  } catch {
+    return false // not a usable path (a NUL byte, too long)
   }
 }
