@@ -31,12 +31,10 @@ let nextSource = 0
  * `new net.Socket()` then `connect(options)`, not `net.connect(options)`: Node's Socket constructor
  * copies the options it is given (`{ ...options }`) and adds its defaults to the copy, and on Node
  * 20 that copy of an object with properties gets a hidden class of its own, never shared: four new
- * V8 maps per dial (`--log-maps`), each making Node's stream code build new inline-cache handlers.
- * Measured 2026-12-03 with the connect benchmark: maps, descriptor arrays and load handlers were
- * 43 of the 56 MB of garbage a major GC found (`--trace-gc-object-stats`); dialling this way, major
- * GCs over 20,000 CONNECTs went from 3 to 2 and Moat's CPU per CONNECT from 0.301 to 0.291 ms (4
- * alternated runs each). The accepted client socket still costs three such maps: Node's own
- * `onconnection` makes it. Without options the constructor's copy starts empty.
+ * V8 maps per dial (`--log-maps`), each making Node's stream code build new inline-cache handlers,
+ * garbage that major GCs then collect (`--trace-gc-object-stats`). The accepted client socket
+ * still costs three such maps: Node's own `onconnection` makes it. Without options the
+ * constructor's copy starts empty.
  */
 export function dialUpstream(config: UpstreamConfig, state: SessionState, local: LocalEnd): Socket {
   const sources = config.sourceAddresses
