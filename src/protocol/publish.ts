@@ -60,6 +60,11 @@ export class PublishView {
   packetId = 0
   /** 5.0 Topic Alias property, 0 when absent. */
   topicAlias = 0
+  /**
+   * After a fault: the string field the broker would refuse (utf8.ts), else null. The broker answers
+   * a bad topic name differently from a bad string property (a 5.0 DISCONNECT or a bare close).
+   */
+  badString: 'topic' | 'property' | null = null
   payloadStart = 0
   private topicString: string | null = null
   /** Made on the first topic asked for: a session that never needs one (idle, no inspection) pays nothing. */
@@ -116,7 +121,8 @@ const USER_PROPERTY = 0x26
 
 /**
  * Reads the PUBLISH frame `frame[start, end)` (the whole buffer by default) into `view`; its body
- * starts at `start + bodyOffset`. Returns 0, or the 5.0 reason code of the fault.
+ * starts at `start + bodyOffset`. Returns 0, or the 5.0 reason code of the fault (Malformed Packet
+ * for a string the broker refuses, with `view.badString` saying which).
  * `fromClient`: a client MUST NOT send a Subscription Identifier [MQTT-3.3.4-6].
  */
 export function readPublish(
@@ -134,6 +140,7 @@ export function readPublish(
   view.dup = (flags & 0x08) !== 0
   view.topicAlias = 0
   view.packetId = 0
+  view.badString = null
 
   let pos = start + bodyOffset
   if (pos + 2 > end) return ReasonCode.MalformedPacket
@@ -143,14 +150,18 @@ export function readPublish(
   view.topicStart = pos
   view.topicEnd = pos + topicLength
   const topicFault = checkTopicName(frame, pos, pos + topicLength)
-  if (topicFault !== 0) return topicFault
+  if (topicFault !== 0) {
+    if (topicFault === ReasonCode.MalformedPacket) view.badString = 'topic'
+    return topicFault
+  }
   pos += topicLength
 
   if (qos > 0) {
     if (pos + 2 > end) return ReasonCode.MalformedPacket
     const packetId = frame.readUInt16BE(pos)
-    // A PUBLISH with QoS > 0 MUST contain a non-zero Packet Identifier [MQTT-2.2.1-3].
-    if (packetId === 0) return ReasonCode.MalformedPacket
+    // A PUBLISH with QoS > 0 MUST contain a non-zero Packet Identifier [MQTT-2.2.1-3]: a protocol
+    // error, as the broker calls it too.
+    if (packetId === 0) return ReasonCode.ProtocolError
     view.packetId = packetId
     pos += 2
   }
@@ -185,8 +196,8 @@ function readPublishProperties(frame: Buffer, pos: number, end: number, fromClie
     let bit = 0
     switch (id) {
       case PAYLOAD_FORMAT:
+        // Any value passes: the spec defines 0 and 1 without naming a fault for others, and the broker relays them.
         if (pos + 1 > end) return ReasonCode.MalformedPacket
-        if (frame[pos]! > 1) return ReasonCode.ProtocolError
         pos += 1
         bit = 1
         break
@@ -210,6 +221,7 @@ function readPublishProperties(frame: Buffer, pos: number, end: number, fromClie
         if (stringEnd < 0) return ReasonCode.MalformedPacket
         // The Response Topic MUST be a UTF-8 string and a Topic Name: no wildcards [MQTT-3.3.2-14].
         const fault = checkTopicName(frame, pos + 2, stringEnd)
+        if (fault === ReasonCode.MalformedPacket) return badProperty(view)
         if (fault !== 0 || stringEnd === pos + 2) return fault !== 0 ? fault : ReasonCode.TopicNameInvalid
         pos = stringEnd
         bit = 8
@@ -224,7 +236,8 @@ function readPublishProperties(frame: Buffer, pos: number, end: number, fromClie
       }
       case CONTENT_TYPE: {
         const stringEnd = stringFieldEnd(frame, pos, end)
-        if (stringEnd < 0 || checkUtf8(frame, pos + 2, stringEnd) !== 0) return ReasonCode.MalformedPacket
+        if (stringEnd < 0) return ReasonCode.MalformedPacket
+        if (checkUtf8(frame, pos + 2, stringEnd) !== 0) return badProperty(view)
         pos = stringEnd
         bit = 32
         break
@@ -233,9 +246,10 @@ function readPublishProperties(frame: Buffer, pos: number, end: number, fromClie
         // Not a protocol fault: a cap (CVE-2021-41039, properties.ts), answered with Quota Exceeded.
         if (++userProperties > MAX_USER_PROPERTIES) return ReasonCode.QuotaExceeded
         const nameEnd = stringFieldEnd(frame, pos, end)
-        if (nameEnd < 0 || checkUtf8(frame, pos + 2, nameEnd) !== 0) return ReasonCode.MalformedPacket
+        if (nameEnd < 0) return ReasonCode.MalformedPacket
         const valueEnd = stringFieldEnd(frame, nameEnd, end)
-        if (valueEnd < 0 || checkUtf8(frame, nameEnd + 2, valueEnd) !== 0) return ReasonCode.MalformedPacket
+        if (valueEnd < 0) return ReasonCode.MalformedPacket
+        if (checkUtf8(frame, pos + 2, nameEnd) !== 0 || checkUtf8(frame, nameEnd + 2, valueEnd) !== 0) return badProperty(view)
         pos = valueEnd
         break
       }
@@ -253,6 +267,11 @@ function readPublishProperties(frame: Buffer, pos: number, end: number, fromClie
     seen |= bit
   }
   return pos === end ? 0 : ReasonCode.MalformedPacket
+}
+
+function badProperty(view: PublishView): number {
+  view.badString = 'property'
+  return ReasonCode.MalformedPacket
 }
 
 /** End of a two-byte-length-prefixed field starting at `pos`, or -1 when it overruns `end`. */

@@ -4,30 +4,33 @@
  * Each returns 0 when the input is valid, otherwise the MQTT 5.0 reason code that describes
  * the fault (the session maps it to the client's protocol version).
  */
-import { isUtf8 } from 'node:buffer'
 import { ReasonCode } from './reason.js'
+import { isRefusedString } from './utf8.js'
 
 const PLUS = 0x2b
 const HASH = 0x23
 const SLASH = 0x2f
+const ZERO = 0x30
+const DEL = 0x7f
 
 /**
- * A UTF-8 Encoded String field: well-formed UTF-8 [MQTT-1.5.4-1] with no U+0000 [MQTT-1.5.4-2].
- * (Surrogates U+D800..U+DFFF are ill-formed UTF-8, so isUtf8 refuses them too.)
+ * A UTF-8 Encoded String field, held to the broker's rule (utf8.ts): well-formed UTF-8
+ * [MQTT-1.5.4-1] without U+0000 [MQTT-1.5.4-2], control characters or non-characters. ASCII is
+ * checked inline; only a string with a byte above 0x7F is handed to the full check.
  */
 export function checkUtf8(buf: Buffer, start: number, end: number): number {
   let ascii = true
   for (let i = start; i < end; i++) {
     const b = buf[i]!
-    if (b === 0) return ReasonCode.MalformedPacket
-    if (b >= 0x80) ascii = false
+    if (b < 0x20 || b === DEL) return ReasonCode.MalformedPacket
+    if (b > DEL) ascii = false
   }
-  if (!ascii && !isUtf8(buf.subarray(start, end))) return ReasonCode.MalformedPacket
+  if (!ascii && isRefusedString(buf, start, end)) return ReasonCode.MalformedPacket
   return 0
 }
 
 /**
- * A Topic Name (PUBLISH, will topic): valid UTF-8 without U+0000, at least one character
+ * A Topic Name (PUBLISH, will topic): a string as checkUtf8 wants it, at least one character
  * [MQTT-4.7.3-1] (an empty name is legal only on 5.0 with a topic alias; the caller decides that),
  * no wildcard characters [MQTT-3.3.2-2].
  */
@@ -35,15 +38,20 @@ export function checkTopicName(buf: Buffer, start: number, end: number): number 
   let ascii = true
   for (let i = start; i < end; i++) {
     const b = buf[i]!
-    if (b === PLUS || b === HASH) return ReasonCode.TopicNameInvalid
-    if (b === 0) return ReasonCode.MalformedPacket
-    if (b >= 0x80) ascii = false
+    // One comparison for the common bytes: wildcards and controls are all below '0'.
+    if (b < ZERO) {
+      if (b < 0x20) return ReasonCode.MalformedPacket
+      if (b === PLUS || b === HASH) return ReasonCode.TopicNameInvalid
+    } else if (b >= DEL) {
+      if (b === DEL) return ReasonCode.MalformedPacket
+      ascii = false
+    }
   }
-  if (!ascii && !isUtf8(buf.subarray(start, end))) return ReasonCode.MalformedPacket
+  if (!ascii && isRefusedString(buf, start, end)) return ReasonCode.MalformedPacket
   return 0
 }
 
-/** The same rules for a topic name already decoded to a string (will topic from mqtt-packet). */
+/** The topic rules for a will topic the decoder already read (and held to the UTF-8 rule). */
 export function checkTopicNameString(topic: string): number {
   if (topic.length === 0) return ReasonCode.TopicNameInvalid
   if (topic.includes('\u0000')) return ReasonCode.MalformedPacket

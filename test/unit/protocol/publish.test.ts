@@ -78,8 +78,8 @@ describe('readPublish: what it refuses', () => {
   it('refuses DUP on QoS 0 [MQTT-3.3.1-2]', () => {
     expect(read(rawPublish(0x38, Buffer.from('t'), null)).fault).toBe(ReasonCode.MalformedPacket)
   })
-  it('refuses packet id 0 on QoS 1 [MQTT-2.2.1-3]', () => {
-    expect(read(rawPublish(0x32, Buffer.from('t'), 0)).fault).toBe(ReasonCode.MalformedPacket)
+  it('refuses packet id 0 on QoS 1 [MQTT-2.2.1-3] as a protocol error (the broker\'s own code for it)', () => {
+    expect(read(rawPublish(0x32, Buffer.from('t'), 0)).fault).toBe(ReasonCode.ProtocolError)
   })
   it.each(['a/+', 'a/#', '#', '+'])('refuses wildcard %s in a topic name [MQTT-3.3.2-2]', (topic) => {
     expect(read(rawPublish(0x30, Buffer.from(topic), null)).fault).toBe(ReasonCode.TopicNameInvalid)
@@ -150,5 +150,52 @@ describe('readPublish: what it refuses', () => {
     const frame = rawPublish(0x30, Buffer.from('abc'), null, Buffer.alloc(0))
     frame.writeUInt16BE(10, 2)
     expect(read(frame).fault).toBe(ReasonCode.MalformedPacket)
+  })
+})
+
+describe('readPublish: strings the broker refuses', () => {
+  it.each([
+    ['U+0001', 'a\u0001b'],
+    ['U+001F', 'a\u001f'],
+    ['U+007F', 'a\u007f'],
+    ['U+0085 (C1)', 'a/\u0085'],
+    ['U+FDD0', 'a/\ufdd0'],
+    ['U+FFFE', 'a/\ufffe'],
+    ['U+10FFFF', 'a/\u{10ffff}'],
+  ])('refuses %s in a topic, as a malformed packet with the topic at fault', (_name, topic) => {
+    const { fault, view } = read(rawPublish(0x30, Buffer.from(topic), null))
+    expect(fault).toBe(ReasonCode.MalformedPacket)
+    expect(view.badString).toBe('topic')
+  })
+  it('accepts the printable range and non-ASCII text, and clears badString on the next packet', () => {
+    const view = new PublishView()
+    const bad = rawPublish(0x30, Buffer.from('a\u0001'), null)
+    expect(readPublish(bad, 0, 2, 4, true, view)).toBe(ReasonCode.MalformedPacket)
+    const good = rawPublish(0x30, Buffer.from(' ~/é/世界/🌍/\u00a0'), null)
+    expect(readPublish(good, 0, 2, 4, true, view)).toBe(0)
+    expect(view.badString).toBeNull()
+  })
+  it('refuses them in string properties, with the property at fault', () => {
+    const cases: Array<IPublishPacket['properties']> = [{ contentType: 'text\u0007' }, { responseTopic: 'r/\u0085' }, { userProperties: { 'k\u0001': 'v' } }, { userProperties: { k: '\ufdef' } }]
+    for (const properties of cases) {
+      const { fault, view } = read(publish({ topic: 'a', properties }, 5), 5)
+      expect(fault, JSON.stringify(properties)).toBe(ReasonCode.MalformedPacket)
+      expect(view.badString).toBe('property')
+    }
+  })
+  it('a property cut short is malformed, not a string fault', () => {
+    const frame = publish({ topic: 'a', properties: { contentType: 'text' } }, 5)
+    const short = Buffer.concat([frame.subarray(0, frame.length - 6)])
+    short[1] = short.length - 2
+    short[bodyOffset(short) + 3] = short[bodyOffset(short) + 3]! - 6
+    const { fault, view } = read(short, 5)
+    expect(fault).toBe(ReasonCode.MalformedPacket)
+    expect(view.badString).toBeNull()
+  })
+  it('passes a Payload Format Indicator other than 0 or 1: the spec names no fault for it, and the broker relays it', () => {
+    const frame = publish({ topic: 'a', properties: { payloadFormatIndicator: true } }, 5)
+    const at = frame.indexOf(0x01, bodyOffset(frame) + 4)
+    frame[at + 1] = 0xed
+    expect(read(frame, 5).fault).toBe(0)
   })
 })

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { ReasonCode } from '../../../src/protocol/reason.js'
-import { checkClientId, checkTopicFilter, checkTopicNameString, checkUtf8 } from '../../../src/protocol/validate.js'
+import { checkClientId, checkTopicFilter, checkTopicName, checkTopicNameString, checkUtf8 } from '../../../src/protocol/validate.js'
 
 describe('checkTopicFilter', () => {
   it.each(['#', '+', 'a/#', 'a/+/b', '+/+', '/', 'a//b', '+/#', 'sport/tennis/+', '$SYS/#', '$share/g/a/#', '$share/g/+'])(
@@ -38,6 +38,27 @@ describe('checkUtf8', () => {
   it('refuses U+0000 and ill-formed UTF-8 [MQTT-1.5.4-1] [MQTT-1.5.4-2]', () => {
     expect(checkUtf8(Buffer.from([0x61, 0x00]), 0, 2)).toBe(ReasonCode.MalformedPacket)
     expect(checkUtf8(Buffer.from([0xff]), 0, 1)).toBe(ReasonCode.MalformedPacket)
+  })
+  it('refuses what the broker refuses: control characters and non-characters', () => {
+    for (const text of ['a\u0001', '\t', '\u007f', '\u0080', '\u009f', '\ufdd0', '\uffff', '\u{2fffe}']) {
+      const buf = Buffer.from(text)
+      expect(checkUtf8(buf, 0, buf.length), JSON.stringify(text)).toBe(ReasonCode.MalformedPacket)
+    }
+  })
+})
+
+describe('checkTopicName', () => {
+  const check = (text: string): number => {
+    const buf = Buffer.from(text)
+    return checkTopicName(buf, 0, buf.length)
+  }
+  it('accepts printable ASCII, spaces and non-ASCII text', () => {
+    expect(check('a b/c-d_e.f/$g/~/é/世')).toBe(0)
+  })
+  it('refuses wildcards as an invalid name, control characters and non-characters as malformed', () => {
+    expect(check('a/+')).toBe(ReasonCode.TopicNameInvalid)
+    expect(check('#')).toBe(ReasonCode.TopicNameInvalid)
+    for (const text of ['a\u0000', 'a\u001f', 'a\u007f', 'a\u0085', 'a\ufffe', 'a\ufdef']) expect(check(text), JSON.stringify(text)).toBe(ReasonCode.MalformedPacket)
   })
 })
 
