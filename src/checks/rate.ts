@@ -2,8 +2,9 @@
  * Rate limits as token buckets (limits/token-bucket.ts): per connection (packets, messages, bytes),
  * per user name across that user's connections, and per topic pattern. Every packet a client sends
  * after CONNECT counts towards the packet and byte rates, except the acknowledgements (PUBACK, PUBREC,
- * PUBREL, PUBCOMP): each answers a packet the broker sent, so the broker's in-flight window bounds
- * them, and holding them back would stall the client's deliveries and queue its PINGREQs behind them.
+ * PUBREL, PUBCOMP) that answer a packet the broker sent (SessionState.acksOwed): the broker's
+ * in-flight window bounds those, and holding them back would stall the client's deliveries and
+ * queue its PINGREQs behind them. An ack that answers nothing counts like any other packet.
  * PUBLISH also counts towards the message rate and the topic rules it matches. A packet passes only
  * when every bucket it touches has room, and then is charged to all of them, so a refused packet
  * costs nothing.
@@ -147,8 +148,12 @@ export class RateCheck implements Check {
   }
 
   onPacket(type: number, size: number, s: SessionState): Verdict {
-    // PUBACK 4, PUBREC 5, PUBREL 6, PUBCOMP 7: answers, not counted (see the header).
-    if (type >= PacketType.Puback && type <= PacketType.Pubcomp) return FORWARD
+    // PUBACK 4, PUBREC 5, PUBREL 6, PUBCOMP 7 answering what the broker sent: not counted (see the
+    // header). Acks beyond what is owed answer nothing and count like any other packet.
+    if (type >= PacketType.Puback && type <= PacketType.Pubcomp && s.acksOwed > 0) {
+      s.acksOwed -= 1
+      return FORWARD
+    }
     const now = tickNowMs()
     if (!this.prepared) this.prepare(s, now)
     this.worst = ExcessAction.None

@@ -824,12 +824,14 @@ export class Session implements FrameSink {
     switch (type) {
       case PacketType.Publish:
         if (this.inspectDeliveries && !this.onDelivery(buf, start, end, flags, bodyOffset)) return true
+        if ((flags & 0x06) !== 0) this.state.acksOwed += 1
         this.toClient.add(buf, start, end)
         return true
       case PacketType.Puback:
       case PacketType.Pubrec:
       case PacketType.Pubcomp: {
         const body = start + bodyOffset
+        if (type === PacketType.Pubrec) this.state.acksOwed += 1 // the client's PUBREL
         // The broker acknowledged a QoS 1/2 publish of the client: it is no longer in flight (quota).
         if (this.state.inflight !== null) this.onBrokerAck(buf, body, end, type)
         // A refusing 5.0 PUBREC ends a QoS 2 flow: its packet id is free again [MQTT-4.3.3].
@@ -851,6 +853,7 @@ export class Session implements FrameSink {
           this.toBroker.write(ack(PacketType.Pubcomp, frame.readUInt16BE(bodyOffset)))
           return true
         }
+        this.state.acksOwed += 1 // the client's PUBCOMP
         break
       case PacketType.Connack: {
         if (this.connackSeen) return this.brokerViolation('a second CONNACK')

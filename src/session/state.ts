@@ -77,6 +77,11 @@ export class SessionState {
   /** Set by a check that returns a Throttle verdict: when (nowMs() clock) the packet may be retried. */
   throttleUntil = 0
   /**
+   * Acknowledgements the client owes the broker: one per QoS 1/2 delivery, broker PUBREC and broker
+   * PUBREL passed on to it. The rates let that many acks through uncounted (checks/rate.ts).
+   */
+  acksOwed = 0
+  /**
    * Quota state (checks/quota.ts): topic filters held and QoS 1/2 packet ids awaiting the broker's
    * ack. Here, not in the check, so a policy reload that rebuilds the checks keeps the counts.
    */

@@ -200,6 +200,21 @@ for (const kind of brokerKinds()) {
         expect(pings).toBeGreaterThanOrEqual(10)
         expect(pings).toBeLessThan(20)
       })
+
+      it(`acks that answer nothing the broker sent are counted (${versionName(version)}): a PUBACK flood is closed`, async () => {
+        moat = await startMoat(broker, { limits: limitsFrom({ packetRate: '10/s', burst: '1s', onExcess: 'disconnect' }) })
+        const id = uid('ackflood')
+        const raw = await rawSession(moat.address().port, id, version)
+        raw.send(Buffer.concat(Array.from({ length: 200 }, (_, i) => Buffer.from([0x40, 0x02, 0x10, i]))))
+        await raw.closed
+        if (version === 5) expect(raw.packets.at(-1)).toMatchObject({ cmd: 'disconnect', reasonCode: 0x96 })
+        else expect(raw.packets.some((p) => p.cmd === 'disconnect')).toBe(false)
+        expect(moat.stats.closedFor('rate_limited')).toBe(1)
+        await broker.clientGone(id)
+        const acks = broker.received(id).filter((r) => r.startsWith('puback')).length
+        expect(acks).toBeGreaterThanOrEqual(10)
+        expect(acks).toBeLessThan(20)
+      })
     }
 
     if (brokerVersions(kind).includes(5)) {

@@ -75,10 +75,11 @@ describe('rate check', () => {
     expect(check.onPacket!(PacketType.Subscribe, 10, s)).toMatchObject({ action: Action.Disconnect, reason: 0x96 })
   })
 
-  it('acknowledgements (PUBACK, PUBREC, PUBREL, PUBCOMP) are not counted by packetRate or byteRate, per connection or per user', () => {
+  it('acknowledgements (PUBACK, PUBREC, PUBREL, PUBCOMP) the client owes are not counted by packetRate or byteRate, per connection or per user', () => {
     const make = rateCheck.create(config({ packetRate: '2/m', byteRate: '100B/m', burst: '1m', onExcess: 'disconnect', perUsername: { packetRate: '2/m', burst: '1m', onExcess: 'disconnect' } }), detachedCheckEnv())!
     const s = state('alice')
     const check = make(s)
+    s.acksOwed = 4000 // what the session counts as the broker's deliveries, PUBRECs and PUBRELs go to the client
     for (let n = 0; n < 1000; n++) {
       for (const type of [PacketType.Puback, PacketType.Pubrec, PacketType.Pubrel, PacketType.Pubcomp]) {
         expect(check.onPacket!(type, 4, s).action).toBe(Action.Forward)
@@ -88,6 +89,18 @@ describe('rate check', () => {
     expect(check.onPacket!(PacketType.Pingreq, 2, s).action).toBe(Action.Forward)
     expect(check.onPacket!(PacketType.Pingreq, 2, s).action).toBe(Action.Forward)
     expect(check.onPacket!(PacketType.Pingreq, 2, s)).toMatchObject({ action: Action.Disconnect, reason: 0x96 })
+    expect(s.acksOwed).toBe(0)
+  })
+
+  it('acknowledgements that answer nothing the broker sent count like any other packet (an ack flood is limited)', () => {
+    const make = rateCheck.create(config({ packetRate: '2/m', burst: '1m', onExcess: 'disconnect' }), detachedCheckEnv())!
+    const s = state()
+    const check = make(s)
+    s.acksOwed = 1
+    expect(check.onPacket!(PacketType.Puback, 4, s).action).toBe(Action.Forward) // owed: free
+    expect(check.onPacket!(PacketType.Puback, 4, s).action).toBe(Action.Forward) // counted: 1 of 2
+    expect(check.onPacket!(PacketType.Pubcomp, 4, s).action).toBe(Action.Forward) // counted: 2 of 2
+    expect(check.onPacket!(PacketType.Puback, 4, s)).toMatchObject({ action: Action.Disconnect, reason: 0x96 })
   })
 
   it('the strongest action of the buckets that are over wins', () => {
