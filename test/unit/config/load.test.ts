@@ -71,6 +71,7 @@ describe('loadConfig: valid files', () => {
       auth: DENY_ALL_AUTH, // no auth section: nobody gets in
       workers: 1,
       coalescing: { waitUs: 150, abovePerSecond: 20_000 },
+      virtualPatches: { 'cve-2017-7650': true, 'cve-2018-12543': true, 'cve-2019-11779': true, 'cve-2021-41039': true },
     })
   })
 
