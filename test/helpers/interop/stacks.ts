@@ -122,6 +122,8 @@ export interface ClientHandle {
   end(how: Ending): Promise<void>
   /** Processes only (mosquitto-clients, paho): SIGSTOP, the client goes silent with its socket open. */
   freeze(): void
+  /** After freeze(): SIGCONT, the client reads what reached its socket meanwhile. */
+  thaw(): void
   /** Kills whatever is left (afterEach safety net). */
   kill(): void
 }
@@ -217,6 +219,7 @@ abstract class BaseClient implements ClientHandle {
 
   abstract end(how: Ending): Promise<void>
   abstract freeze(): void
+  abstract thaw(): void
   abstract kill(): void
 }
 
@@ -263,6 +266,10 @@ abstract class ProcessClient extends BaseClient {
 
   freeze(): void {
     this.child.kill('SIGSTOP')
+  }
+
+  thaw(): void {
+    this.child.kill('SIGCONT')
   }
 
   kill(): void {
@@ -647,6 +654,10 @@ class MqttJsClient extends BaseClient {
   }
 
   freeze(): void {
+    throw new Error('mqtt.js runs in the test process: it cannot be frozen')
+  }
+
+  thaw(): void {
     throw new Error('mqtt.js runs in the test process: it cannot be frozen')
   }
 
