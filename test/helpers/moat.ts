@@ -20,6 +20,8 @@ export interface MoatOverrides {
   auth?: Record<string, unknown>
   /** Read coalescing; default: the product's (DEFAULT_COALESCING). */
   coalescing?: MoatConfig['coalescing']
+  /** Virtual patches; default: all on. */
+  virtualPatches?: MoatConfig['virtualPatches']
 }
 
 /** Every limit at its default (rates and quotas off), as a loaded config would have them. */
@@ -48,6 +50,7 @@ export function testConfig(upstream: { host: string; port: number }, overrides: 
     // Relay tests test relaying, not auth: they admit anonymous clients (the product default is not to).
     auth: testAuth(overrides.auth ?? { anonymous: true }),
     coalescing: overrides.coalescing ?? DEFAULT_COALESCING,
+    ...(overrides.virtualPatches === undefined ? {} : { virtualPatches: overrides.virtualPatches }),
   }
 }
 
