@@ -166,3 +166,25 @@ export function checkPropertyBlock(buf: Buffer, start: number, end: number, bloc
     throw err
   }
 }
+
+/**
+ * The bytes the value of property `id` takes at `pos` in `buf`, for a block already read whole
+ * (readProperties) so its ids and lengths are known to be sound.
+ */
+export function propertyValueSize(buf: Buffer, pos: number, id: number): number {
+  switch (KINDS[id]!) {
+    case 'flag': case 'byte': case 'int8': return 1
+    case 'u16': return 2
+    case 'u32': return 4
+    case 'var': {
+      let n = 1
+      while ((buf[pos + n - 1]! & 0x80) !== 0) n++
+      return n
+    }
+    case 'string': case 'binary': return 2 + buf.readUInt16BE(pos)
+    case 'pair': {
+      const first = 2 + buf.readUInt16BE(pos)
+      return first + 2 + buf.readUInt16BE(pos + first)
+    }
+  }
+}

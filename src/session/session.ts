@@ -928,7 +928,7 @@ export class Session implements FrameSink {
       const connack = this.decoding.decode(frame) as IConnackPacket | null
       state.topicAliasMaximum = connack?.properties?.topicAliasMaximum ?? 0
       if (connack !== null) {
-        const rewritten = rewriteConnack(connack, limits.maxPacketSize, limits.maxInflight, state.keepalive, keepalive)
+        const rewritten = rewriteConnack(frame, bodyOffset, connack, limits.maxPacketSize, limits.maxInflight, state.keepalive, keepalive)
         const brokerKeepalive = connack.properties?.serverKeepAlive
         if (brokerKeepalive !== undefined && brokerKeepalive < keepalive) keepalive = brokerKeepalive
         if (rewritten !== null) frame = rewritten

@@ -152,6 +152,27 @@ describe.skipIf(!has)('byte-level transparency against Mosquitto itself', () => 
     expect(through.will).toBe(direct.will)
   })
 
+  it('a 5.0 CONNACK is the broker\'s own bytes; with a real cap (256 KiB) they gain only a Maximum Packet Size at the end', async () => {
+    const capped = await startMoat(broker, { limits: { maxPacketSize: 256 * 1024 } })
+    try {
+      const connacks: Buffer[] = []
+      for (const port of [broker.port, moat.address().port, capped.address().port]) {
+        const raw = new RawClient(port, 5)
+        await raw.connected()
+        raw.send(generate(connectPacket(uid('ca'), 5, { properties: {} }), { protocolVersion: 5 }))
+        await raw.nextPacket(0)
+        connacks.push(Buffer.concat(raw.bytes))
+        raw.destroy()
+      }
+      const [direct, transparent, withCap] = connacks as [Buffer, Buffer, Buffer]
+      expect(transparent).toEqual(direct)
+      const added = Buffer.from([0x27, 0x00, 0x04, 0x00, 0x00])
+      expect(withCap).toEqual(Buffer.concat([Buffer.from([direct[0]!, direct[1]! + 5, direct[2]!, direct[3]!, direct[4]! + 5]), direct.subarray(5), added]))
+    } finally {
+      await capped.shutdown(0)
+    }
+  })
+
   it('the scenarios show what they claim against the broker itself', async () => {
     const byName = (prefix: string): Scenario => scenarios.find((s) => s.name.startsWith(prefix))!
     expect((await run(byName('5.0 DISCONNECT e0 00'), broker.port)).will).toBe(false)
