@@ -66,6 +66,24 @@ interopSuite('interop: features', (env) => {
       expect(moat).toEqual(direct)
     })
 
+    if (stack !== 'mosquitto-clients') {
+      // mosquitto_sub has no No Local option, and mosquitto_pub no subscription: Paho and MQTT.js only.
+      it('honours No Local: a client does not get its own messages back', async () => {
+        const { direct, moat } = await directAndMoat(env(), async (run) => {
+          const self = run.start(stack, { version, clientId: run.id('self'), subscribe: [{ topic: run.topic('nl'), qos: 1, noLocal: true }], publish: [{ topic: run.topic('nl'), payload: hex('own'), qos: 1 }] })
+          await self.started
+          const other = run.start(stack, { version, clientId: run.id('other'), publish: [{ topic: run.topic('nl'), payload: hex('other'), qos: 1 }] })
+          await other.started
+          await other.end('disconnect')
+          await self.waitMessages(1)
+          await self.end('disconnect')
+          return self.messages()
+        })
+        expect(direct).toEqual([{ topic: 'T/nl', payload: hex('other'), qos: 1, retain: false, properties: {} }])
+        expect(moat).toEqual(direct)
+      })
+    }
+
     it('delivers subscription identifiers with the messages that matched', async () => {
       const { direct, moat } = await directAndMoat(env(), async (run) => {
         const sub = run.start(stack, { version, clientId: run.id('sub'), subscriptionIdentifier: 42, subscribe: [{ topic: run.topic('sid/#'), qos: 1 }] })

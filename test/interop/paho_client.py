@@ -116,7 +116,7 @@ def main():
 
     connected = threading.Event()
     acked = {"sub": threading.Event(), "unsub": threading.Event()}
-    state = {"code": None}
+    state = {"code": None, "ending": False}
 
     def on_connect(c, userdata, flags, rc, properties=None):
         code = rc.value if hasattr(rc, "value") else rc
@@ -147,6 +147,9 @@ def main():
     def on_disconnect(c, userdata, rc, properties=None):
         emit("closed", rc=rc.value if hasattr(rc, "value") else rc)
         connected.set()
+        if state["ending"] is False:
+            # Lost, not ended by us: exit rather than let paho's loop connect again.
+            os._exit(0)
 
     client.on_connect = on_connect
     client.on_subscribe = on_subscribe
@@ -237,6 +240,7 @@ def main():
             break
         emit("done", op=op)
     # disconnect(): DISCONNECT without reason code or properties (e0 00), then the loop ends.
+    state["ending"] = True
     client.disconnect()
     client.loop_stop()
     emit("done", op="disconnect")

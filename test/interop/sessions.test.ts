@@ -83,6 +83,60 @@ interopSuite('interop: sessions', (env) => {
       expect(moat).toEqual(direct)
     })
 
+    if (version === 5) {
+      it('drops a queued message whose expiry passed while the session was away, delivers the rest', async () => {
+        const { direct, moat } = await directAndMoat(env(), async (run) => {
+          const persistent = { version, clientId: run.id('durable'), clean: false, sessionExpiry: 300, subscribe: [{ topic: run.topic('e/#'), qos: 1 as const }] }
+          const first = run.start(stack, persistent)
+          await first.started
+          await first.end('disconnect')
+          await run.brokerSawGone(run.id('durable'))
+          for (const [name, expiry] of [['short', 1], ['long', 3600]] as const) {
+            const pub = run.start(stack, { version, clientId: run.id(`pub-${name}`), publish: [{ topic: run.topic(`e/${name}`), payload: hex(name), qos: 1, properties: { messageExpiryInterval: expiry } }] })
+            await pub.started
+            await pub.end('disconnect')
+          }
+          await new Promise((resolve) => setTimeout(resolve, 2100)) // past the short one's 1 s
+          const back = run.start(stack, persistent)
+          await back.waitMessages(1)
+          await back.started
+          // A barrier: anything else queued would have come before a message published now.
+          const marker = run.start(stack, { version, clientId: run.id('marker'), publish: [{ topic: run.topic('e/marker'), payload: hex('m'), qos: 1 }] })
+          await marker.started
+          await marker.end('disconnect')
+          await back.waitMessages(2)
+          await back.end('disconnect')
+          return back.messages()
+        })
+        expect(direct).toEqual([
+          // The broker lowers the remaining expiry by the time waited (normalised to 10 s steps).
+          { topic: 'T/e/long', payload: hex('long'), qos: 1, retain: false, properties: { messageExpiryInterval: 3600 } },
+          { topic: 'T/e/marker', payload: hex('m'), qos: 1, retain: false, properties: {} },
+        ])
+        expect(moat).toEqual(direct)
+      })
+    }
+
+    if (stack !== 'mosquitto-clients') {
+      // A taken-over mosquitto_sub connects again at once (libmosquitto reconnects), and the two
+      // would take the session from each other in turn: Paho and MQTT.js only.
+      // Mosquitto 2.0.11 closes the old connection without a DISCONNECT (not even 0x8E in 5.0).
+      it('closes the old connection when a second one takes its client id over, as the broker does', async () => {
+        const { direct, moat } = await directAndMoat(env(), async (run) => {
+          const spec = { version, clientId: run.id('twice'), subscribe: [{ topic: run.topic('t'), qos: 1 as const }] }
+          const first = run.start(stack, spec)
+          await first.started
+          const second = run.start(stack, spec)
+          await second.started
+          await first.waitEvent((e) => e.event === 'closed')
+          await second.end('disconnect')
+          return { first: first.events.filter((e) => e.event === 'disconnect'), secondConnack: second.connack()?.code, secondPresent: second.connack()?.sessionPresent }
+        })
+        expect(direct).toEqual({ first: [], secondConnack: 0, secondPresent: false })
+        expect(moat).toEqual(direct)
+      })
+    }
+
     // mosquitto_sub accepts a keepalive of 5 s at least; Paho and MQTT.js 1 s.
     const keepalive = stack === 'mosquitto-clients' ? 5 : 1
 

@@ -55,6 +55,8 @@ export interface OutMessage {
 export interface Subscription {
   topic: string
   qos: 0 | 1 | 2
+  /** 5.0 No Local (Paho and MQTT.js; mosquitto_sub has no option for it). */
+  noLocal?: boolean
 }
 
 export interface ClientSpec {
@@ -418,6 +420,7 @@ class MosquittoSub extends ProcessClient {
     const subs = spec.subscribe!
     const qos = subs[0]?.qos ?? 0
     if (subs.some((s) => s.qos !== qos)) throw new Error('mosquitto_sub subscribes every topic with one QoS')
+    if (subs.some((s) => s.noLocal === true)) throw new Error('mosquitto_sub has no No Local option')
     if (spec.publish !== undefined) throw new Error('mosquitto_sub cannot publish')
     const args = [...mosquittoCommon(spec), '-q', String(qos), '-F', 'MSG %x %j']
     if (spec.clean === false) args.push('-c')
@@ -623,7 +626,7 @@ class MqttJsClient extends BaseClient {
       })
       if (this.connack()?.code !== 0) return
       if (spec.subscribe !== undefined) {
-        await client.subscribeAsync(Object.fromEntries(spec.subscribe.map((s) => [s.topic, { qos: s.qos }])), {
+        await client.subscribeAsync(Object.fromEntries(spec.subscribe.map((s) => [s.topic, { qos: s.qos, ...(s.noLocal === true ? { nl: true } : {}) }])), {
           ...(v5 && spec.subscriptionIdentifier !== undefined ? { properties: { subscriptionIdentifier: spec.subscriptionIdentifier } } : {}),
         } as mqtt.IClientSubscribeOptions)
       }
