@@ -1,11 +1,12 @@
 /**
  * The interop suite's frame: one real Mosquitto per test file and one Moat in front of it (a
- * transparent config: anonymous clients, no ACL, default limits), and each scenario run twice
+ * transparent config: anonymous clients, no ACL, default limits, maxPacketSize MAX_SIZE), and each scenario run twice
  * with the same client stack, once directly against Mosquitto and once through Moat, so a test can
  * assert `moat == direct` (and the expected value itself on `direct`).
  */
 import { afterAll, afterEach, beforeAll, describe, it } from 'vitest'
 import mqtt, { type MqttClient } from 'mqtt'
+import { MAX_SIZE } from '../../../src/config/units.js'
 import type { Moat } from '../../../src/moat.js'
 import { uid } from '../clients.js'
 import { startMoat, type MoatOverrides } from '../moat.js'
@@ -36,7 +37,9 @@ export function interopSuite(title: string, body: (env: () => InteropEnv) => voi
     let moat: Moat
     beforeAll(async () => {
       broker = await startMosquitto(options.mosquitto)
-      moat = await startMoat({ host: broker.host, port: broker.port }, options.moat ?? {})
+      // Transparent: anonymous clients, no ACL, default limits but for maxPacketSize at the largest
+      // MQTT packet (a cap below it is a real limit that Moat announces in a 5.0 CONNACK).
+      moat = await startMoat({ host: broker.host, port: broker.port }, { ...options.moat, limits: { maxPacketSize: MAX_SIZE, ...options.moat?.limits } })
     })
     afterAll(async () => {
       await moat?.shutdown(0)
