@@ -18,7 +18,8 @@
  * with Quota Exceeded by the session.
  */
 import type { IConnectPacket, ISubscription } from 'mqtt-packet'
-import type { VirtualPatchesConfig } from '../config/types.js'
+import type { MoatConfig, VirtualPatchesConfig } from '../config/types.js'
+import { MAX_USER_PROPERTIES } from '../protocol/properties.js'
 import type { PublishView } from '../protocol/publish.js'
 import { ReasonCode } from '../protocol/reason.js'
 import { sharedCheck, type Check, type CheckFactory } from './check.js'
@@ -50,6 +51,11 @@ function levelsOver(s: string, max: number): boolean {
   let slashes = 0
   for (let i = s.indexOf('/'); i !== -1; i = s.indexOf('/', i + 1)) if (++slashes >= max) return true
   return false
+}
+
+/** User Properties a client's 5.0 property block may carry under `config` (cve-2021-41039: MAX_USER_PROPERTIES, or no cap). */
+export function userPropertyCap(config: MoatConfig): number {
+  return (config.virtualPatches ?? ALL_VIRTUAL_PATCHES)['cve-2021-41039'] ? MAX_USER_PROPERTIES : Infinity
 }
 
 /** Every patch on: the default. */

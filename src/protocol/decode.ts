@@ -20,7 +20,7 @@ import type {
 import { isAckReasonCode } from './acks.js'
 import { readVarint, varintSize } from './framer.js'
 import { FLAGS_ANY, PacketType, requiredFlags } from './packet-type.js'
-import { readProperties, type Properties } from './properties.js'
+import { MAX_USER_PROPERTIES, readProperties, type Properties } from './properties.js'
 import { DecodeFailure, DecodeFault, fail, Reader, type DecodeField } from './reader.js'
 
 export type { Packet }
@@ -56,11 +56,12 @@ export class PacketDecoder {
   /**
    * Decodes one complete frame. Returns the packet, or null with `lastError` (and `lastFault`,
    * `lastField`) saying why. The decoder keeps nothing of the frame or the packet past the call.
+   * `maxUserProperties`: the cap per property block (the cve-2021-41039 virtual patch; Infinity when off).
    */
-  decode(frame: Buffer): Packet | null {
+  decode(frame: Buffer, maxUserProperties = MAX_USER_PROPERTIES): Packet | null {
     this.error = null
     try {
-      return this.read(frame)
+      return this.read(frame, maxUserProperties)
     } catch (err) {
       // A DecodeFailure is a fault of the packet; anything else is a bug here, still only this client's problem.
       this.error = err instanceof DecodeFailure ? err : new DecodeFailure(DecodeFault.Malformed, 'header', `decoder failure: ${String(err)}`)
@@ -83,7 +84,7 @@ export class PacketDecoder {
     return this.error?.field ?? null
   }
 
-  private read(frame: Buffer): Packet {
+  private read(frame: Buffer, maxUserProperties: number): Packet {
     if (frame.length < 2) fail(DecodeFault.Malformed, 'header', 'incomplete packet')
     const type = frame[0]! >> 4
     const flags = frame[0]! & 0x0f
@@ -98,6 +99,7 @@ export class PacketDecoder {
       fail(DecodeFault.Malformed, 'header', `reserved flags ${flags} in packet type ${type}`)
     }
     const r = new Reader(frame, body, frame.length)
+    r.maxUserProperties = maxUserProperties
     if (this.protocolVersion === undefined && type !== PacketType.Connect) fail(DecodeFault.ProtocolError, 'header', `packet type ${type} where a CONNECT is expected`)
     const v5 = this.protocolVersion === 5
     let packet: Packet

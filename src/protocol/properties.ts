@@ -101,6 +101,7 @@ export function readProperties(r: Reader, block: PropertyBlock, field: DecodeFie
   const end = r.pos + length
   if (length === 0) return undefined
   const p = new Reader(r.buf, r.pos, end, 'the declared property length')
+  const maxUserProperties = r.maxUserProperties
   r.pos = end
   const allowed = ALLOWED_MASKS[block]
   const result: Properties = {}
@@ -111,7 +112,7 @@ export function readProperties(r: Reader, block: PropertyBlock, field: DecodeFie
     // An identifier is a Variable Byte Integer; every defined one fits in a byte (below 0x80).
     if (id >= 0x80 || allowed[id] !== 1) fail(DecodeFault.Malformed, field, `${field}: property 0x${id.toString(16)} is not allowed in ${block}`)
     if (id === USER_PROPERTY) {
-      if (++count > MAX_USER_PROPERTIES) fail(DecodeFault.TooManyUserProperties, field, TOO_MANY_USER_PROPERTIES)
+      if (++count > maxUserProperties) fail(DecodeFault.TooManyUserProperties, field, TOO_MANY_USER_PROPERTIES)
       const name = p.string(field)
       const value = p.string(field)
       userProperties ??= Object.create(null) as Record<string, string | string[]>
@@ -159,7 +160,9 @@ export function readProperties(r: Reader, block: PropertyBlock, field: DecodeFie
  */
 export function checkPropertyBlock(buf: Buffer, start: number, end: number, block: PropertyBlock): string | null {
   try {
-    readProperties(new Reader(buf, start, end), block, block === 'will' ? 'will_properties' : 'properties')
+    const r = new Reader(buf, start, end)
+    r.maxUserProperties = MAX_USER_PROPERTIES
+    readProperties(r, block, block === 'will' ? 'will_properties' : 'properties')
     return null
   } catch (err) {
     if (err instanceof DecodeFailure) return err.message

@@ -65,6 +65,8 @@ export class PublishView {
    * a bad topic name differently from a bad string property (a 5.0 DISCONNECT or a bare close).
    */
   badString: 'topic' | 'property' | null = null
+  /** User Properties a PUBLISH may carry (the cve-2021-41039 virtual patch; Infinity when off). */
+  maxUserProperties = MAX_USER_PROPERTIES
   payloadStart = 0
   private topicString: string | null = null
   /** Made on the first topic asked for: a session that never needs one (idle, no inspection) pays nothing. */
@@ -244,7 +246,7 @@ function readPublishProperties(frame: Buffer, pos: number, end: number, fromClie
       }
       case USER_PROPERTY: {
         // Not a protocol fault: a cap (CVE-2021-41039, properties.ts), answered with Quota Exceeded.
-        if (++userProperties > MAX_USER_PROPERTIES) return ReasonCode.QuotaExceeded
+        if (++userProperties > view.maxUserProperties) return ReasonCode.QuotaExceeded
         const nameEnd = stringFieldEnd(frame, pos, end)
         if (nameEnd < 0) return ReasonCode.MalformedPacket
         const valueEnd = stringFieldEnd(frame, nameEnd, end)

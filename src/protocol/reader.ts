@@ -40,6 +40,9 @@ export function fail(fault: DecodeFault, field: DecodeField, message: string): n
 }
 
 export class Reader {
+  /** User Properties one property block may carry (properties.ts); set by the decoder per packet. */
+  maxUserProperties = Infinity
+
   /** Reads `buf[pos, end)`; `limit` names what `end` is, for the fault message. */
   constructor(readonly buf: Buffer, public pos: number, public end: number, private readonly limit = 'the packet') {}
 

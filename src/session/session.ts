@@ -20,10 +20,11 @@ import type { SessionChecks } from '../checks/chain.js'
 import type { CloseReason, DenyReason } from '../checks/reasons.js'
 import { Action, reject, type Verdict } from '../checks/verdict.js'
 import { upstreamConnect } from '../auth/upstream-credentials.js'
-import { connectDecoder, PacketDecoder, readConnectLevel, ConnectProtocol } from '../protocol/decode.js'
+import { connectDecoder, DecodeFault, PacketDecoder, readConnectLevel, ConnectProtocol } from '../protocol/decode.js'
 import { TOO_MANY_USER_PROPERTIES } from '../protocol/properties.js'
 import { Framer, FrameError, type FrameSink } from '../protocol/framer.js'
 import { lendReads, ownedCopy, returnLent } from '../net/lent-reads.js'
+import { userPropertyCap } from '../checks/virtual-patches.js'
 import { connectRefusal, faultAnswer } from './fault-answer.js'
 import { clientMaySend, FLAGS_ANY, PacketType, packetTypeNames, requiredFlags } from '../protocol/packet-type.js'
 import { ack, isAckReasonCode, suback } from '../protocol/acks.js'
@@ -88,6 +89,9 @@ function qosOf(s: ISubscription): number {
   return s.qos
 }
 type SessionSocket = (Socket | ClientSocket) & { [kSession]: Session }
+
+/** The DUP bit of a fixed header. */
+const DUP = 0x08
 
 const Phase = {
   AwaitConnect: 0,
@@ -199,6 +203,8 @@ export class Session implements FrameSink {
   private readonly startedAt = Date.now()
   /** The policy generation this session's checks and caps were built from. */
   private generation: number
+  /** User Properties per client property block (a virtual patch's cap, or Infinity). */
+  private userPropertyCap: number
   private dialStartedAt = 0
   private closeReason: CloseReason | null = null
   /**
@@ -233,6 +239,7 @@ export class Session implements FrameSink {
     this.state = new SessionState(ctx.nextSessionId(), conn)
     const { config, generation } = ctx.policy
     this.generation = generation
+    this.userPropertyCap = userPropertyCap(config)
     const maxPacketSize = config.limits.maxPacketSize
     this.clientFramer = new Framer(this, maxPacketSize)
     this.brokerFramer = new Framer(new BrokerFrames(this), maxPacketSize)
@@ -264,7 +271,10 @@ export class Session implements FrameSink {
   }
 
   private get publishView(): PublishView {
-    return this.publishViewSlot ?? (this.publishViewSlot = new PublishView())
+    if (this.publishViewSlot !== null) return this.publishViewSlot
+    const view = this.publishViewSlot = new PublishView()
+    view.maxUserProperties = this.userPropertyCap
+    return view
   }
 
   private get deliveryView(): PublishView {
@@ -331,6 +341,8 @@ export class Session implements FrameSink {
     if (this.generation === this.ctx.policy.generation || this.phase >= Phase.Closing) return
     const { config, chain, generation } = this.ctx.policy
     this.generation = generation
+    this.userPropertyCap = userPropertyCap(config)
+    if (this.publishViewSlot !== null) this.publishViewSlot.maxUserProperties = this.userPropertyCap
     this.clientFramer.maxPacketSize = config.limits.maxPacketSize
     this.brokerFramer.maxPacketSize = config.limits.maxPacketSize
     if (this.checks !== null) {
@@ -389,8 +401,10 @@ export class Session implements FrameSink {
   private dispatch(buf: Buffer, start: number, end: number, type: number, flags: number, bodyOffset: number): boolean {
     const required = requiredFlags[type]!
     // Reserved flag bits MUST have their listed values; otherwise close [MQTT-2.2.2-1], [MQTT-2.2.2-2].
-    // MQTT 3.1 had no such rule (its PUBREL, SUBSCRIBE and UNSUBSCRIBE may carry DUP), nor has Mosquitto for it.
-    if (required !== FLAGS_ANY && flags !== required && this.state.version !== 3) return this.violation('reserved_flags', ReasonCode.MalformedPacket, type)
+    // MQTT 3.1's PUBREL, SUBSCRIBE and UNSUBSCRIBE (QoS 1 in its terms) may carry DUP.
+    if (required !== FLAGS_ANY && flags !== required && !(flags === (required | DUP) && required === 2 && this.state.version === 3)) {
+      return this.violation('reserved_flags', ReasonCode.MalformedPacket, type)
+    }
     if (type !== PacketType.Publish && type !== PacketType.Disconnect && type !== PacketType.Connect) {
       const verdict = this.checks!.runPacket(type, end - start, this.state)
       if (verdict.action === Action.Throttle) return this.throttle(ownedCopy(buf, start, end), type, flags, bodyOffset)
@@ -429,8 +443,10 @@ export class Session implements FrameSink {
     const view = this.publishView
     const fault = readPublish(buf, flags, bodyOffset, this.state.version, true, view, start, end)
     if (fault !== 0) {
+      // A string property the broker refuses: it closes without a DISCONNECT.
+      const quiet = view.badString === 'property'
       view.clear()
-      return this.violation(faultReason(fault), fault, PacketType.Publish)
+      return this.violation(faultReason(fault), fault, PacketType.Publish, quiet)
     }
     const verdict = this.checks!.runPublish(view, this.state)
     const qos = view.qos
@@ -509,7 +525,7 @@ export class Session implements FrameSink {
     // 5.0 acks may carry a reason code and properties: let the full decoder judge those (rare);
     // a reason code alone is checked here (found by the fuzz suite: it went unchecked).
     if (remaining === 3 && !isAckReasonCode(type, buf[body + 2]!)) return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
-    if (remaining > 3 && this.decoding.decode(ownedCopy(buf, start, end)) === null) return this.decodeFailure(type)
+    if (remaining > 3 && this.decoding.decode(ownedCopy(buf, start, end), this.userPropertyCap) === null) return this.decodeFailure(type)
     const packetId = buf.readUInt16BE(body)
     // The PUBREL of a QoS 2 publish Moat refused (3.1.1): the broker never saw it, Moat completes it.
     if (type === PacketType.Pubrel && this.refusedQos2 !== null && this.refusedQos2.delete(packetId)) {
@@ -522,7 +538,7 @@ export class Session implements FrameSink {
   }
 
   private onSubscribe(frame: Buffer): boolean {
-    const packet = this.decoding.decode(frame) as ISubscribePacket | null
+    const packet = this.decoding.decode(frame, this.userPropertyCap) as ISubscribePacket | null
     if (packet === null) return this.decodeFailure(PacketType.Subscribe)
     if (!packet.messageId) return this.violation('malformed_packet', ReasonCode.MalformedPacket, PacketType.Subscribe)
     const checks = this.checks!
@@ -573,7 +589,7 @@ export class Session implements FrameSink {
   }
 
   private onUnsubscribe(frame: Buffer): boolean {
-    const packet = this.decoding.decode(frame) as IUnsubscribePacket | null
+    const packet = this.decoding.decode(frame, this.userPropertyCap) as IUnsubscribePacket | null
     if (packet === null) return this.decodeFailure(PacketType.Unsubscribe)
     if (!packet.messageId) return this.violation('malformed_packet', ReasonCode.MalformedPacket, PacketType.Unsubscribe)
     const checks = this.checks!
@@ -588,7 +604,7 @@ export class Session implements FrameSink {
 
   private onDisconnect(frame: Buffer, bodyOffset: number): boolean {
     // 3.1.1 DISCONNECT has no body; 5.0 may carry a reason code and properties.
-    if (this.state.version < 5 ? frame.length !== bodyOffset : this.decoding.decode(frame) === null) {
+    if (this.state.version < 5 ? frame.length !== bodyOffset : this.decoding.decode(frame, this.userPropertyCap) === null) {
       return this.decodeFailure(PacketType.Disconnect)
     }
     this.clientSentDisconnect = true
@@ -598,7 +614,7 @@ export class Session implements FrameSink {
   }
 
   private onAuth(frame: Buffer): boolean {
-    if (this.decoding.decode(frame) === null) return this.decodeFailure(PacketType.Auth)
+    if (this.decoding.decode(frame, this.userPropertyCap) === null) return this.decodeFailure(PacketType.Auth)
     this.toBroker.addFrame(frame)
     return true
   }
@@ -607,18 +623,21 @@ export class Session implements FrameSink {
     if (this.decoder?.lastError === TOO_MANY_USER_PROPERTIES) return this.violation('too_many_user_properties', ReasonCode.QuotaExceeded, type)
     this.ctx.stats.decodeErrors[type]! += 1
     this.log.debug({ event: 'decode_error', packetType: packetTypeNames[type], error: this.decoder?.lastError }, 'packet failed to decode')
-    return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
+    // A string property the broker refuses: it closes without a DISCONNECT, whatever the packet.
+    const quiet = this.decoder?.lastFault === DecodeFault.BadString && this.decoder.lastField !== 'topic_filter'
+    return this.violation('malformed_packet', ReasonCode.MalformedPacket, type, quiet)
   }
 
   /**
    * A client broke the protocol or a check refused it with Disconnect: count, log, answer in its
    * version (5.0 DISCONNECT with the reason, only once the broker's CONNACK went out
-   * [MQTT-3.14.0-1]), and close. Returns false so the framer stops.
+   * [MQTT-3.14.0-1]), and close; `quiet`: a bare close, as the broker gives for that fault.
+   * Returns false so the framer stops.
    */
-  private violation(why: DenyReason, reason: number, type: number): boolean {
+  private violation(why: DenyReason, reason: number, type: number, quiet = false): boolean {
     const state = this.state
     this.log.warn({ audit: true, event: 'client_refused', reason: why, code: reason, packetType: packetTypeNames[type], rule: state.lastRule || undefined, check: this.checks?.decidedBy, clientId: state.clientId, username: state.username ?? undefined }, 'closing client')
-    this.close(why, faultAnswer(why, reason, type, state.version, state.connected))
+    this.close(why, quiet ? null : faultAnswer(why, reason, type, state.version, state.connected))
     return false
   }
 
@@ -644,7 +663,7 @@ export class Session implements FrameSink {
       this.close(this.refusal, connackRefusal(level, REFUSAL_CODES[this.refusal]))
       return false
     }
-    const packet = connectDecoder.decode(frame) as IConnectPacket | null
+    const packet = connectDecoder.decode(frame, this.userPropertyCap) as IConnectPacket | null
     if (packet === null) {
       if (connectDecoder.lastError === TOO_MANY_USER_PROPERTIES) return this.refuseConnect('too_many_user_properties', connackRefusal(level, ReasonCode.QuotaExceeded), type)
       this.ctx.stats.decodeErrors[PacketType.Connect]! += 1
@@ -925,7 +944,7 @@ export class Session implements FrameSink {
     let keepalive = state.keepalive
     if (limits.maxKeepalive !== null && (keepalive === 0 || keepalive > limits.maxKeepalive)) keepalive = limits.maxKeepalive
     if (state.version === 5) {
-      const connack = this.decoding.decode(frame) as IConnackPacket | null
+      const connack = this.decoding.decode(frame, Infinity) as IConnackPacket | null
       state.topicAliasMaximum = connack?.properties?.topicAliasMaximum ?? 0
       if (connack !== null) {
         const rewritten = rewriteConnack(frame, bodyOffset, connack, limits.maxPacketSize, limits.maxInflight, state.keepalive, keepalive)

@@ -162,7 +162,9 @@ function readProperties(r: Reader, packet: keyof typeof ALLOWED): Map<string, nu
     }
   }
   r.pos += length
-  for (const name of ['payloadFormat', 'requestProblemInfo', 'requestResponseInfo']) {
+  // The Payload Format Indicator is a byte the spec gives meaning to at 0 and 1 without making other
+  // values an error; the broker relays them, and so does Moat. The two request flags are 0 or 1.
+  for (const name of ['requestProblemInfo', 'requestResponseInfo']) {
     const v = out.get(name)
     if (v !== undefined && v !== 0 && v !== 1) fail(`${packet}: ${name} ${String(v)} is neither 0 nor 1`)
   }
@@ -208,12 +210,14 @@ export class ClientStream {
       return this.connect(r, flags)
     }
     const v5 = this.version === 5
+    // MQTT 3.1's PUBREL, SUBSCRIBE and UNSUBSCRIBE may carry DUP: the grammar reads them without it.
+    const qos1Flags = this.version === 3 && (flags === 0x0a) ? 2 : flags
     switch (type) {
       case 1: fail('a second CONNECT [MQTT-3.1.0-2]')
       case 3: return this.publish(r, flags)
       case 4: case 5: case 6: case 7: {
         const required = type === 6 ? 2 : 0
-        if (flags !== required) fail(`ack type ${type}: reserved flags ${flags} [MQTT-2.2.2-1]`)
+        if ((type === 6 ? qos1Flags : flags) !== required) fail(`ack type ${type}: reserved flags ${flags} [MQTT-2.2.2-1]`)
         if (r.u16('packet id') === 0) fail('ack with packet id 0 [MQTT-2.2.1-3]')
         if (!v5) {
           if (r.left !== 0) fail(`ack type ${type}: ${r.left} bytes after the packet id`)
@@ -227,7 +231,7 @@ export class ClientStream {
         break
       }
       case 8: {
-        if (flags !== 2) fail(`SUBSCRIBE reserved flags ${flags} [MQTT-3.8.1-1]`)
+        if (qos1Flags !== 2) fail(`SUBSCRIBE reserved flags ${flags} [MQTT-3.8.1-1]`)
         if (r.u16('packet id') === 0) fail('SUBSCRIBE with packet id 0 [MQTT-2.2.1-3]')
         if (v5) readProperties(r, 'subscribe')
         if (r.left === 0) fail('SUBSCRIBE without a topic filter [MQTT-3.8.3-3]')
@@ -246,7 +250,7 @@ export class ClientStream {
         return
       }
       case 10: {
-        if (flags !== 2) fail(`UNSUBSCRIBE reserved flags ${flags} [MQTT-3.10.1-1]`)
+        if (qos1Flags !== 2) fail(`UNSUBSCRIBE reserved flags ${flags} [MQTT-3.10.1-1]`)
         if (r.u16('packet id') === 0) fail('UNSUBSCRIBE with packet id 0 [MQTT-2.2.1-3]')
         if (v5) readProperties(r, 'unsubscribe')
         if (r.left === 0) fail('UNSUBSCRIBE without a topic filter [MQTT-3.10.3-2]')

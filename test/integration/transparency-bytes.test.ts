@@ -58,6 +58,31 @@ function varint(n: number): Buffer {
   return Buffer.from(out)
 }
 
+/** A 5.0 QoS 1 PUBLISH carrying `count` User Properties. */
+function publishWithUserProperties(topic: string, count: number): Buffer {
+  const pair = Buffer.from([0x26, 0x00, 0x01, 0x6b, 0x00, 0x01, 0x76]) // k = v
+  const props = Buffer.concat(Array.from({ length: count }, () => pair))
+  const t = Buffer.from(topic)
+  const body = Buffer.concat([Buffer.from([t.length >> 8, t.length & 0xff]), t, Buffer.from([0x00, 0x09]), varint(props.length), props, Buffer.from('p')])
+  return Buffer.concat([Buffer.from([0x32]), varint(body.length), body])
+}
+
+/** A 5.0 QoS 0 PUBLISH whose one User Property value is `value`. */
+function publishWithProperty(topic: string, value: Buffer): Buffer {
+  const props = Buffer.concat([Buffer.from([0x26, 0x00, 0x01, 0x6b, value.length >> 8, value.length & 0xff]), value])
+  const t = Buffer.from(topic)
+  const body = Buffer.concat([Buffer.from([t.length >> 8, t.length & 0xff]), t, varint(props.length), props, Buffer.from('p')])
+  return Buffer.concat([Buffer.from([0x30]), varint(body.length), body])
+}
+
+/** A 5.0 SUBSCRIBE whose one User Property value is `value`. */
+function subscribeWithProperty(filter: string, value: Buffer): Buffer {
+  const props = Buffer.concat([Buffer.from([0x26, 0x00, 0x01, 0x6b, value.length >> 8, value.length & 0xff]), value])
+  const f = Buffer.from(filter)
+  const body = Buffer.concat([Buffer.from([0x00, 0x01]), varint(props.length), props, Buffer.from([f.length >> 8, f.length & 0xff]), f, Buffer.from([0x01])])
+  return Buffer.concat([Buffer.from([0x82]), varint(body.length), body])
+}
+
 const step = (send: Buffer | number[], answers = 0): Step => ({ send: Buffer.isBuffer(send) ? send : Buffer.from(send), answers })
 
 const scenarios: Scenario[] = [
@@ -84,10 +109,17 @@ const scenarios: Scenario[] = [
   { name: 'a topic and a filter of 200 separators pass', version: 5, steps: (tag) => [step(subscribe(5, `${tag}${'/x'.repeat(199)}/+`, 1, 1), 1), step(publish(5, `${tag}${'/x'.repeat(200)}`, 1, 2), 2), step([0x40, 0x02, 0x00, 0x01]), step([0xe0, 0x00])] },
   { name: 'a 5.0 publish of 201 separators is refused as the broker refuses it', version: 5, steps: (tag) => [step(publish(5, `${tag}${'/x'.repeat(201)}`, 1, 2), 1)] },
   { name: 'a 3.1.1 filter of 201 separators is refused as the broker refuses it', version: 4, steps: (tag) => [step(subscribe(4, `${tag}${'/x'.repeat(201)}`, 0, 2), 1)] },
+  // Strings the broker refuses (control characters, non-characters): its answer depends on the field.
+  { name: '5.0 publish topic with U+0001', version: 5, steps: (tag) => [step(publish(5, `${tag}/a\u0001b`, 0, 0), 1)] },
+  { name: '3.1.1 publish topic with U+007F', version: 4, steps: (tag) => [step(publish(4, `${tag}/a\u007fb`, 0, 0))] },
+  { name: '5.0 publish with a User Property holding U+FDD0', version: 5, steps: (tag) => [step(publishWithProperty(`${tag}/p`, Buffer.from('a\ufdd0')))] },
+  { name: '5.0 subscribe filter with U+0085', version: 5, steps: (tag) => [step(subscribe(5, `${tag}/\u0085`, 0, 1), 1)] },
+  { name: '5.0 subscribe with a User Property holding U+0001', version: 5, steps: (tag) => [step(subscribeWithProperty(`${tag}/s`, Buffer.from('\u0001')))] },
   // Where Moat answers for the broker, the same code.
   { name: '5.0 QoS 1 publish with packet id 0', version: 5, steps: (tag) => [step(publish(5, `${tag}/id0`, 1, 0), 1)] },
   { name: '5.0 publish to $SYS is refused with the broker\'s 0x87', version: 5, steps: () => [step(publish(5, '$SYS/moat/test', 1, 3), 1), step([0xe0, 0x00])] },
   { name: '5.0 publish to $TopicA with the CVE-2018-12543 patch off', version: 5, unpatched: true, steps: (tag) => [step(publish(5, `$TopicA/${tag}`, 1, 3), 1), step([0xe0, 0x00])] },
+  { name: '5.0 publish with 200 User Properties with the CVE-2021-41039 patch off', version: 5, unpatched: true, steps: (tag) => [step(publishWithUserProperties(`${tag}/props`, 200), 1), step([0xe0, 0x00])] },
   { name: '3.1.1 publish to $TopicA with the CVE-2018-12543 patch off', version: 4, unpatched: true, steps: (tag) => [step(publish(4, `$TopicA/${tag}`, 1, 3), 1), step([0xe0, 0x00])] },
 ]
 
@@ -104,7 +136,7 @@ describe.skipIf(!has)('byte-level transparency against Mosquitto itself', () => 
   beforeAll(async () => {
     broker = await startBroker('mosquitto')
     moat = await startMoat(broker, { limits: { maxPacketSize: MAX_SIZE } })
-    unpatched = await startMoat(broker, { limits: { maxPacketSize: MAX_SIZE }, virtualPatches: { ...ALL_VIRTUAL_PATCHES, 'cve-2017-7650': false, 'cve-2018-12543': false, 'cve-2019-11779': false } })
+    unpatched = await startMoat(broker, { limits: { maxPacketSize: MAX_SIZE }, virtualPatches: { ...ALL_VIRTUAL_PATCHES, 'cve-2017-7650': false, 'cve-2018-12543': false, 'cve-2019-11779': false, 'cve-2021-41039': false } })
     observer = await connect(broker.port, { clientId: uid('observer') })
     wills = new Inbox(observer)
     await observer.subscribeAsync('will/#')

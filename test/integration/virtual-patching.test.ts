@@ -238,7 +238,8 @@ for (const kind of brokerKinds().filter((k) => k === 'mosquitto')) {
         Buffer.from(willProps), Buffer.from([0x00, 0x05]), Buffer.from('cve/w'), Buffer.from([0x00, 0x01, 0x78]),
       ])
       const raw = await neverDialled((r) => r.send(Buffer.concat([Buffer.from([0x10, body.length]), body])), 5, 'malformed_packet')
-      expect(raw.packets[0]).toMatchObject({ cmd: 'connack', reasonCode: 0x81 })
+      // A malformed CONNECT: closed without a CONNACK, as a fixed Mosquitto closes it.
+      expect(raw.packets).toEqual([])
     })
   })
 
