@@ -450,6 +450,12 @@ class MosquittoSub extends ProcessClient {
   /** SIGINT: mosquitto_sub sends DISCONNECT and exits. SIGKILL: no DISCONNECT. */
   async end(how: Ending): Promise<void> {
     this.child.kill('SIGCONT')
+    if (how === 'disconnect') {
+      // mosquitto_sub's SIGINT handler sends the DISCONNECT from inside the signal handler; landing
+      // while its loop is still handling the packet it just printed, it can hang for good (seen
+      // once in a few runs right after a PINGRESP). Let the loop go back to waiting first.
+      await new Promise((resolve) => setTimeout(resolve, 150))
+    }
     this.child.kill(how === 'disconnect' ? 'SIGINT' : 'SIGKILL')
     await this.waitExit()
   }
