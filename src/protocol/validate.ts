@@ -95,12 +95,13 @@ export function checkTopicFilter(filter: string): number {
 
 /**
  * A Client Identifier: a UTF-8 string without U+0000 (checked on the raw bytes at decode time).
- * Length: 3.1 caps it at 23 bytes [MQTT 3.1, 3.1 CONNECT payload]; 3.1.1 and 5.0 let the server
- * accept longer ones [MQTT-3.1.3-5], which Moat does up to 65,535 bytes (the field's maximum).
+ * 3.1 requires one (an empty id is refused, as the broker refuses it); its 23-byte limit is not
+ * applied, as Mosquitto does not apply it: 3.1.1 and 5.0 let the server accept longer ids
+ * [MQTT-3.1.3-5], and Moat does up to 65,535 bytes (the field's maximum) in every version.
  */
 export function checkClientId(clientId: string, protocolLevel: number): number {
   if (clientId.includes('\u0000')) return ReasonCode.MalformedPacket
-  if (protocolLevel === 3 && (clientId.length === 0 || Buffer.byteLength(clientId) > 23)) {
+  if (protocolLevel === 3 && clientId.length === 0) {
     return ReasonCode.ClientIdentifierNotValid
   }
   return 0

@@ -90,6 +90,9 @@ function qosOf(s: ISubscription): number {
 }
 type SessionSocket = (Socket | ClientSocket) & { [kSession]: Session }
 
+/** How long after the broker's own keepalive timeout Moat closes a silent client itself. */
+const IDLE_GRACE_MS = 5000
+
 /** The DUP bit of a fixed header. */
 const DUP = 0x08
 
@@ -192,6 +195,8 @@ export class Session implements FrameSink {
   private brokerPaused = false
   private clientReads: ReadMode = 'stream'
   private brokerReads: ReadMode | null = null
+  /** Moat's maxKeepalive lowered the keepalive the client asked for: Moat's idle timer, not the broker's, decides. */
+  private keepaliveLowered = false
   private clientSentDisconnect = false
   private connackSeen = false
   private clientOpen = true
@@ -941,8 +946,10 @@ export class Session implements FrameSink {
     state.connected = code === 0
     if (!state.connected) return frame
     const limits = this.ctx.policy.config.limits
-    let keepalive = state.keepalive
+    const requested = state.keepalive
+    let keepalive = requested
     if (limits.maxKeepalive !== null && (keepalive === 0 || keepalive > limits.maxKeepalive)) keepalive = limits.maxKeepalive
+    const moatLimit = keepalive
     if (state.version === 5) {
       const connack = this.decoding.decode(frame, Infinity) as IConnackPacket | null
       state.topicAliasMaximum = connack?.properties?.topicAliasMaximum ?? 0
@@ -955,8 +962,11 @@ export class Session implements FrameSink {
     }
     state.keepalive = keepalive
     // Idle timeout at 1.5 times the keepalive [MQTT-3.1.2-24], on the session's (idle in Open) timer.
+    // At a keepalive the broker knows, the broker's own timeout comes first and Moat mirrors its
+    // close; Moat's timer, a little later, is the backstop for a broker that does not enforce it.
+    this.keepaliveLowered = keepalive === moatLimit && moatLimit !== requested
     if (keepalive > 0) {
-      this.idleMs = keepalive * 1500
+      this.idleMs = keepalive * 1500 + (this.keepaliveLowered ? 0 : IDLE_GRACE_MS)
       this.lastClientData = nowMs()
       this.clearTimer()
       this.timer = setTimeout(onIdleCheck, this.idleMs, this)
@@ -999,7 +1009,9 @@ export class Session implements FrameSink {
     // While Moat itself is not reading the client (throttle, backpressure) silence is not the client's fault.
     if (this.pausedFor === 0 && idle >= this.idleMs) {
       this.log.warn({ event: 'client_refused', reason: 'idle_timeout', keepalive: this.state.keepalive }, 'closing idle client')
-      this.close('idle_timeout', this.state.version === 5 ? disconnectV5(ReasonCode.KeepAliveTimeout) : null)
+      // Under Moat's own limit (maxKeepalive) a 5.0 client learns why; past a keepalive the broker
+      // knows, the broker has failed to close it, and Moat closes as the broker would: bare.
+      this.close('idle_timeout', this.keepaliveLowered && this.state.version === 5 ? disconnectV5(ReasonCode.KeepAliveTimeout) : null)
       return
     }
     this.timer = setTimeout(onIdleCheck, this.pausedFor === 0 ? this.idleMs - idle : this.idleMs, this)

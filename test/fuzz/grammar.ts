@@ -304,7 +304,7 @@ export class ClientStream {
       void max
     }
     const clientId = r.string('client id')
-    if (level === 3 && (clientId.length === 0 || Buffer.byteLength(clientId) > 23)) fail('3.1 client id outside 1..23 bytes')
+    if (level === 3 && clientId.length === 0) fail('3.1 empty client id')
     if (will) {
       if (level === 5) readProperties(r, 'will')
       const topic = r.string('will topic')

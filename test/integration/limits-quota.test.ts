@@ -145,6 +145,36 @@ for (const kind of brokerKinds()) {
       })
     }
 
+    if (kind === 'mosquitto') {
+      it('at a keepalive the broker knows, the broker times a silent client out and Moat passes its bare close on; a broker that does not, Moat closes 5 s later', async () => {
+        moat = await startMoat(broker, { limits: limitsFrom({}) })
+        const silent = async (id: string): Promise<RawClient> => {
+          const raw = new RawClient(moat!.address().port, 5)
+          await raw.connected()
+          raw.send(connectPacket(id, 5, { keepalive: 1, properties: {} }))
+          expect(await raw.nextPacket()).toMatchObject({ cmd: 'connack' })
+          return raw
+        }
+        const first = await silent(uid('silent'))
+        const started = Date.now()
+        await first.closed
+        expect(first.packets.map((p) => p.cmd)).toEqual(['connack'])
+        expect(moat.stats.closedFor('idle_timeout')).toBe(0)
+        expect(broker.logs!().some((l) => /has exceeded timeout/.test(l))).toBe(true)
+        // The broker frozen: it times nobody out; Moat's backstop, 1.5 s + 5 s after the last byte.
+        const second = await silent(uid('silent'))
+        broker.freeze!()
+        try {
+          await second.closed
+          expect(Date.now() - started).toBeGreaterThan(6000)
+          expect(second.packets.map((p) => p.cmd)).toEqual(['connack'])
+          expect(moat.stats.closedFor('idle_timeout')).toBe(1)
+        } finally {
+          broker.thaw!()
+        }
+      }, 20_000)
+    }
+
     it('a client that keeps pinging within its keepalive is not closed for idleness', async () => {
       moat = await startMoat(broker, { limits: limitsFrom({ maxKeepalive: '1s' }) })
       const id = uid('pinger')

@@ -29,6 +29,8 @@ interface Scenario {
   /** The client closes after its last step (true) or waits for the server to close (false). */
   clientCloses?: boolean
   will?: boolean
+  /** A client id of 36 bytes (a UUID's length). */
+  longId?: boolean
   /** Moat with every virtual patch off (a broker that is not affected). */
   unpatched?: boolean
 }
@@ -105,6 +107,7 @@ const scenarios: Scenario[] = [
   // MQTT 3.1: a PUBREL, SUBSCRIBE or UNSUBSCRIBE may carry DUP.
   { name: 'MQTT 3.1 PUBREL with the DUP bit (6a 02) is answered with PUBCOMP', version: 3, steps: (tag) => [step(publish(3, `${tag}/q2`, 2, 5), 1), step([0x6a, 0x02, 0x00, 0x05], 1), step([0xe0, 0x00])] },
   { name: 'MQTT 3.1 SUBSCRIBE with the DUP bit (8a) is answered with SUBACK', version: 3, steps: (tag) => [step(subscribe(3, `${tag}/s`, 1, 4, 0x8a), 1), step([0xe0, 0x00])] },
+  { name: 'MQTT 3.1 client id of 36 bytes (a UUID) is taken', version: 3, longId: true, steps: () => [step([0xc0, 0x00], 1), step([0xe0, 0x00])] },
   // Topic depth: 200 separators are Mosquitto's own limit.
   { name: 'a topic and a filter of 200 separators pass', version: 5, steps: (tag) => [step(subscribe(5, `${tag}${'/x'.repeat(199)}/+`, 1, 1), 1), step(publish(5, `${tag}${'/x'.repeat(200)}`, 1, 2), 2), step([0x40, 0x02, 0x00, 0x01]), step([0xe0, 0x00])] },
   { name: 'a 5.0 publish of 201 separators is refused as the broker refuses it', version: 5, steps: (tag) => [step(publish(5, `${tag}${'/x'.repeat(201)}`, 1, 2), 1)] },
@@ -156,7 +159,7 @@ describe.skipIf(!has)('byte-level transparency against Mosquitto itself', () => 
     await raw.connected()
     const willTopic = `will/${tag}`
     const connectExtra = s.will ? { will: { topic: willTopic, payload: Buffer.from('gone'), qos: 0, retain: false, ...(s.version === 5 ? { properties: {} } : {}) } } : {}
-    const clientId = `c${tag}-${port}`
+    const clientId = s.longId ? `c${tag}-${port}`.padEnd(36, 'x') : `c${tag}-${port}`
     raw.send(generate(connectPacket(clientId, s.version, { ...connectExtra, ...(s.version === 5 ? { properties: {} } : {}) }), { protocolVersion: s.version }))
     let expected = 1
     await raw.nextPacket(0)
