@@ -5,7 +5,7 @@
  */
 import type { IConnackPacket } from 'mqtt-packet'
 import { propertyValueSize } from '../protocol/properties.js'
-import { readVarint, varintSize } from '../protocol/framer.js'
+import { encodeVarint, readVarint, varintSize } from '../protocol/framer.js'
 
 /** Caps at or above the largest Remaining Length are not announced: no packet is refused by them in practice. */
 const NO_CAP = 268_435_455
@@ -30,11 +30,12 @@ export function rewriteConnack(frame: Buffer, bodyOffset: number, connack: IConn
   if (maxInflight !== null && (props.receiveMaximum ?? 65_535) > maxInflight) set.set(RECEIVE_MAXIMUM, maxInflight)
   if (props.serverKeepAlive === undefined ? keepalive !== requested : props.serverKeepAlive > keepalive) set.set(SERVER_KEEP_ALIVE, keepalive)
   if (set.size === 0) return null
-  return withProperties(frame, bodyOffset + 2, set)
+  return withProperties(frame, bodyOffset, set)
 }
 
-/** `frame` with the fixed-width integer properties in `set` given their values (in place, or added at the end of the block at `blockAt`). */
-function withProperties(frame: Buffer, blockAt: number, set: Map<number, number>): Buffer {
+/** `frame` with the fixed-width integer properties in `set` given their values (in place, or added at the end of the property block). */
+function withProperties(frame: Buffer, bodyOffset: number, set: Map<number, number>): Buffer {
+  const blockAt = bodyOffset + 2 // after the acknowledge flags and the reason code
   const blockLength = readVarint(frame, blockAt, frame.length)
   const first = blockAt + varintSize(blockLength)
   const end = first + blockLength
@@ -57,23 +58,12 @@ function withProperties(frame: Buffer, blockAt: number, set: Map<number, number>
     added.push(...bytes)
   }
   const properties = Buffer.concat([head.subarray(first, end), Buffer.from(added)])
-  const flagsAndCode = frame.subarray(1 + varintSize(readVarint(frame, 1, frame.length)), blockAt)
-  const body = Buffer.concat([flagsAndCode, varint(properties.length), properties, frame.subarray(end)])
-  return Buffer.concat([Buffer.from([frame[0]!]), varint(body.length), body])
+  const flagsAndCode = frame.subarray(bodyOffset, blockAt)
+  const body = Buffer.concat([flagsAndCode, encodeVarint(properties.length), properties, frame.subarray(end)])
+  return Buffer.concat([Buffer.from([frame[0]!]), encodeVarint(body.length), body])
 }
 
 function writeInteger(buf: Buffer, at: number, id: number, value: number): void {
   if (id === MAXIMUM_PACKET_SIZE) buf.writeUInt32BE(value, at)
   else buf.writeUInt16BE(value, at)
-}
-
-function varint(n: number): Buffer {
-  const out: number[] = []
-  do {
-    let b = n % 128
-    n = Math.floor(n / 128)
-    if (n > 0) b |= 0x80
-    out.push(b)
-  } while (n > 0)
-  return Buffer.from(out)
 }

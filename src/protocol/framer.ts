@@ -81,6 +81,17 @@ export function readVarint(buf: Buffer, pos: number, end: number): number {
   return VARINT_MALFORMED
 }
 
+/** The minimal varint encoding of `value` (a Remaining Length or Property Length). */
+export function encodeVarint(value: number): Buffer {
+  const out = Buffer.alloc(varintSize(value))
+  for (let i = 0; i < out.length; i++) {
+    const byte = value % 128
+    value = Math.floor(value / 128)
+    out[i] = value > 0 ? byte | 0x80 : byte
+  }
+  return out
+}
+
 /** Number of bytes of the minimal varint encoding of `value` (values are minimal by construction). */
 export function varintSize(value: number): number {
   return value < 128 ? 1 : value < 16_384 ? 2 : value < 2_097_152 ? 3 : 4

@@ -18,6 +18,9 @@ import { startBroker, type ProtocolLevel, type TestBroker } from '../helpers/bro
 import { connect, connectPacket, Inbox, RawClient, uid } from '../helpers/clients.js'
 import { startMoat } from '../helpers/moat.js'
 import { mosquittoPath } from '../helpers/mosquitto.js'
+import { varint } from '../helpers/bytes.js'
+
+const vint = (n: number): Buffer => Buffer.from(varint(n))
 
 /** One scenario: the frames a client sends, in steps (each step waits for `expect` answer packets first). */
 interface Step { send: Buffer, answers: number }
@@ -40,49 +43,39 @@ const props5 = (version: ProtocolLevel): Buffer => Buffer.from(version === 5 ? [
 function publish(version: ProtocolLevel, topic: string, qos: 0 | 1 | 2, id: number, flags = 0): Buffer {
   const t = Buffer.from(topic)
   const body = Buffer.concat([Buffer.from([t.length >> 8, t.length & 0xff]), t, qos > 0 ? Buffer.from([id >> 8, id & 0xff]) : Buffer.alloc(0), props5(version), Buffer.from('payload')])
-  return Buffer.concat([Buffer.from([0x30 | (qos << 1) | flags]), varint(body.length), body])
+  return Buffer.concat([Buffer.from([0x30 | (qos << 1) | flags]), vint(body.length), body])
 }
 
 function subscribe(version: ProtocolLevel, filter: string, qos: number, id: number, first = 0x82): Buffer {
   const f = Buffer.from(filter)
   const body = Buffer.concat([Buffer.from([id >> 8, id & 0xff]), props5(version), Buffer.from([f.length >> 8, f.length & 0xff]), f, Buffer.from([qos])])
-  return Buffer.concat([Buffer.from([first]), varint(body.length), body])
+  return Buffer.concat([Buffer.from([first]), vint(body.length), body])
 }
 
-function varint(n: number): Buffer {
-  const out: number[] = []
-  do {
-    let b = n % 128
-    n = Math.floor(n / 128)
-    if (n > 0) b |= 0x80
-    out.push(b)
-  } while (n > 0)
-  return Buffer.from(out)
-}
 
 /** A 5.0 QoS 1 PUBLISH carrying `count` User Properties. */
 function publishWithUserProperties(topic: string, count: number): Buffer {
   const pair = Buffer.from([0x26, 0x00, 0x01, 0x6b, 0x00, 0x01, 0x76]) // k = v
   const props = Buffer.concat(Array.from({ length: count }, () => pair))
   const t = Buffer.from(topic)
-  const body = Buffer.concat([Buffer.from([t.length >> 8, t.length & 0xff]), t, Buffer.from([0x00, 0x09]), varint(props.length), props, Buffer.from('p')])
-  return Buffer.concat([Buffer.from([0x32]), varint(body.length), body])
+  const body = Buffer.concat([Buffer.from([t.length >> 8, t.length & 0xff]), t, Buffer.from([0x00, 0x09]), vint(props.length), props, Buffer.from('p')])
+  return Buffer.concat([Buffer.from([0x32]), vint(body.length), body])
 }
 
 /** A 5.0 QoS 0 PUBLISH whose one User Property value is `value`. */
 function publishWithProperty(topic: string, value: Buffer): Buffer {
   const props = Buffer.concat([Buffer.from([0x26, 0x00, 0x01, 0x6b, value.length >> 8, value.length & 0xff]), value])
   const t = Buffer.from(topic)
-  const body = Buffer.concat([Buffer.from([t.length >> 8, t.length & 0xff]), t, varint(props.length), props, Buffer.from('p')])
-  return Buffer.concat([Buffer.from([0x30]), varint(body.length), body])
+  const body = Buffer.concat([Buffer.from([t.length >> 8, t.length & 0xff]), t, vint(props.length), props, Buffer.from('p')])
+  return Buffer.concat([Buffer.from([0x30]), vint(body.length), body])
 }
 
 /** A 5.0 SUBSCRIBE whose one User Property value is `value`. */
 function subscribeWithProperty(filter: string, value: Buffer): Buffer {
   const props = Buffer.concat([Buffer.from([0x26, 0x00, 0x01, 0x6b, value.length >> 8, value.length & 0xff]), value])
   const f = Buffer.from(filter)
-  const body = Buffer.concat([Buffer.from([0x00, 0x01]), varint(props.length), props, Buffer.from([f.length >> 8, f.length & 0xff]), f, Buffer.from([0x01])])
-  return Buffer.concat([Buffer.from([0x82]), varint(body.length), body])
+  const body = Buffer.concat([Buffer.from([0x00, 0x01]), vint(props.length), props, Buffer.from([f.length >> 8, f.length & 0xff]), f, Buffer.from([0x01])])
+  return Buffer.concat([Buffer.from([0x82]), vint(body.length), body])
 }
 
 const step = (send: Buffer | number[], answers = 0): Step => ({ send: Buffer.isBuffer(send) ? send : Buffer.from(send), answers })
