@@ -7,9 +7,9 @@
  *
  * - cve-2017-7650: a client id or user name holding an MQTT wildcard (+ or #): where a broker's
  *   ACL patterns substitute them (%c, %u), they widen into wildcards.
- * - cve-2018-12543: a topic name beginning with '$' in a client PUBLISH or a will: such topics
- *   belong to the server ([MQTT-4.7.2-1]: the server SHOULD prevent clients from using them);
- *   Mosquitto 1.5–1.5.2 asserted and exited on one that was not $SYS.
+ * - cve-2018-12543: a topic name beginning with '$' but not '$SYS' in a client PUBLISH or a will:
+ *   Mosquitto 1.5–1.5.2 asserted and exited on one. '$SYS' is left to the broker, which keeps
+ *   clients out of it itself (a bridge's will on its connection state topic is allowed there).
  * - cve-2019-11779: a topic or topic filter of more than MAX_TOPIC_LEVELS levels: Mosquitto
  *   1.5.0–1.6.5 overflowed its stack on a SUBSCRIBE of about 65,400 '/'.
  *
@@ -33,8 +33,6 @@ const WILDCARD_USERNAME = disconnect(ReasonCode.BadUserNameOrPassword, 'bad_cred
 const SERVER_TOPIC_WILL = disconnect(ReasonCode.TopicNameInvalid, 'invalid_topic')
 /** A publish to a server topic is refused, not the client: 5.0 PUBACK/PUBREC 0x90, 3.1.1 dropped. */
 const SERVER_TOPIC = reject(ReasonCode.TopicNameInvalid, 'invalid_topic')
-/** $SYS is refused by Mosquitto's own access check: the same answer (0x87) as the broker gives. */
-const SYS_TOPIC = reject(ReasonCode.NotAuthorized, 'invalid_topic')
 // Too deep: Mosquitto 2.0 closes the client itself (a topic: protocol error; a filter: malformed).
 const TOO_DEEP_TOPIC = disconnect(ReasonCode.ProtocolError, 'invalid_topic')
 const TOO_DEEP_FILTER = disconnect(ReasonCode.MalformedPacket, 'invalid_topic_filter')
@@ -42,6 +40,7 @@ const TOO_DEEP_FILTER = disconnect(ReasonCode.MalformedPacket, 'invalid_topic_fi
 const DOLLAR = 0x24
 const SLASH = 0x2f
 const SYS = Buffer.from('$SYS')
+const SYS_STRING = '$SYS'
 
 function hasWildcard(s: string): boolean {
   return s.includes('+') || s.includes('#')
@@ -86,7 +85,7 @@ export class VirtualPatchCheck implements Check {
       if (connect.username !== undefined && hasWildcard(connect.username)) return WILDCARD_USERNAME
     }
     const will = connect.will
-    if (will && ((this.serverTopics && will.topic.charCodeAt(0) === DOLLAR) || levelsOver(will.topic, this.maxLevels))) return SERVER_TOPIC_WILL
+    if (will && ((this.serverTopics && will.topic.charCodeAt(0) === DOLLAR && !will.topic.startsWith(SYS_STRING)) || levelsOver(will.topic, this.maxLevels))) return SERVER_TOPIC_WILL
     return FORWARD
   }
 
@@ -98,10 +97,10 @@ export class VirtualPatchCheck implements Check {
     if (end === start) {
       // An alias-only 5.0 publish: the protocol check resolved its topic.
       const topic = p.topic
-      if (this.serverTopics && topic.charCodeAt(0) === DOLLAR) return topic.startsWith('$SYS') ? SYS_TOPIC : SERVER_TOPIC
+      if (this.serverTopics && topic.charCodeAt(0) === DOLLAR && !topic.startsWith(SYS_STRING)) return SERVER_TOPIC
       return levelsOver(topic, maxLevels) ? TOO_DEEP_TOPIC : FORWARD
     }
-    if (this.serverTopics && frame[start] === DOLLAR) return isSysTopic(frame, start, end) ? SYS_TOPIC : SERVER_TOPIC
+    if (this.serverTopics && frame[start] === DOLLAR && !isSysTopic(frame, start, end)) return SERVER_TOPIC
     if (end - start < maxLevels) return FORWARD
     let slashes = 0
     for (let i = start; i < end; i++) if (frame[i] === SLASH && ++slashes >= maxLevels) return TOO_DEEP_TOPIC

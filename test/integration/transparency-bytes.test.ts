@@ -113,7 +113,7 @@ const scenarios: Scenario[] = [
   { name: '5.0 subscribe with a User Property holding U+0001', version: 5, steps: (tag) => [step(subscribeWithProperty(`${tag}/s`, Buffer.from('\u0001')))] },
   // Where Moat answers for the broker, the same code.
   { name: '5.0 QoS 1 publish with packet id 0', version: 5, steps: (tag) => [step(publish(5, `${tag}/id0`, 1, 0), 1)] },
-  { name: '5.0 publish to $SYS is refused with the broker\'s 0x87', version: 5, steps: () => [step(publish(5, '$SYS/moat/test', 1, 3), 1), step([0xe0, 0x00])] },
+  { name: '5.0 publish to $SYS reaches the broker, which refuses it (0x87)', version: 5, steps: () => [step(publish(5, '$SYS/moat/test', 1, 3), 1), step([0xe0, 0x00])] },
   { name: '5.0 publish to $TopicA with the CVE-2018-12543 patch off', version: 5, unpatched: true, steps: (tag) => [step(publish(5, `$TopicA/${tag}`, 1, 3), 1), step([0xe0, 0x00])] },
   { name: '5.0 publish with 200 User Properties with the CVE-2021-41039 patch off', version: 5, unpatched: true, steps: (tag) => [step(publishWithUserProperties(`${tag}/props`, 200), 1), step([0xe0, 0x00])] },
   { name: '3.1.1 publish to $TopicA with the CVE-2018-12543 patch off', version: 4, unpatched: true, steps: (tag) => [step(publish(4, `$TopicA/${tag}`, 1, 3), 1), step([0xe0, 0x00])] },

@@ -28,12 +28,14 @@ describe('virtual patches (docs/virtual-patching.md)', () => {
     expect(check.onConnect(connect({ clientId: 'plain-id', username: 'alice' })).action).toBe(Action.Forward)
   })
 
-  it('refuses $ topics in publishes and wills (CVE-2018-12543), not in subscriptions; $SYS with the broker\'s own 0x87', () => {
+  it('refuses $ topics other than $SYS in publishes and wills (CVE-2018-12543), not in subscriptions; $SYS is left to the broker', () => {
     expect(check.onPublish(view('$x/y'))).toMatchObject({ action: Action.Reject, reason: 0x90 })
-    // Mosquitto refuses a client's publish to $SYS with its access check: Not authorized.
-    expect(check.onPublish(view('$SYS/broker/x'))).toMatchObject({ action: Action.Reject, reason: 0x87 })
+    expect(check.onPublish(view('$CONTROL/dynamic-security/v1'))).toMatchObject({ action: Action.Reject, reason: 0x90 })
+    // Not the CVE's trigger: Mosquitto refuses a client's write there itself, or takes a bridge's state.
+    expect(check.onPublish(view('$SYS/broker/x')).action).toBe(Action.Forward)
     expect(check.onPublish(view('a/$x')).action).toBe(Action.Forward)
-    expect(check.onConnect(connect({ will: { topic: '$SYS/x', payload: Buffer.alloc(0), qos: 0, retain: false } }))).toMatchObject({ action: Action.Disconnect, reason: 0x90 })
+    expect(check.onConnect(connect({ will: { topic: '$SYS/broker/connection/b/state', payload: Buffer.alloc(0), qos: 0, retain: false } })).action).toBe(Action.Forward)
+    expect(check.onConnect(connect({ will: { topic: '$x', payload: Buffer.alloc(0), qos: 0, retain: false } }))).toMatchObject({ action: Action.Disconnect, reason: 0x90 })
     expect(check.onSubscribe({ topic: '$SYS/#', qos: 0 }).action).toBe(Action.Forward)
   })
 
