@@ -110,6 +110,8 @@ type Phase = (typeof Phase)[keyof typeof Phase]
 const PAUSED_CONNECTING = 1
 const PAUSED_BROKER_FULL = 2
 const PAUSED_THROTTLED = 4
+/** The client sent a 5.0 DISCONNECT: Moat waits for the broker's close, reading nothing more. */
+const PAUSED_DISCONNECTED = 8
 
 /**
  * A paused side read into the lent buffer keeps reading, its bytes held (copied) by its stopped
@@ -614,8 +616,23 @@ export class Session implements FrameSink {
     }
     this.clientSentDisconnect = true
     this.toBroker.addFrame(frame)
-    this.close('client_disconnect', null)
+    if (this.state.version < 5) {
+      this.close('client_disconnect', null)
+      return false
+    }
+    // A 5.0 broker may answer a DISCONNECT (0x82 for a Session Expiry Interval it may not change)
+    // before it closes: the client hears it, then the broker's close, or Moat's after LINGER_MS.
+    this.toBroker.flush()
+    this.upstream!.end()
+    this.pauseClient(PAUSED_DISCONNECTED)
+    this.clearTimer()
+    this.timer = setTimeout(onDisconnectLinger, LINGER_MS, this)
     return false
+  }
+
+  onDisconnectLinger(): void {
+    this.timer = null
+    this.close('client_disconnect', null)
   }
 
   private onAuth(frame: Buffer): boolean {
@@ -1103,9 +1120,13 @@ export class Session implements FrameSink {
       this.toBroker.detach()
       return
     }
-    this.log.info({ event: 'upstream_gone', reason: why, error: detail }, 'broker connection ended')
     // The broker closed (on purpose or not): the client sees the close the broker made, with
     // whatever the broker sent before it, and no answer the broker did not give.
+    if (this.clientSentDisconnect) {
+      this.close('client_disconnect', null)
+      return
+    }
+    this.log.info({ event: 'upstream_gone', reason: why, error: detail }, 'broker connection ended')
     this.close(why, null)
   }
 
@@ -1382,6 +1403,9 @@ function onConnectTimeout(session: Session): void {
 }
 function onDialTimeout(session: Session): void {
   session.onDialFailed('upstream_unavailable', 'connect timeout')
+}
+function onDisconnectLinger(session: Session): void {
+  session.onDisconnectLinger()
 }
 function onLingerTimeout(session: Session): void {
   session.onLingerTimeout()

@@ -86,6 +86,8 @@ const scenarios: Scenario[] = [
   { name: '5.0 DISCONNECT e0 01 00: will discarded', version: 5, will: true, steps: () => [step([0xe0, 0x01, 0x00])] },
   { name: '5.0 DISCONNECT e0 01 04 (with will message): will published', version: 5, will: true, steps: () => [step([0xe0, 0x01, 0x04])] },
   { name: '5.0 DISCONNECT e0 02 00 00 (long form)', version: 5, will: true, steps: () => [step([0xe0, 0x02, 0x00, 0x00])] },
+  // A Session Expiry Interval set on DISCONNECT after a CONNECT with none: the broker answers 0x82.
+  { name: '5.0 DISCONNECT that sets a Session Expiry Interval: the broker\'s DISCONNECT 0x82 reaches the client', version: 5, will: true, steps: () => [step([0xe0, 0x07, 0x00, 0x05, 0x11, 0x00, 0x00, 0x00, 0x01])] },
   { name: '3.1.1 DISCONNECT e0 00: will discarded', version: 4, will: true, steps: () => [step([0xe0, 0x00])] },
   { name: 'no DISCONNECT, the client just closes: will published', version: 5, will: true, clientCloses: true, steps: () => [] },
   // QoS 2 from the client, the flow ended by short and long PUBREL forms.
@@ -206,6 +208,7 @@ describe.skipIf(!has)('byte-level transparency against Mosquitto itself', () => 
     expect((await run(byName('5.0 DISCONNECT e0 00'), broker.port)).will).toBe(false)
     expect((await run(byName('5.0 DISCONNECT e0 01 04'), broker.port)).will).toBe(true)
     expect((await run(byName('no DISCONNECT'), broker.port)).will).toBe(true)
+    expect((await run(byName('5.0 DISCONNECT that sets'), broker.port)).bytes.subarray(-3)).toEqual(Buffer.from([0xe0, 0x01, 0x82]))
     // PUBCOMP 70 02 00 05 after the PUBREC: the 3.1 PUBREL with DUP was taken.
     expect((await run(byName('MQTT 3.1 PUBREL'), broker.port)).bytes.subarray(-4)).toEqual(Buffer.from([0x70, 0x02, 0x00, 0x05]))
   })
