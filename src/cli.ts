@@ -262,8 +262,12 @@ function warnAboutAuth(config: MoatConfig, logger: Logger): void {
   if (anonymous) {
     logger.warn({ event: 'auth_anonymous', backends: backends.map((b) => b.type) },
       'AUTH: auth.anonymous is true: clients without credentials are let through to the broker. Set auth.anonymous: false unless that is what you want.')
-  } else if (backends.length === 0) {
+  } else if (backends.length === 0 && config.auth.unknownCredentials === 'refuse') {
     logger.warn({ event: 'auth_no_backends' }, 'AUTH: no auth backends and anonymous off: every client will be refused (add auth.backends)')
+  }
+  if (config.auth.unknownCredentials === 'broker') {
+    logger.warn({ event: 'auth_unknown_to_broker', backends: backends.map((b) => b.type) },
+      'AUTH: auth.unknownCredentials is broker: credentials no backend knows go to the broker, which must authenticate them itself.')
   }
 }
 

@@ -78,6 +78,12 @@ function certificateExpiry(where: string, file: string, out: Finding[]): void {
   })
 }
 
+/** No backend, no anonymous access, and no credentials passed on to the broker: every client is refused. */
+function nobodyGetsIn(config: MoatConfig): boolean {
+  const auth = config.auth
+  return auth.backends.length === 0 && !auth.anonymous && auth.unknownCredentials === 'refuse'
+}
+
 function authFindings(config: MoatConfig, out: Finding[]): void {
   const auth = config.auth
   if (auth.anonymous) {
@@ -88,7 +94,15 @@ function authFindings(config: MoatConfig, out: Finding[]): void {
       fix: 'set auth.anonymous: false and give each device credentials (password file, JWT or client certificate)',
     })
   }
-  if (auth.backends.length === 0 && !auth.anonymous) {
+  if (auth.unknownCredentials === 'broker') {
+    out.push({
+      id: 'credentials-checked-by-broker', severity: 'medium', where: 'auth.unknownCredentials',
+      title: 'Credentials no Moat backend knows are passed to the broker, which decides',
+      risk: 'Moat does not authenticate those clients: if the broker admits any credentials (allow_anonymous, no password file or auth plugin), so does Moat; the lockout never sees the broker\'s refusals, and per-user rules trust the name the client sent until the broker accepts it',
+      fix: 'keep authentication on in the broker (password_file, auth plugin or dynamic security), or set auth.unknownCredentials: refuse and give Moat a backend that knows the users',
+    })
+  }
+  if (nobodyGetsIn(config)) {
     out.push({
       id: 'refuses-everyone', severity: 'info', where: 'auth',
       title: 'No auth backend: every client is refused',
@@ -228,7 +242,7 @@ function aclFindings(config: MoatConfig, out: Finding[]): void {
  */
 function clientIdFindings(config: MoatConfig, out: Finding[]): void {
   const auth = config.auth
-  if (auth.backends.length === 0 && !auth.anonymous) return // nobody gets in
+  if (nobodyGetsIn(config)) return
   const rule = config.acl?.rules.findIndex((r) => r.effect === 'allow' && r.topic.includes('{client_id}')) ?? -1
   if (rule < 0) return
   const c = auth.clientId

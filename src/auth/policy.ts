@@ -29,6 +29,8 @@ export interface AuthPolicy {
   readonly clientId: ClientIdRules
   readonly lockout: Lockout | null
   readonly banReply: 'bad-credentials' | 'banned'
+  readonly unknownCredentials: AuthConfig['unknownCredentials']
+  readonly badCredentialsReply: AuthConfig['badCredentialsReply']
   readonly runtime: AuthRuntime
   /** Backend types this policy asks (a session admitted by a type no longer configured loses its right). */
   readonly backendTypes: ReadonlySet<string>
@@ -63,6 +65,8 @@ export function compileAuthPolicy(config: AuthConfig, configFile: string, runtim
     clientId: { pattern: c.pattern === null ? null : new RegExp(`^(?:${c.pattern})$`, 'u'), maxLength: c.maxLength, bind: c.bind, separator: c.separator, takeover: c.takeover },
     lockout: config.lockout === null ? null : new Lockout(config.lockout, runtime.lockouts(config.lockout.maxEntries), runtime.stats, runtime.sharedLockout),
     banReply: config.lockout?.reply ?? 'bad-credentials',
+    unknownCredentials: config.unknownCredentials,
+    badCredentialsReply: config.badCredentialsReply,
     runtime,
     backendTypes: new Set(config.backends.map((b) => b.type)),
     fileUsers,

@@ -7,8 +7,8 @@ import { backendErrorKinds, backendTypes, type BackendErrorKind, type BackendTyp
 export const attemptOutcomes = ['allow', 'deny', 'no_opinion', 'error'] as const
 export type AttemptOutcome = (typeof attemptOutcomes)[number]
 
-/** What the auth check decided for a CONNECT. */
-export const authDecisions = ['allowed', 'anonymous', 'bad_credentials', 'not_authorized', 'backend_failed', 'banned', 'client_id_refused', 'client_id_taken'] as const
+/** What the auth check decided for a CONNECT (`passed_to_broker`: no backend knew the credentials; the broker decides). */
+export const authDecisions = ['allowed', 'anonymous', 'passed_to_broker', 'bad_credentials', 'not_authorized', 'backend_failed', 'banned', 'client_id_refused', 'client_id_taken'] as const
 export type AuthDecision = (typeof authDecisions)[number]
 
 /** Upper bounds (seconds) of the backend duration histogram. */

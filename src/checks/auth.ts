@@ -9,14 +9,17 @@
  *    (down, slow, bad answer), or the whole run taking longer than `auth.timeout`, denies (fail
  *    closed; counted and logged by auth/instrumented.ts).
  * 3. Nobody had an opinion: a client that presented no credentials is admitted as anonymous when
- *    `auth.anonymous` is true; otherwise refused (not authorized; bad credentials if it sent some).
+ *    `auth.anonymous` is true; otherwise refused (not authorized). One that sent credentials is
+ *    refused as bad credentials, or, with `auth.unknownCredentials: broker`, admitted under the
+ *    user name it presented and forwarded unchanged: the broker's CONNACK decides.
  * 4. Admitted: client-id rules (pattern, length, binding to the user name: auth/client-id-binding.ts), then the takeover rule
  *    (auth/client-ids.ts). The identity goes into SessionState for ACLs and logs.
  *
- * Answers (the session maps them to the client's version): bad credentials 0x86 / 3.1.1 code 4;
- * not authorized and backend failure 0x87 / 5; client id refused or taken 0x85 / 2; banned 0x86
- * / 4 (or 0x8A / 5). Which part of the credentials was wrong is never said; a failed login counts
- * towards the lockout whatever the reason.
+ * Answers (the session maps them to the client's version): bad credentials 0x86 / 3.1.1 code 4
+ * (0x87 / 5 with `auth.badCredentialsReply: not-authorized`); not authorized and backend failure
+ * 0x87 / 5; client id refused or taken 0x85 / 2; banned like bad credentials (or 0x8A / 5). Which
+ * part of the credentials was wrong is never said; a failed login counts towards the lockout
+ * whatever the reason.
  */
 import type { IConnectPacket } from 'mqtt-packet'
 import { type AuthBackend, type AuthRequest, type AuthResult } from '../auth/backend.js'
@@ -33,6 +36,9 @@ export const BAD_CREDENTIALS = disconnect(ReasonCode.BadUserNameOrPassword, 'bad
 export const NOT_AUTHORIZED = disconnect(ReasonCode.NotAuthorized, 'not_authorized')
 export const BACKEND_FAILED = disconnect(ReasonCode.NotAuthorized, 'auth_backend_failed')
 export const BANNED_AS_BAD_CREDENTIALS = disconnect(ReasonCode.BadUserNameOrPassword, 'banned')
+/** `auth.badCredentialsReply: not-authorized`: wrong credentials answered as Mosquitto 2.0 answers them. */
+export const BAD_CREDENTIALS_AS_NOT_AUTHORIZED = disconnect(ReasonCode.NotAuthorized, 'bad_credentials')
+export const BANNED_AS_NOT_AUTHORIZED = disconnect(ReasonCode.NotAuthorized, 'banned')
 export const BANNED = disconnect(ReasonCode.Banned, 'banned')
 export const CLIENT_ID_REFUSED = disconnect(ReasonCode.ClientIdentifierNotValid, 'client_id_refused')
 export const CLIENT_ID_TAKEN = disconnect(ReasonCode.ClientIdentifierNotValid, 'client_id_taken')
@@ -71,18 +77,24 @@ function untilAborted<T>(p: Promise<T>, signal: AbortSignal): Promise<T> {
 export class AuthCheck implements Check {
   readonly name = 'auth'
   private readonly policy: AuthPolicy
+  /** The answer to wrong credentials, and to a ban that answers like them (`auth.badCredentialsReply`). */
+  private readonly badCredentials: Verdict
+  private readonly banned: Verdict
   private controller: AbortController | null = null
   private closed = false
 
   constructor(policy: AuthPolicy) {
     this.policy = policy
+    const notAuthorized = policy.badCredentialsReply === 'not-authorized'
+    this.badCredentials = notAuthorized ? BAD_CREDENTIALS_AS_NOT_AUTHORIZED : BAD_CREDENTIALS
+    this.banned = policy.banReply === 'banned' ? BANNED : notAuthorized ? BANNED_AS_NOT_AUTHORIZED : BANNED_AS_BAD_CREDENTIALS
   }
 
   onConnect(connect: IConnectPacket, s: SessionState): Verdict | Promise<Verdict> {
     const p = this.policy
     const username = connect.username ?? null
     if (p.lockout !== null && p.lockout.isBanned(s.remoteAddress, username)) {
-      return this.refuse('banned', p.banReply === 'banned' ? BANNED : BANNED_AS_BAD_CREDENTIALS)
+      return this.refuse('banned', this.banned)
     }
     if (p.backends.length === 0) return this.nobodyKnows(connect, s)
     const req: AuthRequest = {
@@ -147,7 +159,7 @@ export class AuthCheck implements Check {
     if (result.outcome === 'deny') {
       stats.attempt(backend.type, 'deny')
       p.lockout?.fail(s.remoteAddress, req.username)
-      return this.refuse('bad_credentials', BAD_CREDENTIALS)
+      return this.refuse('bad_credentials', this.badCredentials)
     }
     stats.attempt(backend.type, 'allow')
     return this.admit(s, backend.type, result.username !== undefined ? result.username : req.username, result.claims ?? null, result.groups ?? EMPTY_GROUPS, connect.clientId)
@@ -169,8 +181,10 @@ export class AuthCheck implements Check {
     const presented = connect.username !== undefined || connect.password !== undefined
     if (!presented && p.anonymous) return this.admit(s, 'anonymous', null, null, EMPTY_GROUPS, connect.clientId)
     if (!presented) return this.refuse('not_authorized', NOT_AUTHORIZED)
+    // The broker verifies these itself: the name stands unverified until its CONNACK 0.
+    if (p.unknownCredentials === 'broker') return this.admit(s, 'broker', connect.username ?? null, null, EMPTY_GROUPS, connect.clientId)
     p.lockout?.fail(s.remoteAddress, connect.username ?? null)
-    return this.refuse('bad_credentials', BAD_CREDENTIALS)
+    return this.refuse('bad_credentials', this.badCredentials)
   }
 
   private admit(
@@ -189,7 +203,7 @@ export class AuthCheck implements Check {
     if (rules.takeover === 'same-identity' && !this.policy.runtime.clientIds.claim(s)) {
       return this.refuse('client_id_taken', CLIENT_ID_TAKEN)
     }
-    this.policy.runtime.stats.decision(by === 'anonymous' ? 'anonymous' : 'allowed')
+    this.policy.runtime.stats.decision(by === 'anonymous' ? 'anonymous' : by === 'broker' ? 'passed_to_broker' : 'allowed')
     return FORWARD
   }
 
@@ -201,16 +215,18 @@ export class AuthCheck implements Check {
   /**
    * After a reload, for an open session: would the new policy still admit this identity? What can
    * be judged without the password (which Moat does not keep): anonymous access turned off, the
-   * admitting backend type removed, the user removed from the password files, the client id no
-   * longer allowed by the client-id rules. (An http or jwt identity is not asked again: its
-   * answer needs the credentials.)
+   * admitting backend type removed, the user removed from the password files, passing unknown
+   * credentials to the broker turned off, the client id no longer allowed by the client-id rules.
+   * (An http, jwt or broker identity is not asked again: its answer needs the credentials.)
    */
   reviewConnection(s: SessionState): Verdict {
     const p = this.policy
     const by = s.authenticatedBy
     if (by === null) return FORWARD
     if (by === 'anonymous') return p.anonymous ? FORWARD : ACCESS_REVOKED
-    if (!p.backendTypes.has(by)) return ACCESS_REVOKED
+    if (by === 'broker') {
+      if (p.unknownCredentials !== 'broker') return ACCESS_REVOKED
+    } else if (!p.backendTypes.has(by)) return ACCESS_REVOKED
     if (by === 'file' && (s.username === null || !p.fileUsers.some((f) => f.has(s.username!)))) return ACCESS_REVOKED
     const rules = p.clientId
     const id = s.clientId

@@ -44,6 +44,7 @@ const RATE: FleetRefusal = Object.freeze({ why: 'connection_rate', reason: Reaso
 const UNAVAILABLE: FleetRefusal = Object.freeze({ why: 'store_unavailable', reason: ReasonCode.ServerUnavailable })
 const BANNED: FleetRefusal = Object.freeze({ why: 'banned', reason: ReasonCode.Banned })
 const BANNED_AS_BAD_CREDENTIALS: FleetRefusal = Object.freeze({ why: 'banned', reason: ReasonCode.BadUserNameOrPassword })
+const BANNED_AS_NOT_AUTHORIZED: FleetRefusal = Object.freeze({ why: 'banned', reason: ReasonCode.NotAuthorized })
 const ADMITTED: FleetVerdict = Object.freeze({ refusal: null, slots: 0 })
 
 /** The parts of a session the fleet reads (SessionState) and acts on. */
@@ -100,7 +101,10 @@ export class Fleet implements SharedLockoutSink {
   atConnect(address: string, username: string | null, clientId: string): FleetRefusal | null {
     const ban = this.bans.match(address, username, clientId)
     if (ban !== null) {
-      return ban.source === 'lockout' && this.policy.config.auth.lockout?.reply !== 'banned' ? BANNED_AS_BAD_CREDENTIALS : BANNED
+      const auth = this.policy.config.auth
+      if (ban.source !== 'lockout' || auth.lockout?.reply === 'banned') return BANNED
+      // A lockout ban answers like a wrong password, in the code `auth.badCredentialsReply` chose.
+      return auth.badCredentialsReply === 'not-authorized' ? BANNED_AS_NOT_AUTHORIZED : BANNED_AS_BAD_CREDENTIALS
     }
     if (!this.remote || this.store.up) return null
     if (this.modes.bans === 'fail-closed') return UNAVAILABLE

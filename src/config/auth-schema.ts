@@ -120,6 +120,13 @@ export const authSchema = z.strictObject({
   clientId: clientId.default({ maxLength: 256, bind: 'none', separator: ':', takeover: 'same-identity' }),
   lockout: lockout.default({ maxFailures: 10, window: 60_000, ban: 300_000, per: ['address', 'username'], maxEntries: 100_000, reply: 'bad-credentials' }),
   upstreamCredentials: upstreamCredentials.default('passthrough'),
+  unknownCredentials: z.enum(['refuse', 'broker'], { error: 'expected refuse or broker' }).default('refuse'),
+  badCredentialsReply: z.enum(['bad-credentials', 'not-authorized'], { error: 'expected bad-credentials or not-authorized' }).default('bad-credentials'),
+}).superRefine((a, ctx) => {
+  // Stripped or replaced credentials would let the broker judge the shared account, not the client: anyone would pass.
+  if (a.unknownCredentials === 'broker' && a.upstreamCredentials !== 'passthrough') {
+    ctx.addIssue({ code: 'custom', path: ['unknownCredentials'], message: 'broker needs upstreamCredentials: passthrough (the broker must see the credentials the client sent)' })
+  }
 })
 
 export type AuthInput = z.output<typeof authSchema>
@@ -181,5 +188,7 @@ export function compileAuth(a: AuthInput, file: string): AuthConfig {
       per: [...new Set(a.lockout.per)], maxEntries: a.lockout.maxEntries, reply: a.lockout.reply,
     },
     upstreamCredentials: upstream,
+    unknownCredentials: a.unknownCredentials,
+    badCredentialsReply: a.badCredentialsReply,
   }
 }

@@ -387,4 +387,11 @@ export interface AuthConfig {
   readonly clientId: ClientIdConfig
   readonly lockout: LockoutConfig | null
   readonly upstreamCredentials: UpstreamCredentials
+  /**
+   * Credentials no backend knows (every one had no opinion, or there are none): `refuse` them as
+   * bad credentials, or pass the CONNECT on unchanged to the `broker`, whose CONNACK decides.
+   */
+  readonly unknownCredentials: 'refuse' | 'broker'
+  /** How wrong credentials are refused: `bad-credentials` (5.0 0x86, 3.1.1 4) or `not-authorized` (0x87 / 5, Mosquitto 2.0's answer). */
+  readonly badCredentialsReply: 'bad-credentials' | 'not-authorized'
 }

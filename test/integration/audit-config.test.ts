@@ -122,6 +122,21 @@ describe('moat audit --config', () => {
     expect(findings.map((f) => [f.id, f.severity])).toEqual([['refuses-everyone', 'info'], ['upstream-insecure', 'high']])
   })
 
+  it('says when credentials no backend knows are left to the broker (medium), and that such a policy does not refuse everyone', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moat-audit-'))
+    const file = join(dir, 'moat.yaml')
+    writeFileSync(file, [
+      'listeners: [{ name: local, protocol: mqtt, host: 127.0.0.1, port: 1883 }]',
+      'upstream: { host: 127.0.0.1, port: 1884 }',
+      'auth: { unknownCredentials: broker }',
+      'acl: [{ deny: all, topic: "#" }]',
+      'limits: { maxPayload: 16KiB, messageRate: 100/s, connections: { perAddressRate: 20/s } }',
+    ].join('\n') + '\n')
+    const findings = auditConfig(loadConfig(file), file).findings
+    expect(findings.map((f) => [f.id, f.severity, f.where])).toEqual([['credentials-checked-by-broker', 'medium', 'auth.unknownCredentials']])
+    expect(findings[0]!.risk).toMatch(/lockout/)
+  })
+
   it('passes the example configs with nothing above info', () => {
     for (const name of ['example.yaml', 'minimal.yaml']) {
       const file = join(root, 'policies', name)

@@ -6,6 +6,7 @@ import { ALLOW, BackendError, DENY, NO_OPINION, type AuthBackend, type AuthResul
 import type { AuthPolicy } from '../../../src/auth/policy.js'
 import { AuthRuntime } from '../../../src/auth/runtime.js'
 import { AuthStats } from '../../../src/auth/stats.js'
+import { Lockout, LockoutTable } from '../../../src/auth/lockout.js'
 import { AuthCheck, ACCESS_REVOKED } from '../../../src/checks/auth.js'
 import { Action, FORWARD, type Verdict } from '../../../src/checks/verdict.js'
 import { plainConnInfo } from '../../../src/session/conn-info.js'
@@ -28,14 +29,13 @@ function policy(backends: AuthBackend[], over: Partial<AuthPolicy> = {}): AuthPo
   return {
     anonymous: false, backends, timeoutMs: 1000,
     clientId: { pattern: null, maxLength: 256, bind: 'none', separator: ':', takeover: 'same-identity' },
-    lockout: null, banReply: 'bad-credentials', runtime: new AuthRuntime(new AuthStats(), pino({ level: 'silent' })),
+    lockout: null, banReply: 'bad-credentials', unknownCredentials: 'refuse', badCredentialsReply: 'bad-credentials', runtime: new AuthRuntime(new AuthStats(), pino({ level: 'silent' })),
     backendTypes: new Set(backends.map((b) => b.type)), fileUsers: [],
     ...over,
   }
 }
 
-async function run(p: AuthPolicy, connect: Partial<IConnectPacket> = { username: 'u', password: Buffer.from('p') }): Promise<Verdict> {
-  const s = new SessionState(1, plainConnInfo('mqtt', '127.0.0.1', 1))
+async function run(p: AuthPolicy, connect: Partial<IConnectPacket> = { username: 'u', password: Buffer.from('p') }, s = new SessionState(1, plainConnInfo('mqtt', '127.0.0.1', 1))): Promise<Verdict> {
   s.version = 4
   s.clientId = 'c'
   return await new AuthCheck(p).onConnect({ cmd: 'connect', clientId: 'c', protocolVersion: 4, ...connect } as IConnectPacket, s)
@@ -107,6 +107,76 @@ describe('AuthCheck: backends in order', () => {
   })
 })
 
+describe('AuthCheck: unknownCredentials: broker', () => {
+  const broker = (backends: AuthBackend[], over: Partial<AuthPolicy> = {}): AuthPolicy => policy(backends, { unknownCredentials: 'broker', ...over })
+
+  it('credentials no backend knows are forwarded under the presented user name; the broker decides', async () => {
+    for (const backends of [[], [backend('file', NO_OPINION), backend('http', NO_OPINION)]]) {
+      const p = broker(backends)
+      const s = new SessionState(1, plainConnInfo('mqtt', '127.0.0.1', 1))
+      expect(await run(p, { username: 'alice', password: Buffer.from('whatever') }, s)).toBe(FORWARD)
+      expect(s).toMatchObject({ username: 'alice', authenticatedBy: 'broker', claims: null, groups: [] })
+      expect(p.runtime.stats.decided('passed_to_broker')).toBe(1)
+      expect(p.runtime.stats.decided('allowed')).toBe(0)
+    }
+    // A password alone is credentials too (5.0 allows it): the broker judges it.
+    expect(await run(broker([]), { password: Buffer.from('token') })).toBe(FORWARD)
+  })
+
+  it('a backend that denies still refuses at Moat, and counts towards the lockout; one that allows still decides', async () => {
+    const lockout = new Lockout({ maxFailures: 1, windowMs: 60_000, banMs: 60_000, per: ['username'], maxEntries: 10, reply: 'bad-credentials' }, new LockoutTable(10), new AuthStats())
+    const p = broker([backend('file', DENY)], { lockout })
+    expect(await run(p, { username: 'alice', password: Buffer.from('wrong') })).toMatchObject({ reason: 0x86, why: 'bad_credentials' })
+    expect(lockout.isBanned('127.0.0.1', 'alice')).toBe(true)
+    const s = new SessionState(1, plainConnInfo('mqtt', '127.0.0.1', 1))
+    expect(await run(broker([backend('file', ALLOW)]), { username: 'bob', password: Buffer.from('right') }, s)).toBe(FORWARD)
+    expect(s.authenticatedBy).toBe('file')
+  })
+
+  it('does not count towards the lockout what it passes on (the broker judges the password)', async () => {
+    const lockout = new Lockout({ maxFailures: 1, windowMs: 60_000, banMs: 60_000, per: ['address', 'username'], maxEntries: 10, reply: 'bad-credentials' }, new LockoutTable(10), new AuthStats())
+    expect(await run(broker([], { lockout }))).toBe(FORWARD)
+    expect(lockout.isBanned('127.0.0.1', 'u')).toBe(false)
+  })
+
+  it('no credentials: still anonymous (when allowed) or refused by Moat, not passed on', async () => {
+    expect(await run(broker([]), {})).toMatchObject({ reason: 0x87, why: 'not_authorized' })
+    const s = new SessionState(1, plainConnInfo('mqtt', '127.0.0.1', 1))
+    expect(await run(broker([], { anonymous: true }), {}, s)).toBe(FORWARD)
+    expect(s.authenticatedBy).toBe('anonymous')
+  })
+
+  it('the client-id rules still apply to the presented user name', async () => {
+    const bound = broker([], { clientId: { pattern: null, maxLength: 256, bind: 'username', separator: ':', takeover: 'same-identity' } })
+    expect(await run(bound, { username: 'other', password: Buffer.from('p') })).toMatchObject({ reason: 0x85, why: 'client_id_refused' })
+    expect(await run(bound, { username: 'c', password: Buffer.from('p') })).toBe(FORWARD)
+  })
+})
+
+describe('AuthCheck: badCredentialsReply', () => {
+  const lockout = (reply: 'bad-credentials' | 'banned'): Lockout => {
+    const l = new Lockout({ maxFailures: 1, windowMs: 60_000, banMs: 60_000, per: ['username'], maxEntries: 10, reply }, new LockoutTable(10), new AuthStats())
+    l.fail('127.0.0.1', 'banned-user')
+    return l
+  }
+
+  it('not-authorized answers every bad_credentials refusal with 0x87 (3.1.1: 5), the reason label unchanged', async () => {
+    const p = (backends: AuthBackend[]): AuthPolicy => policy(backends, { badCredentialsReply: 'not-authorized' })
+    expect(await run(p([backend('file', DENY)]))).toMatchObject({ reason: 0x87, why: 'bad_credentials' })
+    expect(await run(p([backend('file', NO_OPINION)]))).toMatchObject({ reason: 0x87, why: 'bad_credentials' })
+    expect(await run(p([]))).toMatchObject({ reason: 0x87, why: 'bad_credentials' })
+    // The default keeps 0x86.
+    expect(await run(policy([backend('file', DENY)]))).toMatchObject({ reason: 0x86, why: 'bad_credentials' })
+  })
+
+  it('a lockout ban answered like bad credentials follows it; reply: banned keeps 0x8A', async () => {
+    const who = { username: 'banned-user', password: Buffer.from('p') }
+    expect(await run(policy([], { lockout: lockout('bad-credentials'), badCredentialsReply: 'not-authorized' }), who)).toMatchObject({ reason: 0x87, why: 'banned' })
+    expect(await run(policy([], { lockout: lockout('bad-credentials') }), who)).toMatchObject({ reason: 0x86, why: 'banned' })
+    expect(await run(policy([], { lockout: lockout('banned'), banReply: 'banned', badCredentialsReply: 'not-authorized' }), who)).toMatchObject({ reason: 0x8a, why: 'banned' })
+  })
+})
+
 describe('AuthCheck after a reload (reviewConnection)', () => {
   function admitted(by: string, username: string | null, clientId = 'dev-1'): SessionState {
     const s = new SessionState(1, plainConnInfo('mqtt', '127.0.0.1', 1))
@@ -134,5 +204,13 @@ describe('AuthCheck after a reload (reviewConnection)', () => {
     expect(new AuthCheck(bound).reviewConnection(admitted('file', 'alice', 'alice-1'))).toBe(FORWARD)
     expect(new AuthCheck(bound).reviewConnection(admitted('file', 'alice', 'alice1'))).toBe(ACCESS_REVOKED) // a prefix is not an identity
     expect(ACCESS_REVOKED).toMatchObject({ reason: 0x87, why: 'access_revoked' })
+  })
+
+  it('keeps a session the broker authenticated while unknownCredentials stays broker; revokes it once it is refuse', () => {
+    expect(new AuthCheck(policy([], { unknownCredentials: 'broker' })).reviewConnection(admitted('broker', 'alice'))).toBe(FORWARD)
+    expect(new AuthCheck(policy([backend('file', ALLOW)], { unknownCredentials: 'broker' })).reviewConnection(admitted('broker', 'alice'))).toBe(FORWARD)
+    expect(new AuthCheck(policy([])).reviewConnection(admitted('broker', 'alice'))).toBe(ACCESS_REVOKED)
+    const bound = policy([], { unknownCredentials: 'broker', clientId: { pattern: null, maxLength: 256, bind: 'username', separator: ':', takeover: 'same-identity' } })
+    expect(new AuthCheck(bound).reviewConnection(admitted('broker', 'alice', 'bob'))).toBe(ACCESS_REVOKED)
   })
 })

@@ -25,11 +25,11 @@ class SwitchableStore extends LocalStore {
   }
 }
 
-function fleet(onRedisDown: Record<string, string>, sessions: BannableSession[] = [], store = new SwitchableStore()): { fleet: Fleet; store: SwitchableStore; stats: ClusterStats } {
+function fleet(onRedisDown: Record<string, string>, sessions: BannableSession[] = [], store = new SwitchableStore(), auth: Record<string, unknown> = {}): { fleet: Fleet; store: SwitchableStore; stats: ClusterStats } {
   const config = configFromObject({
     listeners: [{ name: 'mqtt', protocol: 'mqtt', port: 0 }],
     upstream: { host: '127.0.0.1', port: 1883 },
-    auth: { anonymous: true, lockout: { maxFailures: 3 } },
+    auth: { anonymous: true, lockout: { maxFailures: 3 }, ...auth },
     limits: { connections: { perUsername: 2, perAddress: 10, perAddressRate: '100/s' } },
     cluster: { redis: { url: 'redis://127.0.0.1:1', onRedisDown } },
   })
@@ -85,6 +85,10 @@ describe('Fleet', () => {
     expect(f.atConnect('10.0.0.1', 'mallory', 'x')).toMatchObject({ why: 'banned', reason: 0x86 }) // reply: bad-credentials (default)
     expect(f.atConnect('10.0.0.1', 'alice', 'bad-device')).toMatchObject({ why: 'banned', reason: 0x8a })
     expect(f.banCount).toBe(2)
+    // badCredentialsReply: not-authorized: a lockout ban answers like a wrong password then, 0x87.
+    const na = fleet({}, [], new SwitchableStore(), { badCredentialsReply: 'not-authorized' })
+    await na.store.addBan(ban('username', 'mallory', 'lockout'))
+    expect(na.fleet.atConnect('10.0.0.1', 'mallory', 'x')).toMatchObject({ why: 'banned', reason: 0x87 })
   })
 
   it('a new admin ban closes the sessions it matches; a lockout ban does not', async () => {

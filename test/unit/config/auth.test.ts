@@ -40,7 +40,34 @@ describe('auth config', () => {
       clientId: { pattern: null, maxLength: 256, bind: 'none', separator: ':', takeover: 'same-identity' },
       lockout: { maxFailures: 10, windowMs: 60_000, banMs: 300_000, per: ['address', 'username'], maxEntries: 100_000, reply: 'bad-credentials' },
       upstreamCredentials: 'passthrough',
+      unknownCredentials: 'refuse',
+      badCredentialsReply: 'bad-credentials',
     })
+  })
+
+  it('reads unknownCredentials and badCredentialsReply', () => {
+    const auth = parseConfig(head + 'auth:\n  anonymous: true\n  unknownCredentials: broker\n  badCredentialsReply: not-authorized\n', 'moat.yaml').auth
+    expect(auth).toMatchObject({ unknownCredentials: 'broker', badCredentialsReply: 'not-authorized' })
+  })
+
+  it.each([
+    ['unknownCredentials', 'unknownCredentials: pass', /expected refuse or broker/],
+    ['badCredentialsReply', 'badCredentialsReply: 5', /expected bad-credentials or not-authorized/],
+    ['badCredentialsReply', 'badCredentialsReply: banned', /expected bad-credentials or not-authorized/],
+  ])('refuses a bad %s, naming the key', (key, line, message) => {
+    const found = issues(`auth:\n  ${line}\n`)
+    expect(found).toHaveLength(1)
+    expect(found[0]).toMatchObject({ path: `auth.${key}`, line: 5 })
+    expect(found[0]!.message).toMatch(message)
+  })
+
+  it('refuses unknownCredentials: broker unless the broker sees the credentials the client sent (upstreamCredentials: passthrough)', () => {
+    for (const upstream of ['strip', '{ username: shared, password: pw }']) {
+      const found = issues(`auth:\n  unknownCredentials: broker\n  upstreamCredentials: ${upstream}\n`)
+      expect(found).toHaveLength(1)
+      expect(found[0]).toMatchObject({ path: 'auth.unknownCredentials', message: expect.stringMatching(/upstreamCredentials: passthrough/) })
+    }
+    expect(issues('auth:\n  unknownCredentials: broker\n  upstreamCredentials: passthrough\n')).toEqual([])
   })
 
   it('resolves paths against the config file directory and reads key files', () => {
