@@ -20,7 +20,7 @@ import type { ClientCertificate, ClientSocket, ConnInfo, Transport } from '../se
 import { addressList, inAddressList } from '../net/address-list.js'
 import { readProxyHeader, type ProxyParse } from './proxy-protocol.js'
 import type { RefuseReason } from './refuse-reasons.js'
-import { loadServerTls, peerCertificate, sniContext, type ServerTls } from './tls.js'
+import { clientCertRefusal, loadServerTls, peerCertificate, sniContext, type ServerTls } from './tls.js'
 import { WS_PING_INTERVAL_MS, WsGateway, type WsDuplex } from './ws.js'
 
 /** Hands an accepted connection to the proxy, with what the listener learnt about it. */
@@ -35,6 +35,8 @@ export interface ListenerContext {
 /** A connection between TCP accept and its Session. */
 interface Pending {
   readonly raw: Socket
+  /** keyOf(raw) at accept: a socket under TLS loses its address once destroyed. */
+  readonly key: string
   remoteAddress: string
   remotePort: number
   tlsVersion: string | null
@@ -57,6 +59,12 @@ export class Listener {
   private readonly ws: WsGateway | null = null
   private readonly trusted: BlockList | null
   private readonly pending = new Map<string, Pending>()
+  /**
+   * Connections whose TCP socket closed during the TLS handshake, kept until the next macrotask: Node
+   * closes a socket whose client certificate failed before its tlsClientError says why, and by then
+   * the TLS socket has lost its address. The errors come in the order of the closes.
+   */
+  private readonly closedInTls: Pending[] = []
   private readonly log: Logger
 
   constructor(config: ListenerConfig, ctx: ListenerContext, accept: AcceptFn) {
@@ -74,8 +82,9 @@ export class Listener {
       this.tlsServer = tls.createServer({
         ...serverTls.options,
         requestCert: config.tls.clientCert !== 'none',
-        // Verified below, after the handshake, so a refusal is logged and counted with its reason.
-        rejectUnauthorized: false,
+        // Required: OpenSSL then refuses a missing certificate itself, with the alert a verifying
+        // OpenSSL server sends. Optional must admit a missing one, so verification waits for onSecure.
+        rejectUnauthorized: config.tls.clientCert === 'required',
         ALPNProtocols: web ? ['http/1.1'] : ['mqtt'],
         SNICallback: (servername, cb) => cb(null, sniContext(this.serverTls!, servername) ?? this.serverTls!.context),
         handshakeTimeout: handshakeMs,
@@ -103,21 +112,29 @@ export class Listener {
       this.accept(raw, this.connInfo(raw.remoteAddress ?? '', raw.remotePort ?? 0, null, null))
       return
     }
+    const key = keyOf(raw)
     const entry: Pending = {
       raw,
+      key,
       remoteAddress: raw.remoteAddress ?? '',
       remotePort: raw.remotePort ?? 0,
       tlsVersion: null,
       certificate: null,
       timer: setTimeout(onPendingTimeout, this.ctx.policy.config.limits.connectTimeoutMs, this, raw),
     }
-    const key = keyOf(raw)
     this.pending.set(key, entry)
     raw.once('close', () => {
       const current = this.pending.get(key)
       if (current?.raw === raw) {
         clearTimeout(current.timer)
         this.pending.delete(key)
+        if (this.config.tls?.clientCert === 'required') {
+          this.closedInTls.push(current)
+          setImmediate(() => {
+            const at = this.closedInTls.indexOf(current)
+            if (at !== -1) this.closedInTls.splice(at, 1)
+          })
+        }
       }
     })
     raw.on('error', onSocketError)
@@ -164,8 +181,7 @@ export class Listener {
       if (socket.authorized) {
         entry.certificate = peerCertificate(socket)
       } else if (mode === 'required' || socket.getPeerX509Certificate() !== undefined) {
-        const why = socket.getPeerX509Certificate() === undefined ? 'no client certificate' : `client certificate not accepted: ${String(socket.authorizationError)}`
-        this.refused(socket, 'client_cert_refused', why, true)
+        this.refused(socket, 'client_cert_refused', clientCertRefusal(socket) ?? 'client certificate not accepted', true)
         return
       }
     }
@@ -175,9 +191,11 @@ export class Listener {
   }
 
   private onTlsError(err: NodeJS.ErrnoException, socket: TLSSocket): void {
-    const entry = this.pending.get(keyOf(socket))
+    const refusal = this.config.tls!.clientCert === 'required' ? clientCertRefusal(socket, err) : null
+    const entry = this.pending.get(keyOf(socket)) ?? (refusal !== null && socket.remoteAddress === undefined ? this.closedInTls.shift() : undefined)
     if (entry === undefined) return
-    this.refused(socket, 'tls_handshake_failed', err.code ?? err.message, true)
+    if (refusal !== null) this.refused(socket, 'client_cert_refused', refusal, true, entry)
+    else this.refused(socket, 'tls_handshake_failed', err.code ?? err.message, true, entry)
   }
 
   private onWebSocket(duplex: WsDuplex, socket: Socket): void {
@@ -206,13 +224,11 @@ export class Listener {
   }
 
   /** Counts and logs a refusal; `destroy` closes the connection (HTTP refusals close after their answer). */
-  refused(socket: Socket, reason: RefuseReason, detail: string, destroy: boolean): void {
-    const key = keyOf(socket)
-    const entry = this.pending.get(key)
+  refused(socket: Socket, reason: RefuseReason, detail: string, destroy: boolean, entry: Pending | undefined = this.pending.get(keyOf(socket))): void {
     const remote = entry === undefined ? `${socket.remoteAddress}:${socket.remotePort}` : `${entry.remoteAddress}:${entry.remotePort}`
     if (entry !== undefined) {
       clearTimeout(entry.timer)
-      this.pending.delete(key)
+      if (this.pending.get(entry.key) === entry) this.pending.delete(entry.key)
     }
     this.ctx.stats.countRefused(this.config.name, reason)
     const level = reason === 'tls_handshake_failed' || reason === 'handshake_timeout' ? 'info' : 'warn'

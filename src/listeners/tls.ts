@@ -184,6 +184,24 @@ export function tlsFileIssues(config: MoatConfig): Array<{ path: Array<string | 
   return issues
 }
 
+/** OpenSSL's error when a client sent no certificate to a listener that requires one. */
+const NO_CLIENT_CERTIFICATE = 'ERR_SSL_PEER_DID_NOT_RETURN_A_CERTIFICATE'
+
+/**
+ * Why a listener's client-certificate check refused a TLS socket (the log's detail), or null when
+ * it did not. With `clientCert: required` the server rejects unauthorized peers itself, so a
+ * refusal surfaces as a `tlsClientError`: a missing certificate as OpenSSL's own error (after it
+ * sent the client the alert), a certificate that does not verify as `authorizationError` on the
+ * socket Node closed.
+ */
+export function clientCertRefusal(socket: TLSSocket, err: NodeJS.ErrnoException | null = null): string | null {
+  if (err?.code === NO_CLIENT_CERTIFICATE) return 'no client certificate'
+  const reason = socket.authorizationError
+  if (reason !== undefined && reason !== null) return `client certificate not accepted: ${String(reason)}`
+  if (err === null && socket.getPeerX509Certificate() === undefined) return 'no client certificate'
+  return null
+}
+
 /** The verified peer certificate of a TLS socket as the client's identity, or null when none. */
 export function peerCertificate(socket: TLSSocket): ClientCertificate | null {
   const x509 = socket.getPeerX509Certificate()
