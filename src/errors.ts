@@ -1,5 +1,5 @@
 /**
- * The one catalogue of Moat's errors (STYLE H8). Each has a stable code, documented in
+ * The one catalogue of Moat's errors. Each has a stable code, documented in
  * docs/errors.md (a test keeps the two in step). These are control-plane errors (config, startup,
  * command line); the data plane never throws: protocol faults are reason codes, not errors.
  */

@@ -11,7 +11,7 @@ const DOLLAR = 0x24
 
 /**
  * A hash of `s[start, end)` kept in the small-integer range, computed without making the substring
- * (a lookup must not allocate a string per level: STYLE H7). FNV-1a over UTF-16 code units.
+ * (a lookup must not allocate a string per level). FNV-1a over UTF-16 code units.
  */
 function levelHash(s: string, start: number, end: number): number {
   let h = 0x811c9dc5

@@ -1,5 +1,5 @@
 /**
- * The auth backend interface (STYLE H13): one method, kept minimal. Caching, metrics, timeouts and
+ * The auth backend interface: one method, kept minimal. Caching, metrics, timeouts and
  * fail-closed are added around it (auth/cached.ts, auth/instrumented.ts, checks/auth.ts), never
  * inside a backend.
  *

@@ -1,5 +1,5 @@
 /**
- * Decorator: keeps a backend's answers in an lru-cache (STYLE H13). `fetch()` coalesces concurrent
+ * Decorator: keeps a backend's answers in an lru-cache. `fetch()` coalesces concurrent
  * lookups of one key into one backend call; allow answers live `ttl`, deny and no-opinion answers
  * `negativeTtl`; failures are never cached (the next CONNECT asks again). Bounded by `max` entries.
  *

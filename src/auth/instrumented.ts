@@ -1,6 +1,6 @@
 /**
  * Decorator: measures a backend's real calls (duration histogram) and counts its failures by kind,
- * logging them at most once per interval (STYLE H13). Placed inside the cache, so cached answers
+ * logging them at most once per interval. Placed inside the cache, so cached answers
  * are not timed as backend calls.
  */
 import { errorKind, type AuthBackend, type AuthRequest, type AuthResult } from './backend.js'

@@ -1,5 +1,5 @@
 /**
- * The auth policy of one config generation, compiled once (STYLE H5/H6): backends built and
+ * The auth policy of one config generation, compiled once: backends built and
  * decorated (instrumented inside, cached outside), the client-id rules compiled, the lockout bound
  * to the proxy's table. The per-session check (checks/auth.ts) only reads it.
  */

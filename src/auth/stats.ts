@@ -1,5 +1,5 @@
 /**
- * Auth counters (STYLE H12): plain typed arrays, fed on CONNECT, read by metrics/registry.ts at
+ * Auth counters: plain typed arrays, fed on CONNECT, read by metrics/registry.ts at
  * scrape time. Labels are bounded by construction: backend types, outcomes, error kinds, decisions.
  */
 import { backendErrorKinds, backendTypes, type BackendErrorKind, type BackendType } from './backend.js'

@@ -2,7 +2,7 @@
  * What the broker sees of a client's credentials (`auth.upstreamCredentials`): passthrough (the
  * CONNECT as the client sent it), strip (no user name, no password), or one fixed account for all
  * clients, so a legacy broker with one shared account never sees device secrets. Strip and replace
- * re-encode the CONNECT (the deliberate rewrite of DESIGN principle 3); everything else in it
+ * re-encode the CONNECT (a deliberate rewrite); everything else in it
  * (client id, will, keepalive, clean flag, 5.0 properties) is kept.
  */
 import { generate, type IConnectPacket } from 'mqtt-packet'

@@ -1,11 +1,11 @@
 /**
- * The check chain (DESIGN principle 4): every client packet passes one ordered list of checks; the
+ * The check chain: every client packet passes one ordered list of checks; the
  * first verdict that is not Forward decides. Built once per configuration (CheckChain), instantiated
  * once per session (SessionChecks), with one array per hook holding only the checks that implement
- * it (STYLE H6): an absent feature costs nothing per packet.
+ * it: an absent feature costs nothing per packet.
  *
  * Per packet the run is a plain loop: no closure, no promise. Only runConnect may go asynchronous,
- * and only when a check actually returns a thenable (STYLE H3).
+ * and only when a check actually returns a thenable.
  */
 import type { IConnectPacket, ISubscription } from 'mqtt-packet'
 import type { MoatConfig } from '../config/types.js'
@@ -20,7 +20,7 @@ import { Action, disconnect, FORWARD, type Verdict } from './verdict.js'
 type FilterHook = (filter: string, s: SessionState) => Verdict
 type PublishHook = (this: Check, p: PublishView, s: SessionState) => Verdict
 
-/** A check that threw or whose promise rejected: fail closed (DESIGN principle 5). */
+/** A check that threw or whose promise rejected: fail closed (refused, never forwarded). */
 export const CHECK_FAILED = disconnect(ReasonCode.ImplementationSpecificError, 'check_failed')
 
 function isThenable(value: unknown): value is PromiseLike<Verdict> {

@@ -1,5 +1,5 @@
 /**
- * The interface every policy check implements (STYLE section 3). A check is created per session by
+ * The interface every policy check implements. A check is created per session by
  * its factory, which compiled its part of the configuration once; a factory returns null when its
  * feature is off, so the chain never contains it.
  *

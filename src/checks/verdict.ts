@@ -1,5 +1,5 @@
 /**
- * The answer of a check (DESIGN principle 4): forward the packet, reject it with a reason (the
+ * The answer of a check: forward the packet, reject it with a reason (the
  * client gets the protocol's refusal and stays connected), or disconnect the client with a reason.
  * Verdicts are frozen singletons cached per (action, reason code, why): deciding allocates nothing.
  */

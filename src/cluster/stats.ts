@@ -1,5 +1,5 @@
 /**
- * Counters of the shared store, read by metrics/registry.ts at scrape time (STYLE H12). Label values
+ * Counters of the shared store, read by metrics/registry.ts at scrape time. Label values
  * are bounded: the store operations below and the two transitions.
  */
 export const storeOps = ['acquire', 'release', 'take', 'count', 'add_ban', 'remove_ban', 'bans_refresh', 'heartbeat', 'resync'] as const

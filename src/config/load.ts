@@ -1,6 +1,6 @@
 /**
  * Loading a config: read → parse YAML (keeping positions) → validate every key (all problems at
- * once) → compile into MoatConfig → freeze (STYLE H5). Any problem throws one ConfigError whose
+ * once) → compile into MoatConfig → freeze. Any problem throws one ConfigError whose
  * issues name the file, line, key and reason.
  */
 import { readFileSync } from 'node:fs'

@@ -1,6 +1,6 @@
 /**
- * The running configuration and the check chain compiled from it, swapped by reference on reload
- * (STYLE H5). Each swap bumps `generation`; a session compares it with its own once per received
+ * The running configuration and the check chain compiled from it, swapped by reference on reload.
+ * Each swap bumps `generation`; a session compares it with its own once per received
  * chunk (one integer compare) and adopts the new policy for the packets that follow.
  */
 import { createHash } from 'node:crypto'

@@ -14,7 +14,7 @@ import { checkListener, listenerExtras, listenerProtocol, upstreamExtras } from 
 import { parseByteRate, parseDuration, parseMemorySize, parseRate, parseSize, parseWaitMicros, type Rate } from './units.js'
 import { virtualPatchIds, type VirtualPatchId } from './types.js'
 
-/** Sections of DESIGN.md this version cannot enforce yet: refused, never silently ignored. */
+/** Config sections this version cannot enforce yet: refused, never silently ignored. */
 export const unsupportedSections: Record<string, string> = {}
 
 function unit<T>(parse: (v: unknown) => T) {

@@ -107,7 +107,7 @@ function expireTick(): void {
 /**
  * nowMs(), read at most once per event-loop turn: every packet of one chunk sees the same time.
  * Reading a clock boxes a heap number on every call (performance.now, Date.now), which the
- * per-packet path must not do (STYLE H7); a chunk is processed in far less than a millisecond.
+ * per-packet path must not do; a chunk is processed in far less than a millisecond.
  */
 export function tickNowMs(): number {
   if (tick[1] === 0) {

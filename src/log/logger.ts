@@ -1,6 +1,6 @@
 /**
  * The root logger (pino) with redaction: secrets never reach a log line, even if a packet object is
- * logged by mistake (STYLE H14). Sessions log through children bound to {sid, listener, remote}.
+ * logged by mistake. Sessions log through children bound to {sid, listener, remote}.
  *
  * Redaction is our own `formatters.log` hook, not pino's `redact` option: that one (pino 10,
  * @pinojs/redact) clones the logged object for its wildcard paths on every line, about 20 KB of

@@ -1,5 +1,5 @@
 /**
- * Auth metrics (STYLE H12), read from AuthStats at scrape time. Labels are bounded: backend types
+ * Auth metrics, read from AuthStats at scrape time. Labels are bounded: backend types
  * (file, http, jwt, certificate), outcomes, error kinds, decisions.
  *
  *   moat_auth_attempts_total{backend,outcome}       answers per backend: allow, deny, no_opinion, error

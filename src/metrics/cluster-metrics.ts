@@ -1,5 +1,5 @@
 /**
- * Shared-store metrics (STYLE H12), read from ClusterStats and the Fleet at scrape time. Labels are
+ * Shared-store metrics, read from ClusterStats and the Fleet at scrape time. Labels are
  * bounded: the store operations (cluster/stats.ts) and the two transitions.
  *
  *   moat_cluster_store_up                          1 while the store answers (always 1 in process)

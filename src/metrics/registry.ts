@@ -1,6 +1,6 @@
 /**
- * The metric catalogue: every metric Moat exports, with its name, help and bounded labels
- * (STYLE H12). Values come from Stats at scrape time through collect(); nothing on the packet path
+ * The metric catalogue: every metric Moat exports, with its name, help and bounded labels.
+ * Values come from Stats at scrape time through collect(); nothing on the packet path
  * touches prom-client.
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'

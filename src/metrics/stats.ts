@@ -1,5 +1,5 @@
 /**
- * Hot-path counters as plain numbers and typed arrays (STYLE H12): the per-packet path increments a
+ * Hot-path counters as plain numbers and typed arrays: the per-packet path increments a
  * slot; prom-client reads them only at scrape time (metrics/registry.ts). Label values are bounded
  * by construction: packet types, reasons and listener names from the config.
  */

@@ -6,11 +6,11 @@
  *   needs a Buffer of its own, off the PUBLISH path).
  * - A frame spanning chunks is assembled in a buffer that grows only as bytes arrive, up to
  *   `min(declared size, maxPacketSize)`; it is never allocated at the declared size up front,
- *   so a client that declares 200 MB and trickles bytes costs nothing (STYLE H2).
+ *   so a client that declares 200 MB and trickles bytes costs nothing.
  * - The Remaining Length varint is at most 4 bytes and minimally encoded [MQTT-1.5.5-1]; anything
  *   else is a framing error. A frame whose declared size exceeds the cap is refused as soon as the
  *   varint is complete, before a byte of its body is buffered.
- * - Errors are values handed to the sink, never exceptions (STYLE H1).
+ * - Errors are values handed to the sink, never exceptions.
  * - The sink may stop the framer (return false from onFrame); the unprocessed rest is held, without
  *   copying, until `resume()`. That is how a session waits for an asynchronous decision or for
  *   the other socket to drain without losing bytes.

@@ -1,5 +1,5 @@
 /**
- * The PUBLISH fast path (STYLE H10): reads only what checks need from the frame (flags, topic
+ * The PUBLISH fast path: reads only what checks need from the frame (flags, topic
  * bounds, packet id, and on 5.0 the topic alias), into a PublishView reused for every packet of a
  * direction. The payload is never touched; the topic becomes a string only when asked for.
  */

@@ -1,6 +1,6 @@
 /**
  * One client connection and, once its CONNECT has passed the checks, its upstream connection to the
- * broker. The Session is where bytes (protocol/*) meet policy (checks/*) (STYLE H9):
+ * broker. The Session is where bytes (protocol/*) meet policy (checks/*):
  *
  *   client bytes ─▶ Framer ─▶ onFrame ─▶ decode / PUBLISH fast path ─▶ chain ─▶ RunWriter ─▶ broker
  *   client ◀─ RunWriter ◀─ onBrokerFrame ◀─ Framer ◀─ broker bytes
@@ -12,7 +12,7 @@
  * - Denials are answered in the client's protocol version (protocol/responses.ts).
  *
  * Socket handlers are module-level functions that find their session through a symbol slot, so a
- * session allocates no closures (STYLE H7).
+ * session allocates no closures.
  */
 import type { Socket } from 'node:net'
 import { generate, type IConnackPacket, type IConnectPacket, type ISubscribePacket, type ISubscription, type IUnsubscribePacket } from 'mqtt-packet'
@@ -184,7 +184,7 @@ export class Session implements FrameSink {
   private qos2Forwarded: Set<number> | null = null
   /** QoS 2 deliveries Moat held back and acknowledged to the broker: their PUBREL is answered here. */
   private heldDeliveries: Set<number> | null = null
-  /** Refusals per deny reason for this session: the first of each is logged, all are counted and summed up in the session_end line (STYLE H14). */
+  /** Refusals per deny reason for this session: the first of each is logged, all are counted and summed up in the session_end line. */
   private refusals: Map<string, number> | null = null
   /** When the session last started to count as throttled (nowMs clock). */
   private throttledSince = 0
@@ -587,7 +587,7 @@ export class Session implements FrameSink {
       return true
     }
     // Mixed or downgraded: a rewritten SUBSCRIBE with only the allowed filters, at the QoS allowed
-    // (DESIGN principle 3: a deliberate rewrite); the broker's SUBACK is merged back into the
+    // (a deliberate rewrite); the broker's SUBACK is merged back into the
     // client's order (SubscriptionBook).
     book.expect(packetId, allowed.map(topicOf), allowed.map(qosOf), codes)
     packet.subscriptions = allowed

@@ -1,6 +1,6 @@
 /**
  * What checks may know about a client: its protocol, identity and negotiated limits.
- * One per session; every field is initialised here so the object keeps one shape (STYLE H7).
+ * One per session; every field is initialised here so the object keeps one shape.
  */
 import type { ClientCertificate, ConnInfo, Transport } from './conn-info.js'
 
