@@ -53,7 +53,7 @@ export interface AuthBackend {
   /**
    * An answer this backend has at once, without waiting (a fresh cached one), or undefined: ask
    * `authenticate`. Lets a CONNECT whose answers are all cached be decided synchronously, with no
-   * timer, abort signal or promise (issue 8, CONNECT cost).
+   * timer, abort signal or promise (CONNECT cost).
    */
   answerNow?(req: AuthRequest): AuthResult | undefined
   close?(): Promise<void>

@@ -31,7 +31,7 @@ const MAX_ATTRIBUTES = 64
 const MAX_VALUE = 1024
 
 // undici is loaded when an http backend is made, not at start: about 5 MB of heap that a Moat
-// without one would carry, and mark at every full GC (issue 8, GC pauses).
+// without one would carry, and mark at every full GC (GC pauses).
 const load = createRequire(import.meta.url)
 
 export class HttpBackend implements AuthBackend {

@@ -50,7 +50,7 @@ export class AclCheck implements Check {
     const will = connect.will
     // The will is a publish the broker makes for the client later: judge it now, like any publish.
     // Without one the rules are bound on first use (the identity is settled by then, and stays):
-    // an idle session holds no bound rules (issue 8, memory per idle connection).
+    // an idle session holds no bound rules (memory per idle connection).
     if (!will) return FORWARD
     const acl = this.rules(s)
     if (!acl.mayPublish(will.topic, will.qos ?? 0, will.retain ?? false)) {

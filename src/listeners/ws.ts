@@ -137,7 +137,7 @@ export function pickSubprotocol(header: string | undefined): string | null {
 }
 
 // ws is loaded when a ws or wss listener is made, not at start: about 1.6 MB of heap a Moat without
-// one would carry, and mark at every full GC (issue 8, GC pauses).
+// one would carry, and mark at every full GC (GC pauses).
 const load = createRequire(import.meta.url)
 
 export class WsGateway {

@@ -4,7 +4,7 @@
  *
  * Redaction is our own `formatters.log` hook, not pino's `redact` option: that one (pino 10,
  * @pinojs/redact) clones the logged object for its wildcard paths on every line, about 20 KB of
- * garbage and a few µs per line, and Moat logs a line per connection (issue 8, CONNECT cost). This
+ * garbage and a few µs per line, and Moat logs a line per connection (CONNECT cost). This
  * one looks at the keys a line has and at those of the objects one level down, and copies only an
  * object that holds a secret: the paths `key` and `*.key` for each secret key, as before.
  * A child's bindings (pino does not pass them through `formatters` past the root) are censored

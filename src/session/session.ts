@@ -217,7 +217,7 @@ export class Session implements FrameSink {
   /**
    * The session's child logger (sid, listener, remote), made when a line is logged and dropped once
    * the session is open: an open session logs rarely (a refusal, its end) and an idle one holds
-   * none (issue 8, memory per idle connection; a child costs about 1 µs to make, a line about 5).
+   * none (memory per idle connection; a child costs about 1 µs to make, a line about 5).
    */
   private logger: SessionContext['logger'] | null = null
   // Limits: a refusal decided at accept time (answered once CONNECT tells the version), whether this

@@ -30,7 +30,7 @@ interface Pending {
 }
 
 export class SubscriptionBook {
-  // Made on first use: an idle session holds no Map (issue 8, memory per idle connection).
+  // Made on first use: an idle session holds no Map (memory per idle connection).
   private pending: Map<number, Pending> | null = null
   private revoking: Map<number, string[]> | null = null
   private nextId = 0xffff
