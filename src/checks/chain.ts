@@ -92,7 +92,7 @@ const NO_CHECKS: Check[] = []
 
 /**
  * The checks implementing one hook, in a list of exactly their size: filter() leaves room for 16
- * (150 bytes per list, nine lists per session; issue 8, memory per idle connection); slice() copies
+ * (150 bytes per list, nine lists per session: memory per idle connection); slice() copies
  * to an exact fit of the same elements kind.
  */
 function hooked(checks: Check[], implemented: (c: Check) => boolean): Check[] {

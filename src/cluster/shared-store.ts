@@ -65,7 +65,7 @@ export interface SharedStore {
   /**
    * Calls `listener` whenever the ban set may have changed (a ban added or removed here or, for a
    * shared store, on another instance once the replica sees it), so the owner recompiles its
-   * lookup and closes the sessions a new ban matches. Added for the ban replica (issue 10).
+   * lookup and closes the sessions a new ban matches. Used by the ban replica.
    */
   onBans(listener: () => void): void
   /** Whether the shared state can be reached now (always true in process). Read at CONNECT and scrape time. */
