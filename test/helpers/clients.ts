@@ -199,3 +199,14 @@ export async function rawSession(port: number, clientId: string, version: Protoc
   if (code !== 0) throw new Error(`CONNACK refused: ${code}`)
   return raw
 }
+
+/** A raw CONNECT through `port`: the CONNACK's code, or null when the connection closed without one. */
+export async function connackCode(port: number, version: 4 | 5): Promise<number | null> {
+  const raw = new RawClient(port, version)
+  await raw.connected()
+  raw.send(connectPacket(uid('try'), version))
+  const answer = await raw.nextPacket()
+  raw.destroy()
+  if (answer?.cmd !== 'connack') return null
+  return (answer as mqtt.IConnackPacket).reasonCode ?? (answer as mqtt.IConnackPacket).returnCode ?? null
+}

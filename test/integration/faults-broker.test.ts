@@ -18,7 +18,7 @@ import mqtt from 'mqtt'
 import { afterEach, describe, expect, it } from 'vitest'
 import { Moat } from '../../src/moat.js'
 import { brokerKinds, startBroker } from '../helpers/broker.js'
-import { connect, connectPacket, Inbox, RawClient, rawSession, shortId, uid } from '../helpers/clients.js'
+import { connackCode, connect, Inbox, rawSession, shortId, uid } from '../helpers/clients.js'
 import { capturingLogger } from '../helpers/listeners.js'
 import { startMoat, testConfig, type MoatOverrides } from '../helpers/moat.js'
 import { freePort, startMosquitto, type MosquittoProcess } from '../helpers/mosquitto.js'
@@ -47,17 +47,6 @@ async function readyz(moat: Moat): Promise<number> {
   const res = await fetch(`http://${admin.host}:${admin.port}/readyz`)
   await res.text()
   return res.status
-}
-
-/** A raw CONNECT through Moat: the CONNACK's code, or null when the connection closed without one. */
-async function connackCode(port: number, version: 4 | 5): Promise<number | null> {
-  const raw = new RawClient(port, version)
-  await raw.connected()
-  raw.send(connectPacket(uid('try'), version))
-  const answer = await raw.nextPacket()
-  raw.destroy()
-  if (answer?.cmd !== 'connack') return null
-  return (answer as mqtt.IConnackPacket).reasonCode ?? (answer as mqtt.IConnackPacket).returnCode ?? null
 }
 
 const hasMosquitto = brokerKinds().includes('mosquitto')

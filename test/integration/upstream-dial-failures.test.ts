@@ -6,7 +6,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { Moat } from '../../src/moat.js'
 import { brokerKinds } from '../helpers/broker.js'
-import { connectPacket, RawClient, uid } from '../helpers/clients.js'
+import { connackCode } from '../helpers/clients.js'
 import { capturingLogger } from '../helpers/listeners.js'
 import { testConfig } from '../helpers/moat.js'
 import { startMosquitto } from '../helpers/mosquitto.js'
@@ -15,17 +15,6 @@ const cleanups: Array<() => Promise<void> | void> = []
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c()
 })
-
-/** A raw CONNECT through Moat: the CONNACK's code, or null when the connection closed without one. */
-async function connackCode(port: number, version: 4 | 5): Promise<number | null> {
-  const raw = new RawClient(port, version)
-  await raw.connected()
-  raw.send(connectPacket(uid('try'), version))
-  const answer = await raw.nextPacket()
-  raw.destroy()
-  if (answer === null) return null
-  return (answer as { reasonCode?: number }).reasonCode ?? (answer as { returnCode?: number }).returnCode ?? null
-}
 
 describe.runIf(brokerKinds().includes('mosquitto'))('failed upstream dials (mosquitto)', () => {
   it('broker stopped: 50 clients connecting are each told "server unavailable" and counted, but logged once at error, then in one summary line', async () => {
