@@ -594,50 +594,55 @@ export async function runFuzz(target: LiveTarget, pool: readonly Buffer[][], ver
   const heapMarks = [ms / 3, (2 * ms) / 3]
   report.heap.push(heapAfterGc())
   const batchArb = fc.array(fuzzCaseArb(pool, versions), { minLength: 1, maxLength: options.batch ?? 32 })
-  try {
-    await fc.assert(fc.asyncProperty(batchArb, async (cases) => {
-      report.batches++
-      const before = upstream.violations.length
-      const inputs = cases.map((c) => caseBytes(c, pool))
-      const closed = await Promise.all(inputs.map((chunks) => sendCase(port, chunks)))
-      report.cases += cases.length
-      const findings: Finding[] = []
-      closed.forEach((ok, i) => {
-        if (!ok) findings.push({ kind: 'session_not_closed', detail: 'Moat kept a connection open after the client ended it', input: inputs[i]!.map((b) => b.toString('hex')) })
-      })
-      try {
-        await honest.roundTrip()
-        report.roundTrips++
-      } catch (err) {
-        findings.push({ kind: 'honest_round_trip_failed', detail: (err as Error).message })
-      }
-      // Every fuzz session must be gone (only the honest one stays).
-      const deadline = Date.now() + 20_000
-      while (target.moat.sessionCount > 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5))
-      if (target.moat.sessionCount > 1) findings.push({ kind: 'session_leak', detail: `${target.moat.sessionCount - 1} fuzz sessions still open` })
-      const fresh: Violation[] = upstream.violations.slice(before)
-      for (const v of fresh) findings.push({ kind: 'upstream_violation', detail: `${v.why} (bytes: ${v.hex})`, input: inputs.flat().map((b) => b.toString('hex')) })
-      const elapsed = Date.now() - started
-      while (heapMarks.length > 0 && elapsed >= heapMarks[0]!) {
-        heapMarks.shift()
-        report.heap.push(heapAfterGc())
-      }
-      if (findings.length > 0) {
-        report.findings.push(...findings)
-        // For the on-demand mode's log: keep the minimal inputs too, one per case.
-        if (findings.some((f) => f.kind === 'upstream_violation')) {
-          for (let i = 0; i < inputs.length; i++) {
-            const bytes = Buffer.concat(inputs[i]!)
-            report.findings.push({ kind: 'error', detail: `case ${i} of the failing batch`, input: [bytes.toString('hex')] })
-          }
+  // fast-check's time limit races the batch in flight and returns without waiting for it: keep
+  // it, so the run ends only after that batch has finished (and before the honest client stops).
+  let inFlight: Promise<boolean> = Promise.resolve(true)
+  const runBatch = async (cases: FuzzCase[]): Promise<boolean> => {
+    report.batches++
+    const before = upstream.violations.length
+    const inputs = cases.map((c) => caseBytes(c, pool))
+    const closed = await Promise.all(inputs.map((chunks) => sendCase(port, chunks)))
+    report.cases += cases.length
+    const findings: Finding[] = []
+    closed.forEach((ok, i) => {
+      if (!ok) findings.push({ kind: 'session_not_closed', detail: 'Moat kept a connection open after the client ended it', input: inputs[i]!.map((b) => b.toString('hex')) })
+    })
+    try {
+      await honest.roundTrip()
+      report.roundTrips++
+    } catch (err) {
+      findings.push({ kind: 'honest_round_trip_failed', detail: (err as Error).message })
+    }
+    // Every fuzz session must be gone (only the honest one stays).
+    const deadline = Date.now() + 20_000
+    while (target.moat.sessionCount > 1 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5))
+    if (target.moat.sessionCount > 1) findings.push({ kind: 'session_leak', detail: `${target.moat.sessionCount - 1} fuzz sessions still open` })
+    const fresh: Violation[] = upstream.violations.slice(before)
+    for (const v of fresh) findings.push({ kind: 'upstream_violation', detail: `${v.why} (bytes: ${v.hex})`, input: inputs.flat().map((b) => b.toString('hex')) })
+    const elapsed = Date.now() - started
+    while (heapMarks.length > 0 && elapsed >= heapMarks[0]!) {
+      heapMarks.shift()
+      report.heap.push(heapAfterGc())
+    }
+    if (findings.length > 0) {
+      report.findings.push(...findings)
+      // For the on-demand mode's log: keep the minimal inputs too, one per case.
+      if (findings.some((f) => f.kind === 'upstream_violation')) {
+        for (let i = 0; i < inputs.length; i++) {
+          const bytes = Buffer.concat(inputs[i]!)
+          report.findings.push({ kind: 'error', detail: `case ${i} of the failing batch`, input: [bytes.toString('hex')] })
         }
-        return false
       }
-      return true
-    }), { seed: options.seed, numRuns: Number.MAX_SAFE_INTEGER, interruptAfterTimeLimit: ms, markInterruptAsFailure: false, endOnFailure: true })
+      return false
+    }
+    return true
+  }
+  try {
+    await fc.assert(fc.asyncProperty(batchArb, (cases) => (inFlight = runBatch(cases))), { seed: options.seed, numRuns: Number.MAX_SAFE_INTEGER, interruptAfterTimeLimit: ms, markInterruptAsFailure: false, endOnFailure: true })
   } catch (err) {
     report.findings.push({ kind: 'error', detail: (err as Error).message.slice(0, 4000) })
   } finally {
+    await inFlight.catch(() => {})
     await honest.stop().catch(() => {})
   }
   report.heap.push(heapAfterGc())
