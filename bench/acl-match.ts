@@ -9,8 +9,8 @@
 import { parseArgs } from 'node:util'
 import { CompiledAcl } from '../src/acl/session-acl.js'
 import type { AclRuleConfig } from '../src/config/types.js'
-import { plainConnInfo } from '../src/session/conn-info.js'
-import { SessionState } from '../src/session/state.js'
+import { plainConnInfo } from '../src/client/conn-info.js'
+import { SessionState } from '../src/client/session-state.js'
 
 const { values } = parseArgs({ options: { iterations: { type: 'string', default: '2000000' } } })
 const ITERATIONS = Number(values.iterations)

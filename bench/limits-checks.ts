@@ -12,8 +12,8 @@ import { generate } from 'mqtt-packet'
 import { CheckChain } from '../src/checks/chain.js'
 import { configFromObject } from '../src/config/load.js'
 import { PublishView, readPublish } from '../src/protocol/publish.js'
-import { plainConnInfo } from '../src/session/conn-info.js'
-import { SessionState } from '../src/session/state.js'
+import { plainConnInfo } from '../src/client/conn-info.js'
+import { SessionState } from '../src/client/session-state.js'
 
 const { values } = parseArgs({ options: { n: { type: 'string', default: '2000000' } } })
 const N = Number(values.n)

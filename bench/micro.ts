@@ -22,8 +22,8 @@ import { configFromObject } from '../src/config/load.js'
 import { BucketSpec, ExcessAction, TokenBucket } from '../src/limits/token-bucket.js'
 import { Framer, type FrameSink } from '../src/protocol/framer.js'
 import { PublishView, readPublish } from '../src/protocol/publish.js'
-import { plainConnInfo } from '../src/session/conn-info.js'
-import { SessionState } from '../src/session/state.js'
+import { plainConnInfo } from '../src/client/conn-info.js'
+import { SessionState } from '../src/client/session-state.js'
 import { aclRules } from './policy.js'
 
 const { values } = parseArgs({ options: { n: { type: 'string', default: '1000000' }, json: { type: 'boolean', default: false } } })

@@ -12,18 +12,18 @@ import { parseArgs } from 'node:util'
 import { pino } from 'pino'
 import { explain, type Identity } from './acl/explain.js'
 import { makeDevCerts } from './certs.js'
-import { checkBanArgs, runBanCommand, type BanCommand } from './cluster/ban-command.js'
+import { checkBanArgs, runBanCommand, type BanCommand } from './fleet/ban-command.js'
 // The proxy, the demo broker, the probe and the pretty printer load only for the commands that
 // use them: `moat check`, `moat ban` and `--version` start in a fraction of the time.
 import { auditConfig } from './audit/config-audit.js'
 import { atLeast, formatJson, formatText, severities, type Severity } from './audit/finding.js'
 import { loadConfig } from './config/load.js'
 import { passwdCommand } from './auth/passwd-command.js'
-import { PolicyStore } from './config/policy-store.js'
+import { PolicyStore } from './policy/store.js'
 import type { MoatConfig } from './config/types.js'
 import { ConfigError, MoatError } from './errors.js'
 import { createLogger, loggerOptions, type Logger } from './log/logger.js'
-import { workerCount, workerId } from './cluster/worker-count.js'
+import { workerCount, workerId } from './workers/worker-count.js'
 
 const USAGE = `Usage:
   moat --config FILE           run the proxy with the config in FILE
@@ -274,7 +274,7 @@ function warnAboutAuth(config: MoatConfig, logger: Logger): void {
 /** `workers: N` (N > 1): this process is the cluster primary; the workers serve the clients. */
 async function runCluster(file: string, config: MoatConfig, logger: Logger): Promise<number> {
   new PolicyStore(config) // eslint-disable-line no-new -- an unreadable password file fails here, not N times in the workers
-  const { ClusterPrimary } = await import('./cluster/primary.js')
+  const { ClusterPrimary } = await import('./workers/primary.js')
   const primary = new ClusterPrimary(file, readFileSync(file, 'utf8'), config, logger.child({ role: 'primary' }))
   warnAboutAuth(config, logger)
   await primary.start()
@@ -343,7 +343,7 @@ async function main(argv: string[]): Promise<number> {
     default: {
       const worker = workerId()
       if (worker !== null) {
-        const { runWorker } = await import('./cluster/worker.js')
+        const { runWorker } = await import('./workers/worker.js')
         await runWorker(worker) // a cluster worker: the primary drives it
         return -1
       }

@@ -4,8 +4,8 @@
  * repository's CI) can test a rule before deploying it.
  */
 import type { AclConfig } from '../config/types.js'
-import { plainConnInfo } from '../session/conn-info.js'
-import { SessionState } from '../session/state.js'
+import { plainConnInfo } from '../client/conn-info.js'
+import { SessionState } from '../client/session-state.js'
 import { unshare } from './filter-relations.js'
 import { CompiledAcl } from './session-acl.js'
 

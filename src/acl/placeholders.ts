@@ -4,7 +4,7 @@
  * is empty, or holds `+`, `#` or `/`, cannot be substituted: an allow rule with it never matches,
  * so a crafted user name or client id cannot widen a rule (`{username}` = `#`).
  */
-import type { SessionState } from '../session/state.js'
+import type { SessionState } from '../client/session-state.js'
 
 export const PLACEHOLDER = /\{([^{}]*)\}/g
 const KNOWN = /^(client_id|username|cert\.cn|claims\.[A-Za-z0-9_.-]+)$/

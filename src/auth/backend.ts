@@ -7,7 +7,7 @@
  * backend is asked). A backend that cannot answer (service down, timeout, bad response) REJECTS;
  * the auth check turns that into a denial (fail closed), counted and logged.
  */
-import type { ClientCertificate, Transport } from '../session/conn-info.js'
+import type { ClientCertificate, Transport } from '../client/conn-info.js'
 
 export const backendTypes = ['file', 'http', 'jwt', 'certificate'] as const
 export type BackendType = (typeof backendTypes)[number]

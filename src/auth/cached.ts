@@ -15,7 +15,7 @@ import { createHmac, randomBytes } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import type { AuthCacheConfig } from '../config/types.js'
 import { fullCacheKey, type AuthBackend, type AuthRequest, type AuthResult } from './backend.js'
-import type { AuthStats } from './stats.js'
+import type { AuthStats } from '../stats/auth-stats.js'
 
 const processKey = randomBytes(32)
 

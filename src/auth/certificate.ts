@@ -4,7 +4,7 @@
  * verified certificate, or when that field is empty: no opinion.
  */
 import type { CertificateBackendConfig, CertificateField } from '../config/types.js'
-import type { ClientCertificate } from '../session/conn-info.js'
+import type { ClientCertificate } from '../client/conn-info.js'
 import { NO_OPINION, type AuthBackend, type AuthRequest, type AuthResult } from './backend.js'
 
 const SAN_PREFIX: Partial<Record<CertificateField, string>> = { 'san-dns': 'DNS:', 'san-email': 'email:', 'san-uri': 'URI:' }

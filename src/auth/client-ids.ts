@@ -12,7 +12,7 @@
  * One entry per session (released when the session ends), so the map is bounded by connections.
  * A refused newcomer never displaces the holder: the holder stays registered until it ends.
  */
-import type { SessionState } from '../session/state.js'
+import type { SessionState } from '../client/session-state.js'
 
 export class ClientIdRegistry {
   /**

@@ -4,7 +4,7 @@
  * are not timed as backend calls.
  */
 import { errorKind, type AuthBackend, type AuthRequest, type AuthResult } from './backend.js'
-import type { AuthStats } from './stats.js'
+import type { AuthStats } from '../stats/auth-stats.js'
 import type { ThrottledLog } from './throttled-log.js'
 
 export function instrumented(backend: AuthBackend, stats: AuthStats, log: ThrottledLog, name: string): AuthBackend {

@@ -11,7 +11,7 @@
 import { createHash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import type { LockoutConfig } from '../config/types.js'
-import type { AuthStats } from './stats.js'
+import type { AuthStats } from '../stats/auth-stats.js'
 
 interface Counter {
   failures: number

@@ -6,7 +6,7 @@ import type { Logger } from '../log/logger.js'
 import type { AuthBackend } from './backend.js'
 import { ClientIdRegistry } from './client-ids.js'
 import { LockoutTable, type SharedLockoutSink } from './lockout.js'
-import { AuthStats } from './stats.js'
+import { AuthStats } from '../stats/auth-stats.js'
 import { ThrottledLog } from './throttled-log.js'
 
 export class AuthRuntime {

@@ -19,7 +19,7 @@ import { CompiledAcl, type SessionAcl } from '../acl/session-acl.js'
 import { unshare } from '../acl/filter-relations.js'
 import type { PublishView } from '../protocol/publish.js'
 import { ReasonCode } from '../protocol/reason.js'
-import type { SessionState } from '../session/state.js'
+import type { SessionState } from '../client/session-state.js'
 import type { Check, CheckFactory } from './check.js'
 import { disconnect, FORWARD, reject, type Verdict } from './verdict.js'
 

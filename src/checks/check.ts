@@ -11,9 +11,9 @@ import type { IConnectPacket, ISubscription } from 'mqtt-packet'
 import type { AuthRuntime } from '../auth/runtime.js'
 import type { MoatConfig } from '../config/types.js'
 import type { Logger } from '../log/logger.js'
-import type { Stats } from '../metrics/stats.js'
+import type { Stats } from '../stats/stats.js'
 import type { PublishView } from '../protocol/publish.js'
-import type { SessionState } from '../session/state.js'
+import type { SessionState } from '../client/session-state.js'
 import type { Verdict } from './verdict.js'
 
 export interface Check {

@@ -7,7 +7,7 @@ import type { IConnectPacket, ISubscription } from 'mqtt-packet'
 import { ReasonCode } from '../protocol/reason.js'
 import { checkClientId, checkTopicFilter, checkTopicNameString } from '../protocol/validate.js'
 import type { PublishView } from '../protocol/publish.js'
-import type { SessionState } from '../session/state.js'
+import type { SessionState } from '../client/session-state.js'
 import { sharedCheck, type Check, type CheckFactory } from './check.js'
 import { disconnect, FORWARD, type Verdict } from './verdict.js'
 

@@ -3,7 +3,7 @@
  * client gets the protocol's refusal and stays connected), or disconnect the client with a reason.
  * Verdicts are frozen singletons cached per (action, reason code, why): deciding allocates nothing.
  */
-import type { DenyReason } from './reasons.js'
+import type { DenyReason } from '../stats/reasons.js'
 
 export const Action = {
   Forward: 0,

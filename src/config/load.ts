@@ -6,7 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { isMap, isNode, LineCounter, parseDocument, type Document } from 'yaml'
 import type { z } from 'zod'
-import { compileAcl } from '../acl/compile-config.js'
+import { compileAcl } from './acl-compile.js'
 import { ConfigError, type ConfigIssue } from '../errors.js'
 import { compileAuth, DENY_ALL_AUTH } from './auth-schema.js'
 import { compileAdminToken, compileCluster } from './cluster-schema.js'

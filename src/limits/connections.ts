@@ -13,9 +13,9 @@
  * keeps the counts.
  */
 import { LRUCache } from 'lru-cache'
-import type { PolicyStore } from '../config/policy-store.js'
+import type { PolicyStore } from '../policy/store.js'
 import type { ConnectionLimits } from '../config/types.js'
-import type { DenyReason } from '../checks/reasons.js'
+import type { DenyReason } from '../stats/reasons.js'
 import { BucketSpec, ExcessAction, nowMs, TokenBucket } from './token-bucket.js'
 import type { OverloadMonitor } from './overload.js'
 

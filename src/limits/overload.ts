@@ -5,7 +5,7 @@
  * are left alone. Thresholds are read from the running policy at each sample, so a reload applies.
  */
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
-import type { PolicyStore } from '../config/policy-store.js'
+import type { PolicyStore } from '../policy/store.js'
 
 export class OverloadMonitor {
   private readonly policy: PolicyStore

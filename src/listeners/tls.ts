@@ -8,7 +8,7 @@ import { createPrivateKey, X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import tls, { type SecureContext, type TLSSocket } from 'node:tls'
 import type { ListenerTlsConfig, MoatConfig, UpstreamTlsConfig } from '../config/types.js'
-import type { ClientCertificate } from '../session/conn-info.js'
+import type { ClientCertificate } from '../client/conn-info.js'
 
 /** A problem with a TLS file or setting: the key path in the config and why. */
 export class TlsSettingError extends Error {

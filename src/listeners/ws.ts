@@ -15,8 +15,8 @@ import type { Socket } from 'node:net'
 import { Duplex } from 'node:stream'
 import { createRequire } from 'node:module'
 import type { WebSocket, WebSocketServer } from 'ws'
-import type { ClientSocket } from '../session/conn-info.js'
-import type { RefuseReason } from './refuse-reasons.js'
+import type { ClientSocket } from '../client/conn-info.js'
+import type { RefuseReason } from '../stats/refuse-reasons.js'
 
 export const WS_SUBPROTOCOLS = ['mqtt', 'mqttv3.1'] as const
 /** How often the gateway pings each WebSocket client by default; one missed pong terminates it. */

@@ -12,7 +12,7 @@
  */
 import { Counter, Gauge, type Registry } from 'prom-client'
 import { backendErrorKinds, backendTypes } from '../auth/backend.js'
-import { attemptOutcomes, authDecisions, durationBuckets, type AuthStats } from '../auth/stats.js'
+import { attemptOutcomes, authDecisions, durationBuckets, type AuthStats } from '../stats/auth-stats.js'
 
 export function registerAuthMetrics(register: Registry, auth: AuthStats): void {
   new Counter({

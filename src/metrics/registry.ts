@@ -4,15 +4,15 @@
  * touches prom-client.
  */
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client'
-import { closeReasons, denyReasons } from '../checks/reasons.js'
+import { closeReasons, denyReasons } from '../stats/reasons.js'
 
 /** Close reasons that are refusals (not a client or broker simply going away). */
 const denials = new Set<string>(denyReasons)
 import { packetTypeNames } from '../protocol/packet-type.js'
-import type { PolicyStore } from '../config/policy-store.js'
+import type { PolicyStore } from '../policy/store.js'
 import { connectionRefusals, type ConnectionLimiter } from '../limits/connections.js'
 import { registerAuthMetrics } from './auth-metrics.js'
-import type { Stats } from './stats.js'
+import type { Stats } from '../stats/stats.js'
 
 type LabelledCounter = Counter<string>
 

@@ -34,7 +34,7 @@
  * is a counter and two comparisons, and one Immediate per turn of the loop while waits are on.
  */
 import type { CoalescingConfig } from '../config/types.js'
-import type { Stats } from '../metrics/stats.js'
+import type { Stats } from '../stats/stats.js'
 
 /** The packet rate is judged over windows of this length. */
 export const REVIEW_MS = 10

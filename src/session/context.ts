@@ -1,9 +1,9 @@
 /** What a session needs from the proxy that owns it; shared by all sessions of one Moat. */
-import type { PolicyStore } from '../config/policy-store.js'
+import type { PolicyStore } from '../policy/store.js'
 import type { ConnectionLimiter } from '../limits/connections.js'
-import type { Fleet } from '../cluster/fleet.js'
+import type { Fleet } from '../fleet/fleet.js'
 import type { Logger } from '../log/logger.js'
-import type { Stats } from '../metrics/stats.js'
+import type { Stats } from '../stats/stats.js'
 import type { ReadCoalescing } from '../net/read-coalescing.js'
 import type { Session } from './session.js'
 import type { DialFailureLog } from './upstream.js'

@@ -6,7 +6,7 @@
  * close for any other broken packet. A refusal by policy (ACL, limits, bans) is Moat's own
  * decision and says why in a 5.0 DISCONNECT. 3.1 and 3.1.1 have no DISCONNECT from the server.
  */
-import type { DenyReason } from '../checks/reasons.js'
+import type { DenyReason } from '../stats/reasons.js'
 import { PacketType } from '../protocol/packet-type.js'
 import { ReasonCode } from '../protocol/reason.js'
 import { connackRefusal, disconnectV5 } from '../protocol/responses.js'

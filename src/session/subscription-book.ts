@@ -14,7 +14,7 @@
 import { unshare } from '../acl/filter-relations.js'
 import { readAckWithCodes, suback, unsubscribe } from '../protocol/acks.js'
 import { topicMatches } from '../protocol/topic-match.js'
-import type { SessionState } from './state.js'
+import type { SessionState } from '../client/session-state.js'
 
 /** SUBSCRIBEs awaiting their SUBACK, per session; a client past this many is refused (quota). */
 export const MAX_PENDING_SUBSCRIBES = 1024

@@ -8,10 +8,10 @@ import net, { type Socket } from 'node:net'
 import tls from 'node:tls'
 import { ThrottledLog } from '../auth/throttled-log.js'
 import type { UpstreamConfig } from '../config/types.js'
-import { encodeProxyV2 } from '../listeners/proxy-protocol.js'
+import { encodeProxyV2 } from '../net/proxy-protocol.js'
 import { upstreamTlsOptions } from '../listeners/tls.js'
 import type { Logger } from '../log/logger.js'
-import type { SessionState } from './state.js'
+import type { SessionState } from '../client/session-state.js'
 
 /** The event that means "ready for MQTT bytes" on a socket from dialUpstream(). */
 export function upstreamReadyEvent(config: UpstreamConfig): 'connect' | 'secureConnect' {

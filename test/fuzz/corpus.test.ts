@@ -7,7 +7,7 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { CloseReason } from '../../src/checks/reasons.js'
+import type { CloseReason } from '../../src/stats/reasons.js'
 import { RawClient } from '../helpers/clients.js'
 import { startTarget, type LiveTarget } from './engine.js'
 

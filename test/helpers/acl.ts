@@ -1,5 +1,5 @@
 /** ACL sections for tests, written as in a config file and compiled by the real loader. */
-import { compileAcl } from '../../src/acl/compile-config.js'
+import { compileAcl } from '../../src/config/acl-compile.js'
 import { aclSchema } from '../../src/config/acl-schema.js'
 import type { AclConfig } from '../../src/config/types.js'
 

@@ -7,7 +7,7 @@
 import { pino } from 'pino'
 import type { IConnackPacket } from 'mqtt-packet'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { RedisStore } from '../../src/cluster/redis-store.js'
+import { RedisStore } from '../../src/fleet/redis-store.js'
 import { Moat } from '../../src/moat.js'
 import { startBroker, type TestBroker } from '../helpers/broker.js'
 import { connectPacket, RawClient, uid } from '../helpers/clients.js'

@@ -8,11 +8,11 @@ import { fork, type ChildProcess } from 'node:child_process'
 import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import { afterEach, describe, expect, it } from 'vitest'
-import type { Channel, StoreRequest } from '../../src/cluster/messages.js'
-import type { Ban } from '../../src/cluster/shared-store.js'
-import { StoreHost } from '../../src/cluster/store-host.js'
+import type { Channel, StoreRequest } from '../../src/workers/messages.js'
+import type { Ban } from '../../src/fleet/shared-store.js'
+import { StoreHost } from '../../src/workers/store-host.js'
 
-const script = fileURLToPath(new URL('../fixtures/cluster/store-worker.mjs', import.meta.url))
+const script = fileURLToPath(new URL('../fixtures/workers/store-worker.mjs', import.meta.url))
 
 class StoreWorker {
   private seq = 0

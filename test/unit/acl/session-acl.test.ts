@@ -7,8 +7,8 @@ import { describe, expect, it } from 'vitest'
 import { CompiledAcl } from '../../../src/acl/session-acl.js'
 import { unshare } from '../../../src/acl/filter-relations.js'
 import type { AclRuleConfig } from '../../../src/config/types.js'
-import { plainConnInfo, type ClientCertificate } from '../../../src/session/conn-info.js'
-import { SessionState } from '../../../src/session/state.js'
+import { plainConnInfo, type ClientCertificate } from '../../../src/client/conn-info.js'
+import { SessionState } from '../../../src/client/session-state.js'
 
 function rule(effect: 'allow' | 'deny', actions: 'publish' | 'subscribe' | 'all', topic: string, extra: Partial<AclRuleConfig> = {}): AclRuleConfig {
   return {

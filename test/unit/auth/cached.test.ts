@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { ALLOW, DENY, type AuthBackend, type AuthRequest, type AuthResult } from '../../../src/auth/backend.js'
 import { cached } from '../../../src/auth/cached.js'
-import { AuthStats } from '../../../src/auth/stats.js'
+import { AuthStats } from '../../../src/stats/auth-stats.js'
 
 const req = (username: string, password: string): AuthRequest => ({
   username, password: Buffer.from(password), clientId: 'c', remoteAddress: '1.1.1.1', listener: 'l', transport: 'tcp', protocolVersion: 4, certificate: null,

@@ -5,8 +5,8 @@ import { authCheck } from '../../../src/checks/auth.js'
 import { detachedCheckEnv } from '../../../src/checks/env.js'
 import { Action, type Verdict } from '../../../src/checks/verdict.js'
 import type { MoatConfig } from '../../../src/config/types.js'
-import type { ClientCertificate, ConnInfo } from '../../../src/session/conn-info.js'
-import { SessionState } from '../../../src/session/state.js'
+import type { ClientCertificate, ConnInfo } from '../../../src/client/conn-info.js'
+import { SessionState } from '../../../src/client/session-state.js'
 import { testAuth } from '../../helpers/moat.js'
 
 const cert: ClientCertificate = {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { ClientIdRegistry } from '../../../src/auth/client-ids.js'
-import { plainConnInfo } from '../../../src/session/conn-info.js'
-import { SessionState } from '../../../src/session/state.js'
+import { plainConnInfo } from '../../../src/client/conn-info.js'
+import { SessionState } from '../../../src/client/session-state.js'
 
 let n = 0
 function session(clientId: string, username: string | null): SessionState {

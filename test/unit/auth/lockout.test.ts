@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { Lockout, LockoutTable } from '../../../src/auth/lockout.js'
-import { AuthStats } from '../../../src/auth/stats.js'
+import { AuthStats } from '../../../src/stats/auth-stats.js'
 import type { LockoutConfig } from '../../../src/config/types.js'
 
 const config = (over: Partial<LockoutConfig> = {}): LockoutConfig => ({

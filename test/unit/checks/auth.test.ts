@@ -5,12 +5,12 @@ import { describe, expect, it } from 'vitest'
 import { ALLOW, BackendError, DENY, NO_OPINION, type AuthBackend, type AuthResult, type BackendType } from '../../../src/auth/backend.js'
 import type { AuthPolicy } from '../../../src/auth/policy.js'
 import { AuthRuntime } from '../../../src/auth/runtime.js'
-import { AuthStats } from '../../../src/auth/stats.js'
+import { AuthStats } from '../../../src/stats/auth-stats.js'
 import { Lockout, LockoutTable } from '../../../src/auth/lockout.js'
 import { AuthCheck, ACCESS_REVOKED } from '../../../src/checks/auth.js'
 import { Action, FORWARD, type Verdict } from '../../../src/checks/verdict.js'
-import { plainConnInfo } from '../../../src/session/conn-info.js'
-import { SessionState } from '../../../src/session/state.js'
+import { plainConnInfo } from '../../../src/client/conn-info.js'
+import { SessionState } from '../../../src/client/session-state.js'
 
 /** A backend with a fixed answer that records whether it was asked. */
 function backend(type: BackendType, answer: AuthResult | Error): AuthBackend & { asked: number } {

@@ -5,8 +5,8 @@ import type { Check, CheckFactory } from '../../../src/checks/check.js'
 import { Action, disconnect, FORWARD, reject } from '../../../src/checks/verdict.js'
 import type { MoatConfig } from '../../../src/config/types.js'
 import { PublishView } from '../../../src/protocol/publish.js'
-import { plainConnInfo } from '../../../src/session/conn-info.js'
-import { SessionState } from '../../../src/session/state.js'
+import { plainConnInfo } from '../../../src/client/conn-info.js'
+import { SessionState } from '../../../src/client/session-state.js'
 
 const config = {} as MoatConfig
 const connect = { cmd: 'connect', clientId: 'c', protocolVersion: 4 } as IConnectPacket

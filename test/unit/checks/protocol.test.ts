@@ -5,8 +5,8 @@ import { ProtocolCheck } from '../../../src/checks/protocol.js'
 import { Action } from '../../../src/checks/verdict.js'
 import { PublishView, readPublish } from '../../../src/protocol/publish.js'
 import { ReasonCode } from '../../../src/protocol/reason.js'
-import { plainConnInfo } from '../../../src/session/conn-info.js'
-import { SessionState } from '../../../src/session/state.js'
+import { plainConnInfo } from '../../../src/client/conn-info.js'
+import { SessionState } from '../../../src/client/session-state.js'
 
 function view(fields: Partial<IPublishPacket>): PublishView {
   const frame = generate({ cmd: 'publish', topic: 't', payload: Buffer.from('p'), qos: 0, retain: false, dup: false, ...fields } as IPublishPacket, { protocolVersion: 5 })

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { PolicyStore } from '../../../src/config/policy-store.js'
+import { PolicyStore } from '../../../src/policy/store.js'
 import { loadConfig, parseConfig } from '../../../src/config/load.js'
 import { ConfigError } from '../../../src/errors.js'
 

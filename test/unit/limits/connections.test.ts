@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { PolicyStore } from '../../../src/config/policy-store.js'
+import { PolicyStore } from '../../../src/policy/store.js'
 import type { MoatConfig } from '../../../src/config/types.js'
 import { ConnectionLimiter } from '../../../src/limits/connections.js'
 import { OverloadMonitor } from '../../../src/limits/overload.js'

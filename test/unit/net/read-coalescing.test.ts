@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { Stats } from '../../../src/metrics/stats.js'
+import { Stats } from '../../../src/stats/stats.js'
 import { DEFAULT_COALESCING, FIRST_BACKOFF_MS, MAX_BACKOFF_MS, MIN_PACKETS_PER_READ, ReadCoalescing } from '../../../src/net/read-coalescing.js'
 
 /** One turn of the event loop: the reads happen, then the check phase (where the wait runs). */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { suback } from '../../../src/protocol/acks.js'
-import { plainConnInfo } from '../../../src/session/conn-info.js'
-import { SessionState } from '../../../src/session/state.js'
+import { plainConnInfo } from '../../../src/client/conn-info.js'
+import { SessionState } from '../../../src/client/session-state.js'
 import { SubscriptionBook } from '../../../src/session/subscription-book.js'
 
 function state(): SessionState {

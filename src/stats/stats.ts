@@ -3,10 +3,10 @@
  * slot; prom-client reads them only at scrape time (metrics/registry.ts). Label values are bounded
  * by construction: packet types, reasons and listener names from the config.
  */
-import { AuthStats } from '../auth/stats.js'
-import { ClusterStats } from '../cluster/stats.js'
-import { closeReasons, type CloseReason } from '../checks/reasons.js'
-import type { RefuseReason } from '../listeners/refuse-reasons.js'
+import { AuthStats } from './auth-stats.js'
+import { ClusterStats } from './fleet-stats.js'
+import { closeReasons, type CloseReason } from './reasons.js'
+import type { RefuseReason } from './refuse-reasons.js'
 
 const reasonIndex = new Map<CloseReason, number>(closeReasons.map((r, i) => [r, i]))
 

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync } from
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { ConfigWatcher } from '../../../src/config/watch.js'
+import { ConfigWatcher } from '../../../src/policy/watch.js'
 
 const watchers: ConfigWatcher[] = []
 const dirs: string[] = []

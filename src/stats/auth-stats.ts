@@ -2,7 +2,7 @@
  * Auth counters: plain typed arrays, fed on CONNECT, read by metrics/registry.ts at
  * scrape time. Labels are bounded by construction: backend types, outcomes, error kinds, decisions.
  */
-import { backendErrorKinds, backendTypes, type BackendErrorKind, type BackendType } from './backend.js'
+import { backendErrorKinds, backendTypes, type BackendErrorKind, type BackendType } from '../auth/backend.js'
 
 export const attemptOutcomes = ['allow', 'deny', 'no_opinion', 'error'] as const
 export type AttemptOutcome = (typeof attemptOutcomes)[number]

@@ -3,7 +3,7 @@
  * message carries `moat` (its kind), so nothing else on the channel is mistaken for one.
  */
 import type { Registry } from 'prom-client'
-import type { Ban, BanKind } from './shared-store.js'
+import type { Ban, BanKind } from '../fleet/shared-store.js'
 
 /** `bans`: send me the ban list (a new WorkerStore asks once, so bans made before it started reach it). */
 export type StoreOp = 'acquire' | 'release' | 'take' | 'count' | 'addBan' | 'removeBan' | 'bans'

@@ -14,7 +14,7 @@
  */
 import type { Logger } from '../log/logger.js'
 import { isMessage, post, type Channel, type StoreOp, type StoreReply, type StoreRequest } from './messages.js'
-import { LocalStore, type Ban, type BanKind, type SharedStore, type StoreFailureMode } from './shared-store.js'
+import { LocalStore, type Ban, type BanKind, type SharedStore, type StoreFailureMode } from '../fleet/shared-store.js'
 
 export interface WorkerStoreOptions {
   /** The channel to the primary: `process` (default) in a cluster worker or forked child. */

@@ -12,8 +12,8 @@
  *   moat_cluster_sessions_banned_total             open sessions a new ban closed
  */
 import { Counter, Gauge, type Registry } from 'prom-client'
-import type { Fleet } from '../cluster/fleet.js'
-import { storeOps, type ClusterStats } from '../cluster/stats.js'
+import type { Fleet } from '../fleet/fleet.js'
+import { storeOps, type ClusterStats } from '../stats/fleet-stats.js'
 
 /** Every operation, zeros included (9 bounded series): a dashboard shows 0, not "no data", in process. */
 function byOp(counter: Counter<string>, values: Float64Array): void {

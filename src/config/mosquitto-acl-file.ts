@@ -10,9 +10,9 @@
  * `deny` line win wherever it stands, so deny lines are placed before the allow lines (first match
  * wins in Moat); within each group the file's order is kept.
  */
-import type { AclRuleConfig } from '../config/types.js'
+import type { AclRuleConfig } from './types.js'
 import type { ConfigIssue } from '../errors.js'
-import { patternShape } from './placeholders.js'
+import { patternShape } from '../acl/placeholders.js'
 import { checkTopicFilter } from '../protocol/validate.js'
 
 const ACCESS = new Set(['read', 'write', 'readwrite', 'deny'])

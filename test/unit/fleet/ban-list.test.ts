@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
-import { BanList, banTarget, parseBanTarget } from '../../../src/cluster/ban-list.js'
-import type { Ban } from '../../../src/cluster/shared-store.js'
+import { BanList, banTarget, parseBanTarget } from '../../../src/fleet/ban-list.js'
+import type { Ban } from '../../../src/fleet/shared-store.js'
 
 function ban(kind: Ban['kind'], value: string, until: number | null = null): Ban {
   return { kind, value, until, reason: '', createdAt: 0, source: 'admin' }

@@ -5,11 +5,11 @@
  */
 import { describe, expect, it } from 'vitest'
 import { pino } from 'pino'
-import { Fleet, SLOT_ADDRESS, SLOT_USER, type BannableSession } from '../../../src/cluster/fleet.js'
-import { LocalStore, type Ban } from '../../../src/cluster/shared-store.js'
-import { ClusterStats } from '../../../src/cluster/stats.js'
+import { Fleet, SLOT_ADDRESS, SLOT_USER, type BannableSession } from '../../../src/fleet/fleet.js'
+import { LocalStore, type Ban } from '../../../src/fleet/shared-store.js'
+import { ClusterStats } from '../../../src/stats/fleet-stats.js'
 import { configFromObject } from '../../../src/config/load.js'
-import { PolicyStore } from '../../../src/config/policy-store.js'
+import { PolicyStore } from '../../../src/policy/store.js'
 
 class SwitchableStore extends LocalStore {
   override readonly kind = 'redis' as const

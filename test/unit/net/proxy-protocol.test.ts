@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { encodeProxyV2, MAX_V2_LENGTH, parseProxyHeader } from '../../../src/listeners/proxy-protocol.js'
+import { encodeProxyV2, MAX_V2_LENGTH, parseProxyHeader } from '../../../src/net/proxy-protocol.js'
 import { addressList as trustedProxyList, inAddressList as isTrusted } from '../../../src/net/address-list.js'
 import { proxyV1, proxyV2 } from '../../helpers/listeners.js'
 

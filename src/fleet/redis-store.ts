@@ -36,7 +36,7 @@ import type { RedisConfig } from '../config/types.js'
 import { MoatError } from '../errors.js'
 import type { Logger } from '../log/logger.js'
 import type { Ban, BanKind, SharedStore } from './shared-store.js'
-import { ClusterStats, storeOpIndex, type StoreOp } from './stats.js'
+import { ClusterStats, storeOpIndex, type StoreOp } from '../stats/fleet-stats.js'
 
 /**
  * ioredis is loaded on first use, not at import: every `moat` command imports this module (through

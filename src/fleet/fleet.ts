@@ -15,14 +15,14 @@
  * whole truth, and nothing here is asynchronous.
  */
 import type { LockoutConfig, RedisDownMode } from '../config/types.js'
-import type { PolicyStore } from '../config/policy-store.js'
-import type { CloseReason } from '../checks/reasons.js'
+import type { PolicyStore } from '../policy/store.js'
+import type { CloseReason } from '../stats/reasons.js'
 import type { SharedLockoutSink } from '../auth/lockout.js'
 import type { Logger } from '../log/logger.js'
 import { ReasonCode } from '../protocol/reason.js'
 import { BanList } from './ban-list.js'
 import type { Ban, SharedStore } from './shared-store.js'
-import type { ClusterStats } from './stats.js'
+import type { ClusterStats } from '../stats/fleet-stats.js'
 
 /** A CONNECT refused by the fleet: why (close reason) and the reason code to answer with. */
 export interface FleetRefusal {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import type { CheckFactory } from '../../../src/checks/check.js'
-import { PolicyStore } from '../../../src/config/policy-store.js'
+import { PolicyStore } from '../../../src/policy/store.js'
 import { configFromObject } from '../../../src/config/load.js'
 import type { MoatConfig } from '../../../src/config/types.js'
 

@@ -1,7 +1,7 @@
 /** The `workers` key: its default, `auto`, and clear errors for values that are not a worker count. */
 import { availableParallelism } from 'node:os'
 import { describe, expect, it } from 'vitest'
-import { workerCount } from '../../../src/cluster/worker-count.js'
+import { workerCount } from '../../../src/workers/worker-count.js'
 import { parseConfig } from '../../../src/config/load.js'
 
 const base = 'listeners: [{ name: mqtt, protocol: mqtt, port: 1883 }]\nupstream: { host: 127.0.0.1, port: 1884 }\n'

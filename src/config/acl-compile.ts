@@ -1,8 +1,8 @@
 /** The `acl` section as validated by the schema → AclConfig (reading an imported Mosquitto file). */
 import { readFileSync } from 'node:fs'
 import { dirname, resolve } from 'node:path'
-import type { AclSectionOutput, AclRuleInput } from '../config/acl-schema.js'
-import type { AclConfig, AclRuleConfig } from '../config/types.js'
+import type { AclSectionOutput, AclRuleInput } from './acl-schema.js'
+import type { AclConfig, AclRuleConfig } from './types.js'
 import { ConfigError } from '../errors.js'
 import { parseMosquittoAcl } from './mosquitto-acl-file.js'
 

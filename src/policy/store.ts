@@ -8,7 +8,7 @@ import { CheckChain } from '../checks/chain.js'
 import type { CheckEnv, CheckFactory } from '../checks/check.js'
 import { detachedCheckEnv } from '../checks/env.js'
 import { checkFactories } from '../checks/index.js'
-import type { MoatConfig } from './types.js'
+import type { MoatConfig } from '../config/types.js'
 
 export class PolicyStore {
   config: MoatConfig

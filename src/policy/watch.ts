@@ -17,8 +17,8 @@ import { readFileSync, statSync, unwatchFile, watchFile, type Stats } from 'node
 import { isAbsolute } from 'node:path'
 import { ConfigError } from '../errors.js'
 import type { Logger } from '../log/logger.js'
-import { parseConfig } from './load.js'
-import type { MoatConfig } from './types.js'
+import { parseConfig } from '../config/load.js'
+import type { MoatConfig } from '../config/types.js'
 
 export const SETTLE_MS = 300
 

@@ -6,7 +6,7 @@
  */
 import type { Logger } from '../log/logger.js'
 import { isMessage, post, type Channel, type StoreRequest } from './messages.js'
-import { LocalStore } from './shared-store.js'
+import { LocalStore } from '../fleet/shared-store.js'
 
 /** How often buckets that have refilled and windows that are over are dropped. */
 const SWEEP_EVERY_MS = 60_000
