@@ -22,7 +22,8 @@ import { addressList, inAddressList } from '../net/address-list.js'
 import { topicMatches } from '../protocol/topic-match.js'
 import type { SessionState } from '../client/session-state.js'
 import { filterContains, filtersOverlap } from './filter-relations.js'
-import { hasPlaceholder, substitute } from './placeholders.js'
+import { hasPlaceholder } from '../config/placeholders.js'
+import { substitute } from './placeholders.js'
 import { TopicTrie } from './topic-trie.js'
 
 /** What a decision needs of the rule that made it. */

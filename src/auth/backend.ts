@@ -8,9 +8,9 @@
  * the auth check turns that into a denial (fail closed), counted and logged.
  */
 import type { ClientCertificate, Transport } from '../client/conn-info.js'
+import type { BackendErrorKind, BackendType } from '../stats/auth-stats.js'
 
-export const backendTypes = ['file', 'http', 'jwt', 'certificate'] as const
-export type BackendType = (typeof backendTypes)[number]
+export type { BackendErrorKind, BackendType }
 
 /** What a backend may know about a CONNECT. */
 export interface AuthRequest {
@@ -58,10 +58,6 @@ export interface AuthBackend {
   answerNow?(req: AuthRequest): AuthResult | undefined
   close?(): Promise<void>
 }
-
-/** Why a backend could not answer: a bounded set, used as a metric label. */
-export const backendErrorKinds = ['timeout', 'unavailable', 'bad_response', 'overloaded', 'internal'] as const
-export type BackendErrorKind = (typeof backendErrorKinds)[number]
 
 /** A backend that could not answer. The message is for operators; it never contains a secret. */
 export class BackendError extends Error {

@@ -3,7 +3,7 @@
  * `rules`, `mosquittoAclFile`, `outbound`, `overlap` and `shadow`.
  */
 import { z } from 'zod'
-import { patternShape, unknownPlaceholders } from '../acl/placeholders.js'
+import { patternShape, unknownPlaceholders } from './placeholders.js'
 import { addressList } from '../net/address-list.js'
 import { checkTopicFilter } from '../protocol/validate.js'
 

@@ -11,7 +11,7 @@ import { ConfigError, type ConfigIssue } from '../errors.js'
 import { compileAuth, DENY_ALL_AUTH } from './auth-schema.js'
 import { compileAdminToken, compileCluster } from './cluster-schema.js'
 import { configSchema, unsupportedSections, type ConfigOutput } from './schema.js'
-import { tlsFileIssues } from '../listeners/tls.js'
+import { tlsFileIssues } from './tls-settings.js'
 import { baseDir, compileListenerExtras, compileUpstreamTls } from './tls-schema.js'
 import type { LimitsConfig, MoatConfig } from './types.js'
 

@@ -12,7 +12,7 @@
  */
 import type { AclRuleConfig } from './types.js'
 import type { ConfigIssue } from '../errors.js'
-import { patternShape } from '../acl/placeholders.js'
+import { patternShape } from './placeholders.js'
 import { checkTopicFilter } from '../protocol/validate.js'
 
 const ACCESS = new Set(['read', 'write', 'readwrite', 'deny'])

@@ -4,14 +4,13 @@
  */
 import net from 'node:net'
 import { z } from 'zod'
-import { BucketSpec } from '../limits/token-bucket.js'
 import { checkTopicFilter } from '../protocol/validate.js'
 import { DEFAULT_COALESCING } from '../net/read-coalescing.js'
 import { aclSchema } from './acl-schema.js'
 import { adminTokenSchema, clusterSchema } from './cluster-schema.js'
 import { authSchema } from './auth-schema.js'
 import { checkListener, listenerExtras, listenerProtocol, upstreamExtras } from './tls-schema.js'
-import { parseByteRate, parseDuration, parseMemorySize, parseRate, parseSize, parseWaitMicros, type Rate } from './units.js'
+import { parseByteRate, parseDuration, parseMemorySize, parseRate, parseSize, parseWaitMicros, rateCredits, type Rate } from './units.js'
 import { virtualPatchIds, type VirtualPatchId } from './types.js'
 
 /** Config sections this version cannot enforce yet: refused, never silently ignored. */
@@ -99,7 +98,7 @@ type RateKeys = { messageRate?: Rate | undefined; byteRate?: Rate | undefined; p
 function checkBucket(rate: Rate | undefined, burstMs: number, path: Array<string | number>, ctx: z.RefinementCtx): void {
   if (rate === undefined) return
   try {
-    new BucketSpec(rate, burstMs) // eslint-disable-line no-new
+    rateCredits(rate, burstMs)
   } catch (err) {
     ctx.addIssue({ code: 'custom', path, message: (err as Error).message })
   }

@@ -2,14 +2,16 @@
  * Config keys for transports: listener kinds (mqtt, mqtts, ws, wss), their TLS, WebSocket and
  * PROXY protocol settings, and TLS / PROXY protocol towards the broker. Kept apart from schema.ts
  * so that file stays a table of sections. Whether the files named here exist and parse is checked
- * after the schema (listeners/tls.ts `tlsFileIssues`), with the same file/key/reason errors.
+ * after the schema (`tlsFileIssues` in tls-settings.ts), with the same file/key/reason errors.
  */
 import { isAbsolute, resolve, dirname } from 'node:path'
 import { z } from 'zod'
 import { addressList } from '../net/address-list.js'
-import { WS_PING_INTERVAL_MS } from '../listeners/ws.js'
 import { parseDuration } from './units.js'
 import type { ListenerConfig, ListenerTlsConfig, UpstreamTlsConfig } from './types.js'
+
+/** How often the WebSocket gateway pings each client by default; one missed pong terminates it. */
+export const WS_PING_INTERVAL_MS = 30_000
 
 const file = z.string({ error: 'expected a file path' }).min(1, { error: 'must not be empty' })
 

@@ -4,6 +4,9 @@
  * Units are already resolved: sizes in bytes, durations in milliseconds.
  */
 
+import type { CoalescingConfig } from '../net/read-coalescing.js'
+export type { CoalescingConfig }
+
 export type ListenerProtocol = 'mqtt' | 'mqtts' | 'ws' | 'wss'
 
 /** `scheduling`: the Linux scheduling policy of Moat's threads (normal = SCHED_OTHER). */
@@ -215,12 +218,6 @@ export type VirtualPatchId = (typeof virtualPatchIds)[number]
 export type VirtualPatchesConfig = Readonly<Record<VirtualPatchId, boolean>>
 
 /** `coalescing`: how long a busy turn of the event loop waits, and from which packet rate. */
-export interface CoalescingConfig {
-  /** Microseconds each busy turn of the event loop waits; 0 = never wait. */
-  readonly waitUs: number
-  /** Packets per second through the process (both directions) from which turns wait. */
-  readonly abovePerSecond: number
-}
 
 /** What a fleet-wide limit does while Redis cannot be reached (README "Scaling out"). */
 export type RedisDownMode = 'fail-closed' | 'local'
@@ -394,4 +391,11 @@ export interface AuthConfig {
   readonly unknownCredentials: 'refuse' | 'broker'
   /** How wrong credentials are refused: `bad-credentials` (5.0 0x86, 3.1.1 4) or `not-authorized` (0x87 / 5, Mosquitto 2.0's answer). */
   readonly badCredentialsReply: 'bad-credentials' | 'not-authorized'
+}
+
+/** The running configuration as a reader that follows reloads sees it (policy/store.ts holds it). */
+export interface LiveConfig {
+  readonly config: MoatConfig
+  /** Bumped on every reload, so a reader can keep what it derived until the next one. */
+  readonly generation: number
 }

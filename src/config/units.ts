@@ -134,3 +134,26 @@ export function parseByteRate(value: unknown): Rate {
   if (count <= 0) throw new Error(`a rate must be above zero, got ${show(value)}`)
   return { count, perMs }
 }
+
+/** A rate and burst in a token bucket's integer credits (limits/token-bucket.ts). */
+export interface RateCredits {
+  readonly refill: number
+  readonly unitCost: number
+  readonly capacity: number
+}
+
+/**
+ * Whole numbers of credits: `refill` per ms and `unitCost` per unit (fractional counts are scaled by
+ * 1000), so refills never drift. Throws when the bucket could not count them exactly.
+ */
+export function rateCredits(rate: Rate, burstMs: number): RateCredits {
+  const scale = Number.isInteger(rate.count) ? 1 : 1000
+  const refill = Math.round(rate.count * scale)
+  const unitCost = rate.perMs * scale
+  // At least one unit fits, whatever the burst.
+  const capacity = Math.max(unitCost, refill * burstMs)
+  if (refill < 1 || !Number.isSafeInteger(capacity) || !Number.isSafeInteger(unitCost * 268_435_460)) {
+    throw new Error(`rate ${rate.count}/${rate.perMs}ms with burst ${burstMs}ms is outside what a token bucket can count exactly`)
+  }
+  return { refill, unitCost, capacity }
+}

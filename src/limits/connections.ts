@@ -13,8 +13,7 @@
  * keeps the counts.
  */
 import { LRUCache } from 'lru-cache'
-import type { PolicyStore } from '../policy/store.js'
-import type { ConnectionLimits } from '../config/types.js'
+import type { ConnectionLimits, LiveConfig } from '../config/types.js'
 import type { DenyReason } from '../stats/reasons.js'
 import { BucketSpec, ExcessAction, nowMs, TokenBucket } from './token-bucket.js'
 import type { OverloadMonitor } from './overload.js'
@@ -23,7 +22,7 @@ export type ConnectionRefusal = Extract<DenyReason, 'connection_rate' | 'too_man
 export const connectionRefusals: readonly ConnectionRefusal[] = ['connection_rate', 'too_many_connections', 'server_overloaded', 'banned']
 
 export class ConnectionLimiter {
-  private readonly policy: PolicyStore
+  private readonly policy: LiveConfig
   private readonly overload: OverloadMonitor
   private generation = 0
   private limits: ConnectionLimits | null = null
@@ -36,7 +35,7 @@ export class ConnectionLimiter {
   /** Refused connections, by reason (index into connectionRefusals). */
   readonly refused = new Float64Array(connectionRefusals.length)
 
-  constructor(policy: PolicyStore, overload: OverloadMonitor) {
+  constructor(policy: LiveConfig, overload: OverloadMonitor) {
     this.policy = policy
     this.overload = overload
   }

@@ -5,10 +5,10 @@
  * are left alone. Thresholds are read from the running policy at each sample, so a reload applies.
  */
 import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks'
-import type { PolicyStore } from '../policy/store.js'
+import type { LiveConfig } from '../config/types.js'
 
 export class OverloadMonitor {
-  private readonly policy: PolicyStore
+  private readonly policy: LiveConfig
   private histogram: IntervalHistogram | null = null
   private timer: NodeJS.Timeout | null = null
   private intervalMs = 0
@@ -18,7 +18,7 @@ export class OverloadMonitor {
   lagMs = 0
   rss = 0
 
-  constructor(policy: PolicyStore) {
+  constructor(policy: LiveConfig) {
     this.policy = policy
   }
 

@@ -9,6 +9,7 @@
  * back first. Over any window of T ms at most `capacity + rate × T` (plus one packet) passes.
  */
 import type { Rate } from '../config/types.js'
+import { rateCredits } from '../config/units.js'
 
 export const ExcessAction = { None: 0, Throttle: 1, Drop: 2, Disconnect: 3 } as const
 export type ExcessActionCode = (typeof ExcessAction)[keyof typeof ExcessAction]
@@ -26,15 +27,11 @@ export class BucketSpec {
   readonly fillMs: number
 
   constructor(rate: Rate, burstMs: number) {
-    const scale = Number.isInteger(rate.count) ? 1 : 1000
-    this.refill = Math.round(rate.count * scale)
-    this.unitCost = rate.perMs * scale
-    // At least one unit fits, whatever the burst.
-    this.capacity = Math.max(this.unitCost, this.refill * burstMs)
+    const credits = rateCredits(rate, burstMs)
+    this.refill = credits.refill
+    this.unitCost = credits.unitCost
+    this.capacity = credits.capacity
     this.fillMs = Math.ceil(this.capacity / this.refill) + 1
-    if (this.refill < 1 || !Number.isSafeInteger(this.capacity) || !Number.isSafeInteger(this.unitCost * 268_435_460)) {
-      throw new Error(`rate ${rate.count}/${rate.perMs}ms with burst ${burstMs}ms is outside what a token bucket can count exactly`)
-    }
   }
 }
 

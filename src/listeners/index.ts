@@ -20,8 +20,10 @@ import type { ClientCertificate, ClientSocket, ConnInfo, Transport } from '../cl
 import { addressList, inAddressList } from '../net/address-list.js'
 import { readProxyHeader, type ProxyParse } from '../net/proxy-protocol.js'
 import type { RefuseReason } from '../stats/refuse-reasons.js'
-import { clientCertRefusal, loadServerTls, peerCertificate, sniContext, type ServerTls } from './tls.js'
-import { WS_PING_INTERVAL_MS, WsGateway, type WsDuplex } from './ws.js'
+import { loadServerTls, sniContext, type ServerTls } from '../config/tls-settings.js'
+import { clientCertRefusal, peerCertificate } from './tls.js'
+import { WS_PING_INTERVAL_MS } from '../config/tls-schema.js'
+import { WsGateway, type WsDuplex } from './ws.js'
 
 /** Hands an accepted connection to the proxy, with what the listener learnt about it. */
 export type AcceptFn = (socket: ClientSocket, conn: ConnInfo) => void

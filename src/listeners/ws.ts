@@ -19,8 +19,6 @@ import type { ClientSocket } from '../client/conn-info.js'
 import type { RefuseReason } from '../stats/refuse-reasons.js'
 
 export const WS_SUBPROTOCOLS = ['mqtt', 'mqttv3.1'] as const
-/** How often the gateway pings each WebSocket client by default; one missed pong terminates it. */
-export const WS_PING_INTERVAL_MS = 30_000
 /** Above this many bytes buffered in the WebSocket, writes wait for the socket (backpressure). */
 const WS_HIGH_WATER_MARK = 64 * 1024
 const BINARY = { binary: true } as const

@@ -11,8 +11,7 @@
  *   moat_auth_lockout_entries                       counters held by the lockout table
  */
 import { Counter, Gauge, type Registry } from 'prom-client'
-import { backendErrorKinds, backendTypes } from '../auth/backend.js'
-import { attemptOutcomes, authDecisions, durationBuckets, type AuthStats } from '../stats/auth-stats.js'
+import { attemptOutcomes, authDecisions, backendErrorKinds, backendTypes, durationBuckets, type AuthStats } from '../stats/auth-stats.js'
 
 export function registerAuthMetrics(register: Registry, auth: AuthStats): void {
   new Counter({

@@ -33,8 +33,15 @@
  * only while packets flow (a read starts it, a window without packets stops it). The cost per read
  * is a counter and two comparisons, and one Immediate per turn of the loop while waits are on.
  */
-import type { CoalescingConfig } from '../config/types.js'
 import type { Stats } from '../stats/stats.js'
+
+/** The `coalescing` section of the config. */
+export interface CoalescingConfig {
+  /** Microseconds each busy turn of the event loop waits; 0 = never wait. */
+  readonly waitUs: number
+  /** Packets per second through the process (both directions) from which turns wait. */
+  readonly abovePerSecond: number
+}
 
 /** The packet rate is judged over windows of this length. */
 export const REVIEW_MS = 10

@@ -9,7 +9,7 @@ import tls from 'node:tls'
 import { ThrottledLog } from '../auth/throttled-log.js'
 import type { UpstreamConfig } from '../config/types.js'
 import { encodeProxyV2 } from '../net/proxy-protocol.js'
-import { upstreamTlsOptions } from '../listeners/tls.js'
+import { upstreamTlsOptions } from '../config/tls-settings.js'
 import type { Logger } from '../log/logger.js'
 import type { SessionState } from '../client/session-state.js'
 

@@ -2,7 +2,13 @@
  * Auth counters: plain typed arrays, fed on CONNECT, read by metrics/registry.ts at
  * scrape time. Labels are bounded by construction: backend types, outcomes, error kinds, decisions.
  */
-import { backendErrorKinds, backendTypes, type BackendErrorKind, type BackendType } from '../auth/backend.js'
+/** The kinds of auth backend (a metric label). */
+export const backendTypes = ['file', 'http', 'jwt', 'certificate'] as const
+export type BackendType = (typeof backendTypes)[number]
+
+/** Why a backend could not answer: a bounded set, used as a metric label. */
+export const backendErrorKinds = ['timeout', 'unavailable', 'bad_response', 'overloaded', 'internal'] as const
+export type BackendErrorKind = (typeof backendErrorKinds)[number]
 
 export const attemptOutcomes = ['allow', 'deny', 'no_opinion', 'error'] as const
 export type AttemptOutcome = (typeof attemptOutcomes)[number]
