@@ -45,7 +45,7 @@ export class Moat implements SessionContext {
   readonly limiter: ConnectionLimiter
   /** Auth state kept across reloads: live client ids, lockout counters, backends to close. */
   readonly auth: AuthRuntime
-  /** Fleet-wide limits and bans (cluster/fleet.ts) over `store`. */
+  /** Fleet-wide limits and bans (fleet/fleet.ts) over `store`. */
   readonly store: SharedStore
   readonly fleet: Fleet
   readonly coalescing: ReadCoalescing

@@ -1,6 +1,6 @@
 /**
  * The admin endpoint: /metrics (Prometheus text, or OpenMetrics when asked for), /healthz (the process answers), /readyz (every
- * listener is up and the broker accepts TCP connections), /bans (metrics/ban-api.ts: bearer token
+ * listener is up and the broker accepts TCP connections), /bans (admin/ban-api.ts: bearer token
  * required, disabled without one). Loopback by default; /metrics and the probes have no
  * authentication, so never expose it beyond a trusted network.
  */

@@ -19,7 +19,7 @@ interface Counter {
   bannedUntil: number
 }
 
-/** Where failed logins are also counted across a fleet (cluster/fleet.ts); the local table stays in front. */
+/** Where failed logins are also counted across a fleet (fleet/fleet.ts); the local table stays in front. */
 export interface SharedLockoutSink {
   fail(address: string, username: string | null, config: LockoutConfig): void
 }

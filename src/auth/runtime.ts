@@ -15,7 +15,7 @@ export class AuthRuntime {
   readonly logger: Logger
   readonly backendLog: ThrottledLog
   private lockoutTable: LockoutTable | null = null
-  /** With a shared store (cluster.redis): failed logins are also counted fleet-wide (cluster/fleet.ts). */
+  /** With a shared store (cluster.redis): failed logins are also counted fleet-wide (fleet/fleet.ts). */
   sharedLockout: SharedLockoutSink | null = null
   /** Weak: an old generation's backends (a reload) are dropped with it, not kept to the end. */
   private readonly backends = new Set<WeakRef<AuthBackend>>()

@@ -1,6 +1,6 @@
 /**
  * `moat ban add|remove|list`: manages the fleet's ban list through one instance's admin endpoint
- * (`/bans`, metrics/ban-api.ts); with `cluster.redis` every instance enforces a ban within a second.
+ * (`/bans`, admin/ban-api.ts); with `cluster.redis` every instance enforces a ban within a second.
  */
 import { MoatError } from '../errors.js'
 import { parseDuration } from '../config/units.js'

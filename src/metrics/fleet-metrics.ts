@@ -1,6 +1,6 @@
 /**
  * Shared-store metrics, read from ClusterStats and the Fleet at scrape time. Labels are
- * bounded: the store operations (cluster/stats.ts) and the two transitions.
+ * bounded: the store operations (stats/fleet-stats.ts) and the two transitions.
  *
  *   moat_cluster_store_up                          1 while the store answers (always 1 in process)
  *   moat_cluster_store_transitions_total{to}       to="down" | "up"

@@ -1,6 +1,6 @@
 /**
  * Reloading the config file, on SIGHUP or when it changes, the same way for a single process
- * (moat.ts) and for a cluster's primary (cluster/primary.ts).
+ * (moat.ts) and for a cluster's primary (workers/primary.ts).
  *
  * The file is watched by polling (robust to editors that replace the file and to config-management
  * tools). A change is acted on only once the file has settled: the same size and modification time

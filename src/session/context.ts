@@ -16,7 +16,7 @@ export interface SessionContext {
   readonly dialFailures: DialFailureLog
   /** Connection quotas (per user name once authenticated); absent: none. */
   readonly limiter?: ConnectionLimiter
-  /** Bans and fleet-wide connection counts (cluster/fleet.ts); absent: none. */
+  /** Bans and fleet-wide connection counts (fleet/fleet.ts); absent: none. */
   readonly fleet?: Fleet
   /** Told of every read (net/read-coalescing.ts); absent: reads are never coalesced. */
   readonly coalescing?: ReadCoalescing

@@ -224,7 +224,7 @@ export class Session implements FrameSink {
   // session holds a connection slot for its address / user name, and a packet held while throttled.
   readonly refusal: ConnectionRefusal | null
   userAdmitted = false
-  /** Slots held in the shared store (cluster/fleet.ts SLOT_*), released when the session ends. */
+  /** Slots held in the shared store (fleet/fleet.ts SLOT_*), released when the session ends. */
   fleetSlots = 0
   /** Counted in the moat_sessions_throttled gauge (from the first wait until the client is read again). */
   private throttled = false
@@ -697,7 +697,7 @@ export class Session implements FrameSink {
     state.cleanStart = packet.clean ?? true
     state.clientAcceptsAliases = level === 5 && (packet.properties?.topicAliasMaximum ?? 0) > 0
     this.checks = this.ctx.policy.chain.forSession(state)
-    // Bans (address, user name, client id) before any backend is asked (cluster/fleet.ts).
+    // Bans (address, user name, client id) before any backend is asked (fleet/fleet.ts).
     const banned = this.ctx.fleet?.atConnect(state.remoteAddress, state.username, state.clientId) ?? null
     if (banned !== null) return this.refuseConnect(banned.why, connackRefusal(level, banned.reason), type)
     this.connectFrame = frame
@@ -752,7 +752,7 @@ export class Session implements FrameSink {
   }
 
   /**
-   * A ban made while this session is open (cluster/fleet.ts): 5.0 DISCONNECT 0x98 Administrative
+   * A ban made while this session is open (fleet/fleet.ts): 5.0 DISCONNECT 0x98 Administrative
    * action (0x8A Banned is a CONNACK-only code: DISCONNECT may not carry it), 3.1.1 closed; a
    * session still before its CONNACK gets CONNACK 0x8A.
    */

@@ -44,7 +44,7 @@ export const denyReasons = [
   'too_many_connections',
   'server_overloaded',
   'idle_timeout',
-  // fleet-wide limits (cluster/*): the shared store is down and the limit fails closed
+  // fleet-wide limits (fleet/*): the shared store is down and the limit fails closed
   'store_unavailable',
 ] as const
 export type DenyReason = (typeof denyReasons)[number]

@@ -16,7 +16,7 @@ export const refuseReasons = [
   'connection_rate',
   'too_many_connections',
   'server_overloaded',
-  // a ban on the client's address (cluster/ban-list.ts): answered with CONNACK Banned
+  // a ban on the client's address (fleet/ban-list.ts): answered with CONNACK Banned
   'banned',
 ] as const
 export type RefuseReason = (typeof refuseReasons)[number]

@@ -50,9 +50,9 @@ export class Stats {
   coalescingWaitSeconds = 0
   /** Times the waits went off because reads did not gather behind them (net/read-coalescing.ts). */
   coalescingBackoffs = 0
-  /** Credential checks (auth/stats.ts). */
+  /** Credential checks (stats/auth-stats.ts). */
   readonly auth = new AuthStats()
-  /** The shared store and bans (cluster/stats.ts). */
+  /** The shared store and bans (stats/fleet-stats.ts). */
   readonly cluster = new ClusterStats()
 
   countClose(reason: CloseReason): void {

@@ -57,7 +57,7 @@ describe('RedisStore', () => {
     const live = await store(prefix)
     // A separate process takes 2 of 2 slots, then is killed without any cleanup.
     const script = `
-      import { RedisStore } from './dist/cluster/redis-store.js'
+      import { RedisStore } from './dist/fleet/redis-store.js'
       import { pino } from 'pino'
       const s = new RedisStore(${JSON.stringify(config(prefix))}, pino({ level: 'silent' }))
       s.start()

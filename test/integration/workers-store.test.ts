@@ -1,6 +1,6 @@
 /**
  * The workers store over a real IPC channel: forked processes running the real WorkerStore
- * (test/fixtures/cluster/store-worker.mjs) talk to a StoreHost in this process, as cluster workers
+ * (test/fixtures/workers/store-worker.mjs) talk to a StoreHost in this process, as cluster workers
  * talk to the primary. Limits hold across workers, a dead worker's slots come back, bans reach
  * every worker, and a primary that does not answer means fail closed.
  */
