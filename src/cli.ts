@@ -53,7 +53,7 @@ const USAGE = `Usage:
                                (default http://127.0.0.1:9464), --token TOKEN or MOAT_ADMIN_TOKEN
   moat --help | --version
 
-Docs: README.md; config reference: policies/example.yaml; error codes: docs/errors.md`
+Docs: README.md and docs/ (a file per topic); config reference: policies/example.yaml; error codes: docs/errors.md`
 
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string }

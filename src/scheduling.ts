@@ -4,8 +4,8 @@
  * Under SCHED_BATCH (ordinary, unprivileged: no capability needed) a thread that wakes up does not
  * preempt the one running on its core. When Moat shares cores with the broker that is what makes
  * it cheap: the broker runs on until it blocks, then Moat reads everything that piled up in one go,
- * instead of waking for each message and taking the core from the broker (README "Performance":
- * about 8× less CPU per forwarded message in `npm run bench -- --sched batch`).
+ * instead of waking for each message and taking the core from the broker (`npm run bench --
+ * --sched batch` measures it; bench/README.md has the figures).
  *
  * Node has no call for sched_setscheduler(2), so this runs `chrt --all-tasks` (util-linux, on every
  * Debian and in the node images) on the process once: the threads that exist (V8's, libuv's) are

@@ -2,7 +2,7 @@
  * The `http` backend: one POST per CONNECT to an operator's service, through a pooled undici
  * client with explicit timeouts (undici's own default is 300 s) and a bounded queue.
  *
- * The contract (documented in README.md, "HTTP auth backend"):
+ * The contract (documented in docs/authentication.md, `http`):
  *   request   POST <url>, Content-Type: application/json
  *             { "username": string|null, "password": string|null, "passwordBase64"?: string,
  *               "clientId": string, "remoteAddress": string, "listener": string,

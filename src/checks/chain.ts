@@ -61,9 +61,8 @@ export class CheckChain {
  * a session whose checks have the same functions (every session of a configuration, in practice)
  * shares the list and holds none of its own. The per-packet loops call these
  * (`hooks[i].call(checks[i], …)`) rather than `checks[i][hook](…)` or `checks[i].onPublish(…)`: the
- * checks are of five or more classes, which made that load megamorphic, 7-10 % of Moat's user-space
- * CPU in the 1 KiB fan-in (`perf`, 2026-12-03). `npm run bench:micro`, publish path: 450-470 ns
- * before, 390-408 after.
+ * checks are of five or more classes, which makes that load megamorphic and costly on the hot
+ * path (`npm run bench:micro` measures the publish path).
  */
 export class SharedHooks {
   private publish: PublishHook[] = []

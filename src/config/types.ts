@@ -219,7 +219,7 @@ export type VirtualPatchesConfig = Readonly<Record<VirtualPatchId, boolean>>
 
 /** `coalescing`: how long a busy turn of the event loop waits, and from which packet rate. */
 
-/** What a fleet-wide limit does while Redis cannot be reached (README "Scaling out"). */
+/** What a fleet-wide limit does while Redis cannot be reached (docs/scaling.md, `onRedisDown`). */
 export type RedisDownMode = 'fail-closed' | 'local'
 
 export interface RedisNode {

@@ -2,11 +2,11 @@
  * The root logger (pino) with redaction: secrets never reach a log line, even if a packet object is
  * logged by mistake. Sessions log through children bound to {sid, listener, remote}.
  *
- * Redaction is our own `formatters.log` hook, not pino's `redact` option: that one (pino 10,
- * @pinojs/redact) clones the logged object for its wildcard paths on every line, about 20 KB of
- * garbage and a few µs per line, and Moat logs a line per connection (CONNECT cost). This
- * one looks at the keys a line has and at those of the objects one level down, and copies only an
- * object that holds a secret: the paths `key` and `*.key` for each secret key, as before.
+ * Redaction is our own `formatters.log` hook, not pino's `redact` option: that one clones the
+ * logged object for its wildcard paths on every line, and Moat logs a line per connection, so it
+ * weighs on the cost of a CONNECT. This one looks at the keys a line has and at those of the
+ * objects one level down, and copies only an object that holds a secret: the paths `key` and
+ * `*.key` for each secret key.
  * A child's bindings (pino does not pass them through `formatters` past the root) are censored
  * at their top level by a serializer per secret key; Moat binds only scalars (sid, listener,
  * remote, worker).

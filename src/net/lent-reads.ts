@@ -5,9 +5,7 @@
  *
  * Why: at a fixed rate most reads carry one small packet, and Node's read path (malloc and realloc
  * of the read buffer, an ArrayBuffer and a Buffer per read, Readable push and emit) is a large part
- * of a Node proxy's own CPU per message. Measured on the bench's fixed-rate scenario (10,000 msg/s
- * QoS 1, 64 B), a plain `pipe()` proxy went from 19.8 to 16.0 µs of CPU per message by reading
- * this way (bench/README.md, "Lent reads").
+ * of a Node proxy's own CPU per message (bench/README.md compares the two).
  *
  * The mechanism is Node's own `onread` socket option (a user buffer and a callback, see the
  * net.Socket docs), applied to sockets the listener accepted, which the option cannot reach: the

@@ -11,23 +11,15 @@
  * CPU), the broker and the clients run, and the next turn reads everything that arrived meanwhile,
  * many packets per read and per write. It stays on until the rate falls below half of `above`.
  *
- * What it costs is latency when the proxy is not busy: with the waits forced on at 2,000 msg/s
- * QoS 1 (2026-11-25, before the gathering rule below) p50 grew from 0.44 to 1.49 ms (a 200 µs wait
- * lasted about 330 µs, and a message met about three of them end to end: not explained). Below the
- * rate no turn waits and latency is untouched. Where reads gather it pays (README "Performance"):
- * in the 64 B 50-publisher burst, 294,000 msg/s at 0.8 µs of Moat's CPU per message against
- * 203,000 at 2.1 µs without it (2026-12-03).
+ * What it costs is latency when the proxy is not busy, so below the rate no turn waits. Where reads
+ * gather it pays: fewer, larger reads and writes, and less of Moat's CPU per message (the figures
+ * are in bench/README.md).
  *
  * Waits must gather to be worth it. A wait is a futex sleep and two context switches; when the
- * load is many sockets each sending a packet now and then (a fleet at a steady rate), a 200 µs
- * wait gathers nothing per socket and only costs: at 10,000 msg/s QoS 1 from 50 publishers (40,000
- * packets/s, above the default rate) reads carried 1.9 packets on average with the waits on, and
- * Moat spent 24 µs of CPU per message against 18.5 without them; under a steady 25,000 msg/s
- * QoS 0, 3.8 packets per read, p50 latency 1.3 ms against 0.3 ms without. In the bursts where
- * the waits pay, a read carries 35 to 500 packets. So while waits are on, a window whose reads
- * carried fewer than MIN_PACKETS_PER_READ packets on average turns them off, and the packet rate
- * may turn them on again only after a back-off (250 ms, doubling while they keep not gathering,
- * up to 8 s).
+ * load is many sockets each sending a packet now and then (a fleet at a steady rate), a wait
+ * gathers nothing per socket and only costs CPU and latency. So while waits are on, a window whose
+ * reads carried fewer than MIN_PACKETS_PER_READ packets on average turns them off, and the packet
+ * rate may turn them on again only after a back-off (doubling while they keep not gathering).
  *
  * The rate is judged every 10 ms from the packet counters Stats keeps anyway; the review timer runs
  * only while packets flow (a read starts it, a window without packets stops it). The cost per read
@@ -122,9 +114,8 @@ export class ReadCoalescing {
   /**
    * Every REVIEW_MS while packets flow: on from the threshold, off again only below half of it.
    * Waiting does not change how many packets arrive, only how many are read at once, so the band
-   * keeps a load near the threshold from switching every few windows (measured without the band:
-   * at 58,000 packets/s against a 50,000/s threshold it waited 17,000 times in a run and a probe's
-   * p50 was 10.3 ms; on throughout, 28,000-33,000 waits and 2.3-2.8 ms).
+   * keeps a load near the threshold from switching every few windows (which costs more than
+   * either state).
    */
   review(): void {
     const packets = packetCount(this.stats)

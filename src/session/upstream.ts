@@ -29,12 +29,10 @@ let nextSource = 0
 
 /**
  * `new net.Socket()` then `connect(options)`, not `net.connect(options)`: Node's Socket constructor
- * copies the options it is given (`{ ...options }`) and adds its defaults to the copy, and on Node
- * 20 that copy of an object with properties gets a hidden class of its own, never shared: four new
- * V8 maps per dial (`--log-maps`), each making Node's stream code build new inline-cache handlers,
- * garbage that major GCs then collect (`--trace-gc-object-stats`). The accepted client socket
- * still costs three such maps: Node's own `onconnection` makes it. Without options the
- * constructor's copy starts empty.
+ * copies the options it is given (`{ ...options }`) and adds its defaults to the copy, and that
+ * copy of an object with properties gets a hidden class of its own, never shared: new V8 maps per
+ * dial, each making Node's stream code build new inline-cache handlers, garbage for the major GCs.
+ * Without options the constructor's copy starts empty.
  */
 export function dialUpstream(config: UpstreamConfig, state: SessionState, local: LocalEnd): Socket {
   const sources = config.sourceAddresses
