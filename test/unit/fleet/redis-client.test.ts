@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Cluster, Redis } from 'ioredis'
 import { describe, expect, it } from 'vitest'
-import { createRedisClient, describeRedis } from '../../../src/fleet/redis-store.js'
+import { createRedisClient, describeRedis } from '../../../src/fleet/redis-client.js'
 import type { RedisConfig } from '../../../src/config/types.js'
 import { MoatError } from '../../../src/errors.js'
 
