@@ -9,16 +9,8 @@ import { z } from 'zod'
 import { text, urlOf } from './strings.js'
 import { ConfigError } from '../errors.js'
 import type { AuthBackendConfig, AuthCacheConfig, AuthConfig } from './types.js'
-import { parseDuration } from './units.js'
+import { duration } from './unit-fields.js'
 
-const duration = z.unknown().transform((value, ctx): number => {
-  try {
-    return parseDuration(value)
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: (err as Error).message })
-    return z.NEVER
-  }
-})
 
 const count = (min: number) => z.number({ error: 'expected a whole number' }).int({ error: 'expected a whole number' })
   .min(min, { error: `must be at least ${min}` })

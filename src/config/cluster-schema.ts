@@ -8,16 +8,8 @@ import { isAbsolute, resolve } from 'node:path'
 import { z } from 'zod'
 import { text, urlOf } from './strings.js'
 import type { ClusterConfig, RedisNode } from './types.js'
-import { parseDuration } from './units.js'
+import { duration } from './unit-fields.js'
 
-const duration = z.unknown().transform((value, ctx): number => {
-  try {
-    return parseDuration(value)
-  } catch (err) {
-    ctx.addIssue({ code: 'custom', message: (err as Error).message })
-    return z.NEVER
-  }
-})
 
 const mode = z.enum(['fail-closed', 'local'], { error: 'expected fail-closed or local' })
 

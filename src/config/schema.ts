@@ -7,30 +7,15 @@ import { z } from 'zod'
 import { checkTopicFilter } from '../protocol/validate.js'
 import { DEFAULT_COALESCING } from '../net/read-coalescing.js'
 import { aclSchema } from './acl-schema.js'
+import { byteRate, duration, rate, size, unit } from './unit-fields.js'
 import { adminTokenSchema, clusterSchema } from './cluster-schema.js'
 import { authSchema } from './auth-schema.js'
 import { checkListener, listenerExtras, listenerProtocol, upstreamExtras } from './tls-schema.js'
-import { parseByteRate, parseDuration, parseMemorySize, parseRate, parseSize, parseWaitMicros, rateCredits, type Rate } from './units.js'
+import { parseMemorySize, parseWaitMicros, rateCredits, type Rate } from './units.js'
 import { virtualPatchIds, type VirtualPatchId } from './types.js'
 
 /** Config sections this version cannot enforce yet: refused, never silently ignored. */
 export const unsupportedSections: Record<string, string> = {}
-
-function unit<T>(parse: (v: unknown) => T) {
-  return z.unknown().transform((value, ctx): T => {
-    try {
-      return parse(value)
-    } catch (err) {
-      ctx.addIssue({ code: 'custom', message: (err as Error).message })
-      return z.NEVER
-    }
-  })
-}
-
-const size = unit(parseSize)
-const duration = unit(parseDuration)
-const rate = unit(parseRate)
-const byteRate = unit(parseByteRate)
 
 const host = z.string({ error: 'expected a host name or IP address' }).min(1, { error: 'must not be empty' })
 const port = z.number({ error: 'expected a port number' }).int({ error: 'expected a whole number' })
