@@ -20,6 +20,6 @@ COPY --from=build /app/dist ./dist
 COPY policies ./policies
 USER node
 EXPOSE 1883 8883 9464
-# --no-memory-reducer: README "Performance" (V8 pauses a quiet proxy for 20-40 ms to shrink its heap).
+# --no-memory-reducer: V8 would pause a quiet proxy to shrink its heap (docs/tuning.md).
 ENTRYPOINT ["node", "--no-memory-reducer", "/app/dist/cli.js"]
 CMD ["--config", "/etc/moat/moat.yaml"]

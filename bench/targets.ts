@@ -14,7 +14,7 @@ import type { Endpoint } from './loadgen.js'
 
 /** Moat's built CLI (this file runs from .bench-dist/bench/). */
 const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url))
-/** How Moat is launched (its `moat` command's shebang, `npm start`, the Dockerfile): README "Performance". */
+/** How Moat is launched (its `moat` command's shebang, `npm start`, the Dockerfile): docs/tuning.md. */
 const MOAT_NODE_FLAGS = ['--no-memory-reducer']
 
 export type TargetKind = 'direct' | 'haproxy' | 'node-pipe' | 'moat' | 'moat-acl5000'

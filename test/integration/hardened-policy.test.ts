@@ -1,5 +1,5 @@
 /**
- * policies/hardened.yaml, the README's hardening guide as a file, run for real: certificates made at
+ * policies/hardened.yaml, docs/hardening.md as a file, run for real: certificates made at
  * test time next to it, a password file, a real broker behind it, and real clients. It must load,
  * pass `moat audit` without findings, and hold what it promises: devices only reach their own
  * subtree, dashboards only read, nobody gets in without a certificate or a password. Every refusal

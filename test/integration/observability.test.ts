@@ -100,7 +100,7 @@ describe('metrics and audit log of a scripted session', () => {
     expect(match?.groups?.host).toMatch(/^(::ffff:)?127\.0\.0\.1$/)
     const denial = m.logs.filter((l) => l.audit === true && l.clientId === alice.id)
     expect(denial).toEqual([expect.objectContaining({ event: 'packet_refused', reason: 'acl_denied', code: 0x87, rule: 'no-firmware', topic: 'firmware/push' })])
-    // Two info lines per connection, as the README says: who connected (written once the client
+    // Two info lines per connection, as docs/operations.md says: who connected (written once the client
     // has its CONNACK), and how the session ended, with what it moved.
     const aliceLines = m.logs.filter((l) => l.sid !== undefined && l.sid === m.logs.find((s) => s.event === 'session_open' && s.clientId === alice.id)?.sid)
     expect(aliceLines.filter((l) => l.level === 30).map((l) => l.event)).toEqual(['session_open', 'session_end'])
