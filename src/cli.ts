@@ -30,6 +30,7 @@ const USAGE = `Usage:
   moat check --config FILE     validate FILE, print every problem, exit non-zero if invalid
   moat check --config FILE --as USER:CLIENT (--publish TOPIC | --subscribe FILTER)
              [--qos N] [--retain] [--listener NAME] [--from ADDRESS] [--cn CN] [--claim NAME=VALUE]…
+             [--group NAME]…
                                the ACL's decision for that identity and the rule that made it
                                (exit 0 allowed, 3 denied); USER empty (:CLIENT) = anonymous
   moat demo [--port 1883] [--admin-port 9464]
