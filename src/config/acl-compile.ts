@@ -4,6 +4,7 @@ import { dirname, resolve } from 'node:path'
 import type { AclSectionOutput, AclRuleInput } from './acl-schema.js'
 import type { AclConfig, AclRuleConfig } from './types.js'
 import { ConfigError } from '../errors.js'
+import { READ_FILES, type ConfigFiles } from './file-reads.js'
 import { parseMosquittoAcl } from './mosquitto-acl-file.js'
 
 function expand(value: AclRuleInput['allow']): { publish: boolean; subscribe: boolean } {
@@ -33,10 +34,10 @@ function fromInput(r: AclRuleInput, path: string): AclRuleConfig {
 }
 
 /** `configFile` ('' when built in code) anchors a relative `mosquittoAclFile`. */
-export function compileAcl(section: AclSectionOutput, configFile: string): AclConfig {
+export function compileAcl(section: AclSectionOutput, configFile: string, files: ConfigFiles = READ_FILES): AclConfig {
   const rules = section.rules.map((r, i) => fromInput(r, `acl.rules.${i}`))
-  if (section.mosquittoAclFile !== undefined) {
-    const path = resolve(configFile === '' ? process.cwd() : dirname(configFile), section.mosquittoAclFile)
+  const path = section.mosquittoAclFile === undefined ? null : resolve(configFile === '' ? process.cwd() : dirname(configFile), section.mosquittoAclFile)
+  if (path !== null && !files.skip('acl.mosquittoAclFile', path)) {
     let text: string
     try {
       text = readFileSync(path, 'utf8')

@@ -8,6 +8,7 @@ import { dirname, resolve } from 'node:path'
 import { z } from 'zod'
 import { text, urlOf } from './strings.js'
 import { ConfigError } from '../errors.js'
+import { READ_FILES, type ConfigFiles } from './file-reads.js'
 import type { AuthBackendConfig, AuthCacheConfig, AuthConfig } from './types.js'
 import { duration } from './unit-fields.js'
 
@@ -130,7 +131,8 @@ function compileCache(c: false | { ttl: number; negativeTtl: number; max: number
   return c === false ? null : { ttlMs: c.ttl, negativeTtlMs: c.negativeTtl, max: c.max }
 }
 
-function readKeyFile(file: string, path: string, key: string): string {
+function readKeyFile(file: string, path: string, key: string, files: ConfigFiles): string {
+  if (files.skip(key, path)) return ''
   try {
     return readFileSync(path, 'utf8')
   } catch (err) {
@@ -141,7 +143,8 @@ function readKeyFile(file: string, path: string, key: string): string {
 
 const asList = (v: string | string[] | undefined): string[] | null => v === undefined ? null : Array.isArray(v) ? v : [v]
 
-export function compileAuth(a: AuthInput, file: string): AuthConfig {
+/** `files` says whether the key files are read (READ_FILES) or only listed: then their values are empty. */
+export function compileAuth(a: AuthInput, file: string, files: ConfigFiles = READ_FILES): AuthConfig {
   const base = file === '' ? process.cwd() : dirname(resolve(file))
   const at = (p: string): string => resolve(base, p)
   const backends = a.backends.map((b, i): AuthBackendConfig => {
@@ -152,8 +155,8 @@ export function compileAuth(a: AuthInput, file: string): AuthConfig {
       case 'http':
         return { type: 'http', url: b.url, timeoutMs: b.timeout, connections: b.connections, maxPending: b.maxPending, headers: { ...b.headers }, cache: compileCache(b.cache) }
       case 'jwt': {
-        const secret = b.secret ?? (b.secretFile === undefined ? null : readKeyFile(file, at(b.secretFile), `${key}.secretFile`).trim())
-        const publicKey = b.publicKey === undefined ? null : readKeyFile(file, at(b.publicKey), `${key}.publicKey`)
+        const secret = b.secret ?? (b.secretFile === undefined ? null : readKeyFile(file, at(b.secretFile), `${key}.secretFile`, files).trim())
+        const publicKey = b.publicKey === undefined ? null : readKeyFile(file, at(b.publicKey), `${key}.publicKey`, files)
         const algorithms = b.algorithms ?? (secret !== null ? ['HS256', 'HS384', 'HS512'] : ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA'])
         return {
           type: 'jwt', secret, publicKey, jwksUrl: b.jwksUrl ?? null, jwksCacheMaxAgeMs: b.jwksCacheMaxAge, jwksTimeoutMs: b.jwksTimeout,
@@ -168,7 +171,7 @@ export function compileAuth(a: AuthInput, file: string): AuthConfig {
   const u = a.upstreamCredentials
   const upstream = typeof u === 'string' ? u : {
     username: u.username,
-    password: u.password ?? (u.passwordFile === undefined ? null : readKeyFile(file, at(u.passwordFile), 'auth.upstreamCredentials.passwordFile').replace(/\r?\n$/, '')),
+    password: u.password ?? (u.passwordFile === undefined ? null : readKeyFile(file, at(u.passwordFile), 'auth.upstreamCredentials.passwordFile', files).replace(/\r?\n$/, '')),
   }
   return {
     anonymous: a.anonymous,

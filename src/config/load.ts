@@ -1,15 +1,17 @@
 /**
  * Loading a config: read → parse YAML (keeping positions) → validate every key (all problems at
- * once) → compile into MoatConfig → freeze. Any problem throws one ConfigError whose
- * issues name the file, line, key and reason.
+ * once) → compile into MoatConfig → check what spans keys (addresses) and the files it names →
+ * freeze. Any problem throws one ConfigError whose issues name the file, line, key and reason.
  */
 import { readFileSync } from 'node:fs'
 import { isMap, isNode, LineCounter, parseDocument, type Document } from 'yaml'
 import type { z } from 'zod'
 import { compileAcl } from './acl-compile.js'
+import { addressConflicts } from './address-conflicts.js'
 import { ConfigError, type ConfigIssue } from '../errors.js'
 import { compileAuth, DENY_ALL_AUTH } from './auth-schema.js'
 import { compileAdminToken, compileCluster } from './cluster-schema.js'
+import { READ_FILES, skipLaterReads, type ConfigFiles } from './file-reads.js'
 import { configSchema, unsupportedSections, type ConfigOutput } from './schema.js'
 import { tlsFileIssues } from './tls-settings.js'
 import { baseDir, compileListenerExtras, compileUpstreamTls } from './tls-schema.js'
@@ -17,7 +19,8 @@ import type { LimitsConfig, MoatConfig } from './types.js'
 
 export { formatConfigIssue } from '../errors.js'
 
-export function loadConfig(file: string): MoatConfig {
+/** `files`: READ_FILES, or a ConfigFiles that reads none and lists them (`moat check --no-files`). */
+export function loadConfig(file: string, files: ConfigFiles = READ_FILES): MoatConfig {
   let text: string
   try {
     text = readFileSync(file, 'utf8')
@@ -25,10 +28,10 @@ export function loadConfig(file: string): MoatConfig {
     const reason = (err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message
     throw new ConfigError('MOAT_ERR_CONFIG_READ', [{ file, path: '', message: `cannot read the config: ${reason}` }])
   }
-  return parseConfig(text, file)
+  return parseConfig(text, file, files)
 }
 
-export function parseConfig(text: string, file: string): MoatConfig {
+export function parseConfig(text: string, file: string, files: ConfigFiles = READ_FILES): MoatConfig {
   const lines = new LineCounter()
   const doc = parseDocument(text, { lineCounter: lines, uniqueKeys: true, prettyErrors: false })
   if (doc.errors.length > 0) {
@@ -41,24 +44,25 @@ export function parseConfig(text: string, file: string): MoatConfig {
   if (value === null || value === undefined) {
     throw new ConfigError('MOAT_ERR_CONFIG_INVALID', [{ file, path: '', message: 'the config is empty: at least `listeners` and `upstream` are required' }])
   }
-  return validate(value, file, doc, lines)
+  return validate(value, file, doc, lines, files)
 }
 
 /** Validates a plain object (configs built in code, tests, `moat demo`). */
 export function configFromObject(value: unknown, file = ''): MoatConfig {
-  return validate(value, file, null, null)
+  return validate(value, file, null, null, READ_FILES)
 }
 
-function validate(value: unknown, file: string, doc: Document | null, lines: LineCounter | null): MoatConfig {
+function validate(value: unknown, file: string, doc: Document | null, lines: LineCounter | null, files: ConfigFiles): MoatConfig {
   const result = configSchema.safeParse(value)
   if (!result.success) {
     const issues = result.error.issues.flatMap((issue) => toIssues(issue, value, file, doc, lines))
     throw new ConfigError('MOAT_ERR_CONFIG_INVALID', issues)
   }
-  const config = compile(result.data, file)
+  const config = compile(result.data, file, files)
   // Certificate, key, CA and CRL files must exist and parse: found now, not at the first handshake.
-  const fileIssues = tlsFileIssues(config)
-  if (fileIssues.length > 0) throw new ConfigError('MOAT_ERR_CONFIG_INVALID', fileIssues.map((i) => issueAt(file, i.path, i.message, doc, lines, false)))
+  if (!files.read) skipLaterReads(config, files)
+  const later = [...addressConflicts(config), ...(files.read ? tlsFileIssues(config) : [])]
+  if (later.length > 0) throw new ConfigError('MOAT_ERR_CONFIG_INVALID', later.map((i) => issueAt(file, i.path, i.message, doc, lines, false)))
   return config
 }
 
@@ -128,7 +132,7 @@ function deepFreeze<T>(value: T): T {
   return value
 }
 
-function compile(c: ConfigOutput, file: string): MoatConfig {
+function compile(c: ConfigOutput, file: string, files: ConfigFiles): MoatConfig {
   return deepFreeze({
     file,
     listeners: c.listeners.map((l) => ({ name: l.name, protocol: l.protocol, host: l.host, port: l.port, ...compileListenerExtras(l, baseDir(file)) })),
@@ -141,8 +145,8 @@ function compile(c: ConfigOutput, file: string): MoatConfig {
     limits: compileLimits(c.limits),
     shutdown: { gracePeriodMs: c.shutdown.gracePeriod },
     log: { level: c.log.level },
-    acl: c.acl === undefined ? null : compileAcl(c.acl, file),
-    auth: c.auth === undefined ? DENY_ALL_AUTH : compileAuth(c.auth, file),
+    acl: c.acl === undefined ? null : compileAcl(c.acl, file, files),
+    auth: c.auth === undefined ? DENY_ALL_AUTH : compileAuth(c.auth, file, files),
     workers: c.workers,
     ...compiledCluster(c.cluster, file),
     ...(c.scheduling === undefined ? {} : { scheduling: c.scheduling }),

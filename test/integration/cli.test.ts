@@ -211,9 +211,10 @@ describe('moat --config FILE', () => {
   })
 
   it('names the listener that cannot bind and exits 1', async () => {
+    // The broker's port, taken by the broker; the config dials another, so only the bind can tell.
     const file = writeConfig('busy.yaml', [
       `listeners: [{ name: taken, protocol: mqtt, host: 127.0.0.1, port: ${brokerPort} }]`,
-      `upstream: { host: 127.0.0.1, port: ${brokerPort} }`,
+      'upstream: { host: 192.0.2.1, port: 1883 }',
     ].join('\n'))
     const result = await run(['--config', file])
     expect(result.code).toBe(1)
