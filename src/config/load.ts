@@ -11,6 +11,7 @@ import { addressConflicts } from './address-conflicts.js'
 import { ConfigError, type ConfigIssue } from '../errors.js'
 import { compileAuth, DENY_ALL_AUTH } from './auth-schema.js'
 import { compileAdminToken, compileCluster } from './cluster-schema.js'
+import { compileLog } from './log-schema.js'
 import { READ_FILES, skipLaterReads, type ConfigFiles } from './file-reads.js'
 import { configSchema, unsupportedSections, type ConfigOutput } from './schema.js'
 import { tlsFileIssues } from './tls-settings.js'
@@ -144,7 +145,7 @@ function compile(c: ConfigOutput, file: string, files: ConfigFiles): MoatConfig 
     admin: c.admin === undefined ? null : { host: c.admin.host, port: c.admin.port, ...compileAdminToken(c.admin, file) },
     limits: compileLimits(c.limits),
     shutdown: { gracePeriodMs: c.shutdown.gracePeriod },
-    log: { level: c.log.level },
+    log: compileLog(c.log, file),
     acl: c.acl === undefined ? null : compileAcl(c.acl, file, files),
     auth: c.auth === undefined ? DENY_ALL_AUTH : compileAuth(c.auth, file, files),
     workers: c.workers,

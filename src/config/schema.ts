@@ -10,6 +10,7 @@ import { aclSchema } from './acl-schema.js'
 import { byteRate, duration, rate, size, unit } from './unit-fields.js'
 import { adminTokenSchema, clusterSchema } from './cluster-schema.js'
 import { authSchema } from './auth-schema.js'
+import { logSchema } from './log-schema.js'
 import { checkListener, listenerExtras, listenerProtocol, upstreamExtras } from './tls-schema.js'
 import { parseMemorySize, parseWaitMicros, rateCredits, type Rate } from './units.js'
 import { virtualPatchIds, type VirtualPatchId } from './types.js'
@@ -153,9 +154,7 @@ export const configSchema = z.strictObject({
     gracePeriod: duration.default(10_000),
   }).default({ gracePeriod: 10_000 }),
   acl: aclSchema.optional(),
-  log: z.strictObject({
-    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'expected one of fatal, error, warn, info, debug, trace, silent' }).default('info'),
-  }).default({ level: 'info' }),
+  log: logSchema,
   auth: authSchema.optional(),
   workers: z.union([
     z.literal('auto'),

@@ -181,8 +181,14 @@ export interface ShutdownConfig {
 
 export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
 
+/** `json`: one JSON object per line (level names, ISO-8601 time); `pretty`: one readable line per event. */
+export type LogFormat = 'json' | 'pretty'
+
 export interface LogConfig {
   readonly level: LogLevel
+  readonly format: LogFormat
+  /** Absolute path the log is appended to (reopened on SIGHUP and SIGUSR2); null: standard output. */
+  readonly file: string | null
 }
 
 export interface MoatConfig {

@@ -45,7 +45,7 @@ export function testConfig(upstream: { host: string; port: number }, overrides: 
     admin: overrides.admin ?? null,
     limits: { ...defaultLimits, maxPacketSize: 4 * 1024 * 1024, connectTimeoutMs: 5000, ...overrides.limits },
     shutdown: { gracePeriodMs: 0, ...overrides.shutdown },
-    log: { level: 'silent' },
+    log: { level: 'silent', format: 'json', file: null },
     acl: overrides.acl ?? null,
     // Relay tests test relaying, not auth: they admit anonymous clients (the product default is not to).
     auth: testAuth(overrides.auth ?? { anonymous: true }),
