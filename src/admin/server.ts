@@ -1,17 +1,15 @@
 /**
- * The admin endpoint: /metrics (Prometheus text, or OpenMetrics when asked for), /healthz (the process answers), /readyz (every
- * listener is up and the broker accepts TCP connections), /bans (admin/ban-api.ts: bearer token
- * required, disabled without one). Loopback by default; /metrics and the probes have no
- * authentication, so never expose it beyond a trusted network.
+ * The admin endpoint: /metrics (Prometheus text, or OpenMetrics when asked for: admin/exposition.ts),
+ * /healthz (the process answers), /readyz (every listener is up and the broker accepts TCP
+ * connections), /bans (admin/ban-api.ts: bearer token required, disabled without one). Loopback by
+ * default; /metrics and the probes have no authentication, so never expose it beyond a trusted network.
  */
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import net from 'node:net'
-import { Registry } from 'prom-client'
 import type { AdminConfig, UpstreamConfig } from '../config/types.js'
 import { MoatError } from '../errors.js'
 import type { BanApi } from './ban-api.js'
-
-function noop(): void {}
+import { contentTypeOf, formatFor, render, type MetricsSource } from './exposition.js'
 
 export interface ReadinessSource {
   listenersUp(): boolean
@@ -23,17 +21,16 @@ const PROBE_CACHE_MS = 1000
 
 export class AdminServer {
   private readonly config: AdminConfig
-  private readonly registry: Registry
+  private readonly metrics: MetricsSource
   private readonly source: ReadinessSource
   private readonly server: Server
   private lastProbeAt = 0
   private lastProbe: Promise<boolean> | null = null
-  private scraping: Promise<void> = Promise.resolve()
   private readonly bans: BanApi | null
 
-  constructor(config: AdminConfig, registry: Registry, source: ReadinessSource, bans: BanApi | null = null) {
+  constructor(config: AdminConfig, metrics: MetricsSource, source: ReadinessSource, bans: BanApi | null = null) {
     this.config = config
-    this.registry = registry
+    this.metrics = metrics
     this.source = source
     this.bans = bans
     this.server = http.createServer((req, res) => {
@@ -52,10 +49,9 @@ export class AdminServer {
       return
     }
     if (path === '/metrics') {
-      // OpenMetrics when the scraper asks for it (Prometheus does, by its Accept header); else text 0.0.4.
-      const openMetrics = (req.headers.accept ?? '').includes('application/openmetrics-text')
-      const { body, contentType } = await this.scrape(openMetrics)
-      res.writeHead(200, { 'content-type': contentType }).end(body)
+      const format = formatFor(req.headers.accept)
+      const body = await render(await this.metrics.getMetricsAsJSON(), format)
+      res.writeHead(200, { 'content-type': contentTypeOf(format) }).end(body)
     } else if (path === '/healthz') {
       res.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n')
     } else if (path === '/readyz') {
@@ -67,18 +63,6 @@ export class AdminServer {
     } else {
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found\n')
     }
-  }
-
-  /** Scrapes one at a time: the registry's output format is switched for the duration of a scrape. */
-  private scrape(openMetrics: boolean): Promise<{ body: string; contentType: string }> {
-    const run = this.scraping.then(async () => {
-      const registry = this.registry
-      const type = openMetrics ? Registry.OPENMETRICS_CONTENT_TYPE : Registry.PROMETHEUS_CONTENT_TYPE
-      registry.setContentType(type as typeof registry.contentType)
-      return { body: await registry.metrics(), contentType: type }
-    })
-    this.scraping = run.then(noop, noop)
-    return run
   }
 
   private probeBroker(): Promise<boolean> {

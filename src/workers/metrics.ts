@@ -7,6 +7,7 @@
  * never reaches a worker), and each worker's accepted connections and open sessions, labelled by worker number.
  */
 import { AggregatorRegistry, Counter, Gauge, Registry } from 'prom-client'
+import type { MetricsSource } from '../admin/exposition.js'
 import type { WorkerMetrics } from './messages.js'
 
 /** Aggregation other than the metric's own (sum for counters and gauges). */
@@ -27,15 +28,14 @@ export interface ClusterSource {
   readonly reloadFailures: number
 }
 
-/** What the admin endpoint scrapes in the primary: a Registry whose output is the workers' merged. */
-export class ClusterMetrics extends Registry {
+/** What the admin endpoint scrapes in the primary: the workers' metrics merged, and its own. */
+export class ClusterMetrics implements MetricsSource {
   private readonly source: ClusterSource
   private readonly own = new Registry()
   /** The workers' answers to the scrape in progress (read by the per-worker series). */
   private readonly perWorker: Array<{ worker: number; metrics: WorkerMetrics }> = []
 
   constructor(source: ClusterSource) {
-    super()
     this.source = source
     const perWorker = this.perWorker
     new Gauge({
@@ -90,24 +90,18 @@ export class ClusterMetrics extends Registry {
     })
   }
 
-  override async metrics(): Promise<string> {
+  async getMetricsAsJSON(): Promise<WorkerMetrics> {
     const workers = await this.source.collect()
     this.perWorker.length = 0
     this.perWorker.push(...workers)
     const arrays: WorkerMetrics[] = [await this.own.getMetricsAsJSON(), ...workers.map((w) => w.metrics)]
-    const openMetrics = (this.contentType as string) === Registry.OPENMETRICS_CONTENT_TYPE
     for (const metrics of arrays) {
       for (const metric of metrics) {
         const aggregator = aggregatorOverride[metric.name]
         if (aggregator !== undefined) (metric as { aggregator: string }).aggregator = aggregator
-        // OpenMetrics names a counter without `_total` and its sample with it; prom-client does that
-        // for its own counters but not for aggregated ones (it would print `_total_total`).
-        if (openMetrics && String(metric.type) === 'counter') (metric as { name: string }).name = metric.name.replace(/_total$/, '')
       }
     }
-    const merged = AggregatorRegistry.aggregate(arrays as Parameters<typeof AggregatorRegistry.aggregate>[0])
-    merged.setContentType(this.contentType as never)
-    return merged.metrics()
+    return AggregatorRegistry.aggregate(arrays as Parameters<typeof AggregatorRegistry.aggregate>[0]).getMetricsAsJSON()
   }
 }
 

@@ -80,6 +80,35 @@ describe('admin endpoint', () => {
     expect(await plain.text()).not.toMatch(/# EOF/)
   })
 
+  it('serves text and OpenMetrics in any order, one after the other or at once, with the same names', async () => {
+    const OPEN = 'application/openmetrics-text; version=1.0.0,text/plain;version=0.0.4;q=0.5'
+    const scrape = async (format: 'text' | 'openmetrics'): Promise<string> =>
+      (await fetch(`${admin}/metrics`, format === 'text' ? {} : { headers: { accept: OPEN } })).text()
+    /** Moat's sample names (Node's come and go with what the process is doing), and every family's declared name and type. */
+    const names = (body: string): { samples: string[]; families: string[] } => {
+      const lines = body.split('\n').filter((l) => l !== '' && l !== '# EOF')
+      return {
+        samples: [...new Set(lines.filter((l) => l.startsWith('moat_')).map((l) => l.slice(0, l.search(/[{ ]/))))].sort(),
+        families: lines.filter((l) => l.startsWith('# TYPE ')).sort(),
+      }
+    }
+    const text = names(await scrape('text'))
+    const open = names(await scrape('openmetrics'))
+    expect(text.samples).toContain('moat_config_reloads_total')
+    expect(text.families).toContain('# TYPE moat_config_reloads_total counter')
+    // OpenMetrics declares a counter family without `_total`; its samples keep it, as in text.
+    expect(open.families).toContain('# TYPE moat_config_reloads counter')
+    expect(open.samples).toEqual(text.samples)
+    expect(open.families).toEqual(text.families.map((l) => l.replace(/^(# TYPE \S+)_total counter$/, '$1 counter')).sort())
+    for (const order of [['openmetrics', 'text', 'openmetrics', 'text'], ['text', 'openmetrics', 'text', 'openmetrics']] as const) {
+      for (const format of order) expect(names(await scrape(format))).toEqual(format === 'text' ? text : open)
+    }
+    const together = await Promise.all(Array.from({ length: 12 }, (_, i) => (i % 2 === 0 ? 'text' : 'openmetrics') as 'text' | 'openmetrics').map(async (format) => ({ format, body: await scrape(format) })))
+    for (const { format, body } of together) expect(names(body)).toEqual(format === 'text' ? text : open)
+    // The registry the scrapes read is not changed by them.
+    expect((await moat.registry.getMetricsAsJSON()).map((m) => m.name)).toContain('moat_config_reloads_total')
+  })
+
   it('exports the running policy as an info metric: its hash changes with the policy', async () => {
     const text = await (await fetch(`${admin}/metrics`)).text()
     const match = /^moat_policy_info\{hash="([0-9a-f]{16})",generation="(\d+)"\} 1$/m.exec(text)
