@@ -12,6 +12,7 @@ import { packetTypeNames } from '../protocol/packet-type.js'
 import type { PolicyStore } from '../policy/store.js'
 import { connectionRefusals, type ConnectionLimiter } from '../limits/connections.js'
 import { registerAuthMetrics } from './auth-metrics.js'
+import { registerCertificateMetrics } from './certificates.js'
 import type { Stats } from '../stats/stats.js'
 
 type LabelledCounter = Counter<string>
@@ -30,9 +31,21 @@ function fillByReason(counter: LabelledCounter, values: Float64Array): void {
   }
 }
 
+/**
+ * Node's process metrics under their usual names (`process_*`, `nodejs_*`), which standard
+ * dashboards query; less prom-client's `nodejs_active_*_total`, gauges named like counters, which
+ * only add up the `nodejs_active_*{type}` series beside them.
+ */
+function registerProcessMetrics(register: Registry): void {
+  collectDefaultMetrics({ register })
+  for (const metric of register.getMetricsAsArray()) {
+    if (String(metric.type) !== 'counter' && metric.name.endsWith('_total')) register.removeSingleMetric(metric.name)
+  }
+}
+
 export function createRegistry(stats: Stats, policy: PolicyStore, limiter?: ConnectionLimiter): Registry {
   const register = new Registry()
-  collectDefaultMetrics({ register, prefix: 'moat_' })
+  registerProcessMetrics(register)
 
   new Counter({
     name: 'moat_connections_accepted_total',
@@ -275,5 +288,6 @@ export function createRegistry(stats: Stats, policy: PolicyStore, limiter?: Conn
     },
   })
   registerAuthMetrics(register, stats.auth)
+  registerCertificateMetrics(register, policy)
   return register
 }

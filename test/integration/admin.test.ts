@@ -65,7 +65,7 @@ describe('admin endpoint', () => {
     await client.publishAsync(`${id}/topic`, 'x', { qos: 1 })
     const text = await (await fetch(`${admin}/metrics`)).text()
     expect(text).not.toContain(id)
-    expect(text).toMatch(/^moat_process_cpu_seconds_total /m)
+    expect(text).toMatch(/^process_cpu_seconds_total /m)
     await client.endAsync()
   })
 
