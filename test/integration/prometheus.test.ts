@@ -1,8 +1,9 @@
 /**
  * A real Prometheus (Debian's `prometheus` package) scrapes a real Moat while scripted traffic
- * runs through it, and then answers every query of the Grafana dashboard with data: the panels
- * work, not only parse. Without the binary this is skipped with a notice, never under CI=true
- * (.ci/run installs it).
+ * runs through it, and then answers every query of the Grafana dashboard, and of its job and
+ * instance variables, with data: the panels work, not only parse. Prometheus scrapes OpenMetrics;
+ * the text format read between its scrapes keeps every name. Without the binary this is skipped
+ * with a notice, never under CI=true (.ci/run installs it).
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
@@ -15,7 +16,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { aclFrom } from '../helpers/acl.js'
 import { startBroker, type TestBroker } from '../helpers/broker.js'
 import { connectPacket, RawClient, uid } from '../helpers/clients.js'
-import { configWith, listener, startMoatWith, type LoggedMoat } from '../helpers/listeners.js'
+import { makeTestCerts } from '../helpers/certs.js'
+import { configWith, listener, listenerTls, startMoatWith, type LoggedMoat } from '../helpers/listeners.js'
 import { limitsFrom, passwordAuth } from '../helpers/moat.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
@@ -42,12 +44,17 @@ async function until(what: string, probe: () => Promise<boolean>, timeoutMs = 20
 }
 
 interface Panel { title: string; targets?: Array<{ expr: string }>; panels?: Panel[] }
+interface Variable { name: string; query?: { query: string } }
 
 describe.runIf(hasPrometheus)('a real Prometheus scraping Moat', () => {
   let broker: TestBroker
   let m: LoggedMoat
   let prometheus: ChildProcess
   let api: string
+  let admin: string
+  let certs: ReturnType<typeof makeTestCerts>
+  /** A text scrape taken before Prometheus first scraped. */
+  let textBefore: string
 
   async function login(user: string, password: string): Promise<RawClient> {
     const raw = new RawClient(m.moat.address('edge').port, 4)
@@ -89,9 +96,11 @@ describe.runIf(hasPrometheus)('a real Prometheus scraping Moat', () => {
     broker = await startBroker('aedes')
     const closed = await freePort() // nothing listens here: the http backend fails
     const users = await passwordAuth(['alice', 'eve'])
+    certs = makeTestCerts()
     m = await startMoatWith(configWith(broker, [
       listener('edge', 'mqtt'),
       listener('lb', 'mqtt', { proxyProtocol: true, trustedProxies: ['127.0.0.1/32', '::1'] }),
+      listener('secure', 'mqtts', { tls: listenerTls(certs.server.cert, certs.server.key) }),
     ], {
       admin: { host: '127.0.0.1', port: 0 },
       auth: {
@@ -101,6 +110,8 @@ describe.runIf(hasPrometheus)('a real Prometheus scraping Moat', () => {
       acl: aclFrom({ rules: [{ deny: 'publish', topic: 'firmware/#' }, { allow: 'all', topic: '#' }], shadow: { rules: [{ allow: 'all', topic: 'telemetry/#' }] } }),
       limits: limitsFrom({ messageRate: '100000/s' }),
     }))
+    admin = `http://127.0.0.1:${m.moat.adminAddress()!.port}/metrics`
+    textBefore = await (await fetch(admin)).text()
     const dir = mkdtempSync(join(tmpdir(), 'moat-prometheus-'))
     const port = await freePort()
     api = `http://127.0.0.1:${port}`
@@ -122,16 +133,41 @@ describe.runIf(hasPrometheus)('a real Prometheus scraping Moat', () => {
     prometheus?.kill('SIGTERM')
     await m?.moat.shutdown(0)
     await broker?.stop()
+    certs?.cleanup()
   })
 
-  it('answers every query of the dashboard with data', async () => {
-    const dashboard = JSON.parse(readFileSync(join(root, 'grafana/dashboards/moat.json'), 'utf8')) as { panels: Panel[] }
-    const targets = dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => ({ title: p.title, expr: t.expr })))
+  /** The families a text scrape declares, with their types (samples come and go with the traffic). */
+  function families(text: string): string[] {
+    return text.split('\n').filter((l) => l.startsWith('# TYPE ')).sort()
+  }
+
+  it('answers every query of the dashboard, for the job and instance its variables find, with data', async () => {
+    const dashboard = JSON.parse(readFileSync(join(root, 'grafana/dashboards/moat.json'), 'utf8')) as { panels: Panel[]; templating: { list: Variable[] } }
+    // The variables' label_values(metric, label) queries, asked as Grafana asks them.
+    const values = async (variable: string, scope: string): Promise<string[]> => {
+      const query = dashboard.templating.list.find((v) => v.name === variable)!.query!.query
+      const [, metric, label] = /^label_values\((.+), (\w+)\)$/.exec(query)!
+      const res = await fetch(`${api}/api/v1/label/${label}/values?match[]=${encodeURIComponent(metric!.replace('$job', scope))}`)
+      return (await res.json() as { data: string[] }).data
+    }
+    const jobs = await values('job', '')
+    expect(jobs).toEqual(['moat'])
+    const instances = await values('instance', 'moat')
+    expect(instances).toEqual([`127.0.0.1:${m.moat.adminAddress()!.port}`])
+    const targets = dashboard.panels.flatMap((p) => (p.targets ?? []).map((t) => ({ title: p.title, expr: t.expr.replaceAll('$job', jobs[0]!).replaceAll('$instance', instances[0]!) })))
     expect(targets.length).toBeGreaterThan(20)
     const empty: string[] = []
     for (const { title, expr } of targets) if ((await query(expr)).length === 0) empty.push(`${title}: ${expr}`)
     expect(empty).toEqual([])
     // And the up metric says the scrape works at all.
     expect(await query('up{job="moat"} == 1')).toHaveLength(1)
+  })
+
+  it('stores counters under their _total names, and its OpenMetrics scrapes leave the text format as it was', async () => {
+    expect(await query('moat_config_reloads_total{job="moat"}')).toHaveLength(2)
+    expect(await query('{__name__="moat_config_reloads",job="moat"}')).toHaveLength(0)
+    const after = families(await (await fetch(admin)).text())
+    expect(after).toContain('# TYPE moat_config_reloads_total counter')
+    expect(after).toEqual(families(textBefore))
   })
 })
