@@ -7,9 +7,10 @@
  *   moat certs --out DIR        development CA, server and client certificates (needs openssl)
  *   moat ban add|remove|list    manage bans through the admin endpoint
  */
+// First: from here on SIGUSR1 cannot open Node's inspector, nor SIGUSR2 end the process.
+import { onLogSignals } from './log/signals.js'
 import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
-import { pino } from 'pino'
 import { explain, type Identity } from './acl/explain.js'
 import { makeDevCerts } from './certs.js'
 import { checkBanArgs, runBanCommand, type BanCommand } from './fleet/ban-command.js'
@@ -22,7 +23,8 @@ import { passwdCommand } from './auth/passwd-command.js'
 import { PolicyStore } from './policy/store.js'
 import type { MoatConfig } from './config/types.js'
 import { ConfigError, MoatError } from './errors.js'
-import { createLogger, loggerOptions, type Logger } from './log/logger.js'
+import type { Logger } from './log/logger.js'
+import { openLog, type LogOutput } from './log/output.js'
 import { workerCount, workerId } from './workers/worker-count.js'
 
 const USAGE = `Usage:
@@ -231,12 +233,6 @@ function portOption(value: string | undefined, fallback: number, name: string): 
   return port
 }
 
-async function prettyLogger(): Promise<Logger> {
-  const { default: pretty } = await import('pino-pretty')
-  return pino(loggerOptions('info'),
-    pretty({ colorize: process.stdout.isTTY, sync: true, singleLine: true, ignore: 'pid,hostname,service', translateTime: 'HH:MM:ss.l' }))
-}
-
 /** Stop on SIGTERM/SIGINT: a first signal drains for the grace period, a second closes at once. */
 function onSignals(stop: (graceMs?: number) => Promise<void>, logger: Logger): void {
   let stopping = false
@@ -273,7 +269,8 @@ function warnAboutAuth(config: MoatConfig, logger: Logger): void {
 }
 
 /** `workers: N` (N > 1): this process is the cluster primary; the workers serve the clients. */
-async function runCluster(file: string, config: MoatConfig, logger: Logger): Promise<number> {
+async function runCluster(file: string, config: MoatConfig, log: LogOutput): Promise<number> {
+  const logger = log.logger
   new PolicyStore(config) // eslint-disable-line no-new -- an unreadable password file fails here, not N times in the workers
   const { ClusterPrimary } = await import('./workers/primary.js')
   const primary = new ClusterPrimary(file, readFileSync(file, 'utf8'), config, logger.child({ role: 'primary' }))
@@ -284,6 +281,10 @@ async function runCluster(file: string, config: MoatConfig, logger: Logger): Pro
   process.on('SIGHUP', () => {
     if (primary.reload()) warnAboutAuth(primary.running, logger)
   })
+  onLogSignals(() => {
+    primary.reopenLogs()
+    return log.reopen()
+  }, logger)
   primary.watchConfig(() => warnAboutAuth(primary.running, logger))
   return -1
 }
@@ -334,7 +335,7 @@ async function main(argv: string[]): Promise<number> {
     case 'ban':
       return runBanCommand(args.ban!, process.stdout)
     case 'demo': {
-      const logger = await prettyLogger()
+      const { logger } = await openLog({ level: 'info', format: 'pretty', file: null })
       const { demoBanner, startDemo } = await import('./demo.js')
       const demo = await startDemo({ port: args.port, adminPort: args.adminPort, logger })
       process.stdout.write(demoBanner(demo) + '\n')
@@ -349,8 +350,9 @@ async function main(argv: string[]): Promise<number> {
         return -1
       }
       const config = loadConfig(args.config!)
-      const logger = createLogger(config.log.level)
-      if (workerCount(config) > 1) return runCluster(args.config!, config, logger)
+      const log = await openLog(config.log, args.config!)
+      const logger = log.logger
+      if (workerCount(config) > 1) return runCluster(args.config!, config, log)
       const { Moat } = await import('./moat.js')
       const moat = new Moat(config, { logger })
       warnAboutAuth(config, logger)
@@ -363,6 +365,7 @@ async function main(argv: string[]): Promise<number> {
       process.on('SIGHUP', () => {
         if (moat.reload()) reloaded()
       })
+      onLogSignals(log.reopen, logger)
       moat.watchConfig(reloaded)
       return -1
     }

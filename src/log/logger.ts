@@ -58,9 +58,23 @@ function censored(): string {
 
 const secretSerializers = Object.fromEntries(SECRET_KEYS.map((key) => [key, censored]))
 
-/** pino options every Moat logger shares: the level, redaction, and `service: moat` on every line. */
+/** `"level":"warn"`, not pino's number: a reader of the line (or fail2ban) needs no table. */
+function levelName(label: string): { level: string } {
+  return { level: label }
+}
+
+/**
+ * pino options every Moat logger shares: the level, level names, an ISO-8601 `time` in UTC,
+ * redaction, and `service: moat` on every line.
+ */
 export function loggerOptions(level: LogLevel): LoggerOptions {
-  return { level, base: { service: 'moat' }, formatters: { log: redactSecrets }, serializers: secretSerializers }
+  return {
+    level,
+    base: { service: 'moat' },
+    timestamp: pino.stdTimeFunctions.isoTime,
+    formatters: { level: levelName, log: redactSecrets },
+    serializers: secretSerializers,
+  }
 }
 
 export function createLogger(level: LogLevel, destination?: NodeJS.WritableStream): Logger {

@@ -45,6 +45,7 @@ export type PrimaryMessage =
   | { moat: 'reload' }
   | { moat: 'shutdown'; graceMs: number }
   | { moat: 'metrics'; id: number }
+  | { moat: 'reopen-log' }
   | StoreReply
   | BanList
 

@@ -9,7 +9,8 @@
  * - answers the workers' fleet-wide limit calls from one store (store-host.ts);
  * - restarts a worker that ends unexpectedly, after a backoff, and gives up (exit 1) when workers
  *   keep crashing;
- * - on shutdown, has every worker drain for the grace period, then exits 0.
+ * - on shutdown, has every worker drain for the grace period, then exits 0;
+ * - passes a reopen of the log file (SIGHUP, SIGUSR2) on to every worker.
  */
 import cluster, { type Worker } from 'node:cluster'
 import { checkFactories } from '../checks/index.js'
@@ -164,6 +165,11 @@ export class ClusterPrimary implements ClusterSource {
     this.reloads += 1
     for (const slot of this.slots) if (slot.worker !== null && slot.ready) this.send(slot.worker, { moat: 'reload' })
     this.logger.info({ event: 'config_reload', outcome: 'sent', file: this.file, workers: this.workersRunning }, 'config valid: every worker reloads it')
+  }
+
+  /** Every worker reopens its log file: each has its own descriptor of it. */
+  reopenLogs(): void {
+    for (const slot of this.slots) if (slot.worker !== null) this.send(slot.worker, { moat: 'reopen-log' })
   }
 
   /**

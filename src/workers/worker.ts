@@ -2,12 +2,16 @@
  * A cluster worker (`workers: N`): one Moat whose listeners share their ports with the other
  * workers (node:cluster hands each accepted connection to one worker), with no admin endpoint of
  * its own and a WorkerStore for the fleet-wide limits. The primary tells it what to do:
- *   start (the config text the primary validated), reload, shutdown (drain), metrics (answer a scrape).
- * Its log lines carry `worker: <n>` (1..N, kept by a restarted worker).
+ *   start (the config text the primary validated), reload, shutdown (drain), metrics (answer a
+ *   scrape), reopen-log (after a rotation: the primary got SIGHUP or SIGUSR2).
+ * Its log lines carry `worker: <n>` (1..N, kept by a restarted worker). With `log.file`, each
+ * worker appends to the file through its own descriptor (log/output.ts).
  */
 import { parseConfig } from '../config/load.js'
 import { MoatError } from '../errors.js'
-import { createLogger, type Logger } from '../log/logger.js'
+import type { Logger } from '../log/logger.js'
+import { openLog, type LogOutput } from '../log/output.js'
+import { onLogSignals, reopenLog } from '../log/signals.js'
 import { Moat } from '../moat.js'
 import { isMessage, post, type Channel, type PrimaryMessage, type WorkerMessage } from './messages.js'
 import { WorkerStore } from './worker-store.js'
@@ -26,6 +30,7 @@ function send(message: WorkerMessage): void {
 export async function runWorker(id: number): Promise<void> {
   let moat: Moat | null = null
   let logger: Logger | null = null
+  let log: LogOutput | null = null
   let stopping: Promise<void> | null = null
   const stop = (graceMs: number): void => {
     if (moat === null) {
@@ -58,6 +63,9 @@ export async function runWorker(id: number): Promise<void> {
           send({ moat: 'reloaded', ok, generation: moat.policy.generation })
           return
         }
+        case 'reopen-log':
+          if (log !== null) reopenLog(log.reopen, logger!, 'primary')
+          return
         case 'metrics':
           if (moat === null) return
           moat.registry.getMetricsAsJSON().then((metrics) => send({ moat: 'metrics', id: m.id, metrics }), () => send({ moat: 'metrics', id: m.id, metrics: [] }))
@@ -79,7 +87,10 @@ export async function runWorker(id: number): Promise<void> {
   const { file, text } = await started
   try {
     const config = parseConfig(text, file)
-    logger = createLogger(config.log.level).child({ worker: id })
+    log = await openLog(config.log, file)
+    logger = log.logger.child({ worker: id })
+    // SIGUSR2 sent to every process of the service (systemctl kill) reaches the workers too.
+    onLogSignals(log.reopen, logger)
     // With cluster.redis every worker talks to Redis itself (fleet-wide across instances, and so
     // across workers); without it the primary holds the state for all its workers.
     const store = config.cluster?.redis != null ? undefined : new WorkerStore({ channel, logger })

@@ -4,8 +4,8 @@
  */
 import { Writable } from 'node:stream'
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt'
-import { pino } from 'pino'
 import type { ListenerConfig, ListenerTlsConfig, MoatConfig } from '../../src/config/types.js'
+import { createLogger, type Logger } from '../../src/log/logger.js'
 import { Moat } from '../../src/moat.js'
 import { shortId } from './clients.js'
 import { testConfig, type MoatOverrides } from './moat.js'
@@ -24,15 +24,15 @@ export function listener(name: string, protocol: ListenerConfig['protocol'], ext
   return { name, protocol, host: '127.0.0.1', port: 0, tls: null, path: protocol === 'ws' || protocol === 'wss' ? '/mqtt' : '', origins: null, pingIntervalMs: protocol === 'ws' || protocol === 'wss' ? 30_000 : 0, proxyProtocol: false, trustedProxies: [], ...extra }
 }
 
-/** Captures pino output as parsed lines (and keeps Moat quiet). */
-export function capturingLogger(lines: Array<Record<string, unknown>>): pino.Logger {
+/** Captures Moat's log lines (its own logger: level names, redaction) parsed, and keeps Moat quiet. */
+export function capturingLogger(lines: Array<Record<string, unknown>>): Logger {
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
       for (const line of chunk.toString().split('\n')) if (line !== '') lines.push(JSON.parse(line) as Record<string, unknown>)
       cb()
     },
   })
-  return pino({ level: 'debug' }, sink)
+  return createLogger('debug', sink)
 }
 
 export async function startMoatWith(config: MoatConfig): Promise<LoggedMoat> {

@@ -154,7 +154,7 @@ describe('moat --config FILE', () => {
       'auth: { anonymous: true }',
     ].join('\n'))
     const moat = await start(['--config', file], /"event":"listening".*?"port":(\d+)/)
-    expect(moat.output()).toMatch(/"level":40.*"event":"auth_anonymous".*auth\.anonymous is true/)
+    expect(moat.output()).toMatch(/"level":"warn".*"event":"auth_anonymous".*auth\.anonymous is true/)
     const port = Number(moat.match[1])
     const client = await mqtt.connectAsync({ host: '127.0.0.1', port, clientId: 'cli-1', reconnectPeriod: 0 })
     await client.subscribeAsync('cli/t')

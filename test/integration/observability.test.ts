@@ -96,14 +96,14 @@ describe('metrics and audit log of a scripted session', () => {
     // The fail2ban filter shipped in deploy/ matches the line as pino writes it, and finds the address.
     const filter = readFileSync(new URL('../../deploy/fail2ban/filter.d/moat.conf', import.meta.url), 'utf8')
     const failregex = filter.split('\n').find((l) => l.startsWith('failregex = '))!.slice('failregex = '.length)
-    const match = new RegExp(failregex.replace('<HOST>', '(?<host>[0-9a-fA-F:.]+?)')).exec(JSON.stringify(audit[0]))
+    const match = new RegExp(failregex.replace('<ADDR>', '(?<host>[0-9a-fA-F:.]+?)')).exec(JSON.stringify(audit[0]))
     expect(match?.groups?.host).toMatch(/^(::ffff:)?127\.0\.0\.1$/)
     const denial = m.logs.filter((l) => l.audit === true && l.clientId === alice.id)
     expect(denial).toEqual([expect.objectContaining({ event: 'packet_refused', reason: 'acl_denied', code: 0x87, rule: 'no-firmware', topic: 'firmware/push' })])
     // Two info lines per connection, as docs/operations.md says: who connected (written once the client
     // has its CONNACK), and how the session ended, with what it moved.
     const aliceLines = m.logs.filter((l) => l.sid !== undefined && l.sid === m.logs.find((s) => s.event === 'session_open' && s.clientId === alice.id)?.sid)
-    expect(aliceLines.filter((l) => l.level === 30).map((l) => l.event)).toEqual(['session_open', 'session_end'])
+    expect(aliceLines.filter((l) => l.level === 'info').map((l) => l.event)).toEqual(['session_open', 'session_end'])
     expect(aliceLines.find((l) => l.event === 'session_open')).toMatchObject({ event: 'session_open', code: 0, clientId: alice.id, username: 'alice', authenticatedBy: 'file', version: 4, listener: 'edge' })
     const everything = JSON.stringify(m.logs)
     expect(everything).not.toContain(WRONG)

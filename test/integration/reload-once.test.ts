@@ -97,8 +97,8 @@ describe('single process', () => {
     const file = join(dir, 'moat.yaml')
     writeWhole(file, { ...config('64KiB', passwd), bogus: 1 })
     moat.signal('SIGHUP')
-    await moat.waitForLog((l) => l.event === 'config_reload' && l.outcome === 'failure' && l.level === 20, 10_000) // the watch's: at debug
-    const warned = moat.logs.filter((l) => l.event === 'config_reload' && l.outcome === 'failure' && l.level === 40)
+    await moat.waitForLog((l) => l.event === 'config_reload' && l.outcome === 'failure' && l.level === 'debug', 10_000) // the watch's: at debug
+    const warned = moat.logs.filter((l) => l.event === 'config_reload' && l.outcome === 'failure' && l.level === 'warn')
     expect(warned).toHaveLength(1)
     expect(String(warned[0]!.error)).toMatch(/bogus/)
     expect(await reloadsTotal(moat.adminPort, 'failure')).toBe(1)

@@ -133,7 +133,7 @@ describe.skipIf(!haveMosquitto)('client certificate refusals: the TLS alert matc
         expect(await ask(reference.port, version)).toBe(expected)
         expect(await ask(moatPort, version)).toBe(expected)
         await expect.poll(() => m.moat.stats.refusedFor('secure', 'client_cert_refused')).toBe(counted + 1)
-        expect(refusals().slice(before)).toEqual([expect.objectContaining({ reason: 'client_cert_refused', detail: 'no client certificate', level: 40 })])
+        expect(refusals().slice(before)).toEqual([expect.objectContaining({ reason: 'client_cert_refused', detail: 'no client certificate', level: 'warn' })])
         expect(broker.connections()).toBe(seen)
       })
     }
@@ -158,7 +158,7 @@ describe.skipIf(!haveMosquitto)('client certificate refusals: the TLS alert matc
           const outcome = await ask(moatPort, version, cert())
           expect(['eof', 'close_notify', 'ECONNRESET']).toContain(outcome)
           await expect.poll(() => m.moat.stats.refusedFor('secure', 'client_cert_refused')).toBe(counted + 1)
-          expect(refusals().slice(before)).toEqual([expect.objectContaining({ reason: 'client_cert_refused', detail: `client certificate not accepted: ${code}`, remote: expect.stringMatching(/^127\.0\.0\.1:\d+$/), level: 40 })])
+          expect(refusals().slice(before)).toEqual([expect.objectContaining({ reason: 'client_cert_refused', detail: `client certificate not accepted: ${code}`, remote: expect.stringMatching(/^127\.0\.0\.1:\d+$/), level: 'warn' })])
           expect(broker.connections()).toBe(seen)
         })
       }

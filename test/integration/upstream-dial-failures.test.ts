@@ -36,10 +36,10 @@ describe.runIf(brokerKinds().includes('mosquitto'))('failed upstream dials (mosq
     expect(moat.stats.closedFor('upstream_unavailable')).toBe(50)
     const unavailable = (): Array<Record<string, unknown>> => logs.filter((l) => l.event === 'upstream_unavailable')
     expect(unavailable()).toHaveLength(1)
-    expect(unavailable()[0]).toMatchObject({ level: 50, error: expect.stringMatching(/ECONNREFUSED/) })
+    expect(unavailable()[0]).toMatchObject({ level: 'error', error: expect.stringMatching(/ECONNREFUSED/) })
     // The other 49 are summed up when the interval (10 s) ends, or at shutdown at the latest.
     await moat.shutdown(0)
     expect(unavailable()).toHaveLength(2)
-    expect(unavailable()[1]).toMatchObject({ level: 50, suppressed: 49, error: expect.stringMatching(/ECONNREFUSED/) })
+    expect(unavailable()[1]).toMatchObject({ level: 'error', suppressed: 49, error: expect.stringMatching(/ECONNREFUSED/) })
   })
 })

@@ -106,7 +106,7 @@ describe('upstream TLS', () => {
   it('insecure: true skips verification, with a warning at start', async () => {
     const broker = await startTlsBroker()
     const m = await moatTo(broker, upstreamTls({ ca: null, insecure: true }))
-    expect(m.logs.find((l) => l.event === 'upstream_tls_insecure')).toMatchObject({ level: 40 })
+    expect(m.logs.find((l) => l.event === 'upstream_tls_insecure')).toMatchObject({ level: 'warn' })
     const clientId = shortId()
     const c = await connect(m.moat.address().port, { clientId })
     await c.endAsync()

@@ -53,7 +53,7 @@ describe('loadConfig: valid files', () => {
       admin: { host: '127.0.0.1', port: 9500 },
       limits: { ...defaultLimits, maxPacketSize: 1_048_576, connectTimeoutMs: 3000 },
       shutdown: { gracePeriodMs: 60_000 },
-      log: { level: 'debug' },
+      log: { level: 'debug', format: 'json', file: null },
       acl: {
         outbound: true,
         overlap: 'filter',
