@@ -6,11 +6,13 @@
  * Counters live in one LRU table per Moat (LockoutTable), bounded by `maxEntries`, so a reload
  * keeps them; the policy that reads them (Lockout) is rebuilt per generation. A success does not
  * reset a counter: the window does (a device logging in often must not wipe out an attacker's tally).
- * Long user names are hashed into the key, so each entry stays small.
+ * Long user names are hashed into the key, so each entry stays small. Each ban it starts is an
+ * audit line (`lockout_ban`: the address or user name, never the password tried).
  */
 import { createHash } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import type { LockoutConfig } from '../config/types.js'
+import type { Logger } from '../log/logger.js'
 import type { AuthStats } from '../stats/auth-stats.js'
 
 interface Counter {
@@ -45,12 +47,14 @@ export class Lockout {
   private readonly byAddress: boolean
   private readonly byUsername: boolean
   private readonly shared: SharedLockoutSink | null
+  private readonly logger: Logger | null
 
-  constructor(config: LockoutConfig, table: LockoutTable, stats: AuthStats, shared: SharedLockoutSink | null = null) {
+  constructor(config: LockoutConfig, table: LockoutTable, stats: AuthStats, shared: SharedLockoutSink | null = null, logger: Logger | null = null) {
     this.config = config
     this.table = table
     this.stats = stats
     this.shared = shared
+    this.logger = logger
     this.byAddress = config.per.includes('address')
     this.byUsername = config.per.includes('username')
   }
@@ -71,13 +75,20 @@ export class Lockout {
 
   /** Counts a failed login; starts a ban when a counter reaches maxFailures. */
   fail(address: string, username: string | null, now = Date.now()): void {
-    if (this.byAddress) this.count(`a:${address}`, 0, now)
-    if (this.byUsername && username !== null) this.count(userKey(username), 1, now)
+    if (this.byAddress && this.count(`a:${address}`, 0, now)) this.banned('address', address, username)
+    if (this.byUsername && username !== null && this.count(userKey(username), 1, now)) this.banned('username', address, username)
     this.stats.lockoutEntries = this.table.entries.size
     this.shared?.fail(address, username, this.config)
   }
 
-  private count(key: string, kind: 0 | 1, now: number): void {
+  private banned(kind: 'address' | 'username', address: string, username: string | null): void {
+    const { maxFailures, windowMs, banMs } = this.config
+    this.logger?.warn({ audit: true, event: 'lockout_ban', kind, address, username: username ?? undefined, failures: maxFailures, windowMs, banMs },
+      `${maxFailures} failed logins: ${kind === 'address' ? 'address' : 'user name'} banned`)
+  }
+
+  /** Counts one failure under `key`; true when it starts a ban. */
+  private count(key: string, kind: 0 | 1, now: number): boolean {
     const entries = this.table.entries
     let c = entries.get(key)
     if (c === undefined) {
@@ -93,6 +104,8 @@ export class Lockout {
       c.failures = 0
       c.windowStart = now
       this.stats.bans[kind]! += 1
+      return true
     }
+    return false
   }
 }

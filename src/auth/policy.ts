@@ -63,7 +63,7 @@ export function compileAuthPolicy(config: AuthConfig, configFile: string, runtim
     backends,
     timeoutMs: config.timeoutMs,
     clientId: { pattern: c.pattern === null ? null : new RegExp(`^(?:${c.pattern})$`, 'u'), maxLength: c.maxLength, bind: c.bind, separator: c.separator, takeover: c.takeover },
-    lockout: config.lockout === null ? null : new Lockout(config.lockout, runtime.lockouts(config.lockout.maxEntries), runtime.stats, runtime.sharedLockout),
+    lockout: config.lockout === null ? null : new Lockout(config.lockout, runtime.lockouts(config.lockout.maxEntries), runtime.stats, runtime.sharedLockout, runtime.logger),
     banReply: config.lockout?.reply ?? 'bad-credentials',
     unknownCredentials: config.unknownCredentials,
     badCredentialsReply: config.badCredentialsReply,
