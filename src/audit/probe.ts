@@ -1,7 +1,7 @@
 /**
  * `moat audit --target HOST:PORT`: an active probe of a broker (or of Moat) the operator names.
- * It talks only to that address, over at most a dozen short sequential connections (anonymous
- * CONNECT, up to eight default credentials, one client-id check, one oversized-packet check, and
+ * It talks only to that address, over at most ten short sequential connections (anonymous
+ * CONNECT, up to four default credentials, one client-id check, one oversized-packet check, and
  * with --tls two pinned-version handshakes), every step bounded by `timeoutMs`, everything closed
  * at the end. It writes one non-retained QoS 1 message to a fresh `moat-audit/<random>` topic and
  * nothing retained, so it leaves nothing behind on the broker.
@@ -12,23 +12,37 @@ import net from 'node:net'
 import type { IConnackPacket, IPublishPacket, ISubackPacket } from 'mqtt-packet'
 import type { Finding, Report } from './finding.js'
 import { OpenError, ProbeConnection, type Endpoint } from './probe-connection.js'
+import { DEFAULT_LOCKOUT } from '../config/auth-schema.js'
 import { MoatError } from '../errors.js'
 import { isLoopback } from '../net/address-list.js'
 
 /** Where and how to probe: the target's address, TLS settings and the timeout of every step. */
-export type ProbeOptions = Endpoint
+export interface ProbeOptions extends Endpoint {
+  /** Whether to try the default credentials when anonymous access is refused (each refusal is a failed login). */
+  readonly credentials?: boolean
+}
 
-/** Tried in order only when anonymous access is refused; the probe stops at the first accepted. */
+/**
+ * Tried in order only when anonymous access is refused; the probe stops at the first accepted.
+ * Each refusal counts towards the target's lockout of the operator's address (a refused anonymous
+ * CONNECT does not: there were no credentials), so the list is short enough that two runs in a
+ * row stay under Moat's default lockout, `DEFAULT_LOCKOUT.maxFailures` in its window.
+ */
 export const defaultCredentials: readonly (readonly [string, string])[] = [
   ['admin', 'admin'],
   ['admin', 'password'],
-  ['admin', 'public'],
   ['guest', 'guest'],
   ['mosquitto', 'mosquitto'],
-  ['test', 'test'],
-  ['user', 'user'],
-  ['mqtt', 'mqtt'],
 ]
+
+/** What the probe will try, said before it starts (the CLI prints it on stderr). */
+export function probePlan(options: ProbeOptions): string {
+  const where = `${options.host.includes(':') ? `[${options.host}]` : options.host}:${options.port}`
+  if (options.credentials === false) return `moat audit: probing ${where} without credentials (--no-credentials): one anonymous login, no failed login to count towards a lockout`
+  return `moat audit: probing ${where}: one anonymous login, then, if it is refused, up to ${defaultCredentials.length} default credentials ` +
+    `(${defaultCredentials.map(([u, p]) => `${u}/${p}`).join(', ')}); each refused one counts towards the target's lockout of your address ` +
+    `(Moat's default: ${DEFAULT_LOCKOUT.maxFailures} within ${DEFAULT_LOCKOUT.window / 1000} s); --no-credentials skips them`
+}
 
 /** How long the oversized-packet check waits for the target to close the connection. */
 const OVERSIZE_WINDOW_MS = 2000
@@ -70,7 +84,7 @@ export async function probeTarget(options: ProbeOptions): Promise<Report> {
     anonymous.conn.destroy()
     if (silent) throw notMqtt(where, options)
     // 2. A short list of default credentials, stopping at the first accepted.
-    for (const [username, password] of defaultCredentials) {
+    for (const [username, password] of options.credentials === false ? [] : defaultCredentials) {
       const attempt = await connectMqtt(ep, `moat-audit-${nonce}`, { username, password })
       if (attempt.returnCode !== null) answered = true
       if (attempt.returnCode === 0) {
@@ -101,7 +115,9 @@ export async function probeTarget(options: ProbeOptions): Promise<Report> {
         id: 'no-session',
         severity: 'info',
         title: 'No session obtained: subscribe, publish and client-id checks were not run',
-        risk: 'None found by this probe: neither anonymous access nor the built-in default credentials were accepted.',
+        risk: options.credentials === false
+          ? 'None found by this probe: anonymous access was refused, and default credentials were not tried (--no-credentials).'
+          : 'None found by this probe: neither anonymous access nor the built-in default credentials were accepted.',
         fix: 'Nothing to do; to check what a real user may do, review the ACL (moat audit --config).',
       })
     }
@@ -152,10 +168,7 @@ export async function probeTarget(options: ProbeOptions): Promise<Report> {
   return { subject: where, findings }
 }
 
-/**
- * Why the probe could not run (target unreachable, not MQTT, CA file unreadable): the CLI prints
- * the message and exits 1. One place, so it can become a catalogued MoatError (MOAT_ERR_PROBE).
- */
+/** Why the probe could not run (target unreachable, not MQTT, CA file unreadable): the CLI prints the message and exits 1. */
 function probeError(message: string): Error {
   return new MoatError('MOAT_ERR_PROBE', message)
 }

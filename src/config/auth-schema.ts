@@ -88,12 +88,15 @@ const clientId = z.strictObject({
   takeover: z.enum(['same-identity', 'allow'], { error: 'expected same-identity or allow' }).default('same-identity'),
 })
 
+/** The lockout of a config that sets none (`moat audit --target` keeps its failed logins under it). */
+export const DEFAULT_LOCKOUT = { maxFailures: 10, window: 60_000, ban: 300_000 } as const
+
 const lockout = z.union([
   z.literal(false),
   z.strictObject({
-    maxFailures: count(1).default(10),
-    window: duration.default(60_000).refine((v) => v > 0, { error: 'must be above zero' }),
-    ban: duration.default(300_000).refine((v) => v > 0, { error: 'must be above zero' }),
+    maxFailures: count(1).default(DEFAULT_LOCKOUT.maxFailures),
+    window: duration.default(DEFAULT_LOCKOUT.window).refine((v) => v > 0, { error: 'must be above zero' }),
+    ban: duration.default(DEFAULT_LOCKOUT.ban).refine((v) => v > 0, { error: 'must be above zero' }),
     per: z.array(z.enum(['address', 'username'], { error: 'expected address or username' })).min(1).default(['address', 'username']),
     maxEntries: count(1).default(100_000),
     reply: z.enum(['bad-credentials', 'banned'], { error: 'expected bad-credentials or banned' }).default('bad-credentials'),
@@ -111,7 +114,7 @@ export const authSchema = z.strictObject({
   backends: z.array(backend, { error: 'expected a list of backends' }).default([]),
   timeout: duration.default(5_000).refine((v) => v > 0, { error: 'must be above zero' }),
   clientId: clientId.default({ maxLength: 256, bind: 'none', separator: ':', takeover: 'same-identity' }),
-  lockout: lockout.default({ maxFailures: 10, window: 60_000, ban: 300_000, per: ['address', 'username'], maxEntries: 100_000, reply: 'bad-credentials' }),
+  lockout: lockout.default({ ...DEFAULT_LOCKOUT, per: ['address', 'username'], maxEntries: 100_000, reply: 'bad-credentials' }),
   upstreamCredentials: upstreamCredentials.default('passthrough'),
   unknownCredentials: z.enum(['refuse', 'broker'], { error: 'expected refuse or broker' }).default('refuse'),
   badCredentialsReply: z.enum(['bad-credentials', 'not-authorized'], { error: 'expected bad-credentials or not-authorized' }).default('bad-credentials'),

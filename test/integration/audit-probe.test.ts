@@ -137,7 +137,7 @@ describe('probe of a Mosquitto that refuses anonymous clients but knows a defaul
     // refused client as <unknown>: it takes the id only once the CONNECT passes.
     await broker.waitForLog(/New client connected from .* as moat-audit-\S+ .*u'mosquitto'/)
     const refusals = broker.logs.filter((l) => /^Client <unknown> disconnected, not authori[sz]ed/.test(l)).length
-    expect(refusals).toBe(5) // anonymous, admin/admin, admin/password, admin/public, guest/guest
+    expect(refusals).toBe(4) // anonymous, admin/admin, admin/password, guest/guest
   })
 })
 
