@@ -2,51 +2,22 @@
  * The `moat` command as a user runs it: node dist/cli.js (built by test/global-setup.ts), with real
  * configs, a real broker (Aedes in this process) and real clients.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
 import { EventEmitter, once } from 'node:events'
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { Aedes } from 'aedes'
 import mqtt from 'mqtt'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { runCli, startCli } from '../helpers/cli.js'
 
-const root = fileURLToPath(new URL('../..', import.meta.url))
-const cli = join(root, 'dist/cli.js')
-
-interface Run { code: number | null; signal: string | null; stdout: string; stderr: string }
 
 /** MQTT.js clients are event emitters whose typings node:events' once() does not accept. */
 const events = (client: mqtt.MqttClient): EventEmitter => client as unknown as EventEmitter
 
-function run(args: string[]): Promise<Run> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cli, ...args], { cwd: root })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => { stdout += d })
-    child.stderr.on('data', (d: Buffer) => { stderr += d })
-    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }))
-  })
-}
-
-/** Starts a long-running moat and resolves once `ready` matches its output. */
-function start(args: string[], ready: RegExp): Promise<{ child: ChildProcess; output: () => string; match: RegExpMatchArray }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { cwd: root })
-    let output = ''
-    const onData = (d: Buffer): void => {
-      output += d
-      const match = output.match(ready)
-      if (match) resolve({ child, output: () => output, match })
-    }
-    child.stdout!.on('data', onData)
-    child.stderr!.on('data', onData)
-    child.on('close', (code) => reject(new Error(`moat exited (${code}) before it was ready:\n${output}`)))
-  })
-}
+const run = runCli
+const start = startCli
 
 let broker: Aedes
 let brokerServer: net.Server
@@ -137,11 +108,10 @@ describe('moat check', () => {
     expect(shared).toMatchObject({ code: 3, stdout: 'subscribe $share/g/# as alice:dev1: deny (no-subscribe)\n' })
   })
 
-  it('refuses a missing --config with a usage error (exit 2)', async () => {
+  it('refuses a missing --config with a usage error (exit 2): one line and the help to read, not the manual', async () => {
     const result = await run(['check'])
-    expect(result.code).toBe(2)
-    expect(result.stderr).toMatch(/needs --config FILE/)
-    expect(result.stderr).toMatch(/Usage:/)
+    expect(result).toMatchObject({ code: 2, stdout: '' })
+    expect(result.stderr).toBe("moat: 'moat check' needs --config FILE [MOAT_ERR_USAGE]\nrun 'moat check --help' for its usage\n")
   })
 })
 
@@ -241,15 +211,7 @@ describe('moat --config FILE: auth', () => {
 
   it('moat passwd FILE USER writes a scrypt line the file backend accepts; moat check validates the file', async () => {
     const passwd = join(dir, 'cli-passwd')
-    const written = await new Promise<Run>((resolve) => {
-      const child = spawn(process.execPath, [cli, 'passwd', passwd, 'dev-1'], { cwd: root })
-      let stdout = ''
-      let stderr = ''
-      child.stdout.on('data', (d: Buffer) => { stdout += d })
-      child.stderr.on('data', (d: Buffer) => { stderr += d })
-      child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }))
-      child.stdin.end('dev-secret\n')
-    })
+    const written = await run(['passwd', passwd, 'dev-1'], { stdin: 'dev-secret\n' })
     expect(written.code).toBe(0)
     expect(readFileSync(passwd, 'utf8')).toMatch(/^dev-1:\$scrypt\$N=16384,r=8,p=1\$[^$]+\$[^$]+\n$/)
     const file = writeConfig('passwd.yaml', [

@@ -254,7 +254,7 @@ describe('two Moat processes sharing Redis', { timeout: 120_000 }, () => {
     const closed = await freePort() // nothing listens there
     const unreachable = await run(['ban', 'list', '--admin', `http://127.0.0.1:${closed}`, '--token', TOKEN])
     expect(unreachable.code).toBe(1)
-    expect(unreachable.stderr).toBe(`moat: cannot reach the admin endpoint at http://127.0.0.1:${closed}: ECONNREFUSED\n`)
+    expect(unreachable.stderr).toBe(`moat: cannot reach the admin endpoint at http://127.0.0.1:${closed}: ECONNREFUSED [MOAT_ERR_BAN]\n`)
     const usage = await run(['ban', 'add', 'not-an-address', '--token', TOKEN])
     expect(usage.code).toBe(2)
     expect(usage.stderr).toMatch(/'not-an-address' is not an address, a CIDR, user:NAME or client:ID/)

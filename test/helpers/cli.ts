@@ -1,0 +1,55 @@
+/**
+ * The `moat` command as a user runs it: `node dist/cli.js …` (built by test/global-setup.ts), once
+ * to completion, or left running until its output shows it is ready.
+ */
+import { spawn, type ChildProcess } from 'node:child_process'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+
+export const root = fileURLToPath(new URL('../..', import.meta.url))
+export const cli = join(root, 'dist/cli.js')
+
+export interface Run { code: number | null; signal: string | null; stdout: string; stderr: string }
+
+export interface RunOptions {
+  /** Written to its standard input, which is then closed. */
+  readonly stdin?: string
+  /** Its environment (default: this process's). */
+  readonly env?: NodeJS.ProcessEnv
+}
+
+export function runCli(args: string[], options: RunOptions = {}): Promise<Run> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [cli, ...args], { cwd: root, env: options.env ?? process.env })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => { stdout += d })
+    child.stderr.on('data', (d: Buffer) => { stderr += d })
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }))
+    child.stdin.end(options.stdin ?? '')
+  })
+}
+
+export interface Started { child: ChildProcess; output: () => string; match: RegExpMatchArray }
+
+/** Starts a long-running moat and resolves once `ready` matches its output (stdout and stderr). */
+export function startCli(args: string[], ready: RegExp, options: RunOptions = {}): Promise<Started> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [cli, ...args], { cwd: root, env: options.env ?? process.env })
+    let output = ''
+    let done = false
+    const onData = (d: Buffer): void => {
+      output += d
+      const match = output.match(ready)
+      if (match && !done) {
+        done = true
+        resolve({ child, output: () => output, match })
+      }
+    }
+    child.stdout!.on('data', onData)
+    child.stderr!.on('data', onData)
+    child.on('close', (code) => {
+      if (!done) reject(new Error(`moat exited (${code}) before it was ready:\n${output}`))
+    })
+  })
+}
