@@ -1,10 +1,11 @@
 /**
  * `moat passwd FILE USER`: adds or replaces USER in a password file with a scrypt hash. The
  * password is read from stdin when it is not a terminal (one line; e.g. `echo "$PW" | moat passwd
- * …`), or prompted for twice without echo. The file is created with mode 0600; other lines
- * (Mosquitto's $7$/$6$ ones included) are kept as they are.
+ * …`), or prompted for twice without echo. A new file is created with mode 0600; an existing one
+ * keeps its mode and owner (the service that reads it, a container's user or a group, still can),
+ * and its other lines (Mosquitto's $7$/$6$ ones included) as they are.
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, type Stats } from 'node:fs'
 import { MoatError } from '../errors.js'
 import { hashPassword } from './password-hash.js'
 
@@ -64,11 +65,36 @@ export async function passwdCommand(file: string, user: string, io: { input: Nod
   }
   if (password === '') throw new PasswdError('empty password')
   const line = `${user}:${await hashPassword(Buffer.from(password, 'utf8'))}`
-  const lines = existsSync(file) ? readFileSync(file, 'utf8').split(/\r?\n/).filter((l) => l !== '') : []
+  const existing = statSync(file, { throwIfNoEntry: false })
+  const lines = existing === undefined ? [] : readFileSync(file, 'utf8').split(/\r?\n/).filter((l) => l !== '')
   const at = lines.findIndex((l) => l.slice(0, l.indexOf(':')) === user)
   if (at >= 0) lines[at] = line
   else lines.push(line)
+  try {
+    writePasswordFile(file, lines.join('\n') + '\n', existing)
+  } catch (err) {
+    throw new PasswdError(`cannot write ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
+  }
+}
+
+/**
+ * Replaces the file whole (a reader never sees half of it), as `existing` was: mode and owner.
+ * Only root may give a file to another user: anyone else rewrites a file they do not own in place,
+ * which keeps its owner (Moat's watcher waits for a file to settle before it reads it).
+ */
+function writePasswordFile(file: string, text: string, existing: Stats | undefined): void {
   const tmp = `${file}.tmp-${process.pid}`
-  writeFileSync(tmp, lines.join('\n') + '\n', { mode: 0o600 })
-  renameSync(tmp, file)
+  writeFileSync(tmp, text, { mode: 0o600 })
+  try {
+    if (existing !== undefined) {
+      chmodSync(tmp, existing.mode & 0o7777)
+      const own = statSync(tmp)
+      if (own.uid !== existing.uid || own.gid !== existing.gid) chownSync(tmp, existing.uid, existing.gid)
+    }
+    renameSync(tmp, file)
+  } catch (err) {
+    rmSync(tmp, { force: true })
+    if ((err as NodeJS.ErrnoException).code !== 'EPERM' || existing === undefined) throw err
+    writeFileSync(file, text)
+  }
 }

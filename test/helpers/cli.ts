@@ -2,7 +2,7 @@
  * The `moat` command as a user runs it: `node dist/cli.js …` (built by test/global-setup.ts), once
  * to completion, or left running until its output shows it is ready.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, type ChildProcess, type SpawnOptionsWithoutStdio } from 'node:child_process'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
@@ -16,11 +16,18 @@ export interface RunOptions {
   readonly stdin?: string
   /** Its environment (default: this process's). */
   readonly env?: NodeJS.ProcessEnv
+  /** Run as this user and group (the tests must run as root for that). */
+  readonly uid?: number
+  readonly gid?: number
+}
+
+function spawnOptions(options: RunOptions): SpawnOptionsWithoutStdio {
+  return { cwd: root, env: options.env ?? process.env, ...(options.uid === undefined ? {} : { uid: options.uid }), ...(options.gid === undefined ? {} : { gid: options.gid }) }
 }
 
 export function runCli(args: string[], options: RunOptions = {}): Promise<Run> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cli, ...args], { cwd: root, env: options.env ?? process.env })
+    const child = spawn(process.execPath, [cli, ...args], spawnOptions(options))
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (d: Buffer) => { stdout += d })
@@ -35,7 +42,7 @@ export interface Started { child: ChildProcess; output: () => string; match: Reg
 /** Starts a long-running moat and resolves once `ready` matches its output (stdout and stderr). */
 export function startCli(args: string[], ready: RegExp, options: RunOptions = {}): Promise<Started> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [cli, ...args], { cwd: root, env: options.env ?? process.env })
+    const child = spawn(process.execPath, [cli, ...args], spawnOptions(options))
     let output = ''
     let done = false
     const onData = (d: Buffer): void => {
