@@ -138,6 +138,9 @@ export class Moat implements SessionContext {
     if (JSON.stringify(next.cluster ?? null) !== JSON.stringify(current.cluster ?? null)) {
       this.logger.warn({ event: 'config_reload', file: current.file }, 'cluster changes take effect on restart; the running shared store is kept')
     }
+    if (next.log.format !== current.log.format || next.log.file !== current.log.file) {
+      this.logger.warn({ event: 'config_reload', file: current.file }, 'log.format and log.file changes take effect on restart; the log goes on where and as it was')
+    }
     reloadScheduling(current, next, this.logger)
     this.coalescing.configure(next.coalescing)
     for (const listener of this.listeners) listener.reload(next) // new certificates for new connections

@@ -5,7 +5,7 @@
  * opens Node's inspector in a process that does not catch it, opening nothing in Moat.
  */
 import { execFileSync, spawn } from 'node:child_process'
-import { mkdirSync, mkdtempSync, renameSync, rmSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -83,6 +83,19 @@ describe('log.file and SIGUSR2 / SIGHUP', () => {
     expect(jsonLines(`${moat.file}.2`)[0]).toMatchObject({ event: 'log_reopened', cause: 'SIGUSR2' })
     expect(sessionsIn(moat.file)).toEqual(['after-sighup'])
     expect(moat.output).toBe('')
+  })
+
+  it('a reload that changes log.format or log.file says they take effect on restart, and keeps the log as it was', async () => {
+    const moat = await start()
+    const yaml = join(moat.file, '..', 'moat.yaml')
+    const running = JSON.parse(readFileSync(yaml, 'utf8')) as { log: Record<string, unknown> }
+    writeFileSync(yaml, JSON.stringify({ ...running, log: { ...running.log, format: 'pretty', file: `${moat.file}.elsewhere` } }))
+    moat.signal('SIGHUP')
+    await moat.waitForLine(/"event":"config_reload".*log\.format and log\.file changes take effect on restart/)
+    await moat.waitForLine(/"event":"config_reload","outcome":"success"/)
+    await session(moat.port, 'after-reload')
+    await moat.waitForLine(/^\{"level":"info",.*"event":"session_end"/)
+    expect(existsSync(`${moat.file}.elsewhere`)).toBe(false)
   })
 
   it('with workers, every process appends to the one file, and SIGUSR2 to the primary alone reopens them all', async () => {
