@@ -9,6 +9,7 @@ import { readFileSync } from 'node:fs'
 import { filtersOverlap } from '../acl/filter-relations.js'
 import { hasSeparator } from '../auth/client-id-binding.js'
 import { parsePasswordFile } from '../auth/file.js'
+import { DEFAULT_LOCKOUT } from '../config/auth-schema.js'
 import type { AclRuleConfig, MoatConfig } from '../config/types.js'
 import { isLoopback } from '../net/address-list.js'
 import type { Finding, Report } from './finding.js'
@@ -116,7 +117,7 @@ function authFindings(config: MoatConfig, out: Finding[]): void {
       id: 'no-lockout', severity: 'medium', where: 'auth.lockout',
       title: 'No brute-force lockout',
       risk: 'an attacker can try passwords as fast as the connection limits allow',
-      fix: 'remove `lockout: false` (the default bans after 10 failures in a minute)',
+      fix: `remove \`lockout: false\` (the default bans after ${DEFAULT_LOCKOUT.maxFailures} failures in ${DEFAULT_LOCKOUT.window / 1000} s)`,
     })
   }
   auth.backends.forEach((b, i) => {
@@ -162,7 +163,8 @@ function passwordFileFindings(path: string, where: string, out: Finding[]): void
       id: 'few-hash-iterations', severity: 'low', where: `${where} (${path})`,
       title: `${fewIterations.length} password(s) hashed with fewer than ${MIN_PBKDF2_ITERATIONS} PBKDF2 iterations: ${list(fewIterations)}`,
       risk: 'a stolen file is cheap to attack (Mosquitto 2 uses 101 iterations by default)',
-      fix: 'set these passwords again with `moat passwd FILE USER` (scrypt), or mosquitto_passwd with -I 100000 or more',
+      // Mosquitto 2.0's mosquitto_passwd takes -I although its -h does not list it.
+      fix: `set these passwords again with \`moat passwd FILE USER\` (scrypt), or with \`mosquitto_passwd -I ${MIN_PBKDF2_ITERATIONS * 10} FILE USER\` (Mosquitto 2.0 takes -I, the iteration count, though \`mosquitto_passwd -h\` does not list it)`,
     })
   }
 }

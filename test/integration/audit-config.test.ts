@@ -3,27 +3,24 @@
  * example configs in policies/ pass with nothing above "info"; the CLI prints text or JSON and
  * exits 4 when a finding reaches --fail-on.
  */
-import { execFile } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { auditConfig } from '../../src/audit/config-audit.js'
-import { atLeast } from '../../src/audit/finding.js'
+import { atLeast, type Finding } from '../../src/audit/finding.js'
+import type { AuthRequest } from '../../src/auth/backend.js'
+import { FileBackend } from '../../src/auth/file.js'
 import { makeDevCerts } from '../../src/certs.js'
 import { loadConfig } from '../../src/config/load.js'
+import { runCli } from '../helpers/cli.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 
-function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(process.execPath, [join(root, 'dist/cli.js'), ...args], { cwd: root }, (err, stdout, stderr) => {
-      resolve({ code: err === null ? 0 : typeof err.code === 'number' ? err.code : 1, stdout, stderr })
-    })
-  })
-}
+const cli = runCli
 
 /** A directory with a weak deployment: certificates about to expire, weak password hashes. */
 function weakDeployment(extra: string[] = []): string {
@@ -135,6 +132,24 @@ describe('moat audit --config', () => {
     const findings = auditConfig(loadConfig(file), file).findings
     expect(findings.map((f) => [f.id, f.severity, f.where])).toEqual([['credentials-checked-by-broker', 'medium', 'auth.unknownCredentials']])
     expect(findings[0]!.risk).toMatch(/lockout/)
+  })
+
+  it("the fix for few PBKDF2 iterations works with this machine's mosquitto_passwd: the hash it rewrites passes, and still verifies", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'moat-audit-'))
+    const passwd = join(dir, 'passwd')
+    execFileSync('mosquitto_passwd', ['-c', '-b', passwd, 'sensor', 'sensor-pw'])
+    writeFileSync(join(dir, 'moat.yaml'), 'listeners: [{ name: mqtt, protocol: mqtt, host: 127.0.0.1, port: 1883 }]\nupstream: { host: 127.0.0.1, port: 1884 }\nauth: { backends: [{ type: file, path: passwd }] }\n')
+    const audit = (): Finding[] => auditConfig(loadConfig(join(dir, 'moat.yaml')), join(dir, 'moat.yaml')).findings.filter((f) => f.id === 'few-hash-iterations')
+    const [finding] = audit()
+    expect(finding?.title).toMatch(/sensor/)
+    // The command the fix names, run as written (it prompts twice for the password).
+    const command = /`(mosquitto_passwd [^`]+)`/.exec(finding!.fix)![1]!.replace('FILE', passwd).replace('USER', 'sensor').split(' ')
+    expect(command.slice(0, 3)).toEqual(['mosquitto_passwd', '-I', '100000'])
+    execFileSync(command[0]!, command.slice(1), { input: 'sensor-pw\nsensor-pw\n' })
+    expect(readFileSync(passwd, 'utf8')).toMatch(/^sensor:\$7\$100000\$/)
+    expect(audit()).toEqual([])
+    const backend = FileBackend.load(passwd, join(dir, 'moat.yaml'), 'auth.backends.0.path')
+    expect(await backend.authenticate({ username: 'sensor', password: Buffer.from('sensor-pw') } as AuthRequest)).toMatchObject({ outcome: 'allow' })
   })
 
   it('passes the example configs with nothing above info', () => {
