@@ -127,7 +127,7 @@ async function main(argv: string[]): Promise<number> {
     case 'demo': {
       const { logger } = await openLog({ level: 'info', format: 'pretty', file: null })
       const { demoBanner, startDemo } = await import('./demo.js')
-      const demo = await startDemo({ port: args.port, adminPort: args.adminPort, logger })
+      const demo = await startDemo({ port: args.port, adminPort: args.adminPort, embedded: args.embedded, logger })
       process.stdout.write(demoBanner(demo) + '\n')
       onSignals(() => demo.stop(), logger)
       return -1

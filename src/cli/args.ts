@@ -40,7 +40,7 @@ export type Args =
   | { readonly command: 'version' }
   | { readonly command: 'run'; readonly config: string }
   | { readonly command: 'check'; readonly config: string; readonly files: boolean; readonly question: AclQuestion | null }
-  | { readonly command: 'demo'; readonly port: number; readonly adminPort: number }
+  | { readonly command: 'demo'; readonly port: number; readonly adminPort: number; readonly embedded: boolean }
   | { readonly command: 'certs'; readonly out: string; readonly clients: string[] | undefined; readonly hosts: string[] | undefined }
   | { readonly command: 'audit'; readonly audit: AuditArgs }
   | { readonly command: 'passwd'; readonly file: string; readonly user: string }
@@ -60,7 +60,7 @@ const config: OptionSpec = { type: 'string', short: 'c' }
 const specs: Record<Command, Record<string, OptionSpec>> = {
   run: { config, version: { type: 'boolean', short: 'v' } },
   check: { config, 'no-files': flag, as: text, publish: text, subscribe: text, qos: text, retain: flag, listener: text, from: text, cn: text, claim: list, group: list },
-  demo: { port: text, 'admin-port': text },
+  demo: { port: text, 'admin-port': text, embedded: flag },
   certs: { out: text, client: list, host: list },
   audit: { config, target: text, tls: flag, ca: text, servername: text, 'no-credentials': flag, json: flag, 'fail-on': text },
   passwd: {},
@@ -133,9 +133,13 @@ export function parse(argv: string[]): Args {
       extra(0)
       return { command, config: needConfig(), files: values['no-files'] !== true, question: aclQuestion(values, usage) }
     }
-    case 'demo':
+    case 'demo': {
       extra(0)
-      return { command, port: portOption(str('port'), 1883, '--port', usage), adminPort: portOption(str('admin-port'), 9464, '--admin-port', usage) }
+      const port = portOption(str('port'), 1883, '--port', usage)
+      const adminPort = portOption(str('admin-port'), 9464, '--admin-port', usage)
+      if (port !== 0 && port === adminPort) throw usage(`--port and --admin-port are both ${port}: give them different ports`)
+      return { command, port, adminPort, embedded: values.embedded === true }
+    }
     case 'certs': {
       extra(0)
       const out = str('out')

@@ -46,11 +46,12 @@ const help: Record<Command, Help> = {
     notes: ['Before the ACL, the topic is held to the rules the proxy applies to every packet: the protocol (no + or # in a topic name) and the virtual patches (docs/virtual-patching.md).'],
   },
   demo: {
-    synopsis: ['moat demo [--port 1883] [--admin-port 9464]'],
+    synopsis: ['moat demo [--port 1883] [--admin-port 9464] [--embedded]'],
     summary: 'a broker behind Moat on this machine, with a small policy, for a first look: Mosquitto when it is installed (MQTT 5.0 and 3.1.1), else an embedded broker (MQTT 3.1.1)',
     options: [
       ['--port N', "Moat's MQTT port (default 1883; 0 picks a free one)"],
       ['--admin-port N', 'the metrics endpoint (default 9464; 0 picks a free one)'],
+      ['--embedded', 'use the embedded broker even when Mosquitto is installed'],
     ],
   },
   certs: {

@@ -245,31 +245,3 @@ describe('moat --config FILE: auth', () => {
     expect(result.stderr).toContain(`${file} auth.backends.0.path: cannot read the password file ${join(dir, 'missing-passwd')}: no such file`)
   })
 })
-
-describe('moat demo', () => {
-  it('starts an embedded broker behind moat, prints how to connect, and stops on SIGINT', async () => {
-    const demo = await start(['demo', '--port', '0', '--admin-port', '0'], /moat \(MQTT listener\)\s+mqtt:\/\/127\.0\.0\.1:(\d+)[\s\S]*metrics\s+http:\/\/127\.0\.0\.1:(\d+)\/metrics[\s\S]*Ctrl-C/)
-    const port = Number(demo.match[1])
-    const adminPort = Number(demo.match[2])
-    expect(demo.output()).toMatch(/mosquitto_sub -h 127\.0\.0\.1 -p \d+/)
-
-    const sub = await mqtt.connectAsync({ host: '127.0.0.1', port, clientId: 'demo-sub', reconnectPeriod: 0 })
-    await sub.subscribeAsync('demo/#')
-    const pub = await mqtt.connectAsync({ host: '127.0.0.1', port, clientId: 'demo-pub', reconnectPeriod: 0 })
-    const message = once(events(sub), 'message')
-    await pub.publishAsync('demo/hello', 'hi')
-    const [topic, payload] = await message
-    expect(topic).toBe('demo/hello')
-    expect(String(payload)).toBe('hi')
-
-    const metrics = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text()
-    expect(metrics).toMatch(/moat_sessions_open 2/)
-
-    await pub.endAsync()
-    await sub.endAsync()
-    const exited = once(demo.child, 'close')
-    demo.child.kill('SIGINT')
-    const [code] = await exited
-    expect(code).toBe(0)
-  })
-})
