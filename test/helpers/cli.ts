@@ -3,11 +3,25 @@
  * to completion, or left running until its output shows it is ready.
  */
 import { spawn, type ChildProcess, type SpawnOptionsWithoutStdio } from 'node:child_process'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 export const root = fileURLToPath(new URL('../..', import.meta.url))
 export const cli = join(root, 'dist/cli.js')
+
+/** A temporary directory for a test file's configs. */
+export class ConfigDir {
+  readonly dir = mkdtempSync(join(tmpdir(), 'moat-cli-'))
+
+  /** Writes `text` (lines are joined, and end with a newline) to DIR/NAME; returns its path. */
+  write(name: string, text: string | readonly string[]): string {
+    const file = join(this.dir, name)
+    writeFileSync(file, typeof text === 'string' ? text : text.join('\n') + '\n')
+    return file
+  }
+}
 
 export interface Run { code: number | null; signal: string | null; stdout: string; stderr: string }
 

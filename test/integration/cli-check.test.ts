@@ -4,8 +4,7 @@
  * (addresses that cannot all bind) fails the check; --no-files checks a config whose files exist
  * only elsewhere without reading them, and says which.
  */
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { generate, type IConnackPacket, type IPubackPacket } from 'mqtt-packet'
 import { pino } from 'pino'
@@ -13,19 +12,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { loadConfig } from '../../src/config/load.js'
 import { Moat } from '../../src/moat.js'
 import { brokerKinds, startBroker, type TestBroker } from '../helpers/broker.js'
-import { runCli } from '../helpers/cli.js'
+import { ConfigDir, runCli } from '../helpers/cli.js'
 import { connectPacket, RawClient, rawSession, shortId } from '../helpers/clients.js'
 
-let dir: string
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'moat-cli-check-'))
-})
-
-function writeConfig(name: string, lines: string[]): string {
-  const file = join(dir, name)
-  writeFileSync(file, lines.join('\n') + '\n')
-  return file
-}
+const configs = new ConfigDir()
+const dir = configs.dir
+const writeConfig = (name: string, lines: string[]): string => configs.write(name, lines)
 
 describe('moat check --as agrees with the running proxy', () => {
   let broker: TestBroker

@@ -4,7 +4,7 @@
  * file is private (0600). Owners other than one's own can only be set and kept by root: those
  * cases run when the suite runs as root, as in a container.
  */
-import { chmodSync, chownSync, mkdtempSync, readFileSync, statSync, writeFileSync } from 'node:fs'
+import { chmodSync, chownSync, mkdtempSync, readFileSync, statSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
@@ -53,27 +53,27 @@ describe('moat passwd FILE USER', () => {
     }
   })
 
-  it.skipIf(!asRoot)('as root, keeps the owner of the file it rewrites (uid 1000, the container\'s user)', async () => {
-    const file = join(dir, 'container')
+  /** dev-1's file given to uid and gid 1000 with `fileMode`, then dev-2 added by `as`: both in it, owner and mode as they were. */
+  async function rewriteOwnedBy1000(name: string, fileMode: number, as: { uid?: number; gid?: number } = {}): Promise<{ file: string; inode: number }> {
+    const file = join(dir, name)
     await passwd(file, 'dev-1')
     chownSync(file, 1000, 1000)
-    chmodSync(file, 0o640)
-    await passwd(file, 'dev-2')
+    chmodSync(file, fileMode)
+    const inode = statSync(file).ino
+    await passwd(file, 'dev-2', as)
     expect(statSync(file)).toMatchObject({ uid: 1000, gid: 1000 })
-    expect(mode(file)).toBe(0o640)
+    expect(mode(file)).toBe(fileMode)
     holds(file, ['dev-1', 'dev-2'])
+    return { file, inode }
+  }
+
+  it.skipIf(!asRoot)('as root, keeps the owner of the file it rewrites (uid 1000, the container\'s user)', async () => {
+    await rewriteOwnedBy1000('container', 0o640)
   })
 
   it.skipIf(!asRoot)('a user who may write the file but does not own it rewrites it in place: owner and mode kept', async () => {
-    const file = join(dir, 'shared')
-    await passwd(file, 'dev-1')
-    chownSync(file, 1000, 1000)
-    chmodSync(file, 0o660)
-    const before = statSync(file).ino
-    await passwd(file, 'dev-2', { uid: 1001, gid: 1000 })
-    expect(statSync(file)).toMatchObject({ uid: 1000, gid: 1000, ino: before })
-    expect(mode(file)).toBe(0o660)
-    holds(file, ['dev-1', 'dev-2'])
+    const { file, inode } = await rewriteOwnedBy1000('shared', 0o660, { uid: 1001, gid: 1000 })
+    expect(statSync(file).ino).toBe(inode)
     expect(readFileSync(file, 'utf8')).not.toContain('secret')
   })
 

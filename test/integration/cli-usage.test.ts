@@ -4,24 +4,15 @@
  * read (never Node's argument-parser wording, never the whole manual); and every error of the
  * catalogue (docs/errors.md) carries its code.
  */
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { errorCodes } from '../../src/errors.js'
-import { runCli } from '../helpers/cli.js'
+import { ConfigDir, runCli } from '../helpers/cli.js'
 import { freePort } from '../helpers/mosquitto.js'
 
-let dir: string
-beforeAll(() => {
-  dir = mkdtempSync(join(tmpdir(), 'moat-cli-'))
-})
-
-function writeConfig(name: string, lines: string[]): string {
-  const file = join(dir, name)
-  writeFileSync(file, lines.join('\n') + '\n')
-  return file
-}
+const configs = new ConfigDir()
+const dir = configs.dir
+const writeConfig = (name: string, lines: string[]): string => configs.write(name, lines)
 
 describe('--help', () => {
   it('moat --help lists every command, how to get one command\'s help, and where the docs are', async () => {

@@ -3,14 +3,13 @@
  * configs, a real broker (Aedes in this process) and real clients.
  */
 import { EventEmitter, once } from 'node:events'
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { Aedes } from 'aedes'
 import mqtt from 'mqtt'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { runCli, startCli } from '../helpers/cli.js'
+import { ConfigDir, runCli, startCli } from '../helpers/cli.js'
 
 
 /** MQTT.js clients are event emitters whose typings node:events' once() does not accept. */
@@ -22,7 +21,8 @@ const start = startCli
 let broker: Aedes
 let brokerServer: net.Server
 let brokerPort: number
-let dir: string
+const configs = new ConfigDir()
+const dir = configs.dir
 
 beforeAll(async () => {
   broker = await Aedes.createBroker()
@@ -30,7 +30,6 @@ beforeAll(async () => {
   brokerServer.listen(0, '127.0.0.1')
   await once(brokerServer, 'listening')
   brokerPort = (brokerServer.address() as net.AddressInfo).port
-  dir = mkdtempSync(join(tmpdir(), 'moat-cli-'))
 })
 
 afterAll(async () => {
@@ -38,11 +37,7 @@ afterAll(async () => {
   await new Promise<void>((resolve) => broker.close(() => resolve()))
 })
 
-function writeConfig(name: string, text: string): string {
-  const file = join(dir, name)
-  writeFileSync(file, text)
-  return file
-}
+const writeConfig = (name: string, text: string): string => configs.write(name, text)
 
 describe('moat check', () => {
   it('accepts a valid config and exits 0', async () => {
