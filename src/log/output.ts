@@ -1,9 +1,9 @@
 /**
  * Where the log goes (`log.file`, or standard output) and how it reads (`log.format`): JSON lines
  * for machines, or one readable line per event for people. A log file is opened for appending, so
- * the workers of `workers: N`, each with its own descriptor, can share it: the kernel places every
- * write at the end, and a line is one write. `reopen()` opens the path again after logrotate moved
- * the file away.
+ * the workers of `workers: N`, each with its own descriptor, can share it: on a local file system
+ * the kernel places every write at the end, and a line is one write. `reopen()` opens the path
+ * again after logrotate moved the file away.
  */
 import { closeSync, openSync } from 'node:fs'
 import { pino } from 'pino'
