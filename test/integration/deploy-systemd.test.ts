@@ -4,16 +4,16 @@
  * the log file of a running Moat with the example's own settings.
  */
 import { spawnSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import mqtt from 'mqtt'
-import { afterAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { startAedes } from '../helpers/aedes.js'
 import { cliPath } from '../helpers/moat-process.js'
 import { jsonLines, LoggingMoat } from '../helpers/moat-log-file.js'
 import { programPath } from '../helpers/programs.js'
+import { scratchDirs } from '../helpers/scratch.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const unit = readFileSync(join(root, 'deploy/systemd/moat.service'), 'utf8')
@@ -21,15 +21,7 @@ const rotation = readFileSync(join(root, 'deploy/logrotate/moat'), 'utf8')
 const systemdAnalyze = programPath('systemd-analyze', 'systemd')
 const logrotate = programPath('logrotate', 'logrotate')
 
-const dirs: string[] = []
-function scratch(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'moat-systemd-'))
-  dirs.push(dir)
-  return dir
-}
-afterAll(() => {
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
-})
+const scratch = scratchDirs('moat-systemd-')
 
 /** The unit's settings, `Key=value` lines in order (a key may repeat). */
 function settings(text: string): string[] {

@@ -5,9 +5,8 @@
  * opens Node's inspector in a process that does not catch it, opening nothing in Moat.
  */
 import { execFileSync, spawn } from 'node:child_process'
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import mqtt from 'mqtt'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
@@ -15,16 +14,11 @@ import { startAedes, type AedesBroker } from '../helpers/aedes.js'
 import { fileLines, jsonLines, LoggingMoat } from '../helpers/moat-log-file.js'
 import { cliPath, MoatProcess } from '../helpers/moat-process.js'
 import { freePort } from '../helpers/mosquitto.js'
+import { scratchDirs } from '../helpers/scratch.js'
 
 let broker: AedesBroker
-const dirs: string[] = []
+const scratch = scratchDirs('moat-logs-')
 const running: Array<{ stop(): Promise<void> }> = []
-
-function scratch(): string {
-  const dir = mkdtempSync(join(tmpdir(), 'moat-logs-'))
-  dirs.push(dir)
-  return dir
-}
 
 beforeAll(async () => {
   broker = await startAedes()
@@ -34,7 +28,6 @@ afterEach(async () => {
 })
 afterAll(async () => {
   await broker?.stop()
-  for (const dir of dirs) rmSync(dir, { recursive: true, force: true })
 })
 
 function config(extra: Record<string, unknown> = {}): Record<string, unknown> {
