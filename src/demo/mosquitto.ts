@@ -3,7 +3,7 @@
  * port, with a config written to a temporary directory, stopped with the demo (and on exit). Its
  * output is kept, not printed, so it does not mix with Moat's log; it is shown when it fails.
  */
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
