@@ -15,6 +15,7 @@
  * session allocates no closures.
  */
 import type { Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import { generate, type IConnackPacket, type IConnectPacket, type ISubscribePacket, type ISubscription, type IUnsubscribePacket } from 'mqtt-packet'
 import type { SessionChecks } from '../checks/chain.js'
 import type { CloseReason, DenyReason } from '../checks/reasons.js'
@@ -41,7 +42,7 @@ import type { Ban } from '../cluster/shared-store.js'
 import { RunWriter } from './run-writer.js'
 import { SessionState } from './state.js'
 import { MAX_PENDING_SUBSCRIBES, MAX_TRACKED_SUBSCRIPTIONS, SubscriptionBook } from './subscription-book.js'
-import { dialUpstream, upstreamReadyEvent, type LocalEnd } from './upstream.js'
+import { dialUpstream, upstreamReadyEvent, type LocalEnd, type UpstreamSocket } from './upstream.js'
 
 export interface SessionInfo {
   readonly id: number
@@ -88,7 +89,7 @@ function topicOf(s: ISubscription): string {
 function qosOf(s: ISubscription): number {
   return s.qos
 }
-type SessionSocket = (Socket | ClientSocket) & { [kSession]: Session }
+type SessionSocket = (UpstreamSocket | ClientSocket) & { [kSession]: Session }
 
 /** How long after the broker's own keepalive timeout Moat closes a silent client itself. */
 const IDLE_GRACE_MS = 5000
@@ -162,7 +163,7 @@ export class Session implements FrameSink {
   readonly state: SessionState
   readonly client: ClientSocket
   private readonly ctx: SessionContext
-  private upstream: Socket | null = null
+  private upstream: UpstreamSocket | null = null
   private phase: Phase = Phase.AwaitConnect
   private readonly clientFramer: Framer
   private readonly brokerFramer: Framer
@@ -794,11 +795,11 @@ export class Session implements FrameSink {
     const upstreamConfig = this.ctx.policy.config.upstream
     const connectTimeoutMs = upstreamConfig.connectTimeoutMs
     this.dialStartedAt = performance.now()
-    const upstream = dialUpstream(upstreamConfig, this.state, this.client as LocalEnd) as Socket & { [kSession]: Session }
+    const upstream = (this.ctx.dial ?? dialUpstream)(upstreamConfig, this.state, this.client as LocalEnd) as SessionSocket
     upstream[kSession] = this
     upstream.setNoDelay(true)
     upstream.on(upstreamReadyEvent(upstreamConfig), onUpstreamConnect)
-    if (lendReads(upstream, onLentUpstreamRead)) this.brokerReads = 'lent'
+    if (lendReads(upstream as Duplex as Socket, onLentUpstreamRead)) this.brokerReads = 'lent'
     else {
       this.brokerReads = 'stream'
       upstream.on('data', onUpstreamData)
@@ -1361,7 +1362,7 @@ function onClientData(this: SessionSocket, chunk: Buffer): void {
   this[kSession].onClientData(chunk, chunk.length, false)
 }
 function onLentClientRead(this: Socket, nread: number, buf: Buffer): void {
-  (this as SessionSocket)[kSession].onClientData(buf, nread, true)
+  (this as Duplex as SessionSocket)[kSession].onClientData(buf, nread, true)
   returnLent(nread)
 }
 function onClientEnd(this: SessionSocket): void {
@@ -1383,7 +1384,7 @@ function onUpstreamData(this: SessionSocket, chunk: Buffer): void {
   this[kSession].onUpstreamData(chunk, chunk.length, false)
 }
 function onLentUpstreamRead(this: Socket, nread: number, buf: Buffer): void {
-  (this as SessionSocket)[kSession].onUpstreamData(buf, nread, true)
+  (this as Duplex as SessionSocket)[kSession].onUpstreamData(buf, nread, true)
   returnLent(nread)
 }
 function onUpstreamEnd(this: SessionSocket): void {

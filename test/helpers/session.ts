@@ -1,0 +1,131 @@
+/**
+ * A Session in memory: a fake client socket, a fake broker connection behind the context's dialer,
+ * and a logger whose lines the test reads. Nothing touches the network.
+ */
+import { Duplex } from 'node:stream'
+import { generate, type Packet } from 'mqtt-packet'
+import { pino } from 'pino'
+import type { CheckFactory } from '../../src/checks/check.js'
+import { checkFactories } from '../../src/checks/index.js'
+import { configFromObject } from '../../src/config/load.js'
+import { PolicyStore } from '../../src/config/policy-store.js'
+import type { MoatConfig } from '../../src/config/types.js'
+import { Stats } from '../../src/metrics/stats.js'
+import type { ClientSocket, ConnInfo } from '../../src/session/conn-info.js'
+import type { SessionContext } from '../../src/session/context.js'
+import { Session } from '../../src/session/session.js'
+import { DialFailureLog, type UpstreamSocket } from '../../src/session/upstream.js'
+
+/**
+ * One end of a connection: what the session writes is kept in `written`; `send` plays the peer.
+ * When the session ends its side, the peer closes too, as a real client or broker would.
+ */
+export class FakeSocket extends Duplex implements ClientSocket, UpstreamSocket {
+  readonly written: Buffer[] = []
+  bytesRead = 0
+  bytesWritten = 0
+
+  constructor() {
+    super({ allowHalfOpen: true })
+  }
+
+  setNoDelay(): this {
+    return this
+  }
+
+  /** Bytes from the peer. */
+  send(bytes: Buffer | Packet, version = 4): void {
+    const buf = Buffer.isBuffer(bytes) ? bytes : generate(bytes, { protocolVersion: version })
+    this.bytesRead += buf.length
+    this.push(buf)
+  }
+
+  /** Everything the session wrote, in one buffer. */
+  received(): Buffer {
+    return Buffer.concat(this.written)
+  }
+
+  override _read(): void {}
+
+  override _write(chunk: Buffer, _encoding: BufferEncoding, done: (err?: Error | null) => void): void {
+    this.written.push(chunk)
+    this.bytesWritten += chunk.length
+    done()
+  }
+
+  override _final(done: (err?: Error | null) => void): void {
+    this.push(null)
+    done()
+  }
+}
+
+export interface SessionHarness {
+  readonly session: Session
+  readonly client: FakeSocket
+  /** The broker connection, once the session dialled. */
+  upstream(): FakeSocket
+  readonly dials: FakeSocket[]
+  readonly ctx: SessionContext & { readonly policy: PolicyStore; readonly stats: Stats }
+  /** Every log line, parsed. */
+  readonly lines: Array<Record<string, unknown>>
+  /** Sessions the context was told have ended. */
+  readonly ended: Session[]
+}
+
+/** A config for in-memory sessions: anonymous clients, the broker at an address nothing dials. */
+export function sessionConfig(extra: Record<string, unknown> = {}): MoatConfig {
+  return configFromObject({
+    listeners: [{ name: 'mqtt', protocol: 'mqtt', port: 0 }],
+    upstream: { host: '127.0.0.1', port: 1 },
+    auth: { anonymous: true },
+    ...extra,
+  })
+}
+
+export const TEST_CONN: ConnInfo = { listener: 'mqtt', remoteAddress: '10.0.0.7', remotePort: 40000, transport: 'tcp', tlsVersion: null, certificate: null }
+
+/**
+ * A session over fake sockets. The dialer hands out a FakeSocket that reports itself connected on
+ * the next tick (`connectOnDial: false`: the test emits 'connect' itself).
+ */
+export function sessionHarness(config: MoatConfig = sessionConfig(), options: { factories?: readonly CheckFactory[]; connectOnDial?: boolean } = {}): SessionHarness {
+  const lines: Array<Record<string, unknown>> = []
+  const logger = pino({ level: 'debug' }, { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>) } })
+  const dials: FakeSocket[] = []
+  const ended: Session[] = []
+  let ids = 0
+  const ctx = {
+    policy: new PolicyStore(config, options.factories ?? checkFactories),
+    stats: new Stats(),
+    logger,
+    dialFailures: new DialFailureLog(logger),
+    nextSessionId: () => ++ids,
+    sessionEnded: (s: Session) => { ended.push(s) },
+    dial: () => {
+      const socket = new FakeSocket()
+      dials.push(socket)
+      if (options.connectOnDial !== false) process.nextTick(() => socket.emit('connect'))
+      return socket
+    },
+  }
+  const client = new FakeSocket()
+  const session = new Session(ctx, client, TEST_CONN)
+  return {
+    session,
+    client,
+    dials,
+    ctx,
+    lines,
+    ended,
+    upstream: () => {
+      const socket = dials[0]
+      if (socket === undefined) throw new Error('the session has not dialled')
+      return socket
+    },
+  }
+}
+
+/** Lets queued callbacks (next ticks, stream events, timers of 0 ms) run. */
+export function settle(ms = 0): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
