@@ -41,6 +41,7 @@ import type { FleetVerdict } from '../cluster/fleet.js'
 import type { Ban } from '../cluster/shared-store.js'
 import { RunWriter } from './run-writer.js'
 import { SessionState } from './state.js'
+import { AuditRecord } from './audit-record.js'
 import { MAX_PENDING_SUBSCRIBES, MAX_TRACKED_SUBSCRIPTIONS, SubscriptionBook } from './subscription-book.js'
 import { dialUpstream, upstreamReadyEvent, type LocalEnd, type UpstreamSocket } from './upstream.js'
 
@@ -161,6 +162,7 @@ function faultReason(code: number): DenyReason {
 
 export class Session implements FrameSink {
   readonly state: SessionState
+  private readonly audit: AuditRecord
   readonly client: ClientSocket
   private readonly ctx: SessionContext
   private upstream: UpstreamSocket | null = null
@@ -185,8 +187,6 @@ export class Session implements FrameSink {
   private qos2Forwarded: Set<number> | null = null
   /** QoS 2 deliveries Moat held back and acknowledged to the broker: their PUBREL is answered here. */
   private heldDeliveries: Set<number> | null = null
-  /** Refusals per deny reason for this session: the first of each is logged, all are counted and summed up in the session_end line. */
-  private refusals: Map<string, number> | null = null
   /** When the session last started to count as throttled (nowMs clock). */
   private throttledSince = 0
   private checks: SessionChecks | null = null
@@ -215,12 +215,6 @@ export class Session implements FrameSink {
   private userPropertyCap: number
   private dialStartedAt = 0
   private closeReason: CloseReason | null = null
-  /**
-   * The session's child logger (sid, listener, remote), made when a line is logged and dropped once
-   * the session is open: an open session logs rarely (a refusal, its end) and an idle one holds
-   * none (memory per idle connection; a child costs about 1 µs to make, a line about 5).
-   */
-  private logger: SessionContext['logger'] | null = null
   // Limits: a refusal decided at accept time (answered once CONNECT tells the version), whether this
   // session holds a connection slot for its address / user name, and a packet held while throttled.
   readonly refusal: ConnectionRefusal | null
@@ -245,6 +239,7 @@ export class Session implements FrameSink {
     this.client = client
     this.refusal = refusal
     this.state = new SessionState(ctx.nextSessionId(), conn)
+    this.audit = new AuditRecord(ctx.logger, this.state, ctx.stats)
     const { config, generation } = ctx.policy
     this.generation = generation
     this.userPropertyCap = userPropertyCap(config)
@@ -265,12 +260,7 @@ export class Session implements FrameSink {
     // A refused connection gets a short while to send its CONNECT (to be told why), not the full timeout.
     const connectWait = refusal === null ? config.limits.connectTimeoutMs : Math.min(config.limits.connectTimeoutMs, REFUSED_CONNECT_WAIT_MS)
     this.timer = setTimeout(onConnectTimeout, connectWait, this)
-    if (ctx.logger.isLevelEnabled('debug')) this.log.debug({ event: 'session_start' }, 'client connected')
-  }
-
-  private get log(): SessionContext['logger'] {
-    const state = this.state
-    return this.logger ?? (this.logger = this.ctx.logger.child({ sid: state.id, listener: state.listener, remote: `${state.remoteAddress}:${state.remotePort}` }))
+    if (ctx.logger.isLevelEnabled('debug')) this.audit.log.debug({ event: 'session_start' }, 'client connected')
   }
 
   /** The full decoder, for packets off the fast path; made on first use (an idle session never needs one). */
@@ -360,7 +350,7 @@ export class Session implements FrameSink {
       const verdict = this.checks.reviewConnection(this.state)
       if (verdict.action !== Action.Forward) {
         // The new policy takes away the right to connect: 5.0 DISCONNECT 0x87 (or the check's reason).
-        this.violation(verdict.why, verdict.reason, PacketType.Connect)
+        this.refusedBy(verdict, PacketType.Connect)
         return
       }
       this.reviewSubscriptions()
@@ -381,14 +371,14 @@ export class Session implements FrameSink {
       const verdict = checks.reviewSubscription(filter, state)
       if (verdict.action === Action.Forward) continue
       if (verdict.action === Action.Disconnect) {
-        this.violation(verdict.why, verdict.reason, PacketType.Subscribe)
+        this.refusedBy(verdict, PacketType.Subscribe)
         return
       }
       revoked.push(filter)
     }
     if (revoked.length === 0) return
     this.ctx.stats.aclRevocations += revoked.length
-    this.log.info({ event: 'subscriptions_revoked', filters: revoked, rule: state.lastRule || undefined, clientId: state.clientId }, 'policy reload: unsubscribing at the broker')
+    this.audit.revoked(revoked, checks)
     this.toBroker.write(this.book.revoke(revoked, state))
   }
 
@@ -416,7 +406,7 @@ export class Session implements FrameSink {
     if (type !== PacketType.Publish && type !== PacketType.Disconnect && type !== PacketType.Connect) {
       const verdict = this.checks!.runPacket(type, end - start, this.state)
       if (verdict.action === Action.Throttle) return this.throttle(ownedCopy(buf, start, end), type, flags, bodyOffset)
-      if (verdict.action !== Action.Forward) return this.violation(verdict.why, verdict.reason, type)
+      if (verdict.action !== Action.Forward) return this.refusedBy(verdict, type)
     }
     switch (type) {
       case PacketType.Publish:
@@ -495,9 +485,8 @@ export class Session implements FrameSink {
    * as Mosquitto does for a denied publish), whose PUBREL Moat then answers itself.
    */
   private refusePublish(verdict: Verdict, qos: number, packetId: number, topic: string): boolean {
-    if (verdict.action === Action.Disconnect) return this.violation(verdict.why, verdict.reason, PacketType.Publish)
-    this.ctx.stats.countReject(verdict.why as CloseReason)
-    this.logReject(verdict.why, verdict.reason, 'publish', topic)
+    if (verdict.action === Action.Disconnect) return this.refusedBy(verdict, PacketType.Publish)
+    this.audit.rejected(verdict.why, verdict.reason, 'publish', topic, this.checks)
     if (qos === 0) return true
     const type = qos === 1 ? PacketType.Puback : PacketType.Pubrec
     if (this.state.version === 5) {
@@ -507,19 +496,6 @@ export class Session implements FrameSink {
       this.toClient.write(ack(type, packetId))
     }
     return true
-  }
-
-  /**
-   * An audit line for the first refusal of each reason per session (with the rule and the reason
-   * code that decided); later ones are counted, and summed up in the session_end line.
-   */
-  private logReject(why: DenyReason, code: number, action: string, topic: string): void {
-    const refusals = this.refusals ?? (this.refusals = new Map())
-    const seen = refusals.get(why) ?? 0
-    refusals.set(why, seen + 1)
-    if (seen > 0) return
-    const state = this.state
-    this.log.warn({ audit: true, event: 'packet_refused', reason: why, code, action, topic, rule: state.lastRule || undefined, check: this.checks?.decidedBy, clientId: state.clientId, username: state.username ?? undefined }, 'refused (first of its kind for this session; later ones are only counted)')
   }
 
   /** PUBACK, PUBREC, PUBREL, PUBCOMP (`buf[start, end)`): a non-zero packet id [MQTT-2.2.1-3], and the right length. */
@@ -569,12 +545,11 @@ export class Session implements FrameSink {
         allowed.push(subscription)
         continue
       }
-      if (verdict.action === Action.Disconnect) return this.violation(verdict.why, verdict.reason, PacketType.Subscribe)
+      if (verdict.action === Action.Disconnect) return this.refusedBy(verdict, PacketType.Subscribe)
       // Refused filter: SUBACK failure code 0x80 (3.x) or the reason code (5.0) in its slot.
       codes ??= new Array<number>(subscriptions.length).fill(-1)
       codes[i] = state.version === 5 ? verdict.reason : 0x80
-      this.ctx.stats.countReject(verdict.why as CloseReason)
-      this.logReject(verdict.why, verdict.reason, 'subscribe', subscription.topic)
+      this.audit.rejected(verdict.why, verdict.reason, 'subscribe', subscription.topic, full ? null : checks)
     }
     const packetId = packet.messageId
     if (codes === null && !downgraded) {
@@ -603,7 +578,7 @@ export class Session implements FrameSink {
     const checks = this.checks!
     for (const filter of packet.unsubscriptions) {
       const verdict = checks.runUnsubscribe(filter, this.state)
-      if (verdict.action !== Action.Forward) return this.violation(verdict.why, verdict.reason, PacketType.Unsubscribe)
+      if (verdict.action !== Action.Forward) return this.refusedBy(verdict, PacketType.Unsubscribe)
     }
     for (const filter of packet.unsubscriptions) this.state.subscriptions.delete(filter)
     this.toBroker.addFrame(frame)
@@ -645,7 +620,7 @@ export class Session implements FrameSink {
   private decodeFailure(type: number): boolean {
     if (this.decoder?.lastError === TOO_MANY_USER_PROPERTIES) return this.violation('too_many_user_properties', ReasonCode.QuotaExceeded, type)
     this.ctx.stats.decodeErrors[type]! += 1
-    this.log.debug({ event: 'decode_error', packetType: packetTypeNames[type], error: this.decoder?.lastError }, 'packet failed to decode')
+    this.audit.log.debug({ event: 'decode_error', packetType: packetTypeNames[type], error: this.decoder?.lastError }, 'packet failed to decode')
     // A string property the broker refuses: it closes without a DISCONNECT, whatever the packet.
     const quiet = this.decoder?.lastFault === DecodeFault.BadString && this.decoder.lastField !== 'topic_filter'
     return this.violation('malformed_packet', ReasonCode.MalformedPacket, type, quiet)
@@ -657,11 +632,16 @@ export class Session implements FrameSink {
    * [MQTT-3.14.0-1]), and close; `quiet`: a bare close, as the broker gives for that fault.
    * Returns false so the framer stops.
    */
-  private violation(why: DenyReason, reason: number, type: number, quiet = false): boolean {
+  private violation(why: DenyReason, reason: number, type: number, quiet = false, decider: SessionChecks | null = null): boolean {
     const state = this.state
-    this.log.warn({ audit: true, event: 'client_refused', reason: why, code: reason, packetType: packetTypeNames[type], rule: state.lastRule || undefined, check: this.checks?.decidedBy, clientId: state.clientId, username: state.username ?? undefined }, 'closing client')
+    this.audit.clientRefused(why, reason, type, decider)
     this.close(why, quiet ? null : faultAnswer(why, reason, type, state.version, state.connected))
     return false
+  }
+
+  /** A check's verdict closes the client: the line names the check and its rule. */
+  private refusedBy(verdict: Verdict, type: number): boolean {
+    return this.violation(verdict.why, verdict.reason, type, false, this.checks)
   }
 
   // ---------------------------------------------------------------- CONNECT
@@ -682,7 +662,7 @@ export class Session implements FrameSink {
     state.version = level
     if (this.refusal !== null) {
       // Moat.accept logged the first refusal; a flood of them must not flood the log.
-      this.log.debug({ event: 'connect_refused', reason: this.refusal }, 'refusing client')
+      this.audit.log.debug({ event: 'connect_refused', reason: this.refusal }, 'refusing client')
       this.close(this.refusal, connackRefusal(level, REFUSAL_CODES[this.refusal]))
       return false
     }
@@ -718,7 +698,7 @@ export class Session implements FrameSink {
       const reason = verdict?.reason ?? ReasonCode.ImplementationSpecificError
       const why = verdict?.why ?? 'check_failed'
       this.connectPacket = null
-      this.refuseConnect(why, connectRefusal(this.state.version, reason), PacketType.Connect)
+      this.refuseConnect(why, connectRefusal(this.state.version, reason), PacketType.Connect, this.checks)
       return
     }
     const username = this.state.username
@@ -760,7 +740,7 @@ export class Session implements FrameSink {
   banned(ban: Ban): void {
     if (this.phase >= Phase.Closing) return
     const state = this.state
-    this.log.warn({ audit: true, event: 'session_banned', kind: ban.kind, source: ban.source, clientId: state.clientId || undefined, username: state.username ?? undefined }, 'closing a banned client')
+    this.audit.banned(ban)
     const answer = !this.connackSeen
       ? (this.phase === Phase.AwaitConnect ? null : connackRefusal(state.version, ReasonCode.Banned))
       : state.version === 5 && state.connected ? disconnectV5(ReasonCode.AdministrativeAction) : null
@@ -768,9 +748,7 @@ export class Session implements FrameSink {
   }
 
   private admitted(): void {
-    const state = this.state
-    // Debug only: `session_open` (once the broker accepted) says who connected, with the same fields.
-    this.log.debug({ event: 'client_admitted', clientId: state.clientId || undefined, username: state.username ?? undefined, authenticatedBy: state.authenticatedBy ?? undefined, version: state.version }, 'client admitted')
+    this.audit.admitted()
     // What the broker sees of the credentials (auth.upstreamCredentials): the one deliberate rewrite.
     const upstreamFrame = upstreamConnect(this.connectFrame!, this.connectPacket!, this.ctx.policy.config.auth?.upstreamCredentials ?? 'passthrough')
     this.connectPacket = null
@@ -782,10 +760,9 @@ export class Session implements FrameSink {
     this.dial()
   }
 
-  private refuseConnect(why: CloseReason, answer: Buffer | null, type: number): boolean {
-    // A failing auth backend is logged once per interval (auth/instrumented.ts), not once per client.
-    const level = why === 'auth_backend_failed' ? 'debug' : 'warn'
-    this.log[level]({ audit: true, event: 'connect_refused', reason: why, code: answer === null ? undefined : connackCode(answer), packetType: packetTypeNames[type], rule: this.state.lastRule || undefined, check: this.checks?.decidedBy, clientId: this.state.clientId || undefined, username: this.state.username ?? undefined }, 'refusing client')
+  /** `decider`: the checks whose verdict refused, null when Moat itself did. */
+  private refuseConnect(why: CloseReason, answer: Buffer | null, type: number, decider: SessionChecks | null = null): boolean {
+    this.audit.connectRefused(why, answer === null ? undefined : connackCode(answer), type, decider)
     this.close(why, answer)
     return false
   }
@@ -840,7 +817,7 @@ export class Session implements FrameSink {
   onDialFailed(why: CloseReason, detail: string): void {
     if (this.phase !== Phase.Dialing) return
     this.ctx.stats.upstreamConnectFailures += 1
-    this.ctx.dialFailures.failed(this.log, detail)
+    this.ctx.dialFailures.failed(this.audit.log, detail)
     // 3.1.1: CONNACK 3 (server unavailable); 5.0: CONNACK 0x88 (a DISCONNECT may not precede CONNACK).
     this.close(why, connackRefusal(this.state.version, ReasonCode.ServerUnavailable))
   }
@@ -904,7 +881,7 @@ export class Session implements FrameSink {
         // write, and would otherwise be part of every CONNECT's latency.
         this.toClient.addFrame(this.onConnack(frame, code, bodyOffset))
         this.toClient.flush()
-        this.logConnack(code)
+        this.audit.opened(code)
         return true
       }
     }
@@ -992,21 +969,6 @@ export class Session implements FrameSink {
     return frame
   }
 
-  /** `session_open` (or the broker's refusal), once the client has its CONNACK. */
-  private logConnack(code: number): void {
-    const state = this.state
-    this.log.info({
-      event: state.connected ? 'session_open' : 'session_refused_by_broker',
-      code,
-      clientId: state.clientId,
-      username: state.username ?? undefined,
-      authenticatedBy: state.authenticatedBy ?? undefined,
-      version: state.version,
-      transport: state.transport,
-    }, state.connected ? 'client connected to the broker' : 'the broker refused the client')
-    if (state.connected) this.logger = null // made again for the next line, if any
-  }
-
   /** The broker acknowledged a QoS 1/2 publish of the client (body at `buf[body, end)`): it no longer counts as in flight. */
   private onBrokerAck(buf: Buffer, body: number, end: number, type: number): void {
     if (end < body + 2) return
@@ -1026,7 +988,7 @@ export class Session implements FrameSink {
     const idle = nowMs() - this.lastClientData
     // While Moat itself is not reading the client (throttle, backpressure) silence is not the client's fault.
     if (this.pausedFor === 0 && idle >= this.idleMs) {
-      this.log.warn({ event: 'client_refused', reason: 'idle_timeout', keepalive: this.state.keepalive }, 'closing idle client')
+      this.audit.log.warn({ event: 'client_refused', reason: 'idle_timeout', keepalive: this.state.keepalive }, 'closing idle client')
       // Under Moat's own limit (maxKeepalive) a 5.0 client learns why; past a keepalive the broker
       // knows, the broker has failed to close it, and Moat closes as the broker would: bare.
       this.close('idle_timeout', this.keepaliveLowered && this.state.version === 5 ? disconnectV5(ReasonCode.KeepAliveTimeout) : null)
@@ -1096,7 +1058,7 @@ export class Session implements FrameSink {
   }
 
   private brokerViolation(detail: string): boolean {
-    this.log.error({ event: 'upstream_protocol_error', error: detail }, 'broker sent something it must not')
+    this.audit.log.error({ event: 'upstream_protocol_error', error: detail }, 'broker sent something it must not')
     this.close('upstream_protocol_error', this.unavailableAnswer(ReasonCode.ImplementationSpecificError))
     return false
   }
@@ -1127,7 +1089,7 @@ export class Session implements FrameSink {
       this.close('client_disconnect', null)
       return
     }
-    this.log.info({ event: 'upstream_gone', reason: why, error: detail }, 'broker connection ended')
+    this.audit.log.info({ event: 'upstream_gone', reason: why, error: detail }, 'broker connection ended')
     this.close(why, null)
   }
 
@@ -1146,7 +1108,7 @@ export class Session implements FrameSink {
   onFrameError(error: FrameError, declaredSize: number): void {
     if (this.phase >= Phase.Closing) return
     if (error === FrameError.TooLarge) {
-      this.log.warn({ audit: true, event: 'client_refused', reason: 'packet_too_large', code: ReasonCode.PacketTooLarge, declaredSize, clientId: this.state.clientId || undefined }, 'closing client')
+      this.audit.tooLarge(declaredSize, ReasonCode.PacketTooLarge)
       // 5.0: DISCONNECT 0x95 [MQTT-3.2.2-15 spirit]; before CONNACK: CONNACK 0x95.
       const answer = this.state.version !== 5 ? null
         : this.state.connected ? disconnectV5(ReasonCode.PacketTooLarge)
@@ -1160,7 +1122,7 @@ export class Session implements FrameSink {
   onConnectTimeout(): void {
     this.timer = null
     if (this.phase !== Phase.AwaitConnect) return
-    this.log.warn({ audit: true, event: 'client_refused', reason: 'connect_timeout', buffered: this.clientFramer.bufferedBytes }, 'no CONNECT in time')
+    this.audit.connectTimeout(this.clientFramer.bufferedBytes)
     this.close('connect_timeout', null)
   }
 
@@ -1324,19 +1286,8 @@ export class Session implements FrameSink {
     this.phase = Phase.Closed
     this.clearTimer()
     this.ctx.stats.sessionsOpen -= 1
-    this.log.info({
-      event: 'session_end',
-      clientId: this.state.clientId || undefined,
-      username: this.state.username ?? undefined,
-      authenticatedBy: this.state.authenticatedBy ?? undefined,
-      version: this.state.version,
-      reason: this.closeReason,
-      bytesIn: this.client.bytesRead,
-      bytesOut: this.toClient.bytes, // bytes written straight to the descriptor (run-writer.ts) are not in client.bytesWritten
-      durationMs: Date.now() - this.startedAt,
-      // Repeated refusals are summed up here rather than logged at packet rate.
-      refusals: this.refusals === null ? undefined : Object.fromEntries(this.refusals),
-    }, 'session closed')
+    // Bytes written straight to the descriptor (run-writer.ts) are not in client.bytesWritten.
+    this.audit.ended(this.closeReason, this.client.bytesRead, this.toClient.bytes, Date.now() - this.startedAt)
     this.ctx.sessionEnded(this)
   }
 }

@@ -86,6 +86,19 @@ describe('Session in memory', () => {
     expect(h.lines.find((l) => l.event === 'session_end')).toMatchObject({ reason: 'client_closed', refusals: { acl_denied: 3 } })
   })
 
+  it("a protocol fault after a refusal: the closing line names no rule or check of the earlier refusal", async () => {
+    const h = sessionHarness(denySecret)
+    await open(h)
+    h.client.send(publish('secret/plans', 0))
+    h.client.send(Buffer.from([0xc1, 0x00])) // PINGREQ with a reserved flag set
+    await settle()
+    const closing = h.lines.find((l) => l.event === 'client_refused')
+    expect(closing).toMatchObject({ audit: true, reason: 'reserved_flags', clientId: 'dev-1' })
+    expect(closing).not.toHaveProperty('rule')
+    expect(closing).not.toHaveProperty('check')
+    expect(h.lines.find((l) => l.event === 'session_end')).toMatchObject({ reason: 'reserved_flags' })
+  })
+
   it('closes a client whose first packet is not CONNECT, never dialling', async () => {
     const h = sessionHarness()
     h.client.send(publish('a', 0))
