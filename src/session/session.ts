@@ -42,6 +42,7 @@ import type { Ban } from '../cluster/shared-store.js'
 import { RunWriter } from './run-writer.js'
 import { SessionState } from './state.js'
 import { AuditRecord } from './audit-record.js'
+import { QosLedger } from './qos-ledger.js'
 import { MAX_PENDING_SUBSCRIBES, MAX_TRACKED_SUBSCRIPTIONS, SubscriptionBook } from './subscription-book.js'
 import { dialUpstream, upstreamReadyEvent, type LocalEnd, type UpstreamSocket } from './upstream.js'
 
@@ -176,17 +177,7 @@ export class Session implements FrameSink {
   /** Broker → client PUBLISH, read only when deliveries are inspected (outbound ACL, revocations, 5.0 aliases); made on first use. */
   private deliveryViewSlot: PublishView | null = null
   private readonly book = new SubscriptionBook()
-  /** QoS 2 publishes Moat refused and answered with PUBREC itself (3.1.1): their PUBREL is answered here too. */
-  private refusedQos2: Set<number> | null = null
-  /**
-   * Packet ids of the client's QoS 2 publishes forwarded to the broker, until the client's PUBREL
-   * (or a refusing 5.0 PUBREC). A PUBLISH reusing one is answered by Moat with PUBREC and not
-   * forwarded: the receiver must not deliver it twice [MQTT-4.3.3], and a stream of them is the
-   * trigger of Mosquitto's CVE-2023-28366 (a leak per duplicate). Bounded by 65,535 ids.
-   */
-  private qos2Forwarded: Set<number> | null = null
-  /** QoS 2 deliveries Moat held back and acknowledged to the broker: their PUBREL is answered here. */
-  private heldDeliveries: Set<number> | null = null
+  private readonly ledger: QosLedger
   /** When the session last started to count as throttled (nowMs clock). */
   private throttledSince = 0
   private checks: SessionChecks | null = null
@@ -240,6 +231,7 @@ export class Session implements FrameSink {
     this.refusal = refusal
     this.state = new SessionState(ctx.nextSessionId(), conn)
     this.audit = new AuditRecord(ctx.logger, this.state, ctx.stats)
+    this.ledger = new QosLedger(this.state)
     const { config, generation } = ctx.policy
     this.generation = generation
     this.userPropertyCap = userPropertyCap(config)
@@ -450,7 +442,7 @@ export class Session implements FrameSink {
     const qos = view.qos
     const packetId = view.packetId
     if (verdict.action === Action.Forward) {
-      if (qos === 2 && !this.firstQos2(packetId)) {
+      if (qos === 2 && !this.ledger.forwardQos2(packetId)) {
         view.clear()
         this.toClient.write(ack(PacketType.Pubrec, packetId))
         return true
@@ -470,14 +462,6 @@ export class Session implements FrameSink {
     return this.refusePublish(verdict, qos, packetId, topic)
   }
 
-  /** Records a forwarded QoS 2 packet id; false when it is already awaiting the client's PUBREL. */
-  private firstQos2(packetId: number): boolean {
-    const ids = this.qos2Forwarded ?? (this.qos2Forwarded = new Set())
-    if (ids.has(packetId)) return false
-    ids.add(packetId)
-    return true
-  }
-
   /**
    * A refused PUBLISH: Disconnect closes the client; Reject drops it, counted, and answers a QoS 1/2
    * publish so the client does not resend it forever: 5.0 PUBACK/PUBREC carrying the reason (which
@@ -492,7 +476,7 @@ export class Session implements FrameSink {
     if (this.state.version === 5) {
       this.toClient.write(publishRefusalV5(type, packetId, verdict.reason))
     } else {
-      if (qos === 2) (this.refusedQos2 ?? (this.refusedQos2 = new Set())).add(packetId)
+      if (qos === 2) this.ledger.refuseQos2(packetId)
       this.toClient.write(ack(type, packetId))
     }
     return true
@@ -511,12 +495,10 @@ export class Session implements FrameSink {
     if (remaining === 3 && !isAckReasonCode(type, buf[body + 2]!)) return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
     if (remaining > 3 && this.decoding.decode(ownedCopy(buf, start, end), this.userPropertyCap) === null) return this.decodeFailure(type)
     const packetId = buf.readUInt16BE(body)
-    // The PUBREL of a QoS 2 publish Moat refused (3.1.1): the broker never saw it, Moat completes it.
-    if (type === PacketType.Pubrel && this.refusedQos2 !== null && this.refusedQos2.delete(packetId)) {
+    if (type === PacketType.Pubrel && this.ledger.clientPubrel(packetId)) {
       this.toClient.write(ack(PacketType.Pubcomp, packetId))
       return true
     }
-    if (type === PacketType.Pubrel) this.qos2Forwarded?.delete(packetId)
     this.toBroker.add(buf, start, end)
     return true
   }
@@ -843,21 +825,19 @@ export class Session implements FrameSink {
     switch (type) {
       case PacketType.Publish:
         if (this.inspectDeliveries && !this.onDelivery(buf, start, end, flags, bodyOffset)) return true
-        if ((flags & 0x06) !== 0) this.state.acksOwed += 1
+        this.ledger.delivered(flags)
         this.toClient.add(buf, start, end)
         return true
       case PacketType.Puback:
       case PacketType.Pubrec:
-      case PacketType.Pubcomp: {
-        const body = start + bodyOffset
-        if (type === PacketType.Pubrec) this.state.acksOwed += 1 // the client's PUBREL
-        // The broker acknowledged a QoS 1/2 publish of the client: it is no longer in flight (quota).
-        if (this.state.inflight !== null) this.onBrokerAck(buf, body, end, type)
-        // A refusing 5.0 PUBREC ends a QoS 2 flow: its packet id is free again [MQTT-4.3.3].
-        if (type === PacketType.Pubrec && this.qos2Forwarded !== null && end > body + 2 && buf[body + 2]! >= 0x80) this.qos2Forwarded.delete(buf.readUInt16BE(body))
+      case PacketType.Pubcomp:
+        // A 3.1.1 client held for its in-flight quota (checks/quota.ts) may go on: wake it now.
+        if (this.ledger.brokerAck(buf, start + bodyOffset, end, type) && this.throttleTimer !== null && this.state.version < 5) {
+          clearTimeout(this.throttleTimer)
+          this.throttleTimer = setTimeout(onThrottleEnd, 0, this)
+        }
         this.toClient.add(buf, start, end)
         return true
-      }
     }
     let frame = ownedCopy(buf, start, end)
     switch (type) {
@@ -868,11 +848,10 @@ export class Session implements FrameSink {
         if (this.book.onUnsuback(frame, bodyOffset)) return true // answers Moat's own revocation
         break
       case PacketType.Pubrel:
-        if (this.heldDeliveries !== null && frame.length >= bodyOffset + 2 && this.heldDeliveries.delete(frame.readUInt16BE(bodyOffset))) {
+        if (this.ledger.brokerPubrel(frame, bodyOffset)) {
           this.toBroker.write(ack(PacketType.Pubcomp, frame.readUInt16BE(bodyOffset)))
           return true
         }
-        this.state.acksOwed += 1 // the client's PUBCOMP
         break
       case PacketType.Connack: {
         if (this.connackSeen) return this.brokerViolation('a second CONNACK')
@@ -926,11 +905,8 @@ export class Session implements FrameSink {
     view.clear()
     if (allowed) return true
     this.ctx.stats.deliveriesDenied += 1
-    if (qos === 1) this.toBroker.write(ack(PacketType.Puback, packetId))
-    else if (qos === 2) {
-      (this.heldDeliveries ?? (this.heldDeliveries = new Set())).add(packetId)
-      this.toBroker.write(ack(PacketType.Pubrec, packetId))
-    }
+    const owed = this.ledger.holdDelivery(qos, packetId)
+    if (owed !== 0) this.toBroker.write(ack(owed, packetId))
     return false
   }
 
@@ -967,19 +943,6 @@ export class Session implements FrameSink {
       this.timer = setTimeout(onIdleCheck, this.idleMs, this)
     }
     return frame
-  }
-
-  /** The broker acknowledged a QoS 1/2 publish of the client (body at `buf[body, end)`): it no longer counts as in flight. */
-  private onBrokerAck(buf: Buffer, body: number, end: number, type: number): void {
-    if (end < body + 2) return
-    // A PUBREC ends the flow only when it refuses (reason code 0x80 or above) [MQTT-4.3.3].
-    if (type === PacketType.Pubrec && !(end > body + 2 && buf[body + 2]! >= 0x80)) return
-    this.state.inflight!.delete(buf.readUInt16BE(body))
-    // A 3.1.1 client held for its in-flight quota (checks/quota.ts) may go on: wake it now.
-    if (this.throttleTimer !== null && this.state.version < 5) {
-      clearTimeout(this.throttleTimer)
-      this.throttleTimer = setTimeout(onThrottleEnd, 0, this)
-    }
   }
 
   onIdleCheck(): void {
