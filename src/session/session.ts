@@ -996,11 +996,12 @@ export class Session implements FrameSink {
   onThrottleEnd(): void {
     this.throttleTimer = null
     if (this.phase !== Phase.Open) return
+    // Not reading the client means no chunk brings a reload in: look here.
+    if (this.generation !== this.ctx.policy.generation) this.adoptPolicy()
+    if (this.phase !== Phase.Open) return // the reload closed the session (close() ended the wait)
     const frame = this.heldFrame!
     this.heldFrame = null
     this.throttled = false
-    // Not reading the client means no chunk brings a reload in: look here.
-    if (this.generation !== this.ctx.policy.generation) this.adoptPolicy()
     this.waking = true
     this.replaying = true
     const forwarded = this.dispatch(frame, 0, frame.length, this.heldType, this.heldFlags, this.heldBodyOffset)

@@ -1,6 +1,10 @@
 import { describe, expect, it } from 'vitest'
 import { generate, type Packet } from 'mqtt-packet'
+import type { CheckFactory } from '../../../src/checks/check.js'
+import { disconnect, FORWARD, reject, throttle } from '../../../src/checks/verdict.js'
 import { MAX_SIZE } from '../../../src/config/units.js'
+import { nowMs } from '../../../src/limits/token-bucket.js'
+import { ReasonCode } from '../../../src/protocol/reason.js'
 import { sessionConfig, sessionHarness, settle, type SessionHarness } from '../../helpers/session.js'
 
 const bytes = (packet: Packet, version = 4): Buffer => generate(packet, { protocolVersion: version })
@@ -106,5 +110,63 @@ describe('Session in memory', () => {
     expect(h.dials).toHaveLength(0)
     expect(h.session.isClosed).toBe(true)
     expect(h.lines.find((l) => l.event === 'connect_refused')).toMatchObject({ audit: true, reason: 'first_packet_not_connect', packetType: 'publish' })
+  })
+})
+
+describe('Session in memory: a throttled packet', () => {
+  /**
+   * A check that holds its session's first PUBLISH for 20 ms, then refuses those to `no/…`, and
+   * that, once the policy is reloaded with a maxPacketSize of 2000, disconnects the client on review.
+   */
+  const holdOnce: CheckFactory = {
+    name: 'hold-once',
+    create: (config) => () => {
+      let held = false
+      return {
+        name: 'hold-once',
+        onPublish: (p, s) => {
+          if (held) return p.topic.startsWith('no/') ? DENY : FORWARD
+          held = true
+          s.throttleUntil = nowMs() + 20
+          return HOLD
+        },
+        reviewConnection: () => (config.limits.maxPacketSize === 2000 ? GONE : FORWARD),
+      }
+    },
+  }
+  const HOLD = throttle(ReasonCode.QuotaExceeded, 'rate_limited')
+  const DENY = reject(ReasonCode.NotAuthorized, 'acl_denied')
+  const GONE = disconnect(ReasonCode.NotAuthorized, 'bad_credentials')
+
+  it('is checked again when its wait is over and goes on, with what the client sent behind it', async () => {
+    const h = sessionHarness(sessionConfig(), { factories: [holdOnce] })
+    await open(h)
+    h.client.send(Buffer.concat([publish('a', 0), publish('b', 0)]))
+    await settle()
+    expect(h.upstream().received()).toEqual(connect())
+    expect(h.ctx.stats.sessionsThrottled).toBe(1)
+    expect(h.session.info().clientPaused).toBe(true)
+    await settle(40)
+    expect(h.upstream().received()).toEqual(Buffer.concat([connect(), publish('a', 0), publish('b', 0)]))
+    expect(h.ctx.stats.sessionsThrottled).toBe(0)
+    expect(h.ctx.stats.throttleWaits).toBe(1)
+    expect(h.session.info().clientPaused).toBe(false)
+  })
+
+  it('is dropped, not checked again, when a reload closes the session during the wait', async () => {
+    const h = sessionHarness(sessionConfig({ limits: { maxPacketSize: 1000 } }), { factories: [holdOnce] })
+    await open(h)
+    h.client.send(publish('no/a', 1, 1))
+    await settle()
+    expect(h.ctx.stats.sessionsThrottled).toBe(1)
+    h.ctx.policy.swap(sessionConfig({ limits: { maxPacketSize: 2000 } }))
+    await settle(40)
+    expect(h.session.isClosed).toBe(true)
+    expect(h.lines.find((l) => l.event === 'client_refused')).toMatchObject({ reason: 'bad_credentials', check: 'hold-once' })
+    expect(h.lines.filter((l) => l.event === 'packet_refused')).toEqual([])
+    expect(h.ctx.stats.rejectedFor('acl_denied')).toBe(0)
+    expect(h.ctx.stats.sessionsThrottled).toBe(0)
+    expect(h.client.received()).toEqual(connack())
+    expect(h.upstream().received()).toEqual(connect())
   })
 })
