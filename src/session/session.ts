@@ -43,6 +43,7 @@ import { RunWriter } from './run-writer.js'
 import { SessionState } from './state.js'
 import { AuditRecord } from './audit-record.js'
 import { QosLedger } from './qos-ledger.js'
+import { Throttle } from './throttle.js'
 import { MAX_PENDING_SUBSCRIBES, MAX_TRACKED_SUBSCRIPTIONS, SubscriptionBook } from './subscription-book.js'
 import { dialUpstream, upstreamReadyEvent, type LocalEnd, type UpstreamSocket } from './upstream.js'
 
@@ -142,9 +143,6 @@ const REFUSAL_CODES: Record<ConnectionRefusal, number> = {
 /** How long a connection refused at accept time may take to send the CONNECT its refusal answers. */
 const REFUSED_CONNECT_WAIT_MS = 1000
 
-/** A throttled packet is checked again at least this often, so a reload that lifts a limit applies soon. */
-const MAX_THROTTLE_WAIT_MS = 1000
-
 /** How long a closing session waits for its peers to close before destroying the sockets. */
 const LINGER_MS = 2000
 
@@ -178,8 +176,6 @@ export class Session implements FrameSink {
   private deliveryViewSlot: PublishView | null = null
   private readonly book = new SubscriptionBook()
   private readonly ledger: QosLedger
-  /** When the session last started to count as throttled (nowMs clock). */
-  private throttledSince = 0
   private checks: SessionChecks | null = null
   private decoder: PacketDecoder | null = null
   private connectFrame: Buffer | null = null
@@ -206,22 +202,13 @@ export class Session implements FrameSink {
   private userPropertyCap: number
   private dialStartedAt = 0
   private closeReason: CloseReason | null = null
-  // Limits: a refusal decided at accept time (answered once CONNECT tells the version), whether this
-  // session holds a connection slot for its address / user name, and a packet held while throttled.
+  // Limits: a refusal decided at accept time (answered once CONNECT tells the version), and whether
+  // this session holds a connection slot for its address / user name.
   readonly refusal: ConnectionRefusal | null
   userAdmitted = false
   /** Slots held in the shared store (cluster/fleet.ts SLOT_*), released when the session ends. */
   fleetSlots = 0
-  /** Counted in the moat_sessions_throttled gauge (from the first wait until the client is read again). */
-  private throttled = false
-  /** Inside onThrottleEnd (the gauge already counts this session); replaying: re-checking the held frame. */
-  private waking = false
-  private replaying = false
-  private throttleTimer: NodeJS.Timeout | null = null
-  private heldFrame: Buffer | null = null
-  private heldType = 0
-  private heldFlags = 0
-  private heldBodyOffset = 0
+  private readonly throttle: Throttle
   private idleMs = 0
   private lastClientData = 0
 
@@ -232,6 +219,7 @@ export class Session implements FrameSink {
     this.state = new SessionState(ctx.nextSessionId(), conn)
     this.audit = new AuditRecord(ctx.logger, this.state, ctx.stats)
     this.ledger = new QosLedger(this.state)
+    this.throttle = new Throttle(this, ctx.stats)
     const { config, generation } = ctx.policy
     this.generation = generation
     this.userPropertyCap = userPropertyCap(config)
@@ -388,7 +376,7 @@ export class Session implements FrameSink {
    * A client frame `buf[start, end)` after CONNECT (also a throttled frame, replayed when its wait
    * is over). PUBLISH, the acks and PINGREQ are handled in place; the rest get a Buffer of their own.
    */
-  private dispatch(buf: Buffer, start: number, end: number, type: number, flags: number, bodyOffset: number): boolean {
+  dispatch(buf: Buffer, start: number, end: number, type: number, flags: number, bodyOffset: number): boolean {
     const required = requiredFlags[type]!
     // Reserved flag bits MUST have their listed values; otherwise close [MQTT-2.2.2-1], [MQTT-2.2.2-2].
     // MQTT 3.1's PUBREL, SUBSCRIBE and UNSUBSCRIBE (QoS 1 in its terms) may carry DUP.
@@ -397,7 +385,7 @@ export class Session implements FrameSink {
     }
     if (type !== PacketType.Publish && type !== PacketType.Disconnect && type !== PacketType.Connect) {
       const verdict = this.checks!.runPacket(type, end - start, this.state)
-      if (verdict.action === Action.Throttle) return this.throttle(ownedCopy(buf, start, end), type, flags, bodyOffset)
+      if (verdict.action === Action.Throttle) return this.hold(ownedCopy(buf, start, end), type, flags, bodyOffset)
       if (verdict.action !== Action.Forward) return this.refusedBy(verdict, type)
     }
     switch (type) {
@@ -455,7 +443,7 @@ export class Session implements FrameSink {
     }
     if (verdict.action === Action.Throttle) {
       view.clear()
-      return this.throttle(ownedCopy(buf, start, end), PacketType.Publish, flags, bodyOffset)
+      return this.hold(ownedCopy(buf, start, end), PacketType.Publish, flags, bodyOffset)
     }
     const topic = view.topic
     view.clear()
@@ -832,10 +820,7 @@ export class Session implements FrameSink {
       case PacketType.Pubrec:
       case PacketType.Pubcomp:
         // A 3.1.1 client held for its in-flight quota (checks/quota.ts) may go on: wake it now.
-        if (this.ledger.brokerAck(buf, start + bodyOffset, end, type) && this.throttleTimer !== null && this.state.version < 5) {
-          clearTimeout(this.throttleTimer)
-          this.throttleTimer = setTimeout(onThrottleEnd, 0, this)
-        }
+        if (this.ledger.brokerAck(buf, start + bodyOffset, end, type) && this.state.version < 5) this.throttle.wakeNow()
         this.toClient.add(buf, start, end)
         return true
     }
@@ -960,65 +945,25 @@ export class Session implements FrameSink {
     this.timer = setTimeout(onIdleCheck, this.pausedFor === 0 ? this.idleMs - idle : this.idleMs, this)
   }
 
-  /**
-   * A check said "not now" (rate limit, throttle): keep the frame, stop reading the client (TCP
-   * pushes back on it; the Framer holds the rest of the chunk), and check the frame again at
-   * `state.throttleUntil`. One timer per session.
-   */
-  private throttle(frame: Buffer, type: number, flags: number, bodyOffset: number): boolean {
-    this.heldFrame = frame
-    this.heldType = type
-    this.heldFlags = flags
-    this.heldBodyOffset = bodyOffset
-    if (!this.throttled) {
-      this.throttled = true
-      if (!this.waking) this.throttleStarted()
-    }
-    if (!this.replaying) this.ctx.stats.throttleWaits += 1
+  /** A check said "not now": the frame waits in the Throttle, and the client is not read meanwhile. */
+  private hold(frame: Buffer, type: number, flags: number, bodyOffset: number): boolean {
+    this.throttle.hold(frame, type, flags, bodyOffset, this.state.throttleUntil)
     this.pauseClient(PAUSED_THROTTLED)
-    const wait = Math.min(MAX_THROTTLE_WAIT_MS, Math.max(1, this.state.throttleUntil - nowMs()))
-    this.throttleTimer = setTimeout(onThrottleEnd, wait, this)
     return false
   }
 
-  /** The session counts as throttled (gauge), and the time it spends so is summed up (counter). */
-  private throttleStarted(): void {
-    this.ctx.stats.sessionsThrottled += 1
-    this.throttledSince = nowMs()
-  }
-
-  private throttleEnded(): void {
-    const stats = this.ctx.stats
-    stats.sessionsThrottled -= 1
-    stats.throttledSeconds += (nowMs() - this.throttledSince) / 1000
-  }
-
+  /** The held frame's wait is over: it is checked again, then what the client sent behind it. */
   onThrottleEnd(): void {
-    this.throttleTimer = null
     if (this.phase !== Phase.Open) return
     // Not reading the client means no chunk brings a reload in: look here.
     if (this.generation !== this.ctx.policy.generation) this.adoptPolicy()
-    if (this.phase !== Phase.Open) return // the reload closed the session (close() ended the wait)
-    const frame = this.heldFrame!
-    this.heldFrame = null
-    this.throttled = false
-    this.waking = true
-    this.replaying = true
-    const forwarded = this.dispatch(frame, 0, frame.length, this.heldType, this.heldFlags, this.heldBodyOffset)
-    this.replaying = false
-    if (forwarded) this.clientFramer.resume()
-    this.waking = false
-    if (this.phase !== Phase.Open) {
-      // close() saw throttled === false while the gauge still counted this session.
-      if (!this.throttled) this.throttleEnded()
-      return
-    }
+    if (this.phase !== Phase.Open) return // the reload closed the session, and close() cancelled the wait
+    const throttle = this.throttle
+    if (throttle.replay(this)) this.clientFramer.resume()
+    if (this.phase !== Phase.Open) return
     this.toBroker.flush()
     if (this.upstream!.writableNeedDrain) this.pauseClient(PAUSED_BROKER_FULL)
-    if (!this.throttled) {
-      this.throttleEnded()
-      this.resumeClient(PAUSED_THROTTLED)
-    }
+    if (throttle.settle()) this.resumeClient(PAUSED_THROTTLED)
   }
 
   private brokerViolation(detail: string): boolean {
@@ -1174,10 +1119,7 @@ export class Session implements FrameSink {
     this.phase = Phase.Closing
     this.closeReason = why
     this.clearTimer()
-    if (this.throttleTimer !== null) clearTimeout(this.throttleTimer)
-    if (this.throttled) this.throttleEnded()
-    this.throttled = false
-    this.heldFrame = null
+    this.throttle.cancel()
     this.clientFramer.reset()
     this.brokerFramer.reset()
     this.toBroker.flush()
@@ -1325,9 +1267,6 @@ function onDisconnectLinger(session: Session): void {
 }
 function onLingerTimeout(session: Session): void {
   session.onLingerTimeout()
-}
-function onThrottleEnd(session: Session): void {
-  session.onThrottleEnd()
 }
 function onIdleCheck(session: Session): void {
   session.onIdleCheck()
