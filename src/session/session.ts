@@ -16,36 +16,36 @@
  */
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { generate, type IConnackPacket, type IConnectPacket, type ISubscribePacket, type ISubscription, type IUnsubscribePacket } from 'mqtt-packet'
+import { generate, type IConnackPacket, type ISubscribePacket, type ISubscription, type IUnsubscribePacket } from 'mqtt-packet'
 import type { SessionChecks } from '../checks/chain.js'
 import type { CloseReason, DenyReason } from '../checks/reasons.js'
 import { Action, reject, type Verdict } from '../checks/verdict.js'
-import { upstreamConnect } from '../auth/upstream-credentials.js'
-import { connectDecoder, DecodeFault, PacketDecoder, readConnectLevel, ConnectProtocol } from '../protocol/decode.js'
+import { DecodeFault, PacketDecoder } from '../protocol/decode.js'
 import { TOO_MANY_USER_PROPERTIES } from '../protocol/properties.js'
 import { Framer, FrameError, type FrameSink } from '../protocol/framer.js'
 import { lendReads, ownedCopy, returnLent } from '../net/lent-reads.js'
 import { userPropertyCap } from '../checks/virtual-patches.js'
-import { connectRefusal, faultAnswer } from './fault-answer.js'
-import { clientMaySend, FLAGS_ANY, PacketType, packetTypeNames, requiredFlags } from '../protocol/packet-type.js'
+import { faultAnswer } from './fault-answer.js'
+import { FLAGS_ANY, PacketType, packetTypeNames, requiredFlags } from '../protocol/packet-type.js'
 import { ack, isAckReasonCode, suback } from '../protocol/acks.js'
 import { PublishView, readPublish } from '../protocol/publish.js'
 import { ReasonCode } from '../protocol/reason.js'
-import { CONNACK_UNACCEPTABLE_PROTOCOL, connackRefusal, disconnectV5, publishRefusalV5 } from '../protocol/responses.js'
+import { connackRefusal, disconnectV5, publishRefusalV5 } from '../protocol/responses.js'
 import type { ClientCertificate, ClientSocket, ConnInfo, Transport } from './conn-info.js'
 import { rewriteConnack } from '../limits/connack.js'
 import type { ConnectionRefusal } from '../limits/connections.js'
 import { nowMs } from '../limits/token-bucket.js'
 import type { SessionContext } from './context.js'
-import type { FleetVerdict } from '../cluster/fleet.js'
 import type { Ban } from '../cluster/shared-store.js'
 import { RunWriter } from './run-writer.js'
 import { SessionState } from './state.js'
 import { AuditRecord } from './audit-record.js'
 import { QosLedger } from './qos-ledger.js'
 import { Throttle } from './throttle.js'
+import { Admission } from './admission.js'
+import { Phase } from './phase.js'
 import { MAX_PENDING_SUBSCRIBES, MAX_TRACKED_SUBSCRIPTIONS, SubscriptionBook } from './subscription-book.js'
-import { dialUpstream, upstreamReadyEvent, type LocalEnd, type UpstreamSocket } from './upstream.js'
+import type { UpstreamSocket } from './upstream.js'
 
 export interface SessionInfo {
   readonly id: number
@@ -77,11 +77,6 @@ const kSession = Symbol('moat.session')
 
 export type ReadMode = 'lent' | 'stream'
 
-/** The return / reason code of a CONNACK Moat writes. */
-function connackCode(connack: Buffer): number {
-  return connack[3] ?? 0
-}
-
 /** A 5.0 SUBACK Moat writes itself carries no properties. */
 const EMPTY_PROPERTIES = Buffer.from([0])
 const QUOTA_REFUSAL = reject(ReasonCode.QuotaExceeded, 'quota_exceeded')
@@ -99,16 +94,6 @@ const IDLE_GRACE_MS = 5000
 
 /** The DUP bit of a fixed header. */
 const DUP = 0x08
-
-const Phase = {
-  AwaitConnect: 0,
-  Checking: 1,
-  Dialing: 2,
-  Open: 3,
-  Closing: 4,
-  Closed: 5,
-} as const
-type Phase = (typeof Phase)[keyof typeof Phase]
 
 // Why the client socket is paused (a bit each); it resumes when none is left.
 const PAUSED_CONNECTING = 1
@@ -132,17 +117,6 @@ function holdWhilePaused(framer: Framer, socket: { pause(): unknown }): void {
   if (framer.bufferedBytes >= PAUSED_HOLD_BYTES) socket.pause()
 }
 
-/** How a connection refused at accept time is answered once its CONNECT tells the version. */
-const REFUSAL_CODES: Record<ConnectionRefusal, number> = {
-  connection_rate: ReasonCode.ConnectionRateExceeded,
-  too_many_connections: ReasonCode.QuotaExceeded,
-  server_overloaded: ReasonCode.ServerBusy,
-  banned: ReasonCode.Banned,
-}
-
-/** How long a connection refused at accept time may take to send the CONNECT its refusal answers. */
-const REFUSED_CONNECT_WAIT_MS = 1000
-
 /** How long a closing session waits for its peers to close before destroying the sockets. */
 const LINGER_MS = 2000
 
@@ -161,11 +135,13 @@ function faultReason(code: number): DenyReason {
 
 export class Session implements FrameSink {
   readonly state: SessionState
-  private readonly audit: AuditRecord
+  readonly audit: AuditRecord
+  readonly admission: Admission
   readonly client: ClientSocket
   private readonly ctx: SessionContext
   private upstream: UpstreamSocket | null = null
-  private phase: Phase = Phase.AwaitConnect
+  /** Read by the rooms; changed only here. */
+  phase: Phase = Phase.AwaitConnect
   private readonly clientFramer: Framer
   private readonly brokerFramer: Framer
   private readonly toBroker = new RunWriter()
@@ -176,10 +152,9 @@ export class Session implements FrameSink {
   private deliveryViewSlot: PublishView | null = null
   private readonly book = new SubscriptionBook()
   private readonly ledger: QosLedger
-  private checks: SessionChecks | null = null
+  /** The check chain of this session, made at CONNECT (admission.ts) and again on each reload. */
+  checks: SessionChecks | null = null
   private decoder: PacketDecoder | null = null
-  private connectFrame: Buffer | null = null
-  private connectPacket: IConnectPacket | null = null
   private timer: NodeJS.Timeout | null = null
   private pausedFor = 0
   private brokerPaused = false
@@ -199,15 +174,8 @@ export class Session implements FrameSink {
   /** The policy generation this session's checks and caps were built from. */
   private generation: number
   /** User Properties per client property block (a virtual patch's cap, or Infinity). */
-  private userPropertyCap: number
-  private dialStartedAt = 0
+  userPropertyCap: number
   private closeReason: CloseReason | null = null
-  // Limits: a refusal decided at accept time (answered once CONNECT tells the version), and whether
-  // this session holds a connection slot for its address / user name.
-  readonly refusal: ConnectionRefusal | null
-  userAdmitted = false
-  /** Slots held in the shared store (cluster/fleet.ts SLOT_*), released when the session ends. */
-  fleetSlots = 0
   private readonly throttle: Throttle
   private idleMs = 0
   private lastClientData = 0
@@ -215,11 +183,11 @@ export class Session implements FrameSink {
   constructor(ctx: SessionContext, client: ClientSocket, conn: ConnInfo, refusal: ConnectionRefusal | null = null) {
     this.ctx = ctx
     this.client = client
-    this.refusal = refusal
     this.state = new SessionState(ctx.nextSessionId(), conn)
     this.audit = new AuditRecord(ctx.logger, this.state, ctx.stats)
     this.ledger = new QosLedger(this.state)
     this.throttle = new Throttle(this, ctx.stats)
+    this.admission = new Admission(this, ctx, refusal)
     const { config, generation } = ctx.policy
     this.generation = generation
     this.userPropertyCap = userPropertyCap(config)
@@ -237,9 +205,7 @@ export class Session implements FrameSink {
     client.on('error', onClientError)
     client.on('close', onClientClose)
     client.on('drain', onClientDrain)
-    // A refused connection gets a short while to send its CONNECT (to be told why), not the full timeout.
-    const connectWait = refusal === null ? config.limits.connectTimeoutMs : Math.min(config.limits.connectTimeoutMs, REFUSED_CONNECT_WAIT_MS)
-    this.timer = setTimeout(onConnectTimeout, connectWait, this)
+    this.timer = setTimeout(onConnectTimeout, this.admission.connectWaitMs, this)
     if (ctx.logger.isLevelEnabled('debug')) this.audit.log.debug({ event: 'session_start' }, 'client connected')
   }
 
@@ -257,6 +223,17 @@ export class Session implements FrameSink {
 
   private get deliveryView(): PublishView {
     return this.deliveryViewSlot ?? (this.deliveryViewSlot = new PublishView())
+  }
+
+  // What the session holds of the connection limits, for its owner to release when it ends.
+  get refusal(): ConnectionRefusal | null {
+    return this.admission.refusal
+  }
+  get userAdmitted(): boolean {
+    return this.admission.userAdmitted
+  }
+  get fleetSlots(): number {
+    return this.admission.fleetSlots
   }
 
   get isClosed(): boolean {
@@ -301,7 +278,7 @@ export class Session implements FrameSink {
     // The first packet MUST be a CONNECT [MQTT-3.1.0-1]: judged on its first byte, before its
     // declared length is waited for (a non-CONNECT opener is Mosquitto's CVE-2023-0809 trigger).
     if (this.phase === Phase.AwaitConnect && this.clientFramer.atBoundary && end > 0 && chunk[0]! >> 4 !== PacketType.Connect) {
-      this.refuseConnect('first_packet_not_connect', null, chunk[0]! >> 4)
+      this.admission.refuse('first_packet_not_connect', null, chunk[0]! >> 4)
       return
     }
     this.clientFramer.push(chunk, end, lent)
@@ -368,7 +345,10 @@ export class Session implements FrameSink {
     const stats = this.ctx.stats
     stats.packetsFromClient[type]! += 1
     stats.bytesFromClient[type]! += end - start
-    if (phase === Phase.AwaitConnect) return this.onConnectFrame(ownedCopy(buf, start, end), type, flags, bodyOffset)
+    if (phase === Phase.AwaitConnect) {
+      this.clearTimer()
+      return this.admission.onConnectFrame(ownedCopy(buf, start, end), type, flags, bodyOffset)
+    }
     return this.dispatch(buf, start, end, type, flags, bodyOffset)
   }
 
@@ -616,92 +596,6 @@ export class Session implements FrameSink {
 
   // ---------------------------------------------------------------- CONNECT
 
-  private onConnectFrame(frame: Buffer, type: number, flags: number, bodyOffset: number): boolean {
-    this.clearTimer()
-    // The first packet from the client MUST be a CONNECT [MQTT-3.1.0-1].
-    if (type !== PacketType.Connect) return this.refuseConnect('first_packet_not_connect', null, type)
-    if (flags !== 0) return this.refuseConnect('reserved_flags', null, type)
-    const level = readConnectLevel(frame, bodyOffset)
-    if (level === -ConnectProtocol.BadName) return this.refuseConnect('invalid_protocol_name', null, type)
-    if (level === -ConnectProtocol.UnsupportedLevel) {
-      // Unsupported protocol level: CONNACK 0x01, then close [MQTT-3.1.2-2].
-      return this.refuseConnect('unsupported_protocol_version', CONNACK_UNACCEPTABLE_PROTOCOL, type)
-    }
-    if (level < 0) return this.refuseConnect('malformed_packet', null, type)
-    const state = this.state
-    state.version = level
-    if (this.refusal !== null) {
-      // Moat.accept logged the first refusal; a flood of them must not flood the log.
-      this.audit.log.debug({ event: 'connect_refused', reason: this.refusal }, 'refusing client')
-      this.close(this.refusal, connackRefusal(level, REFUSAL_CODES[this.refusal]))
-      return false
-    }
-    const packet = connectDecoder.decode(frame, this.userPropertyCap) as IConnectPacket | null
-    if (packet === null) {
-      if (connectDecoder.lastError === TOO_MANY_USER_PROPERTIES) return this.refuseConnect('too_many_user_properties', connackRefusal(level, ReasonCode.QuotaExceeded), type)
-      this.ctx.stats.decodeErrors[PacketType.Connect]! += 1
-      return this.refuseConnect('malformed_packet', null, type)
-    }
-    state.clientId = packet.clientId
-    state.username = packet.username ?? null
-    state.keepalive = packet.keepalive ?? 0
-    state.cleanStart = packet.clean ?? true
-    state.clientAcceptsAliases = level === 5 && (packet.properties?.topicAliasMaximum ?? 0) > 0
-    this.checks = this.ctx.policy.chain.forSession(state)
-    // Bans (address, user name, client id) before any backend is asked (cluster/fleet.ts).
-    const banned = this.ctx.fleet?.atConnect(state.remoteAddress, state.username, state.clientId) ?? null
-    if (banned !== null) return this.refuseConnect(banned.why, connackRefusal(level, banned.reason), type)
-    this.connectFrame = frame
-    this.connectPacket = packet
-    this.phase = Phase.Checking
-    this.pauseClient(PAUSED_CONNECTING)
-    const verdict = this.checks.runConnect(packet, state)
-    if (verdict instanceof Promise) verdict.then(onConnectVerdict.bind(null, this), onConnectVerdict.bind(null, this, null))
-    else this.onConnectVerdict(verdict)
-    // Stop the framer: later frames wait until the broker connection is up (or the client is refused).
-    return false
-  }
-
-  onConnectVerdict(verdict: Verdict | null): void {
-    if (this.phase !== Phase.Checking) return
-    if (verdict === null || verdict.action !== Action.Forward) {
-      const reason = verdict?.reason ?? ReasonCode.ImplementationSpecificError
-      const why = verdict?.why ?? 'check_failed'
-      this.connectPacket = null
-      this.refuseConnect(why, connectRefusal(this.state.version, reason), PacketType.Connect, this.checks)
-      return
-    }
-    const username = this.state.username
-    if (username !== null && this.ctx.limiter !== undefined) {
-      if (!this.ctx.limiter.admitUser(username)) {
-        this.refuseConnect('too_many_connections', connackRefusal(this.state.version, ReasonCode.QuotaExceeded), PacketType.Connect)
-        return
-      }
-      this.userAdmitted = true
-    }
-    // Fleet-wide counts (a shared store): the CONNECT waits for them; the local limits above are in front.
-    const fleet = this.ctx.fleet
-    if (fleet !== undefined && fleet.needsAdmission(username)) {
-      fleet.admit(this.state.remoteAddress, username).then(onFleetVerdict.bind(null, this), onFleetVerdict.bind(null, this, FLEET_FAILED))
-      return
-    }
-    this.admitted()
-  }
-
-  onFleetVerdict(verdict: FleetVerdict): void {
-    if (this.phase !== Phase.Checking) {
-      this.ctx.fleet!.release(this.state.remoteAddress, this.state.username, verdict.slots)
-      return
-    }
-    this.fleetSlots = verdict.slots
-    if (verdict.refusal !== null) {
-      this.connectPacket = null
-      this.refuseConnect(verdict.refusal.why, connackRefusal(this.state.version, verdict.refusal.reason), PacketType.Connect)
-      return
-    }
-    this.admitted()
-  }
-
   /**
    * A ban made while this session is open (cluster/fleet.ts): 5.0 DISCONNECT 0x98 Administrative
    * action (0x8A Banned is a CONNACK-only code: DISCONNECT may not carry it), 3.1.1 closed; a
@@ -717,35 +611,19 @@ export class Session implements FrameSink {
     this.close('banned', answer)
   }
 
-  private admitted(): void {
-    this.audit.admitted()
-    // What the broker sees of the credentials (auth.upstreamCredentials): the one deliberate rewrite.
-    const upstreamFrame = upstreamConnect(this.connectFrame!, this.connectPacket!, this.ctx.policy.config.auth?.upstreamCredentials ?? 'passthrough')
-    this.connectPacket = null
-    if (upstreamFrame === null) {
-      this.refuseConnect('check_failed', connackRefusal(this.state.version, ReasonCode.ImplementationSpecificError), PacketType.Connect)
-      return
-    }
-    this.connectFrame = upstreamFrame
-    this.dial()
+  /** The CONNECT is with the checks: the client is not read until the broker connection is up. */
+  checking(): void {
+    this.phase = Phase.Checking
+    this.pauseClient(PAUSED_CONNECTING)
   }
 
-  /** `decider`: the checks whose verdict refused, null when Moat itself did. */
-  private refuseConnect(why: CloseReason, answer: Buffer | null, type: number, decider: SessionChecks | null = null): boolean {
-    this.audit.connectRefused(why, answer === null ? undefined : connackCode(answer), type, decider)
-    this.close(why, answer)
-    return false
-  }
-
-  private dial(): void {
+  /** The CONNECT passed: `upstream` is being dialled, ready for MQTT bytes on `readyEvent`. */
+  dialing(upstream: UpstreamSocket, readyEvent: string, timeoutMs: number): void {
     this.phase = Phase.Dialing
-    const upstreamConfig = this.ctx.policy.config.upstream
-    const connectTimeoutMs = upstreamConfig.connectTimeoutMs
-    this.dialStartedAt = performance.now()
-    const upstream = (this.ctx.dial ?? dialUpstream)(upstreamConfig, this.state, this.client as LocalEnd) as SessionSocket
-    upstream[kSession] = this
+    const socket = upstream as SessionSocket
+    socket[kSession] = this
     upstream.setNoDelay(true)
-    upstream.on(upstreamReadyEvent(upstreamConfig), onUpstreamConnect)
+    upstream.on(readyEvent, onUpstreamConnect)
     if (lendReads(upstream as Duplex as Socket, onLentUpstreamRead)) this.brokerReads = 'lent'
     else {
       this.brokerReads = 'stream'
@@ -757,22 +635,16 @@ export class Session implements FrameSink {
     upstream.on('drain', onUpstreamDrain)
     this.upstream = upstream
     this.upstreamOpen = true
-    this.timer = setTimeout(onDialTimeout, connectTimeoutMs, this)
+    this.timer = setTimeout(onDialTimeout, timeoutMs, this)
   }
 
   onUpstreamConnect(): void {
     if (this.phase !== Phase.Dialing) return
     this.clearTimer()
-    const stats = this.ctx.stats
-    stats.upstreamConnects += 1
-    stats.upstreamConnectSeconds += (performance.now() - this.dialStartedAt) / 1000
     this.phase = Phase.Open
     const upstream = this.upstream!
     this.toBroker.attach(upstream)
-    // Principle 3: the broker gets the CONNECT exactly as the client sent it (or as
-    // auth.upstreamCredentials deliberately rewrote it).
-    this.toBroker.write(this.connectFrame!)
-    this.connectFrame = null
+    this.toBroker.write(this.admission.connected())
     this.clientFramer.resume()
     if (this.phase !== Phase.Open) return
     if (this.clientEndedEarly) {
@@ -782,14 +654,6 @@ export class Session implements FrameSink {
     this.toBroker.flush()
     if (upstream.writableNeedDrain) this.pauseClient(PAUSED_BROKER_FULL)
     this.resumeClient(PAUSED_CONNECTING)
-  }
-
-  onDialFailed(why: CloseReason, detail: string): void {
-    if (this.phase !== Phase.Dialing) return
-    this.ctx.stats.upstreamConnectFailures += 1
-    this.ctx.dialFailures.failed(this.audit.log, detail)
-    // 3.1.1: CONNACK 3 (server unavailable); 5.0: CONNACK 0x88 (a DISCONNECT may not precede CONNACK).
-    this.close(why, connackRefusal(this.state.version, ReasonCode.ServerUnavailable))
   }
 
   // ---------------------------------------------------------------- broker → client
@@ -980,7 +844,7 @@ export class Session implements FrameSink {
   onUpstreamGone(why: CloseReason, detail: string): void {
     if (this.phase >= Phase.Closing) return
     if (this.phase === Phase.Dialing) {
-      this.onDialFailed('upstream_unavailable', detail)
+      this.admission.dialFailed(detail)
       return
     }
     // The broker closed while the client was not reading: a lent upstream reads on while paused
@@ -1260,7 +1124,7 @@ function onConnectTimeout(session: Session): void {
   session.onConnectTimeout()
 }
 function onDialTimeout(session: Session): void {
-  session.onDialFailed('upstream_unavailable', 'connect timeout')
+  session.admission.dialFailed('connect timeout')
 }
 function onDisconnectLinger(session: Session): void {
   session.onDisconnectLinger()
@@ -1270,15 +1134,4 @@ function onLingerTimeout(session: Session): void {
 }
 function onIdleCheck(session: Session): void {
   session.onIdleCheck()
-}
-
-function onConnectVerdict(session: Session, verdict: Verdict | null): void {
-  session.onConnectVerdict(verdict)
-}
-
-/** Fleet admission itself never rejects; this is the belt to its braces: fail closed. */
-const FLEET_FAILED: FleetVerdict = Object.freeze({ refusal: Object.freeze({ why: 'check_failed' as const, reason: ReasonCode.ImplementationSpecificError }), slots: 0 })
-
-function onFleetVerdict(session: Session, verdict: FleetVerdict): void {
-  session.onFleetVerdict(verdict)
 }

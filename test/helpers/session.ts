@@ -10,6 +10,7 @@ import { checkFactories } from '../../src/checks/index.js'
 import { configFromObject } from '../../src/config/load.js'
 import { PolicyStore } from '../../src/config/policy-store.js'
 import type { MoatConfig } from '../../src/config/types.js'
+import type { ConnectionRefusal } from '../../src/limits/connections.js'
 import { Stats } from '../../src/metrics/stats.js'
 import type { ClientSocket, ConnInfo } from '../../src/session/conn-info.js'
 import type { SessionContext } from '../../src/session/context.js'
@@ -59,17 +60,31 @@ export class FakeSocket extends Duplex implements ClientSocket, UpstreamSocket {
   }
 }
 
+export type TestContext = SessionContext & { readonly policy: PolicyStore; readonly stats: Stats }
+
+export interface HarnessOptions {
+  factories?: readonly CheckFactory[]
+  /** false: the fake broker connection waits for the test to emit 'connect'. */
+  connectOnDial?: boolean
+  /** A refusal decided at accept time (Moat.accept). */
+  refusal?: ConnectionRefusal | null
+  /** Context members to add or replace (a limiter, a fleet, a dialer). */
+  context?: Partial<SessionContext>
+}
+
 export interface SessionHarness {
   readonly session: Session
   readonly client: FakeSocket
   /** The broker connection, once the session dialled. */
   upstream(): FakeSocket
   readonly dials: FakeSocket[]
-  readonly ctx: SessionContext & { readonly policy: PolicyStore; readonly stats: Stats }
+  readonly ctx: TestContext
   /** Every log line, parsed. */
   readonly lines: Array<Record<string, unknown>>
   /** Sessions the context was told have ended. */
   readonly ended: Session[]
+  /** Another session on the same context (its broker connection is the next of `dials`). */
+  another(refusal?: ConnectionRefusal | null): { session: Session; client: FakeSocket }
 }
 
 /** A config for in-memory sessions: anonymous clients, the broker at an address nothing dials. */
@@ -88,13 +103,13 @@ export const TEST_CONN: ConnInfo = { listener: 'mqtt', remoteAddress: '10.0.0.7'
  * A session over fake sockets. The dialer hands out a FakeSocket that reports itself connected on
  * the next tick (`connectOnDial: false`: the test emits 'connect' itself).
  */
-export function sessionHarness(config: MoatConfig = sessionConfig(), options: { factories?: readonly CheckFactory[]; connectOnDial?: boolean } = {}): SessionHarness {
+export function sessionHarness(config: MoatConfig = sessionConfig(), options: HarnessOptions = {}): SessionHarness {
   const lines: Array<Record<string, unknown>> = []
   const logger = pino({ level: 'debug' }, { write: (line: string) => { lines.push(JSON.parse(line) as Record<string, unknown>) } })
   const dials: FakeSocket[] = []
   const ended: Session[] = []
   let ids = 0
-  const ctx = {
+  const ctx: TestContext = {
     policy: new PolicyStore(config, options.factories ?? checkFactories),
     stats: new Stats(),
     logger,
@@ -107,9 +122,13 @@ export function sessionHarness(config: MoatConfig = sessionConfig(), options: { 
       if (options.connectOnDial !== false) process.nextTick(() => socket.emit('connect'))
       return socket
     },
+    ...options.context,
   }
-  const client = new FakeSocket()
-  const session = new Session(ctx, client, TEST_CONN)
+  const another = (refusal: ConnectionRefusal | null = null): { session: Session; client: FakeSocket } => {
+    const client = new FakeSocket()
+    return { session: new Session(ctx, client, TEST_CONN, refusal), client }
+  }
+  const { session, client } = another(options.refusal ?? null)
   return {
     session,
     client,
@@ -117,6 +136,7 @@ export function sessionHarness(config: MoatConfig = sessionConfig(), options: { 
     ctx,
     lines,
     ended,
+    another,
     upstream: () => {
       const socket = dials[0]
       if (socket === undefined) throw new Error('the session has not dialled')
