@@ -16,7 +16,7 @@
  */
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { generate, type IConnackPacket, type ISubscribePacket, type ISubscription, type IUnsubscribePacket } from 'mqtt-packet'
+import { generate, type ISubscribePacket, type ISubscription, type IUnsubscribePacket } from 'mqtt-packet'
 import type { SessionChecks } from '../checks/chain.js'
 import type { CloseReason, DenyReason } from '../checks/reasons.js'
 import { Action, reject, type Verdict } from '../checks/verdict.js'
@@ -32,7 +32,6 @@ import { PublishView, readPublish } from '../protocol/publish.js'
 import { ReasonCode } from '../protocol/reason.js'
 import { connackRefusal, disconnectV5, publishRefusalV5 } from '../protocol/responses.js'
 import type { ClientCertificate, ClientSocket, ConnInfo, Transport } from './conn-info.js'
-import { rewriteConnack } from '../limits/connack.js'
 import type { ConnectionRefusal } from '../limits/connections.js'
 import { nowMs } from '../limits/token-bucket.js'
 import type { SessionContext } from './context.js'
@@ -44,6 +43,7 @@ import { QosLedger } from './qos-ledger.js'
 import { Throttle } from './throttle.js'
 import { Admission } from './admission.js'
 import { Phase } from './phase.js'
+import { BrokerFrames } from './broker-frames.js'
 import { MAX_PENDING_SUBSCRIBES, MAX_TRACKED_SUBSCRIPTIONS, SubscriptionBook } from './subscription-book.js'
 import type { UpstreamSocket } from './upstream.js'
 
@@ -88,9 +88,6 @@ function qosOf(s: ISubscription): number {
   return s.qos
 }
 type SessionSocket = (UpstreamSocket | ClientSocket) & { [kSession]: Session }
-
-/** How long after the broker's own keepalive timeout Moat closes a silent client itself. */
-const IDLE_GRACE_MS = 5000
 
 /** The DUP bit of a fixed header. */
 const DUP = 0x08
@@ -144,14 +141,13 @@ export class Session implements FrameSink {
   phase: Phase = Phase.AwaitConnect
   private readonly clientFramer: Framer
   private readonly brokerFramer: Framer
-  private readonly toBroker = new RunWriter()
-  private readonly toClient = new RunWriter()
+  // The parts the rooms share (client-frames.ts, broker-frames.ts), made once per session.
+  readonly toBroker = new RunWriter()
+  readonly toClient = new RunWriter()
   /** Client → broker PUBLISH; made on the first (an idle session holds none). */
   private publishViewSlot: PublishView | null = null
-  /** Broker → client PUBLISH, read only when deliveries are inspected (outbound ACL, revocations, 5.0 aliases); made on first use. */
-  private deliveryViewSlot: PublishView | null = null
-  private readonly book = new SubscriptionBook()
-  private readonly ledger: QosLedger
+  readonly book = new SubscriptionBook()
+  readonly ledger: QosLedger
   /** The check chain of this session, made at CONNECT (admission.ts) and again on each reload. */
   checks: SessionChecks | null = null
   private decoder: PacketDecoder | null = null
@@ -163,7 +159,6 @@ export class Session implements FrameSink {
   /** Moat's maxKeepalive lowered the keepalive the client asked for: Moat's idle timer, not the broker's, decides. */
   private keepaliveLowered = false
   private clientSentDisconnect = false
-  private connackSeen = false
   private clientOpen = true
   /** The client half-closed with packets pipelined behind its CONNECT: they go to the broker once it is connected, then the session ends. */
   private clientEndedEarly = false
@@ -176,7 +171,8 @@ export class Session implements FrameSink {
   /** User Properties per client property block (a virtual patch's cap, or Infinity). */
   userPropertyCap: number
   private closeReason: CloseReason | null = null
-  private readonly throttle: Throttle
+  readonly throttle: Throttle
+  private readonly fromBroker: BrokerFrames
   private idleMs = 0
   private lastClientData = 0
 
@@ -193,7 +189,8 @@ export class Session implements FrameSink {
     this.userPropertyCap = userPropertyCap(config)
     const maxPacketSize = config.limits.maxPacketSize
     this.clientFramer = new Framer(this, maxPacketSize)
-    this.brokerFramer = new Framer(new BrokerFrames(this), maxPacketSize)
+    this.fromBroker = new BrokerFrames(this, ctx)
+    this.brokerFramer = new Framer(this.fromBroker, maxPacketSize)
     this.toClient.attach(client)
 
     const socket = client as SessionSocket
@@ -210,7 +207,7 @@ export class Session implements FrameSink {
   }
 
   /** The full decoder, for packets off the fast path; made on first use (an idle session never needs one). */
-  private get decoding(): PacketDecoder {
+  get decoding(): PacketDecoder {
     return this.decoder ?? (this.decoder = new PacketDecoder(this.state.version))
   }
 
@@ -219,10 +216,6 @@ export class Session implements FrameSink {
     const view = this.publishViewSlot = new PublishView()
     view.maxUserProperties = this.userPropertyCap
     return view
-  }
-
-  private get deliveryView(): PublishView {
-    return this.deliveryViewSlot ?? (this.deliveryViewSlot = new PublishView())
   }
 
   // What the session holds of the connection limits, for its owner to release when it ends.
@@ -605,7 +598,7 @@ export class Session implements FrameSink {
     if (this.phase >= Phase.Closing) return
     const state = this.state
     this.audit.banned(ban)
-    const answer = !this.connackSeen
+    const answer = !this.fromBroker.connackSeen
       ? (this.phase === Phase.AwaitConnect ? null : connackRefusal(state.version, ReasonCode.Banned))
       : state.version === 5 && state.connected ? disconnectV5(ReasonCode.AdministrativeAction) : null
     this.close('banned', answer)
@@ -668,130 +661,13 @@ export class Session implements FrameSink {
     if (this.client.writableNeedDrain && !this.brokerPaused) this.pauseBroker()
   }
 
-  /** A broker frame `buf[start, end)`: deliveries and acks are handled in place, the rest get a Buffer of their own. */
-  onBrokerFrame(buf: Buffer, start: number, end: number, type: number, flags: number, bodyOffset: number): boolean {
-    if (this.phase >= Phase.Closing) return false
-    const stats = this.ctx.stats
-    stats.packetsFromBroker[type]! += 1
-    stats.bytesFromBroker[type]! += end - start
-    switch (type) {
-      case PacketType.Publish:
-        if (this.inspectDeliveries && !this.onDelivery(buf, start, end, flags, bodyOffset)) return true
-        this.ledger.delivered(flags)
-        this.toClient.add(buf, start, end)
-        return true
-      case PacketType.Puback:
-      case PacketType.Pubrec:
-      case PacketType.Pubcomp:
-        // A 3.1.1 client held for its in-flight quota (checks/quota.ts) may go on: wake it now.
-        if (this.ledger.brokerAck(buf, start + bodyOffset, end, type) && this.state.version < 5) this.throttle.wakeNow()
-        this.toClient.add(buf, start, end)
-        return true
-    }
-    let frame = ownedCopy(buf, start, end)
-    switch (type) {
-      case PacketType.Suback:
-        frame = this.book.onSuback(frame, bodyOffset, this.state)
-        break
-      case PacketType.Unsuback:
-        if (this.book.onUnsuback(frame, bodyOffset)) return true // answers Moat's own revocation
-        break
-      case PacketType.Pubrel:
-        if (this.ledger.brokerPubrel(frame, bodyOffset)) {
-          this.toBroker.write(ack(PacketType.Pubcomp, frame.readUInt16BE(bodyOffset)))
-          return true
-        }
-        break
-      case PacketType.Connack: {
-        if (this.connackSeen) return this.brokerViolation('a second CONNACK')
-        const code = frame.length > bodyOffset + 1 ? frame[bodyOffset + 1]! : 0xff
-        // The client gets its CONNACK first, then the line is logged: a log line is a synchronous
-        // write, and would otherwise be part of every CONNECT's latency.
-        this.toClient.addFrame(this.onConnack(frame, code, bodyOffset))
-        this.toClient.flush()
-        this.audit.opened(code)
-        return true
-      }
-    }
-    this.toClient.addFrame(frame)
-    return true
-  }
-
-  /**
-   * Whether broker PUBLISHes are read at all: when outbound checks exist, while a revocation is in
-   * flight, or on 5.0 when the client accepts topic aliases (their bindings must be followed from
-   * the first delivery for a later check to know an alias-only delivery's topic).
-   */
-  private get inspectDeliveries(): boolean {
-    return this.checks!.hasDeliverChecks || this.book.revokingAny || this.state.clientAcceptsAliases
-  }
-
-  /**
-   * A delivery from the broker: resolve its topic alias, then hold it back when the client may not
-   * read the topic (outbound ACL) or only a revoked subscription carries it. A held QoS 1/2
-   * delivery is acknowledged to the broker by Moat, so it is not redelivered forever.
-   * Returns false when the delivery must not reach the client.
-   */
-  private onDelivery(buf: Buffer, start: number, end: number, flags: number, bodyOffset: number): boolean {
-    const view = this.deliveryView
-    const state = this.state
-    if (readPublish(buf, flags, bodyOffset, state.version, false, view, start, end) !== 0) {
-      view.clear()
-      return true // the client's own parser judges a broker's malformed packet; Moat does not hide it
-    }
-    const alias = view.topicAlias
-    if (alias !== 0) {
-      const aliases = state.brokerAliases ?? (state.brokerAliases = [])
-      if (view.topicLength > 0) aliases[alias] = view.topic
-      else view.topic = aliases[alias] ?? ''
-    }
-    const checks = this.checks!
-    const allowed = view.topic !== '' || alias === 0
-      ? (!checks.hasDeliverChecks || checks.runDeliver(view, state).action === Action.Forward) && !(this.book.revokingAny && this.book.isRevokedDelivery(view.topic, state))
-      : false // an alias the broker never bound: nothing to judge it by
-    const qos = view.qos
-    const packetId = view.packetId
-    view.clear()
-    if (allowed) return true
-    this.ctx.stats.deliveriesDenied += 1
-    const owed = this.ledger.holdDelivery(qos, packetId)
-    if (owed !== 0) this.toBroker.write(ack(owed, packetId))
-    return false
-  }
-
-  /** Returns the CONNACK to send on: the broker's bytes, or (5.0) a re-encoding carrying Moat's limits. */
-  private onConnack(frame: Buffer, code: number, bodyOffset: number): Buffer {
-    this.connackSeen = true
-    const state = this.state
-    state.connected = code === 0
-    if (!state.connected) return frame
-    const limits = this.ctx.policy.config.limits
-    const requested = state.keepalive
-    let keepalive = requested
-    if (limits.maxKeepalive !== null && (keepalive === 0 || keepalive > limits.maxKeepalive)) keepalive = limits.maxKeepalive
-    const moatLimit = keepalive
-    if (state.version === 5) {
-      const connack = this.decoding.decode(frame, Infinity) as IConnackPacket | null
-      state.topicAliasMaximum = connack?.properties?.topicAliasMaximum ?? 0
-      if (connack !== null) {
-        const rewritten = rewriteConnack(frame, bodyOffset, connack, limits.maxPacketSize, limits.maxInflight, state.keepalive, keepalive)
-        const brokerKeepalive = connack.properties?.serverKeepAlive
-        if (brokerKeepalive !== undefined && brokerKeepalive < keepalive) keepalive = brokerKeepalive
-        if (rewritten !== null) frame = rewritten
-      }
-    }
-    state.keepalive = keepalive
-    // Idle timeout at 1.5 times the keepalive [MQTT-3.1.2-24], on the session's (idle in Open) timer.
-    // At a keepalive the broker knows, the broker's own timeout comes first and Moat mirrors its
-    // close; Moat's timer, a little later, is the backstop for a broker that does not enforce it.
-    this.keepaliveLowered = keepalive === moatLimit && moatLimit !== requested
-    if (keepalive > 0) {
-      this.idleMs = keepalive * 1500 + (this.keepaliveLowered ? 0 : IDLE_GRACE_MS)
-      this.lastClientData = nowMs()
-      this.clearTimer()
-      this.timer = setTimeout(onIdleCheck, this.idleMs, this)
-    }
-    return frame
+  /** Closes the client after `idleMs` without a byte from it; `lowered`: Moat's maxKeepalive set the keepalive. */
+  watchIdle(idleMs: number, lowered: boolean): void {
+    this.idleMs = idleMs
+    this.keepaliveLowered = lowered
+    this.lastClientData = nowMs()
+    this.clearTimer()
+    this.timer = setTimeout(onIdleCheck, idleMs, this)
   }
 
   onIdleCheck(): void {
@@ -830,16 +706,6 @@ export class Session implements FrameSink {
     if (throttle.settle()) this.resumeClient(PAUSED_THROTTLED)
   }
 
-  private brokerViolation(detail: string): boolean {
-    this.audit.log.error({ event: 'upstream_protocol_error', error: detail }, 'broker sent something it must not')
-    this.close('upstream_protocol_error', this.unavailableAnswer(ReasonCode.ImplementationSpecificError))
-    return false
-  }
-
-  onBrokerFrameError(error: FrameError, declaredSize: number): void {
-    this.brokerViolation(error === FrameError.TooLarge ? `packet of ${declaredSize} bytes over the cap` : 'malformed remaining length')
-  }
-
   /** The broker went away (or, while dialling, could not be reached). */
   onUpstreamGone(why: CloseReason, detail: string): void {
     if (this.phase >= Phase.Closing) return
@@ -864,16 +730,6 @@ export class Session implements FrameSink {
     }
     this.audit.log.info({ event: 'upstream_gone', reason: why, error: detail }, 'broker connection ended')
     this.close(why, null)
-  }
-
-  /**
-   * How to tell a client the service is gone: before a successful CONNACK, a refusing CONNACK
-   * (3.1.1 code 3; 5.0 0x88); after it, on 5.0, DISCONNECT with `reason`; 3.1.1 just closes.
-   */
-  private unavailableAnswer(reason: number): Buffer | null {
-    const state = this.state
-    if (!this.connackSeen) return state.version === 0 ? null : connackRefusal(state.version, ReasonCode.ServerUnavailable)
-    return state.version === 5 && state.connected ? disconnectV5(reason) : null
   }
 
   // ---------------------------------------------------------------- framing errors, timers, backpressure
@@ -1059,22 +915,6 @@ export class Session implements FrameSink {
     // Bytes written straight to the descriptor (run-writer.ts) are not in client.bytesWritten.
     this.audit.ended(this.closeReason, this.client.bytesRead, this.toClient.bytes, Date.now() - this.startedAt)
     this.ctx.sessionEnded(this)
-  }
-}
-
-/** The broker side's framer sink: routes to the session's broker-frame handlers. */
-class BrokerFrames implements FrameSink {
-  private readonly session: Session
-  constructor(session: Session) {
-    this.session = session
-  }
-
-  onFrame(buf: Buffer, start: number, end: number, type: number, flags: number, bodyOffset: number): boolean {
-    return this.session.onBrokerFrame(buf, start, end, type, flags, bodyOffset)
-  }
-
-  onFrameError(error: FrameError, declaredSize: number): void {
-    this.session.onBrokerFrameError(error, declaredSize)
   }
 }
 
