@@ -16,21 +16,17 @@
  */
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { generate, type ISubscribePacket, type ISubscription, type IUnsubscribePacket } from 'mqtt-packet'
 import type { SessionChecks } from '../checks/chain.js'
 import type { CloseReason, DenyReason } from '../checks/reasons.js'
-import { Action, reject, type Verdict } from '../checks/verdict.js'
-import { DecodeFault, PacketDecoder } from '../protocol/decode.js'
-import { TOO_MANY_USER_PROPERTIES } from '../protocol/properties.js'
+import { Action, type Verdict } from '../checks/verdict.js'
+import { PacketDecoder } from '../protocol/decode.js'
 import { Framer, FrameError, type FrameSink } from '../protocol/framer.js'
 import { lendReads, ownedCopy, returnLent } from '../net/lent-reads.js'
 import { userPropertyCap } from '../checks/virtual-patches.js'
 import { faultAnswer } from './fault-answer.js'
-import { FLAGS_ANY, PacketType, packetTypeNames, requiredFlags } from '../protocol/packet-type.js'
-import { ack, isAckReasonCode, suback } from '../protocol/acks.js'
-import { PublishView, readPublish } from '../protocol/publish.js'
+import { PacketType } from '../protocol/packet-type.js'
 import { ReasonCode } from '../protocol/reason.js'
-import { connackRefusal, disconnectV5, publishRefusalV5 } from '../protocol/responses.js'
+import { connackRefusal, disconnectV5 } from '../protocol/responses.js'
 import type { ClientCertificate, ClientSocket, ConnInfo, Transport } from './conn-info.js'
 import type { ConnectionRefusal } from '../limits/connections.js'
 import { nowMs } from '../limits/token-bucket.js'
@@ -44,7 +40,8 @@ import { Throttle } from './throttle.js'
 import { Admission } from './admission.js'
 import { Phase } from './phase.js'
 import { BrokerFrames } from './broker-frames.js'
-import { MAX_PENDING_SUBSCRIBES, MAX_TRACKED_SUBSCRIPTIONS, SubscriptionBook } from './subscription-book.js'
+import { ClientFrames } from './client-frames.js'
+import { SubscriptionBook } from './subscription-book.js'
 import type { UpstreamSocket } from './upstream.js'
 
 export interface SessionInfo {
@@ -77,20 +74,7 @@ const kSession = Symbol('moat.session')
 
 export type ReadMode = 'lent' | 'stream'
 
-/** A 5.0 SUBACK Moat writes itself carries no properties. */
-const EMPTY_PROPERTIES = Buffer.from([0])
-const QUOTA_REFUSAL = reject(ReasonCode.QuotaExceeded, 'quota_exceeded')
-
-function topicOf(s: ISubscription): string {
-  return s.topic
-}
-function qosOf(s: ISubscription): number {
-  return s.qos
-}
 type SessionSocket = (UpstreamSocket | ClientSocket) & { [kSession]: Session }
-
-/** The DUP bit of a fixed header. */
-const DUP = 0x08
 
 // Why the client socket is paused (a bit each); it resumes when none is left.
 const PAUSED_CONNECTING = 1
@@ -117,19 +101,6 @@ function holdWhilePaused(framer: Framer, socket: { pause(): unknown }): void {
 /** How long a closing session waits for its peers to close before destroying the sockets. */
 const LINGER_MS = 2000
 
-/** The deny reason that names a 5.0 reason code found while reading a packet. */
-function faultReason(code: number): DenyReason {
-  switch (code) {
-    case ReasonCode.TopicNameInvalid: return 'invalid_topic'
-    case ReasonCode.TopicFilterInvalid: return 'invalid_topic_filter'
-    case ReasonCode.TopicAliasInvalid: return 'topic_alias_invalid'
-    case ReasonCode.ProtocolError: return 'protocol_error'
-    case ReasonCode.PacketTooLarge: return 'packet_too_large'
-    case ReasonCode.QuotaExceeded: return 'too_many_user_properties' // the only cap readPublish answers
-    default: return 'malformed_packet'
-  }
-}
-
 export class Session implements FrameSink {
   readonly state: SessionState
   readonly audit: AuditRecord
@@ -144,13 +115,12 @@ export class Session implements FrameSink {
   // The parts the rooms share (client-frames.ts, broker-frames.ts), made once per session.
   readonly toBroker = new RunWriter()
   readonly toClient = new RunWriter()
-  /** Client → broker PUBLISH; made on the first (an idle session holds none). */
-  private publishViewSlot: PublishView | null = null
   readonly book = new SubscriptionBook()
   readonly ledger: QosLedger
   /** The check chain of this session, made at CONNECT (admission.ts) and again on each reload. */
   checks: SessionChecks | null = null
-  private decoder: PacketDecoder | null = null
+  /** Null until `decoding` is first asked for. */
+  decoder: PacketDecoder | null = null
   private timer: NodeJS.Timeout | null = null
   private pausedFor = 0
   private brokerPaused = false
@@ -172,6 +142,7 @@ export class Session implements FrameSink {
   userPropertyCap: number
   private closeReason: CloseReason | null = null
   readonly throttle: Throttle
+  private readonly fromClient: ClientFrames
   private readonly fromBroker: BrokerFrames
   private idleMs = 0
   private lastClientData = 0
@@ -189,6 +160,7 @@ export class Session implements FrameSink {
     this.userPropertyCap = userPropertyCap(config)
     const maxPacketSize = config.limits.maxPacketSize
     this.clientFramer = new Framer(this, maxPacketSize)
+    this.fromClient = new ClientFrames(this, ctx.stats)
     this.fromBroker = new BrokerFrames(this, ctx)
     this.brokerFramer = new Framer(this.fromBroker, maxPacketSize)
     this.toClient.attach(client)
@@ -209,13 +181,6 @@ export class Session implements FrameSink {
   /** The full decoder, for packets off the fast path; made on first use (an idle session never needs one). */
   get decoding(): PacketDecoder {
     return this.decoder ?? (this.decoder = new PacketDecoder(this.state.version))
-  }
-
-  private get publishView(): PublishView {
-    if (this.publishViewSlot !== null) return this.publishViewSlot
-    const view = this.publishViewSlot = new PublishView()
-    view.maxUserProperties = this.userPropertyCap
-    return view
   }
 
   // What the session holds of the connection limits, for its owner to release when it ends.
@@ -290,7 +255,7 @@ export class Session implements FrameSink {
     const { config, chain, generation } = this.ctx.policy
     this.generation = generation
     this.userPropertyCap = userPropertyCap(config)
-    if (this.publishViewSlot !== null) this.publishViewSlot.maxUserProperties = this.userPropertyCap
+    this.fromClient.capChanged(this.userPropertyCap)
     this.clientFramer.maxPacketSize = config.limits.maxPacketSize
     this.brokerFramer.maxPacketSize = config.limits.maxPacketSize
     if (this.checks !== null) {
@@ -303,33 +268,8 @@ export class Session implements FrameSink {
         this.refusedBy(verdict, PacketType.Connect)
         return
       }
-      this.reviewSubscriptions()
+      this.fromClient.reviewSubscriptions()
     }
-  }
-
-  /**
-   * After a reload: subscriptions the new policy forbids are unsubscribed at the broker on the
-   * client's behalf, and their deliveries stop at once (held back until the broker's UNSUBACK).
-   * A rule with `onDeny: disconnect` closes the client instead (5.0: DISCONNECT 0x87).
-   */
-  private reviewSubscriptions(): void {
-    const state = this.state
-    if (state.subscriptions.size === 0) return
-    const checks = this.checks!
-    const revoked: string[] = []
-    for (const filter of state.subscriptions.keys()) {
-      const verdict = checks.reviewSubscription(filter, state)
-      if (verdict.action === Action.Forward) continue
-      if (verdict.action === Action.Disconnect) {
-        this.refusedBy(verdict, PacketType.Subscribe)
-        return
-      }
-      revoked.push(filter)
-    }
-    if (revoked.length === 0) return
-    this.ctx.stats.aclRevocations += revoked.length
-    this.audit.revoked(revoked, checks)
-    this.toBroker.write(this.book.revoke(revoked, state))
   }
 
   onFrame(buf: Buffer, start: number, end: number, type: number, flags: number, bodyOffset: number): boolean {
@@ -342,205 +282,21 @@ export class Session implements FrameSink {
       this.clearTimer()
       return this.admission.onConnectFrame(ownedCopy(buf, start, end), type, flags, bodyOffset)
     }
-    return this.dispatch(buf, start, end, type, flags, bodyOffset)
+    return this.fromClient.dispatch(buf, start, end, type, flags, bodyOffset)
   }
 
   /**
-   * A client frame `buf[start, end)` after CONNECT (also a throttled frame, replayed when its wait
-   * is over). PUBLISH, the acks and PINGREQ are handled in place; the rest get a Buffer of their own.
+   * The client's DISCONNECT (`frame`, checked) goes to the broker. 3.1.1 ends the session; a 5.0
+   * broker may answer it (0x82 for a Session Expiry Interval it may not change) before it closes:
+   * the client hears that, then the broker's close, or Moat's after LINGER_MS.
    */
-  dispatch(buf: Buffer, start: number, end: number, type: number, flags: number, bodyOffset: number): boolean {
-    const required = requiredFlags[type]!
-    // Reserved flag bits MUST have their listed values; otherwise close [MQTT-2.2.2-1], [MQTT-2.2.2-2].
-    // MQTT 3.1's PUBREL, SUBSCRIBE and UNSUBSCRIBE (QoS 1 in its terms) may carry DUP.
-    if (required !== FLAGS_ANY && flags !== required && !(flags === (required | DUP) && required === 2 && this.state.version === 3)) {
-      return this.violation('reserved_flags', ReasonCode.MalformedPacket, type)
-    }
-    if (type !== PacketType.Publish && type !== PacketType.Disconnect && type !== PacketType.Connect) {
-      const verdict = this.checks!.runPacket(type, end - start, this.state)
-      if (verdict.action === Action.Throttle) return this.hold(ownedCopy(buf, start, end), type, flags, bodyOffset)
-      if (verdict.action !== Action.Forward) return this.refusedBy(verdict, type)
-    }
-    switch (type) {
-      case PacketType.Publish:
-        return this.onPublish(buf, start, end, flags, bodyOffset)
-      case PacketType.Puback:
-      case PacketType.Pubrec:
-      case PacketType.Pubrel:
-      case PacketType.Pubcomp:
-        return this.onAck(buf, start, end, type, bodyOffset)
-      case PacketType.Subscribe:
-        return this.onSubscribe(ownedCopy(buf, start, end))
-      case PacketType.Unsubscribe:
-        return this.onUnsubscribe(ownedCopy(buf, start, end))
-      case PacketType.Pingreq:
-        if (end - start !== 2) return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
-        this.toBroker.add(buf, start, end)
-        return true
-      case PacketType.Disconnect:
-        return this.onDisconnect(ownedCopy(buf, start, end), bodyOffset)
-      case PacketType.Auth:
-        if (this.state.version !== 5) break
-        return this.onAuth(ownedCopy(buf, start, end))
-      case PacketType.Connect:
-        // A second CONNECT is a protocol error: close the connection [MQTT-3.1.0-2].
-        return this.violation('duplicate_connect', ReasonCode.ProtocolError, type)
-    }
-    // CONNACK, SUBACK, UNSUBACK, PINGRESP, type 0, and AUTH before 5.0 never come from a client.
-    return this.violation('forbidden_packet_type', ReasonCode.ProtocolError, type)
-  }
-
-  private onPublish(buf: Buffer, start: number, end: number, flags: number, bodyOffset: number): boolean {
-    const view = this.publishView
-    const fault = readPublish(buf, flags, bodyOffset, this.state.version, true, view, start, end)
-    if (fault !== 0) {
-      // A string property the broker refuses: it closes without a DISCONNECT.
-      const quiet = view.badString === 'property'
-      view.clear()
-      return this.violation(faultReason(fault), fault, PacketType.Publish, quiet)
-    }
-    const verdict = this.checks!.runPublish(view, this.state)
-    const qos = view.qos
-    const packetId = view.packetId
-    if (verdict.action === Action.Forward) {
-      if (qos === 2 && !this.ledger.forwardQos2(packetId)) {
-        view.clear()
-        this.toClient.write(ack(PacketType.Pubrec, packetId))
-        return true
-      }
-      // A forwarded publish with a topic name and an alias (re)binds the alias [MQTT-3.3.2-12].
-      if (view.topicAlias !== 0 && view.topicLength > 0) this.state.bindClientAlias(view.topicAlias, view.topic)
-      view.clear()
-      this.toBroker.add(buf, start, end)
-      return true
-    }
-    if (verdict.action === Action.Throttle) {
-      view.clear()
-      return this.hold(ownedCopy(buf, start, end), PacketType.Publish, flags, bodyOffset)
-    }
-    const topic = view.topic
-    view.clear()
-    return this.refusePublish(verdict, qos, packetId, topic)
-  }
-
-  /**
-   * A refused PUBLISH: Disconnect closes the client; Reject drops it, counted, and answers a QoS 1/2
-   * publish so the client does not resend it forever: 5.0 PUBACK/PUBREC carrying the reason (which
-   * ends a QoS 2 flow), 3.1.1 a plain PUBACK/PUBREC (it has no negative ack; the message is dropped,
-   * as Mosquitto does for a denied publish), whose PUBREL Moat then answers itself.
-   */
-  private refusePublish(verdict: Verdict, qos: number, packetId: number, topic: string): boolean {
-    if (verdict.action === Action.Disconnect) return this.refusedBy(verdict, PacketType.Publish)
-    this.audit.rejected(verdict.why, verdict.reason, 'publish', topic, this.checks)
-    if (qos === 0) return true
-    const type = qos === 1 ? PacketType.Puback : PacketType.Pubrec
-    if (this.state.version === 5) {
-      this.toClient.write(publishRefusalV5(type, packetId, verdict.reason))
-    } else {
-      if (qos === 2) this.ledger.refuseQos2(packetId)
-      this.toClient.write(ack(type, packetId))
-    }
-    return true
-  }
-
-  /** PUBACK, PUBREC, PUBREL, PUBCOMP (`buf[start, end)`): a non-zero packet id [MQTT-2.2.1-3], and the right length. */
-  private onAck(buf: Buffer, start: number, end: number, type: number, bodyOffset: number): boolean {
-    const body = start + bodyOffset
-    const remaining = end - body
-    const version = this.state.version
-    if (remaining < 2 || (version < 5 && remaining !== 2) || buf.readUInt16BE(body) === 0) {
-      return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
-    }
-    // 5.0 acks may carry a reason code and properties: let the full decoder judge those (rare);
-    // a reason code alone is checked here (found by the fuzz suite: it went unchecked).
-    if (remaining === 3 && !isAckReasonCode(type, buf[body + 2]!)) return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
-    if (remaining > 3 && this.decoding.decode(ownedCopy(buf, start, end), this.userPropertyCap) === null) return this.decodeFailure(type)
-    const packetId = buf.readUInt16BE(body)
-    if (type === PacketType.Pubrel && this.ledger.clientPubrel(packetId)) {
-      this.toClient.write(ack(PacketType.Pubcomp, packetId))
-      return true
-    }
-    this.toBroker.add(buf, start, end)
-    return true
-  }
-
-  private onSubscribe(frame: Buffer): boolean {
-    const packet = this.decoding.decode(frame, this.userPropertyCap) as ISubscribePacket | null
-    if (packet === null) return this.decodeFailure(PacketType.Subscribe)
-    if (!packet.messageId) return this.violation('malformed_packet', ReasonCode.MalformedPacket, PacketType.Subscribe)
-    const checks = this.checks!
-    const state = this.state
-    const subscriptions = packet.subscriptions
-    const book = this.book
-    if (book.pendingCount >= MAX_PENDING_SUBSCRIBES) return this.violation('quota_exceeded', ReasonCode.QuotaExceeded, PacketType.Subscribe)
-    const full = state.subscriptions.size + subscriptions.length > MAX_TRACKED_SUBSCRIPTIONS
-    // Per filter: Moat's refusal code, or -1 where the filter goes to the broker.
-    let codes: number[] | null = null
-    // A check may lower a filter's QoS (acl maxQos): the broker must then get the lowered one.
-    let downgraded = false
-    const allowed: ISubscription[] = []
-    for (let i = 0; i < subscriptions.length; i++) {
-      const subscription = subscriptions[i]!
-      const asked = subscription.qos
-      const verdict = full ? QUOTA_REFUSAL : checks.runSubscribe(subscription, state)
-      if (verdict.action === Action.Forward) {
-        if (subscription.qos !== asked) downgraded = true
-        allowed.push(subscription)
-        continue
-      }
-      if (verdict.action === Action.Disconnect) return this.refusedBy(verdict, PacketType.Subscribe)
-      // Refused filter: SUBACK failure code 0x80 (3.x) or the reason code (5.0) in its slot.
-      codes ??= new Array<number>(subscriptions.length).fill(-1)
-      codes[i] = state.version === 5 ? verdict.reason : 0x80
-      this.audit.rejected(verdict.why, verdict.reason, 'subscribe', subscription.topic, full ? null : checks)
-    }
-    const packetId = packet.messageId
-    if (codes === null && !downgraded) {
-      book.expect(packetId, allowed.map(topicOf), allowed.map(qosOf), null)
-      this.toBroker.addFrame(frame) // all allowed as asked: the original bytes
-      return true
-    }
-    if (allowed.length === 0 && codes !== null) {
-      // All refused: Moat answers alone, the broker sees nothing.
-      this.toClient.write(suback(packetId, codes, state.version === 5 ? EMPTY_PROPERTIES : null))
-      return true
-    }
-    // Mixed or downgraded: a rewritten SUBSCRIBE with only the allowed filters, at the QoS allowed
-    // (a deliberate rewrite); the broker's SUBACK is merged back into the
-    // client's order (SubscriptionBook).
-    book.expect(packetId, allowed.map(topicOf), allowed.map(qosOf), codes)
-    packet.subscriptions = allowed
-    this.toBroker.write(generate(packet, { protocolVersion: state.version }))
-    return true
-  }
-
-  private onUnsubscribe(frame: Buffer): boolean {
-    const packet = this.decoding.decode(frame, this.userPropertyCap) as IUnsubscribePacket | null
-    if (packet === null) return this.decodeFailure(PacketType.Unsubscribe)
-    if (!packet.messageId) return this.violation('malformed_packet', ReasonCode.MalformedPacket, PacketType.Unsubscribe)
-    const checks = this.checks!
-    for (const filter of packet.unsubscriptions) {
-      const verdict = checks.runUnsubscribe(filter, this.state)
-      if (verdict.action !== Action.Forward) return this.refusedBy(verdict, PacketType.Unsubscribe)
-    }
-    for (const filter of packet.unsubscriptions) this.state.subscriptions.delete(filter)
-    this.toBroker.addFrame(frame)
-    return true
-  }
-
-  private onDisconnect(frame: Buffer, bodyOffset: number): boolean {
-    // 3.1.1 DISCONNECT has no body; 5.0 may carry a reason code and properties.
-    if (this.state.version < 5 ? frame.length !== bodyOffset : this.decoding.decode(frame, this.userPropertyCap) === null) {
-      return this.decodeFailure(PacketType.Disconnect)
-    }
+  disconnected(frame: Buffer): boolean {
     this.clientSentDisconnect = true
     this.toBroker.addFrame(frame)
     if (this.state.version < 5) {
       this.close('client_disconnect', null)
       return false
     }
-    // A 5.0 broker may answer a DISCONNECT (0x82 for a Session Expiry Interval it may not change)
-    // before it closes: the client hears it, then the broker's close, or Moat's after LINGER_MS.
     this.toBroker.flush()
     this.upstream!.end()
     this.pauseClient(PAUSED_DISCONNECTED)
@@ -554,28 +310,13 @@ export class Session implements FrameSink {
     this.close('client_disconnect', null)
   }
 
-  private onAuth(frame: Buffer): boolean {
-    if (this.decoding.decode(frame, this.userPropertyCap) === null) return this.decodeFailure(PacketType.Auth)
-    this.toBroker.addFrame(frame)
-    return true
-  }
-
-  private decodeFailure(type: number): boolean {
-    if (this.decoder?.lastError === TOO_MANY_USER_PROPERTIES) return this.violation('too_many_user_properties', ReasonCode.QuotaExceeded, type)
-    this.ctx.stats.decodeErrors[type]! += 1
-    this.audit.log.debug({ event: 'decode_error', packetType: packetTypeNames[type], error: this.decoder?.lastError }, 'packet failed to decode')
-    // A string property the broker refuses: it closes without a DISCONNECT, whatever the packet.
-    const quiet = this.decoder?.lastFault === DecodeFault.BadString && this.decoder.lastField !== 'topic_filter'
-    return this.violation('malformed_packet', ReasonCode.MalformedPacket, type, quiet)
-  }
-
   /**
    * A client broke the protocol or a check refused it with Disconnect: count, log, answer in its
    * version (5.0 DISCONNECT with the reason, only once the broker's CONNACK went out
    * [MQTT-3.14.0-1]), and close; `quiet`: a bare close, as the broker gives for that fault.
    * Returns false so the framer stops.
    */
-  private violation(why: DenyReason, reason: number, type: number, quiet = false, decider: SessionChecks | null = null): boolean {
+  violation(why: DenyReason, reason: number, type: number, quiet = false, decider: SessionChecks | null = null): boolean {
     const state = this.state
     this.audit.clientRefused(why, reason, type, decider)
     this.close(why, quiet ? null : faultAnswer(why, reason, type, state.version, state.connected))
@@ -583,7 +324,7 @@ export class Session implements FrameSink {
   }
 
   /** A check's verdict closes the client: the line names the check and its rule. */
-  private refusedBy(verdict: Verdict, type: number): boolean {
+  refusedBy(verdict: Verdict, type: number): boolean {
     return this.violation(verdict.why, verdict.reason, type, false, this.checks)
   }
 
@@ -686,7 +427,7 @@ export class Session implements FrameSink {
   }
 
   /** A check said "not now": the frame waits in the Throttle, and the client is not read meanwhile. */
-  private hold(frame: Buffer, type: number, flags: number, bodyOffset: number): boolean {
+  hold(frame: Buffer, type: number, flags: number, bodyOffset: number): boolean {
     this.throttle.hold(frame, type, flags, bodyOffset, this.state.throttleUntil)
     this.pauseClient(PAUSED_THROTTLED)
     return false
@@ -699,7 +440,7 @@ export class Session implements FrameSink {
     if (this.generation !== this.ctx.policy.generation) this.adoptPolicy()
     if (this.phase !== Phase.Open) return // the reload closed the session, and close() cancelled the wait
     const throttle = this.throttle
-    if (throttle.replay(this)) this.clientFramer.resume()
+    if (throttle.replay(this.fromClient)) this.clientFramer.resume()
     if (this.phase !== Phase.Open) return
     this.toBroker.flush()
     if (this.upstream!.writableNeedDrain) this.pauseClient(PAUSED_BROKER_FULL)
