@@ -25,9 +25,6 @@ import type { SessionState } from './state.js'
 import type { SubscriptionBook } from './subscription-book.js'
 import type { Throttle } from './throttle.js'
 
-/** How long after the broker's own keepalive timeout Moat closes a silent client itself. */
-const IDLE_GRACE_MS = 5000
-
 export class BrokerFrames implements FrameSink {
   private readonly session: Session
   private readonly ctx: SessionContext
@@ -173,11 +170,7 @@ export class BrokerFrames implements FrameSink {
       }
     }
     state.keepalive = keepalive
-    // Idle timeout at 1.5 times the keepalive [MQTT-3.1.2-24]. At a keepalive the broker knows, the
-    // broker's own timeout comes first and Moat mirrors its close; Moat's timer, a little later, is
-    // the backstop for a broker that does not enforce it.
-    const lowered = keepalive === moatLimit && moatLimit !== requested
-    if (keepalive > 0) this.session.watchIdle(keepalive * 1500 + (lowered ? 0 : IDLE_GRACE_MS), lowered)
+    if (keepalive > 0) this.session.keepalive.start(keepalive, keepalive === moatLimit && moatLimit !== requested)
     return frame
   }
 

@@ -10,18 +10,13 @@
  * - Allowed frames are forwarded as their original bytes, in runs (session/run-writer.ts).
  * - Backpressure: a full write buffer on one side pauses reading on the other; 'drain' resumes it.
  * - Denials are answered in the client's protocol version (protocol/responses.ts).
- *
- * Socket handlers are module-level functions that find their session through a symbol slot, so a
- * session allocates no closures.
  */
-import type { Socket } from 'node:net'
-import type { Duplex } from 'node:stream'
 import type { SessionChecks } from '../checks/chain.js'
 import type { CloseReason, DenyReason } from '../checks/reasons.js'
 import { Action, type Verdict } from '../checks/verdict.js'
 import { PacketDecoder } from '../protocol/decode.js'
 import { Framer, FrameError, type FrameSink } from '../protocol/framer.js'
-import { lendReads, ownedCopy, returnLent } from '../net/lent-reads.js'
+import { ownedCopy } from '../net/lent-reads.js'
 import { userPropertyCap } from '../checks/virtual-patches.js'
 import { faultAnswer } from './fault-answer.js'
 import { PacketType } from '../protocol/packet-type.js'
@@ -29,7 +24,6 @@ import { ReasonCode } from '../protocol/reason.js'
 import { connackRefusal, disconnectV5 } from '../protocol/responses.js'
 import type { ClientCertificate, ClientSocket, ConnInfo, Transport } from './conn-info.js'
 import type { ConnectionRefusal } from '../limits/connections.js'
-import { nowMs } from '../limits/token-bucket.js'
 import type { SessionContext } from './context.js'
 import type { Ban } from '../cluster/shared-store.js'
 import { RunWriter } from './run-writer.js'
@@ -39,10 +33,12 @@ import { QosLedger } from './qos-ledger.js'
 import { Throttle } from './throttle.js'
 import { Admission } from './admission.js'
 import { Phase } from './phase.js'
+import { KeepaliveWatch } from './keepalive.js'
 import { BrokerFrames } from './broker-frames.js'
 import { ClientFrames } from './client-frames.js'
 import { SubscriptionBook } from './subscription-book.js'
 import type { UpstreamSocket } from './upstream.js'
+import { listenToClient, listenToUpstream, onConnectTimeout, onDialTimeout, onDisconnectLinger, onLingerTimeout, type ReadMode } from './events.js'
 
 export interface SessionInfo {
   readonly id: number
@@ -61,7 +57,7 @@ export interface SessionInfo {
   readonly brokerReadBuffer: number
   readonly clientPaused: boolean
   readonly brokerPaused: boolean
-  /** How each side is read: into the shared lent buffer (plain TCP, net/lent-reads.ts) or through 'data'. */
+  /** How each side is read (events.ts). */
   readonly clientReads: ReadMode
   readonly brokerReads: ReadMode | null
   readonly transport: Transport
@@ -69,12 +65,6 @@ export interface SessionInfo {
   /** The verified client certificate (mutual TLS): subject, CN, SANs, fingerprint. */
   readonly certificate: ClientCertificate | null
 }
-
-const kSession = Symbol('moat.session')
-
-export type ReadMode = 'lent' | 'stream'
-
-type SessionSocket = (UpstreamSocket | ClientSocket) & { [kSession]: Session }
 
 // Why the client socket is paused (a bit each); it resumes when none is left.
 const PAUSED_CONNECTING = 1
@@ -126,8 +116,6 @@ export class Session implements FrameSink {
   private brokerPaused = false
   private clientReads: ReadMode = 'stream'
   private brokerReads: ReadMode | null = null
-  /** Moat's maxKeepalive lowered the keepalive the client asked for: Moat's idle timer, not the broker's, decides. */
-  private keepaliveLowered = false
   private clientSentDisconnect = false
   private clientOpen = true
   /** The client half-closed with packets pipelined behind its CONNECT: they go to the broker once it is connected, then the session ends. */
@@ -144,8 +132,7 @@ export class Session implements FrameSink {
   readonly throttle: Throttle
   private readonly fromClient: ClientFrames
   private readonly fromBroker: BrokerFrames
-  private idleMs = 0
-  private lastClientData = 0
+  readonly keepalive: KeepaliveWatch
 
   constructor(ctx: SessionContext, client: ClientSocket, conn: ConnInfo, refusal: ConnectionRefusal | null = null) {
     this.ctx = ctx
@@ -155,6 +142,7 @@ export class Session implements FrameSink {
     this.ledger = new QosLedger(this.state)
     this.throttle = new Throttle(this, ctx.stats)
     this.admission = new Admission(this, ctx, refusal)
+    this.keepalive = new KeepaliveWatch(this)
     const { config, generation } = ctx.policy
     this.generation = generation
     this.userPropertyCap = userPropertyCap(config)
@@ -165,15 +153,7 @@ export class Session implements FrameSink {
     this.brokerFramer = new Framer(this.fromBroker, maxPacketSize)
     this.toClient.attach(client)
 
-    const socket = client as SessionSocket
-    socket[kSession] = this
-    client.setNoDelay(true)
-    if (lendReads(client as Socket, onLentClientRead)) this.clientReads = 'lent'
-    else client.on('data', onClientData)
-    client.on('end', onClientEnd)
-    client.on('error', onClientError)
-    client.on('close', onClientClose)
-    client.on('drain', onClientDrain)
+    this.clientReads = listenToClient(this, client)
     this.timer = setTimeout(onConnectTimeout, this.admission.connectWaitMs, this)
     if (ctx.logger.isLevelEnabled('debug')) this.audit.log.debug({ event: 'session_start' }, 'client connected')
   }
@@ -231,7 +211,7 @@ export class Session implements FrameSink {
   /** Client bytes `chunk[0, end)`; `lent`: valid only during this call (net/lent-reads.ts). */
   onClientData(chunk: Buffer, end: number, lent: boolean): void {
     this.ctx.coalescing?.noteRead()
-    if (this.idleMs !== 0) this.lastClientData = nowMs()
+    this.keepalive.heard()
     if (this.generation !== this.ctx.policy.generation) this.adoptPolicy()
     // The first packet MUST be a CONNECT [MQTT-3.1.0-1]: judged on its first byte, before its
     // declared length is waited for (a non-CONNECT opener is Mosquitto's CVE-2023-0809 trigger).
@@ -300,6 +280,7 @@ export class Session implements FrameSink {
     this.toBroker.flush()
     this.upstream!.end()
     this.pauseClient(PAUSED_DISCONNECTED)
+    this.keepalive.stop()
     this.clearTimer()
     this.timer = setTimeout(onDisconnectLinger, LINGER_MS, this)
     return false
@@ -354,19 +335,7 @@ export class Session implements FrameSink {
   /** The CONNECT passed: `upstream` is being dialled, ready for MQTT bytes on `readyEvent`. */
   dialing(upstream: UpstreamSocket, readyEvent: string, timeoutMs: number): void {
     this.phase = Phase.Dialing
-    const socket = upstream as SessionSocket
-    socket[kSession] = this
-    upstream.setNoDelay(true)
-    upstream.on(readyEvent, onUpstreamConnect)
-    if (lendReads(upstream as Duplex as Socket, onLentUpstreamRead)) this.brokerReads = 'lent'
-    else {
-      this.brokerReads = 'stream'
-      upstream.on('data', onUpstreamData)
-    }
-    upstream.on('end', onUpstreamEnd)
-    upstream.on('error', onUpstreamError)
-    upstream.on('close', onUpstreamClose)
-    upstream.on('drain', onUpstreamDrain)
+    this.brokerReads = listenToUpstream(this, upstream, readyEvent)
     this.upstream = upstream
     this.upstreamOpen = true
     this.timer = setTimeout(onDialTimeout, timeoutMs, this)
@@ -402,28 +371,9 @@ export class Session implements FrameSink {
     if (this.client.writableNeedDrain && !this.brokerPaused) this.pauseBroker()
   }
 
-  /** Closes the client after `idleMs` without a byte from it; `lowered`: Moat's maxKeepalive set the keepalive. */
-  watchIdle(idleMs: number, lowered: boolean): void {
-    this.idleMs = idleMs
-    this.keepaliveLowered = lowered
-    this.lastClientData = nowMs()
-    this.clearTimer()
-    this.timer = setTimeout(onIdleCheck, idleMs, this)
-  }
-
-  onIdleCheck(): void {
-    this.timer = null
-    if (this.phase !== Phase.Open) return
-    const idle = nowMs() - this.lastClientData
-    // While Moat itself is not reading the client (throttle, backpressure) silence is not the client's fault.
-    if (this.pausedFor === 0 && idle >= this.idleMs) {
-      this.audit.log.warn({ event: 'client_refused', reason: 'idle_timeout', keepalive: this.state.keepalive }, 'closing idle client')
-      // Under Moat's own limit (maxKeepalive) a 5.0 client learns why; past a keepalive the broker
-      // knows, the broker has failed to close it, and Moat closes as the broker would: bare.
-      this.close('idle_timeout', this.keepaliveLowered && this.state.version === 5 ? disconnectV5(ReasonCode.KeepAliveTimeout) : null)
-      return
-    }
-    this.timer = setTimeout(onIdleCheck, this.pausedFor === 0 ? this.idleMs - idle : this.idleMs, this)
+  /** Moat reads the client (no pause for any reason). */
+  get readingClient(): boolean {
+    return this.pausedFor === 0
   }
 
   /** A check said "not now": the frame waits in the Throttle, and the client is not read meanwhile. */
@@ -536,7 +486,7 @@ export class Session implements FrameSink {
     if (this.pausedFor !== 0 || this.phase >= Phase.Closing) return
     this.client.resume()
     // The client's silence while Moat was not reading does not count towards its idle time.
-    if (this.idleMs !== 0) this.lastClientData = nowMs()
+    this.keepalive.heard()
     // What a lent client socket read while paused (PAUSED_HOLD_BYTES) goes on to the broker now.
     if (this.clientReads === 'lent' && this.clientFramer.isStopped) {
       this.clientFramer.resume()
@@ -580,6 +530,7 @@ export class Session implements FrameSink {
     this.phase = Phase.Closing
     this.closeReason = why
     this.clearTimer()
+    this.keepalive.stop()
     this.throttle.cancel()
     this.clientFramer.reset()
     this.brokerFramer.reset()
@@ -657,62 +608,4 @@ export class Session implements FrameSink {
     this.audit.ended(this.closeReason, this.client.bytesRead, this.toClient.bytes, Date.now() - this.startedAt)
     this.ctx.sessionEnded(this)
   }
-}
-
-// Module-level handlers: `this` is the socket; no per-session closures.
-function onClientData(this: SessionSocket, chunk: Buffer): void {
-  this[kSession].onClientData(chunk, chunk.length, false)
-}
-function onLentClientRead(this: Socket, nread: number, buf: Buffer): void {
-  (this as Duplex as SessionSocket)[kSession].onClientData(buf, nread, true)
-  returnLent(nread)
-}
-function onClientEnd(this: SessionSocket): void {
-  this[kSession].onClientEnded('client_closed')
-}
-function onClientError(this: SessionSocket): void {
-  this[kSession].onClientEnded('client_error')
-}
-function onClientClose(this: SessionSocket): void {
-  this[kSession].onClientClosed()
-}
-function onClientDrain(this: SessionSocket): void {
-  this[kSession].onClientDrain()
-}
-function onUpstreamConnect(this: SessionSocket): void {
-  this[kSession].onUpstreamConnect()
-}
-function onUpstreamData(this: SessionSocket, chunk: Buffer): void {
-  this[kSession].onUpstreamData(chunk, chunk.length, false)
-}
-function onLentUpstreamRead(this: Socket, nread: number, buf: Buffer): void {
-  (this as Duplex as SessionSocket)[kSession].onUpstreamData(buf, nread, true)
-  returnLent(nread)
-}
-function onUpstreamEnd(this: SessionSocket): void {
-  this[kSession].onUpstreamGone('upstream_closed', 'broker closed the connection')
-}
-function onUpstreamError(this: SessionSocket, err: Error): void {
-  this[kSession].onUpstreamGone('upstream_error', err.message)
-}
-function onUpstreamClose(this: SessionSocket): void {
-  this[kSession].onUpstreamClosed()
-}
-function onUpstreamDrain(this: SessionSocket): void {
-  this[kSession].onUpstreamDrain()
-}
-function onConnectTimeout(session: Session): void {
-  session.onConnectTimeout()
-}
-function onDialTimeout(session: Session): void {
-  session.admission.dialFailed('connect timeout')
-}
-function onDisconnectLinger(session: Session): void {
-  session.onDisconnectLinger()
-}
-function onLingerTimeout(session: Session): void {
-  session.onLingerTimeout()
-}
-function onIdleCheck(session: Session): void {
-  session.onIdleCheck()
 }
