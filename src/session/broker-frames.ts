@@ -14,9 +14,9 @@ import { FrameError, type FrameSink } from '../protocol/framer.js'
 import { PacketType } from '../protocol/packet-type.js'
 import { PublishView, readPublish } from '../protocol/publish.js'
 import { ReasonCode } from '../protocol/reason.js'
-import { connackRefusal, disconnectV5 } from '../protocol/responses.js'
 import { ownedCopy } from '../net/lent-reads.js'
 import type { SessionContext } from './context.js'
+import { unavailableAnswer } from './fault-answer.js'
 import { Phase } from './phase.js'
 import type { QosLedger } from './qos-ledger.js'
 import type { RunWriter } from './run-writer.js'
@@ -177,17 +177,7 @@ export class BrokerFrames implements FrameSink {
   /** The broker broke the protocol: the client is told the service is gone, as far as its version allows. */
   private violation(detail: string): boolean {
     this.session.audit.log.error({ event: 'upstream_protocol_error', error: detail }, 'broker sent something it must not')
-    this.session.close('upstream_protocol_error', this.unavailableAnswer(ReasonCode.ImplementationSpecificError))
+    this.session.close('upstream_protocol_error', unavailableAnswer(this.state, this.connackSeen, ReasonCode.ImplementationSpecificError))
     return false
-  }
-
-  /**
-   * How to tell a client the service is gone: before a successful CONNACK, a refusing CONNACK
-   * (3.1.1 code 3; 5.0 0x88); after it, on 5.0, DISCONNECT with `reason`; 3.1.1 just closes.
-   */
-  private unavailableAnswer(reason: number): Buffer | null {
-    const state = this.state
-    if (!this.connackSeen) return state.version === 0 ? null : connackRefusal(state.version, ReasonCode.ServerUnavailable)
-    return state.version === 5 && state.connected ? disconnectV5(reason) : null
   }
 }

@@ -18,7 +18,10 @@ import { TOO_MANY_USER_PROPERTIES } from '../protocol/properties.js'
 import { PublishView, readPublish } from '../protocol/publish.js'
 import { ReasonCode } from '../protocol/reason.js'
 import { publishRefusalV5 } from '../protocol/responses.js'
+import type { SessionChecks } from '../checks/chain.js'
 import type { AuditRecord } from './audit-record.js'
+import { faultAnswer } from './fault-answer.js'
+import { Paused } from './flow-control.js'
 import type { QosLedger } from './qos-ledger.js'
 import type { RunWriter } from './run-writer.js'
 import type { Session } from './session.js'
@@ -83,6 +86,31 @@ export class ClientFrames implements FrameDispatcher {
     return view
   }
 
+  /**
+   * A client broke the protocol or a check refused it with Disconnect: count, log, answer in its
+   * version (5.0 DISCONNECT with the reason, only once the broker's CONNACK went out
+   * [MQTT-3.14.0-1]), and close; `quiet`: a bare close, as the broker gives for that fault.
+   * Returns false so the framer stops.
+   */
+  violation(why: DenyReason, reason: number, type: number, quiet = false, decider: SessionChecks | null = null): boolean {
+    const state = this.state
+    this.audit.clientRefused(why, reason, type, decider)
+    this.session.close(why, quiet ? null : faultAnswer(why, reason, type, state.version, state.connected))
+    return false
+  }
+
+  /** A check's verdict closes the client: the line names the check and its rule. */
+  refusedBy(verdict: Verdict, type: number): boolean {
+    return this.violation(verdict.why, verdict.reason, type, false, this.session.checks)
+  }
+
+  /** A check said "not now": the frame waits in the Throttle, and the client is not read meanwhile. */
+  private hold(frame: Buffer, type: number, flags: number, bodyOffset: number): boolean {
+    this.session.throttle.hold(frame, type, flags, bodyOffset, this.state.throttleUntil)
+    this.session.flow.pauseClient(Paused.Throttled)
+    return false
+  }
+
   /** A reload changed the User Property cap (virtual patches). */
   capChanged(cap: number): void {
     if (this.publishViewSlot !== null) this.publishViewSlot.maxUserProperties = cap
@@ -97,12 +125,12 @@ export class ClientFrames implements FrameDispatcher {
     // Reserved flag bits MUST have their listed values; otherwise close [MQTT-2.2.2-1], [MQTT-2.2.2-2].
     // MQTT 3.1's PUBREL, SUBSCRIBE and UNSUBSCRIBE (QoS 1 in its terms) may carry DUP.
     if (required !== FLAGS_ANY && flags !== required && !(flags === (required | DUP) && required === 2 && this.state.version === 3)) {
-      return this.session.violation('reserved_flags', ReasonCode.MalformedPacket, type)
+      return this.violation('reserved_flags', ReasonCode.MalformedPacket, type)
     }
     if (type !== PacketType.Publish && type !== PacketType.Disconnect && type !== PacketType.Connect) {
       const verdict = this.session.checks!.runPacket(type, end - start, this.state)
-      if (verdict.action === Action.Throttle) return this.session.hold(ownedCopy(buf, start, end), type, flags, bodyOffset)
-      if (verdict.action !== Action.Forward) return this.session.refusedBy(verdict, type)
+      if (verdict.action === Action.Throttle) return this.hold(ownedCopy(buf, start, end), type, flags, bodyOffset)
+      if (verdict.action !== Action.Forward) return this.refusedBy(verdict, type)
     }
     switch (type) {
       case PacketType.Publish:
@@ -117,7 +145,7 @@ export class ClientFrames implements FrameDispatcher {
       case PacketType.Unsubscribe:
         return this.onUnsubscribe(ownedCopy(buf, start, end))
       case PacketType.Pingreq:
-        if (end - start !== 2) return this.session.violation('malformed_packet', ReasonCode.MalformedPacket, type)
+        if (end - start !== 2) return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
         this.toBroker.add(buf, start, end)
         return true
       case PacketType.Disconnect:
@@ -127,10 +155,10 @@ export class ClientFrames implements FrameDispatcher {
         return this.onAuth(ownedCopy(buf, start, end))
       case PacketType.Connect:
         // A second CONNECT is a protocol error: close the connection [MQTT-3.1.0-2].
-        return this.session.violation('duplicate_connect', ReasonCode.ProtocolError, type)
+        return this.violation('duplicate_connect', ReasonCode.ProtocolError, type)
     }
     // CONNACK, SUBACK, UNSUBACK, PINGRESP, type 0, and AUTH before 5.0 never come from a client.
-    return this.session.violation('forbidden_packet_type', ReasonCode.ProtocolError, type)
+    return this.violation('forbidden_packet_type', ReasonCode.ProtocolError, type)
   }
 
   private onPublish(buf: Buffer, start: number, end: number, flags: number, bodyOffset: number): boolean {
@@ -140,7 +168,7 @@ export class ClientFrames implements FrameDispatcher {
       // A string property the broker refuses: it closes without a DISCONNECT.
       const quiet = view.badString === 'property'
       view.clear()
-      return this.session.violation(faultReason(fault), fault, PacketType.Publish, quiet)
+      return this.violation(faultReason(fault), fault, PacketType.Publish, quiet)
     }
     const verdict = this.session.checks!.runPublish(view, this.state)
     const qos = view.qos
@@ -159,7 +187,7 @@ export class ClientFrames implements FrameDispatcher {
     }
     if (verdict.action === Action.Throttle) {
       view.clear()
-      return this.session.hold(ownedCopy(buf, start, end), PacketType.Publish, flags, bodyOffset)
+      return this.hold(ownedCopy(buf, start, end), PacketType.Publish, flags, bodyOffset)
     }
     const topic = view.topic
     view.clear()
@@ -173,7 +201,7 @@ export class ClientFrames implements FrameDispatcher {
    * as Mosquitto does for a denied publish), whose PUBREL Moat then answers itself.
    */
   private refusePublish(verdict: Verdict, qos: number, packetId: number, topic: string): boolean {
-    if (verdict.action === Action.Disconnect) return this.session.refusedBy(verdict, PacketType.Publish)
+    if (verdict.action === Action.Disconnect) return this.refusedBy(verdict, PacketType.Publish)
     this.audit.rejected(verdict.why, verdict.reason, 'publish', topic, this.session.checks)
     if (qos === 0) return true
     const type = qos === 1 ? PacketType.Puback : PacketType.Pubrec
@@ -192,11 +220,11 @@ export class ClientFrames implements FrameDispatcher {
     const remaining = end - body
     const version = this.state.version
     if (remaining < 2 || (version < 5 && remaining !== 2) || buf.readUInt16BE(body) === 0) {
-      return this.session.violation('malformed_packet', ReasonCode.MalformedPacket, type)
+      return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
     }
     // 5.0 acks may carry a reason code and properties: let the full decoder judge those (rare);
     // a reason code alone is checked here (found by the fuzz suite: it went unchecked).
-    if (remaining === 3 && !isAckReasonCode(type, buf[body + 2]!)) return this.session.violation('malformed_packet', ReasonCode.MalformedPacket, type)
+    if (remaining === 3 && !isAckReasonCode(type, buf[body + 2]!)) return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
     if (remaining > 3 && this.session.decoding.decode(ownedCopy(buf, start, end), this.session.userPropertyCap) === null) return this.decodeFailure(type)
     const packetId = buf.readUInt16BE(body)
     if (type === PacketType.Pubrel && this.ledger.clientPubrel(packetId)) {
@@ -210,12 +238,12 @@ export class ClientFrames implements FrameDispatcher {
   private onSubscribe(frame: Buffer): boolean {
     const packet = this.session.decoding.decode(frame, this.session.userPropertyCap) as ISubscribePacket | null
     if (packet === null) return this.decodeFailure(PacketType.Subscribe)
-    if (!packet.messageId) return this.session.violation('malformed_packet', ReasonCode.MalformedPacket, PacketType.Subscribe)
+    if (!packet.messageId) return this.violation('malformed_packet', ReasonCode.MalformedPacket, PacketType.Subscribe)
     const checks = this.session.checks!
     const state = this.state
     const subscriptions = packet.subscriptions
     const book = this.book
-    if (book.pendingCount >= MAX_PENDING_SUBSCRIBES) return this.session.violation('quota_exceeded', ReasonCode.QuotaExceeded, PacketType.Subscribe)
+    if (book.pendingCount >= MAX_PENDING_SUBSCRIBES) return this.violation('quota_exceeded', ReasonCode.QuotaExceeded, PacketType.Subscribe)
     const full = state.subscriptions.size + subscriptions.length > MAX_TRACKED_SUBSCRIPTIONS
     // Per filter: Moat's refusal code, or -1 where the filter goes to the broker.
     let codes: number[] | null = null
@@ -231,7 +259,7 @@ export class ClientFrames implements FrameDispatcher {
         allowed.push(subscription)
         continue
       }
-      if (verdict.action === Action.Disconnect) return this.session.refusedBy(verdict, PacketType.Subscribe)
+      if (verdict.action === Action.Disconnect) return this.refusedBy(verdict, PacketType.Subscribe)
       // Refused filter: SUBACK failure code 0x80 (3.x) or the reason code (5.0) in its slot.
       codes ??= new Array<number>(subscriptions.length).fill(-1)
       codes[i] = state.version === 5 ? verdict.reason : 0x80
@@ -260,11 +288,11 @@ export class ClientFrames implements FrameDispatcher {
   private onUnsubscribe(frame: Buffer): boolean {
     const packet = this.session.decoding.decode(frame, this.session.userPropertyCap) as IUnsubscribePacket | null
     if (packet === null) return this.decodeFailure(PacketType.Unsubscribe)
-    if (!packet.messageId) return this.session.violation('malformed_packet', ReasonCode.MalformedPacket, PacketType.Unsubscribe)
+    if (!packet.messageId) return this.violation('malformed_packet', ReasonCode.MalformedPacket, PacketType.Unsubscribe)
     const checks = this.session.checks!
     for (const filter of packet.unsubscriptions) {
       const verdict = checks.runUnsubscribe(filter, this.state)
-      if (verdict.action !== Action.Forward) return this.session.refusedBy(verdict, PacketType.Unsubscribe)
+      if (verdict.action !== Action.Forward) return this.refusedBy(verdict, PacketType.Unsubscribe)
     }
     for (const filter of packet.unsubscriptions) this.state.subscriptions.delete(filter)
     this.toBroker.addFrame(frame)
@@ -276,7 +304,7 @@ export class ClientFrames implements FrameDispatcher {
     if (this.state.version < 5 ? frame.length !== bodyOffset : this.session.decoding.decode(frame, this.session.userPropertyCap) === null) {
       return this.decodeFailure(PacketType.Disconnect)
     }
-    return this.session.disconnected(frame)
+    return this.session.ends.disconnected(frame)
   }
 
   private onAuth(frame: Buffer): boolean {
@@ -287,12 +315,12 @@ export class ClientFrames implements FrameDispatcher {
 
   private decodeFailure(type: number): boolean {
     const decoder = this.session.decoder
-    if (decoder?.lastError === TOO_MANY_USER_PROPERTIES) return this.session.violation('too_many_user_properties', ReasonCode.QuotaExceeded, type)
+    if (decoder?.lastError === TOO_MANY_USER_PROPERTIES) return this.violation('too_many_user_properties', ReasonCode.QuotaExceeded, type)
     this.stats.decodeErrors[type]! += 1
     this.audit.log.debug({ event: 'decode_error', packetType: packetTypeNames[type], error: decoder?.lastError }, 'packet failed to decode')
     // A string property the broker refuses: it closes without a DISCONNECT, whatever the packet.
     const quiet = decoder?.lastFault === DecodeFault.BadString && decoder.lastField !== 'topic_filter'
-    return this.session.violation('malformed_packet', ReasonCode.MalformedPacket, type, quiet)
+    return this.violation('malformed_packet', ReasonCode.MalformedPacket, type, quiet)
   }
 
   /**
@@ -309,7 +337,7 @@ export class ClientFrames implements FrameDispatcher {
       const verdict = checks.reviewSubscription(filter, state)
       if (verdict.action === Action.Forward) continue
       if (verdict.action === Action.Disconnect) {
-        this.session.refusedBy(verdict, PacketType.Subscribe)
+        this.refusedBy(verdict, PacketType.Subscribe)
         return
       }
       revoked.push(filter)

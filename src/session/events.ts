@@ -58,10 +58,10 @@ function onLentClientRead(this: Socket, nread: number, buf: Buffer): void {
   returnLent(nread)
 }
 function onClientEnd(this: SessionSocket): void {
-  this[kSession].onClientEnded('client_closed')
+  this[kSession].ends.clientEnded('client_closed')
 }
 function onClientError(this: SessionSocket): void {
-  this[kSession].onClientEnded('client_error')
+  this[kSession].ends.clientEnded('client_error')
 }
 function onClientClose(this: SessionSocket): void {
   this[kSession].onClientClosed()
@@ -80,10 +80,10 @@ function onLentUpstreamRead(this: Socket, nread: number, buf: Buffer): void {
   returnLent(nread)
 }
 function onUpstreamEnd(this: SessionSocket): void {
-  this[kSession].onUpstreamGone('upstream_closed', 'broker closed the connection')
+  this[kSession].ends.upstreamGone('upstream_closed', 'broker closed the connection')
 }
 function onUpstreamError(this: SessionSocket, err: Error): void {
-  this[kSession].onUpstreamGone('upstream_error', err.message)
+  this[kSession].ends.upstreamGone('upstream_error', err.message)
 }
 function onUpstreamClose(this: SessionSocket): void {
   this[kSession].onUpstreamClosed()
@@ -98,9 +98,6 @@ export function onConnectTimeout(session: Session): void {
 }
 export function onDialTimeout(session: Session): void {
   session.admission.dialFailed('connect timeout')
-}
-export function onDisconnectLinger(session: Session): void {
-  session.onDisconnectLinger()
 }
 export function onLingerTimeout(session: Session): void {
   session.onLingerTimeout()

@@ -54,7 +54,7 @@ export class KeepaliveWatch {
     if (session.phase !== Phase.Open) return
     const idle = nowMs() - this.lastHeard
     // While Moat itself is not reading the client (throttle, backpressure) silence is not the client's fault.
-    const reading = session.readingClient
+    const reading = session.flow.readingClient
     if (reading && idle >= this.idleMs) {
       const state = session.state
       session.audit.log.warn({ event: 'client_refused', reason: 'idle_timeout', keepalive: state.keepalive }, 'closing idle client')

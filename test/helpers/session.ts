@@ -25,6 +25,8 @@ export class FakeSocket extends Duplex implements ClientSocket, UpstreamSocket {
   readonly written: Buffer[] = []
   bytesRead = 0
   bytesWritten = 0
+  /** false: the peer stays after the session ended its side, until the test ends it (`send(null)`). */
+  closesWhenEnded = true
 
   constructor() {
     super({ allowHalfOpen: true })
@@ -34,8 +36,12 @@ export class FakeSocket extends Duplex implements ClientSocket, UpstreamSocket {
     return this
   }
 
-  /** Bytes from the peer. */
-  send(bytes: Buffer | Packet, version = 4): void {
+  /** Bytes from the peer; null: the peer ends its side. */
+  send(bytes: Buffer | Packet | null, version = 4): void {
+    if (bytes === null) {
+      this.push(null)
+      return
+    }
     const buf = Buffer.isBuffer(bytes) ? bytes : generate(bytes, { protocolVersion: version })
     this.bytesRead += buf.length
     this.push(buf)
@@ -55,7 +61,7 @@ export class FakeSocket extends Duplex implements ClientSocket, UpstreamSocket {
   }
 
   override _final(done: (err?: Error | null) => void): void {
-    this.push(null)
+    if (this.closesWhenEnded) this.push(null)
     done()
   }
 }

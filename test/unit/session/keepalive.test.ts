@@ -7,7 +7,7 @@ import type { Session } from '../../../src/session/session.js'
 /** The parts of a session the watch reads and acts on. */
 class FakeSession {
   phase: Phase = Phase.Open
-  readingClient = true
+  flow = { readingClient: true }
   state = { keepalive: 10, version: 5 }
   closed: Array<[CloseReason, Buffer | null]> = []
   audit = { log: { warn: () => {} } }
@@ -68,10 +68,10 @@ describe('KeepaliveWatch', () => {
   it('does not blame the client for silence while Moat is not reading it', () => {
     const { w, session } = watch()
     w.start(10, true)
-    session.readingClient = false
+    session.flow.readingClient = false
     vi.advanceTimersByTime(60_000)
     expect(session.closed).toEqual([])
-    session.readingClient = true
+    session.flow.readingClient = true
     w.heard() // read again: the silence starts now
     vi.advanceTimersByTime(14_999)
     expect(session.closed).toEqual([])
