@@ -46,8 +46,6 @@ function connackCode(connack: Buffer): number {
 
 export class Admission {
   private readonly session: Session
-  private readonly ctx: SessionContext
-  private readonly state: SessionState
   /** A refusal decided at accept time (Moat.accept), answered once the CONNECT tells the version. */
   readonly refusal: ConnectionRefusal | null
   /** This session holds a connection slot for its user name (ConnectionLimiter). */
@@ -59,11 +57,17 @@ export class Admission {
   private packet: IConnectPacket | null = null
   private dialStartedAt = 0
 
-  constructor(session: Session, ctx: SessionContext, refusal: ConnectionRefusal | null) {
+  constructor(session: Session, refusal: ConnectionRefusal | null) {
     this.session = session
-    this.ctx = ctx
-    this.state = session.state
     this.refusal = refusal
+  }
+
+  private get ctx(): SessionContext {
+    return this.session.ctx
+  }
+
+  private get state(): SessionState {
+    return this.session.state
   }
 
   /** How long the client has to send its CONNECT: a refused connection gets a short while (to be told why), not the full timeout. */

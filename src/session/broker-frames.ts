@@ -8,81 +8,59 @@
 import type { IConnackPacket } from 'mqtt-packet'
 import { Action } from '../checks/verdict.js'
 import { rewriteConnack } from '../limits/connack.js'
-import type { Stats } from '../metrics/stats.js'
 import { ack } from '../protocol/acks.js'
 import { FrameError, type FrameSink } from '../protocol/framer.js'
 import { PacketType } from '../protocol/packet-type.js'
 import { PublishView, readPublish } from '../protocol/publish.js'
 import { ReasonCode } from '../protocol/reason.js'
 import { ownedCopy } from '../net/lent-reads.js'
-import type { SessionContext } from './context.js'
 import { unavailableAnswer } from './fault-answer.js'
 import { Phase } from './phase.js'
-import type { QosLedger } from './qos-ledger.js'
-import type { RunWriter } from './run-writer.js'
 import type { Session } from './session.js'
-import type { SessionState } from './state.js'
-import type { SubscriptionBook } from './subscription-book.js'
-import type { Throttle } from './throttle.js'
 
 export class BrokerFrames implements FrameSink {
   private readonly session: Session
-  private readonly ctx: SessionContext
-  private readonly state: SessionState
-  private readonly stats: Stats
-  private readonly toClient: RunWriter
-  private readonly toBroker: RunWriter
-  private readonly ledger: QosLedger
-  private readonly throttle: Throttle
-  private readonly book: SubscriptionBook
   /** Broker → client PUBLISH, read only when deliveries are inspected (outbound ACL, revocations, 5.0 aliases); made on first use. */
   private deliveryViewSlot: PublishView | null = null
   /** The broker's CONNACK went to the client (accepting or not). */
   connackSeen = false
 
-  constructor(session: Session, ctx: SessionContext) {
+  constructor(session: Session) {
     this.session = session
-    this.ctx = ctx
-    this.state = session.state
-    this.stats = ctx.stats
-    this.toClient = session.toClient
-    this.toBroker = session.toBroker
-    this.ledger = session.ledger
-    this.throttle = session.throttle
-    this.book = session.book
   }
 
   /** A broker frame `buf[start, end)`. */
   onFrame(buf: Buffer, start: number, end: number, type: number, flags: number, bodyOffset: number): boolean {
-    if (this.session.phase >= Phase.Closing) return false
-    const stats = this.stats
+    const session = this.session
+    if (session.phase >= Phase.Closing) return false
+    const stats = session.ctx.stats
     stats.packetsFromBroker[type]! += 1
     stats.bytesFromBroker[type]! += end - start
     switch (type) {
       case PacketType.Publish:
         if (this.inspectDeliveries && !this.onDelivery(buf, start, end, flags, bodyOffset)) return true
-        this.ledger.delivered(flags)
-        this.toClient.add(buf, start, end)
+        session.ledger.delivered(flags)
+        session.toClient.add(buf, start, end)
         return true
       case PacketType.Puback:
       case PacketType.Pubrec:
       case PacketType.Pubcomp:
         // A 3.1.1 client held for its in-flight quota (checks/quota.ts) may go on: wake it now.
-        if (this.ledger.brokerAck(buf, start + bodyOffset, end, type) && this.state.version < 5) this.throttle.wakeNow()
-        this.toClient.add(buf, start, end)
+        if (session.ledger.brokerAck(buf, start + bodyOffset, end, type) && session.state.version < 5) session.throttled?.wakeNow()
+        session.toClient.add(buf, start, end)
         return true
     }
     let frame = ownedCopy(buf, start, end)
     switch (type) {
       case PacketType.Suback:
-        frame = this.book.onSuback(frame, bodyOffset, this.state)
+        frame = session.book.onSuback(frame, bodyOffset, session.state)
         break
       case PacketType.Unsuback:
-        if (this.book.onUnsuback(frame, bodyOffset)) return true // answers Moat's own revocation
+        if (session.book.onUnsuback(frame, bodyOffset)) return true // answers Moat's own revocation
         break
       case PacketType.Pubrel:
-        if (this.ledger.brokerPubrel(frame, bodyOffset)) {
-          this.toBroker.write(ack(PacketType.Pubcomp, frame.readUInt16BE(bodyOffset)))
+        if (session.ledger.brokerPubrel(frame, bodyOffset)) {
+          session.toBroker.write(ack(PacketType.Pubcomp, frame.readUInt16BE(bodyOffset)))
           return true
         }
         break
@@ -91,13 +69,13 @@ export class BrokerFrames implements FrameSink {
         const code = frame.length > bodyOffset + 1 ? frame[bodyOffset + 1]! : 0xff
         // The client gets its CONNACK first, then the line is logged: a log line is a synchronous
         // write, and would otherwise be part of every CONNECT's latency.
-        this.toClient.addFrame(this.onConnack(frame, code, bodyOffset))
-        this.toClient.flush()
-        this.session.audit.opened(code)
+        session.toClient.addFrame(this.onConnack(frame, code, bodyOffset))
+        session.toClient.flush()
+        session.audit.opened(code)
         return true
       }
     }
-    this.toClient.addFrame(frame)
+    session.toClient.addFrame(frame)
     return true
   }
 
@@ -111,7 +89,8 @@ export class BrokerFrames implements FrameSink {
    * the first delivery for a later check to know an alias-only delivery's topic).
    */
   private get inspectDeliveries(): boolean {
-    return this.session.checks!.hasDeliverChecks || this.book.revokingAny || this.state.clientAcceptsAliases
+    const session = this.session
+    return session.checks!.hasDeliverChecks || session.book.revokingAny || session.state.clientAcceptsAliases
   }
 
   /**
@@ -122,7 +101,8 @@ export class BrokerFrames implements FrameSink {
    */
   private onDelivery(buf: Buffer, start: number, end: number, flags: number, bodyOffset: number): boolean {
     const view = this.deliveryViewSlot ?? (this.deliveryViewSlot = new PublishView())
-    const state = this.state
+    const session = this.session
+    const state = session.state
     if (readPublish(buf, flags, bodyOffset, state.version, false, view, start, end) !== 0) {
       view.clear()
       return true // the client's own parser judges a broker's malformed packet; Moat does not hide it
@@ -133,8 +113,8 @@ export class BrokerFrames implements FrameSink {
       if (view.topicLength > 0) aliases[alias] = view.topic
       else view.topic = aliases[alias] ?? ''
     }
-    const checks = this.session.checks!
-    const book = this.book
+    const checks = session.checks!
+    const book = session.book
     const allowed = view.topic !== '' || alias === 0
       ? (!checks.hasDeliverChecks || checks.runDeliver(view, state).action === Action.Forward) && !(book.revokingAny && book.isRevokedDelivery(view.topic, state))
       : false // an alias the broker never bound: nothing to judge it by
@@ -142,25 +122,26 @@ export class BrokerFrames implements FrameSink {
     const packetId = view.packetId
     view.clear()
     if (allowed) return true
-    this.stats.deliveriesDenied += 1
-    const owed = this.ledger.holdDelivery(qos, packetId)
-    if (owed !== 0) this.toBroker.write(ack(owed, packetId))
+    session.ctx.stats.deliveriesDenied += 1
+    const owed = session.ledger.holdDelivery(qos, packetId)
+    if (owed !== 0) session.toBroker.write(ack(owed, packetId))
     return false
   }
 
   /** Returns the CONNACK to send on: the broker's bytes, or (5.0) a re-encoding carrying Moat's limits. */
   private onConnack(frame: Buffer, code: number, bodyOffset: number): Buffer {
     this.connackSeen = true
-    const state = this.state
+    const session = this.session
+    const state = session.state
     state.connected = code === 0
     if (!state.connected) return frame
-    const limits = this.ctx.policy.config.limits
+    const limits = session.ctx.policy.config.limits
     const requested = state.keepalive
     let keepalive = requested
     if (limits.maxKeepalive !== null && (keepalive === 0 || keepalive > limits.maxKeepalive)) keepalive = limits.maxKeepalive
     const moatLimit = keepalive
     if (state.version === 5) {
-      const connack = this.session.decoding.decode(frame, Infinity) as IConnackPacket | null
+      const connack = session.decoding.decode(frame, Infinity) as IConnackPacket | null
       state.topicAliasMaximum = connack?.properties?.topicAliasMaximum ?? 0
       if (connack !== null) {
         const rewritten = rewriteConnack(frame, bodyOffset, connack, limits.maxPacketSize, limits.maxInflight, state.keepalive, keepalive)
@@ -170,14 +151,15 @@ export class BrokerFrames implements FrameSink {
       }
     }
     state.keepalive = keepalive
-    if (keepalive > 0) this.session.keepalive.start(keepalive, keepalive === moatLimit && moatLimit !== requested)
+    if (keepalive > 0) session.keepalive.start(keepalive, keepalive === moatLimit && moatLimit !== requested)
     return frame
   }
 
   /** The broker broke the protocol: the client is told the service is gone, as far as its version allows. */
   private violation(detail: string): boolean {
-    this.session.audit.log.error({ event: 'upstream_protocol_error', error: detail }, 'broker sent something it must not')
-    this.session.close('upstream_protocol_error', unavailableAnswer(this.state, this.connackSeen, ReasonCode.ImplementationSpecificError))
+    const session = this.session
+    session.audit.log.error({ event: 'upstream_protocol_error', error: detail }, 'broker sent something it must not')
+    session.close('upstream_protocol_error', unavailableAnswer(session.state, this.connackSeen, ReasonCode.ImplementationSpecificError))
     return false
   }
 }

@@ -6,10 +6,10 @@
  *
  * Also the subscriptions' review after a reload, which acts for the client at the broker.
  */
-import { generate, type ISubscribePacket, type ISubscription, type IUnsubscribePacket } from 'mqtt-packet'
+import { generate, type ISubscribePacket, type ISubscription, type IUnsubscribePacket, type Packet } from 'mqtt-packet'
+import type { SessionChecks } from '../checks/chain.js'
 import type { DenyReason } from '../checks/reasons.js'
 import { Action, reject, type Verdict } from '../checks/verdict.js'
-import type { Stats } from '../metrics/stats.js'
 import { ownedCopy } from '../net/lent-reads.js'
 import { ack, isAckReasonCode, suback } from '../protocol/acks.js'
 import { DecodeFault } from '../protocol/decode.js'
@@ -18,15 +18,10 @@ import { TOO_MANY_USER_PROPERTIES } from '../protocol/properties.js'
 import { PublishView, readPublish } from '../protocol/publish.js'
 import { ReasonCode } from '../protocol/reason.js'
 import { publishRefusalV5 } from '../protocol/responses.js'
-import type { SessionChecks } from '../checks/chain.js'
-import type { AuditRecord } from './audit-record.js'
 import { faultAnswer } from './fault-answer.js'
 import { Paused } from './flow-control.js'
-import type { QosLedger } from './qos-ledger.js'
-import type { RunWriter } from './run-writer.js'
 import type { Session } from './session.js'
-import type { SessionState } from './state.js'
-import { MAX_PENDING_SUBSCRIBES, MAX_TRACKED_SUBSCRIPTIONS, type SubscriptionBook } from './subscription-book.js'
+import { MAX_PENDING_SUBSCRIBES, MAX_TRACKED_SUBSCRIPTIONS } from './subscription-book.js'
 import type { FrameDispatcher } from './throttle.js'
 
 /** The DUP bit of a fixed header. */
@@ -57,26 +52,13 @@ function faultReason(code: number): DenyReason {
 }
 
 export class ClientFrames implements FrameDispatcher {
+  /** What it shares with the session is read through it: no copies of its references (memory per connection). */
   private readonly session: Session
-  private readonly state: SessionState
-  private readonly stats: Stats
-  private readonly audit: AuditRecord
-  private readonly toBroker: RunWriter
-  private readonly toClient: RunWriter
-  private readonly ledger: QosLedger
-  private readonly book: SubscriptionBook
   /** Client → broker PUBLISH; made on the first (an idle session holds none). */
   private publishViewSlot: PublishView | null = null
 
-  constructor(session: Session, stats: Stats) {
+  constructor(session: Session) {
     this.session = session
-    this.state = session.state
-    this.stats = stats
-    this.audit = session.audit
-    this.toBroker = session.toBroker
-    this.toClient = session.toClient
-    this.ledger = session.ledger
-    this.book = session.book
   }
 
   private get publishView(): PublishView {
@@ -86,6 +68,16 @@ export class ClientFrames implements FrameDispatcher {
     return view
   }
 
+  /** A reload changed the User Property cap (virtual patches). */
+  capChanged(cap: number): void {
+    if (this.publishViewSlot !== null) this.publishViewSlot.maxUserProperties = cap
+  }
+
+  /** The full decoder's reading of a packet off the fast path (null: see decodeFailure). */
+  private decode(frame: Buffer): Packet | null {
+    return this.session.decoding.decode(frame, this.session.userPropertyCap)
+  }
+
   /**
    * A client broke the protocol or a check refused it with Disconnect: count, log, answer in its
    * version (5.0 DISCONNECT with the reason, only once the broker's CONNACK went out
@@ -93,9 +85,10 @@ export class ClientFrames implements FrameDispatcher {
    * Returns false so the framer stops.
    */
   violation(why: DenyReason, reason: number, type: number, quiet = false, decider: SessionChecks | null = null): boolean {
-    const state = this.state
-    this.audit.clientRefused(why, reason, type, decider)
-    this.session.close(why, quiet ? null : faultAnswer(why, reason, type, state.version, state.connected))
+    const session = this.session
+    const state = session.state
+    session.audit.clientRefused(why, reason, type, decider)
+    session.close(why, quiet ? null : faultAnswer(why, reason, type, state.version, state.connected))
     return false
   }
 
@@ -106,14 +99,10 @@ export class ClientFrames implements FrameDispatcher {
 
   /** A check said "not now": the frame waits in the Throttle, and the client is not read meanwhile. */
   private hold(frame: Buffer, type: number, flags: number, bodyOffset: number): boolean {
-    this.session.throttle.hold(frame, type, flags, bodyOffset, this.state.throttleUntil)
-    this.session.flow.pauseClient(Paused.Throttled)
+    const session = this.session
+    session.throttle.hold(frame, type, flags, bodyOffset, session.state.throttleUntil)
+    session.flow.pauseClient(Paused.Throttled)
     return false
-  }
-
-  /** A reload changed the User Property cap (virtual patches). */
-  capChanged(cap: number): void {
-    if (this.publishViewSlot !== null) this.publishViewSlot.maxUserProperties = cap
   }
 
   /**
@@ -121,14 +110,15 @@ export class ClientFrames implements FrameDispatcher {
    * is over). PUBLISH, the acks and PINGREQ are handled in place; the rest get a Buffer of their own.
    */
   dispatch(buf: Buffer, start: number, end: number, type: number, flags: number, bodyOffset: number): boolean {
+    const session = this.session
     const required = requiredFlags[type]!
     // Reserved flag bits MUST have their listed values; otherwise close [MQTT-2.2.2-1], [MQTT-2.2.2-2].
     // MQTT 3.1's PUBREL, SUBSCRIBE and UNSUBSCRIBE (QoS 1 in its terms) may carry DUP.
-    if (required !== FLAGS_ANY && flags !== required && !(flags === (required | DUP) && required === 2 && this.state.version === 3)) {
+    if (required !== FLAGS_ANY && flags !== required && !(flags === (required | DUP) && required === 2 && session.state.version === 3)) {
       return this.violation('reserved_flags', ReasonCode.MalformedPacket, type)
     }
     if (type !== PacketType.Publish && type !== PacketType.Disconnect && type !== PacketType.Connect) {
-      const verdict = this.session.checks!.runPacket(type, end - start, this.state)
+      const verdict = session.checks!.runPacket(type, end - start, session.state)
       if (verdict.action === Action.Throttle) return this.hold(ownedCopy(buf, start, end), type, flags, bodyOffset)
       if (verdict.action !== Action.Forward) return this.refusedBy(verdict, type)
     }
@@ -146,12 +136,12 @@ export class ClientFrames implements FrameDispatcher {
         return this.onUnsubscribe(ownedCopy(buf, start, end))
       case PacketType.Pingreq:
         if (end - start !== 2) return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
-        this.toBroker.add(buf, start, end)
+        session.toBroker.add(buf, start, end)
         return true
       case PacketType.Disconnect:
         return this.onDisconnect(ownedCopy(buf, start, end), bodyOffset)
       case PacketType.Auth:
-        if (this.state.version !== 5) break
+        if (session.state.version !== 5) break
         return this.onAuth(ownedCopy(buf, start, end))
       case PacketType.Connect:
         // A second CONNECT is a protocol error: close the connection [MQTT-3.1.0-2].
@@ -162,27 +152,29 @@ export class ClientFrames implements FrameDispatcher {
   }
 
   private onPublish(buf: Buffer, start: number, end: number, flags: number, bodyOffset: number): boolean {
+    const session = this.session
+    const state = session.state
     const view = this.publishView
-    const fault = readPublish(buf, flags, bodyOffset, this.state.version, true, view, start, end)
+    const fault = readPublish(buf, flags, bodyOffset, state.version, true, view, start, end)
     if (fault !== 0) {
       // A string property the broker refuses: it closes without a DISCONNECT.
       const quiet = view.badString === 'property'
       view.clear()
       return this.violation(faultReason(fault), fault, PacketType.Publish, quiet)
     }
-    const verdict = this.session.checks!.runPublish(view, this.state)
+    const verdict = session.checks!.runPublish(view, state)
     const qos = view.qos
     const packetId = view.packetId
     if (verdict.action === Action.Forward) {
-      if (qos === 2 && !this.ledger.forwardQos2(packetId)) {
+      if (qos === 2 && !session.ledger.forwardQos2(packetId)) {
         view.clear()
-        this.toClient.write(ack(PacketType.Pubrec, packetId))
+        session.toClient.write(ack(PacketType.Pubrec, packetId))
         return true
       }
       // A forwarded publish with a topic name and an alias (re)binds the alias [MQTT-3.3.2-12].
-      if (view.topicAlias !== 0 && view.topicLength > 0) this.state.bindClientAlias(view.topicAlias, view.topic)
+      if (view.topicAlias !== 0 && view.topicLength > 0) state.bindClientAlias(view.topicAlias, view.topic)
       view.clear()
-      this.toBroker.add(buf, start, end)
+      session.toBroker.add(buf, start, end)
       return true
     }
     if (verdict.action === Action.Throttle) {
@@ -202,47 +194,50 @@ export class ClientFrames implements FrameDispatcher {
    */
   private refusePublish(verdict: Verdict, qos: number, packetId: number, topic: string): boolean {
     if (verdict.action === Action.Disconnect) return this.refusedBy(verdict, PacketType.Publish)
-    this.audit.rejected(verdict.why, verdict.reason, 'publish', topic, this.session.checks)
+    const session = this.session
+    session.audit.rejected(verdict.why, verdict.reason, 'publish', topic, session.checks)
     if (qos === 0) return true
     const type = qos === 1 ? PacketType.Puback : PacketType.Pubrec
-    if (this.state.version === 5) {
-      this.toClient.write(publishRefusalV5(type, packetId, verdict.reason))
+    if (session.state.version === 5) {
+      session.toClient.write(publishRefusalV5(type, packetId, verdict.reason))
     } else {
-      if (qos === 2) this.ledger.refuseQos2(packetId)
-      this.toClient.write(ack(type, packetId))
+      if (qos === 2) session.ledger.refuseQos2(packetId)
+      session.toClient.write(ack(type, packetId))
     }
     return true
   }
 
   /** PUBACK, PUBREC, PUBREL, PUBCOMP (`buf[start, end)`): a non-zero packet id [MQTT-2.2.1-3], and the right length. */
   private onAck(buf: Buffer, start: number, end: number, type: number, bodyOffset: number): boolean {
+    const session = this.session
     const body = start + bodyOffset
     const remaining = end - body
-    const version = this.state.version
+    const version = session.state.version
     if (remaining < 2 || (version < 5 && remaining !== 2) || buf.readUInt16BE(body) === 0) {
       return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
     }
     // 5.0 acks may carry a reason code and properties: let the full decoder judge those (rare);
     // a reason code alone is checked here (found by the fuzz suite: it went unchecked).
     if (remaining === 3 && !isAckReasonCode(type, buf[body + 2]!)) return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
-    if (remaining > 3 && this.session.decoding.decode(ownedCopy(buf, start, end), this.session.userPropertyCap) === null) return this.decodeFailure(type)
+    if (remaining > 3 && this.decode(ownedCopy(buf, start, end)) === null) return this.decodeFailure(type)
     const packetId = buf.readUInt16BE(body)
-    if (type === PacketType.Pubrel && this.ledger.clientPubrel(packetId)) {
-      this.toClient.write(ack(PacketType.Pubcomp, packetId))
+    if (type === PacketType.Pubrel && session.ledger.clientPubrel(packetId)) {
+      session.toClient.write(ack(PacketType.Pubcomp, packetId))
       return true
     }
-    this.toBroker.add(buf, start, end)
+    session.toBroker.add(buf, start, end)
     return true
   }
 
   private onSubscribe(frame: Buffer): boolean {
-    const packet = this.session.decoding.decode(frame, this.session.userPropertyCap) as ISubscribePacket | null
+    const packet = this.decode(frame) as ISubscribePacket | null
     if (packet === null) return this.decodeFailure(PacketType.Subscribe)
     if (!packet.messageId) return this.violation('malformed_packet', ReasonCode.MalformedPacket, PacketType.Subscribe)
-    const checks = this.session.checks!
-    const state = this.state
+    const session = this.session
+    const checks = session.checks!
+    const state = session.state
     const subscriptions = packet.subscriptions
-    const book = this.book
+    const book = session.book
     if (book.pendingCount >= MAX_PENDING_SUBSCRIBES) return this.violation('quota_exceeded', ReasonCode.QuotaExceeded, PacketType.Subscribe)
     const full = state.subscriptions.size + subscriptions.length > MAX_TRACKED_SUBSCRIPTIONS
     // Per filter: Moat's refusal code, or -1 where the filter goes to the broker.
@@ -263,17 +258,17 @@ export class ClientFrames implements FrameDispatcher {
       // Refused filter: SUBACK failure code 0x80 (3.x) or the reason code (5.0) in its slot.
       codes ??= new Array<number>(subscriptions.length).fill(-1)
       codes[i] = state.version === 5 ? verdict.reason : 0x80
-      this.audit.rejected(verdict.why, verdict.reason, 'subscribe', subscription.topic, full ? null : checks)
+      session.audit.rejected(verdict.why, verdict.reason, 'subscribe', subscription.topic, full ? null : checks)
     }
     const packetId = packet.messageId
     if (codes === null && !downgraded) {
       book.expect(packetId, allowed.map(topicOf), allowed.map(qosOf), null)
-      this.toBroker.addFrame(frame) // all allowed as asked: the original bytes
+      session.toBroker.addFrame(frame) // all allowed as asked: the original bytes
       return true
     }
     if (allowed.length === 0 && codes !== null) {
       // All refused: Moat answers alone, the broker sees nothing.
-      this.toClient.write(suback(packetId, codes, state.version === 5 ? EMPTY_PROPERTIES : null))
+      session.toClient.write(suback(packetId, codes, state.version === 5 ? EMPTY_PROPERTIES : null))
       return true
     }
     // Mixed or downgraded: a rewritten SUBSCRIBE with only the allowed filters, at the QoS allowed
@@ -281,43 +276,45 @@ export class ClientFrames implements FrameDispatcher {
     // client's order (SubscriptionBook).
     book.expect(packetId, allowed.map(topicOf), allowed.map(qosOf), codes)
     packet.subscriptions = allowed
-    this.toBroker.write(generate(packet, { protocolVersion: state.version }))
+    session.toBroker.write(generate(packet, { protocolVersion: state.version }))
     return true
   }
 
   private onUnsubscribe(frame: Buffer): boolean {
-    const packet = this.session.decoding.decode(frame, this.session.userPropertyCap) as IUnsubscribePacket | null
+    const packet = this.decode(frame) as IUnsubscribePacket | null
     if (packet === null) return this.decodeFailure(PacketType.Unsubscribe)
     if (!packet.messageId) return this.violation('malformed_packet', ReasonCode.MalformedPacket, PacketType.Unsubscribe)
-    const checks = this.session.checks!
+    const session = this.session
+    const checks = session.checks!
     for (const filter of packet.unsubscriptions) {
-      const verdict = checks.runUnsubscribe(filter, this.state)
+      const verdict = checks.runUnsubscribe(filter, session.state)
       if (verdict.action !== Action.Forward) return this.refusedBy(verdict, PacketType.Unsubscribe)
     }
-    for (const filter of packet.unsubscriptions) this.state.subscriptions.delete(filter)
-    this.toBroker.addFrame(frame)
+    for (const filter of packet.unsubscriptions) session.state.subscriptions.delete(filter)
+    session.toBroker.addFrame(frame)
     return true
   }
 
   private onDisconnect(frame: Buffer, bodyOffset: number): boolean {
     // 3.1.1 DISCONNECT has no body; 5.0 may carry a reason code and properties.
-    if (this.state.version < 5 ? frame.length !== bodyOffset : this.session.decoding.decode(frame, this.session.userPropertyCap) === null) {
+    if (this.session.state.version < 5 ? frame.length !== bodyOffset : this.decode(frame) === null) {
       return this.decodeFailure(PacketType.Disconnect)
     }
     return this.session.ends.disconnected(frame)
   }
 
   private onAuth(frame: Buffer): boolean {
-    if (this.session.decoding.decode(frame, this.session.userPropertyCap) === null) return this.decodeFailure(PacketType.Auth)
-    this.toBroker.addFrame(frame)
+    if (this.decode(frame) === null) return this.decodeFailure(PacketType.Auth)
+    this.session.toBroker.addFrame(frame)
     return true
   }
 
   private decodeFailure(type: number): boolean {
-    const decoder = this.session.decoder
+    const session = this.session
+    const decoder = session.decoder
     if (decoder?.lastError === TOO_MANY_USER_PROPERTIES) return this.violation('too_many_user_properties', ReasonCode.QuotaExceeded, type)
-    this.stats.decodeErrors[type]! += 1
-    this.audit.log.debug({ event: 'decode_error', packetType: packetTypeNames[type], error: decoder?.lastError }, 'packet failed to decode')
+    session.ctx.stats.decodeErrors[type]! += 1
+    session.audit.log.debug({ event: 'decode_error', packetType: packetTypeNames[type], error: decoder?.lastError }, 'packet failed to decode')
     // A string property the broker refuses: it closes without a DISCONNECT, whatever the packet.
     const quiet = decoder?.lastFault === DecodeFault.BadString && decoder.lastField !== 'topic_filter'
     return this.violation('malformed_packet', ReasonCode.MalformedPacket, type, quiet)
@@ -329,9 +326,10 @@ export class ClientFrames implements FrameDispatcher {
    * A rule with `onDeny: disconnect` closes the client instead (5.0: DISCONNECT 0x87).
    */
   reviewSubscriptions(): void {
-    const state = this.state
+    const session = this.session
+    const state = session.state
     if (state.subscriptions.size === 0) return
-    const checks = this.session.checks!
+    const checks = session.checks!
     const revoked: string[] = []
     for (const filter of state.subscriptions.keys()) {
       const verdict = checks.reviewSubscription(filter, state)
@@ -343,8 +341,8 @@ export class ClientFrames implements FrameDispatcher {
       revoked.push(filter)
     }
     if (revoked.length === 0) return
-    this.stats.aclRevocations += revoked.length
-    this.audit.revoked(revoked, checks)
-    this.toBroker.write(this.book.revoke(revoked, state))
+    session.ctx.stats.aclRevocations += revoked.length
+    session.audit.revoked(revoked, checks)
+    session.toBroker.write(session.book.revoke(revoked, state))
   }
 }

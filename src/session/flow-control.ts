@@ -11,12 +11,9 @@
  * socket that reads nothing sees no end of stream.
  */
 import type { Framer } from '../protocol/framer.js'
-import type { ClientSocket } from './conn-info.js'
 import type { ReadMode } from './events.js'
 import { Phase } from './phase.js'
-import type { RunWriter } from './run-writer.js'
 import type { Session } from './session.js'
-import type { UpstreamSocket } from './upstream.js'
 
 /** Why the client is not read: a bit each. */
 export const Paused = {
@@ -36,13 +33,8 @@ function holdWhilePaused(framer: Framer, socket: { pause(): unknown }): void {
 }
 
 export class FlowControl {
+  /** Sockets, framers and writers are the session's, read through it (no copies: memory per connection). */
   private readonly session: Session
-  private readonly client: ClientSocket
-  private readonly clientFramer: Framer
-  private readonly brokerFramer: Framer
-  private readonly toBroker: RunWriter
-  private readonly toClient: RunWriter
-  private upstream: UpstreamSocket | null = null
   /** How each side is read (events.ts); the broker's once it is dialled. */
   readonly clientReads: ReadMode
   brokerReads: ReadMode | null = null
@@ -51,13 +43,8 @@ export class FlowControl {
   /** The broker is not read: the client's write buffer is full. */
   brokerPaused = false
 
-  constructor(session: Session, clientReads: ReadMode, clientFramer: Framer, brokerFramer: Framer) {
+  constructor(session: Session, clientReads: ReadMode) {
     this.session = session
-    this.client = session.client
-    this.clientFramer = clientFramer
-    this.brokerFramer = brokerFramer
-    this.toBroker = session.toBroker
-    this.toClient = session.toClient
     this.clientReads = clientReads
   }
 
@@ -65,38 +52,36 @@ export class FlowControl {
     return this.pausedFor === 0
   }
 
-  dialled(upstream: UpstreamSocket, reads: ReadMode): void {
-    this.upstream = upstream
-    this.brokerReads = reads
-  }
-
   /** After a lent client chunk went into its framer: a paused client's bytes are held there. */
   clientReadLent(): void {
-    if (this.pausedFor !== 0) holdWhilePaused(this.clientFramer, this.client)
+    if (this.pausedFor !== 0) holdWhilePaused(this.session.clientFramer, this.session.client)
   }
 
   /** After a lent broker chunk went into its framer: a paused broker's bytes are held there. */
   brokerReadLent(): void {
-    if (this.brokerPaused) holdWhilePaused(this.brokerFramer, this.upstream!)
+    if (this.brokerPaused) holdWhilePaused(this.session.brokerFramer, this.session.upstream!)
   }
 
   /** Writes what the client's frames let through; a full broker buffer pauses the client. */
   flushToBroker(): void {
-    this.toBroker.flush()
-    if (this.upstream!.writableNeedDrain) this.pauseClient(Paused.BrokerFull)
+    const session = this.session
+    session.toBroker.flush()
+    if (session.upstream!.writableNeedDrain) this.pauseClient(Paused.BrokerFull)
   }
 
   /** Writes what the broker's frames let through; a full client buffer pauses the broker. */
   flushToClient(): void {
-    this.toClient.flush()
-    if (this.client.writableNeedDrain && !this.brokerPaused) this.pauseBroker()
+    const session = this.session
+    session.toClient.flush()
+    if (session.client.writableNeedDrain && !this.brokerPaused) this.pauseBroker()
   }
 
   /** Stops taking client bytes for `reason` (a lent client socket reads on, up to PAUSED_HOLD_BYTES). */
   pauseClient(reason: number): void {
     this.pausedFor |= reason
-    if (this.clientReads === 'lent') holdWhilePaused(this.clientFramer, this.client)
-    else this.client.pause()
+    const session = this.session
+    if (this.clientReads === 'lent') holdWhilePaused(session.clientFramer, session.client)
+    else session.client.pause()
   }
 
   /** `reason` is over; with none left the client is read again, and what a lent one held goes on to the broker. */
@@ -104,11 +89,12 @@ export class FlowControl {
     this.pausedFor &= ~reason
     const session = this.session
     if (this.pausedFor !== 0 || session.phase >= Phase.Closing) return
-    this.client.resume()
+    session.client.resume()
     // The client's silence while Moat was not reading does not count towards its idle time.
     session.keepalive.heard()
-    if (this.clientReads === 'lent' && this.clientFramer.isStopped) {
-      this.clientFramer.resume()
+    const framer = session.clientFramer
+    if (this.clientReads === 'lent' && framer.isStopped) {
+      framer.resume()
       if (session.phase === Phase.Open) this.flushToBroker()
     }
   }
@@ -116,8 +102,9 @@ export class FlowControl {
   /** Stops taking broker bytes while the client does not read (a lent upstream reads on, up to PAUSED_HOLD_BYTES). */
   pauseBroker(): void {
     this.brokerPaused = true
-    if (this.brokerReads === 'lent') holdWhilePaused(this.brokerFramer, this.upstream!)
-    else this.upstream!.pause()
+    const session = this.session
+    if (this.brokerReads === 'lent') holdWhilePaused(session.brokerFramer, session.upstream!)
+    else session.upstream!.pause()
   }
 
   /**
@@ -125,13 +112,15 @@ export class FlowControl {
    * Returns true when all it held has gone on and the broker is being read.
    */
   clientDrained(): boolean {
-    if (!this.brokerPaused || this.session.phase !== Phase.Open) return false
+    const session = this.session
+    if (!this.brokerPaused || session.phase !== Phase.Open) return false
     this.brokerPaused = false
-    this.upstream!.resume()
-    if (this.brokerReads !== 'lent' || !this.brokerFramer.isStopped) return false
-    this.brokerFramer.resume()
-    if (this.session.phase >= Phase.Closing) return false
+    session.upstream!.resume()
+    const framer = session.brokerFramer
+    if (this.brokerReads !== 'lent' || !framer.isStopped) return false
+    framer.resume()
+    if (session.phase >= Phase.Closing) return false
     this.flushToClient()
-    return !this.brokerPaused && !this.brokerFramer.isStopped
+    return !this.brokerPaused && !framer.isStopped
   }
 }

@@ -57,7 +57,7 @@ export class Session implements FrameSink {
   readonly client: ClientSocket
   /** The broker connection, from the dial on. */
   upstream: UpstreamSocket | null = null
-  private readonly ctx: SessionContext
+  readonly ctx: SessionContext
   /** Read by the rooms; changed only here. */
   phase: Phase = Phase.AwaitConnect
   // What the rooms share.
@@ -74,7 +74,8 @@ export class Session implements FrameSink {
   readonly audit: AuditRecord
   readonly admission: Admission
   readonly ledger: QosLedger
-  readonly throttle: Throttle
+  /** Made when the session is first throttled (most never are). */
+  throttled: Throttle | null = null
   readonly keepalive: KeepaliveWatch
   readonly flow: FlowControl
   readonly ends: PeerEnds
@@ -99,19 +100,22 @@ export class Session implements FrameSink {
     this.generation = generation
     this.userPropertyCap = userPropertyCap(config)
     this.audit = new AuditRecord(ctx.logger, state, ctx.stats)
-    this.admission = new Admission(this, ctx, refusal)
+    this.admission = new Admission(this, refusal)
     this.ledger = new QosLedger(state)
-    this.throttle = new Throttle(this, ctx.stats)
     this.keepalive = new KeepaliveWatch(this)
-    this.fromClient = new ClientFrames(this, ctx.stats)
-    this.fromBroker = new BrokerFrames(this, ctx)
+    this.fromClient = new ClientFrames(this)
+    this.fromBroker = new BrokerFrames(this)
     this.clientFramer = new Framer(this, config.limits.maxPacketSize)
     this.brokerFramer = new Framer(this.fromBroker, config.limits.maxPacketSize)
     this.toClient.attach(client)
-    this.flow = new FlowControl(this, listenToClient(this, client), this.clientFramer, this.brokerFramer)
+    this.flow = new FlowControl(this, listenToClient(this, client))
     this.ends = new PeerEnds(this)
     this.timer = setTimeout(onConnectTimeout, this.admission.connectWaitMs, this)
     if (ctx.logger.isLevelEnabled('debug')) this.audit.log.debug({ event: 'session_start' }, 'client connected')
+  }
+
+  get throttle(): Throttle {
+    return this.throttled ?? (this.throttled = new Throttle(this, this.ctx.stats))
   }
 
   get decoding(): PacketDecoder {
@@ -243,7 +247,7 @@ export class Session implements FrameSink {
   /** The CONNECT passed: `upstream` is being dialled, ready for MQTT bytes on `readyEvent`. */
   dialing(upstream: UpstreamSocket, readyEvent: string, timeoutMs: number): void {
     this.phase = Phase.Dialing
-    this.flow.dialled(upstream, listenToUpstream(this, upstream, readyEvent))
+    this.flow.brokerReads = listenToUpstream(this, upstream, readyEvent)
     this.upstream = upstream
     this.upstreamOpen = true
     this.timer = setTimeout(onDialTimeout, timeoutMs, this)
@@ -329,7 +333,7 @@ export class Session implements FrameSink {
     this.clearTimer()
     this.keepalive.stop()
     this.ends.cancel()
-    this.throttle.cancel()
+    this.throttled?.cancel()
     this.clientFramer.reset()
     this.brokerFramer.reset()
     this.toBroker.flush()
