@@ -5,7 +5,7 @@
  */
 import type { Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { lendReads, returnLent } from '../net/lent-reads.js'
+import { lendReads, returnLent, type LentReadCallback } from '../net/lent-reads.js'
 import type { ClientSocket } from './conn-info.js'
 import type { Session } from './session.js'
 import type { UpstreamSocket } from './upstream.js'
@@ -17,37 +17,40 @@ const kSession = Symbol('moat.session')
 
 type SessionSocket = (UpstreamSocket | ClientSocket) & { [kSession]: Session }
 
-/** Routes the client socket's events to `session`; returns how it is read. */
-export function listenToClient(session: Session, client: ClientSocket): ReadMode {
-  (client as SessionSocket)[kSession] = session
-  client.setNoDelay(true)
+/** The handlers of one side's socket. */
+interface SideHandlers {
+  readonly lent: LentReadCallback
+  readonly data: (this: SessionSocket, chunk: Buffer) => void
+  readonly end: (this: SessionSocket) => void
+  readonly error: (this: SessionSocket, err: Error) => void
+  readonly close: (this: SessionSocket) => void
+  readonly drain: (this: SessionSocket) => void
+}
+
+/** Routes `socket`'s events to `session`; returns how it is read. */
+function listen(session: Session, socket: ClientSocket | UpstreamSocket, on: SideHandlers): ReadMode {
+  (socket as SessionSocket)[kSession] = session
+  socket.setNoDelay(true)
   let mode: ReadMode = 'lent'
-  if (!lendReads(client as Socket, onLentClientRead)) {
+  if (!lendReads(socket as Duplex as Socket, on.lent)) {
     mode = 'stream'
-    client.on('data', onClientData)
+    socket.on('data', on.data)
   }
-  client.on('end', onClientEnd)
-  client.on('error', onClientError)
-  client.on('close', onClientClose)
-  client.on('drain', onClientDrain)
+  socket.on('end', on.end)
+  socket.on('error', on.error)
+  socket.on('close', on.close)
+  socket.on('drain', on.drain)
   return mode
 }
 
-/** Routes the broker connection's events to `session` (`readyEvent`: it takes MQTT bytes); returns how it is read. */
+export function listenToClient(session: Session, client: ClientSocket): ReadMode {
+  return listen(session, client, CLIENT)
+}
+
+/** `readyEvent`: the broker connection takes MQTT bytes. */
 export function listenToUpstream(session: Session, upstream: UpstreamSocket, readyEvent: string): ReadMode {
-  (upstream as SessionSocket)[kSession] = session
-  upstream.setNoDelay(true)
   upstream.on(readyEvent, onUpstreamConnect)
-  let mode: ReadMode = 'lent'
-  if (!lendReads(upstream as Duplex as Socket, onLentUpstreamRead)) {
-    mode = 'stream'
-    upstream.on('data', onUpstreamData)
-  }
-  upstream.on('end', onUpstreamEnd)
-  upstream.on('error', onUpstreamError)
-  upstream.on('close', onUpstreamClose)
-  upstream.on('drain', onUpstreamDrain)
-  return mode
+  return listen(session, upstream, UPSTREAM)
 }
 
 function onClientData(this: SessionSocket, chunk: Buffer): void {
@@ -91,6 +94,9 @@ function onUpstreamClose(this: SessionSocket): void {
 function onUpstreamDrain(this: SessionSocket): void {
   this[kSession].onUpstreamDrain()
 }
+
+const CLIENT: SideHandlers = { lent: onLentClientRead, data: onClientData, end: onClientEnd, error: onClientError, close: onClientClose, drain: onClientDrain }
+const UPSTREAM: SideHandlers = { lent: onLentUpstreamRead, data: onUpstreamData, end: onUpstreamEnd, error: onUpstreamError, close: onUpstreamClose, drain: onUpstreamDrain }
 
 // Timers of the session's one timer slot: the argument is the session.
 export function onConnectTimeout(session: Session): void {

@@ -5,6 +5,7 @@
 import { Duplex } from 'node:stream'
 import { generate, type Packet } from 'mqtt-packet'
 import { pino } from 'pino'
+import { afterEach, beforeEach, vi } from 'vitest'
 import type { CheckFactory } from '../../src/checks/check.js'
 import { checkFactories } from '../../src/checks/index.js'
 import { configFromObject } from '../../src/config/load.js'
@@ -154,4 +155,70 @@ export function sessionHarness(config: MoatConfig = sessionConfig(), options: Ha
 /** Lets queued callbacks (next ticks, stream events, timers of 0 ms) run. */
 export function settle(ms = 0): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+// ---------------------------------------------------------------- packets, and a session opened
+
+/** A packet's bytes, as mqtt-packet encodes them. */
+export function bytes(packet: Packet, version = 4): Buffer {
+  return generate(packet, { protocolVersion: version })
+}
+
+/** The CONNECT of client `dev-1` (MQTT 3.1 names its protocol MQIsdp). */
+export function connectBytes(version = 4, fields: { keepalive?: number; username?: string } = {}): Buffer {
+  return bytes({ cmd: 'connect', protocolId: version === 3 ? 'MQIsdp' : 'MQTT', protocolVersion: version as 4, clientId: 'dev-1', clean: true, keepalive: fields.keepalive ?? 0, ...(fields.username === undefined ? {} : { username: fields.username }) }, version)
+}
+
+/** A CONNACK with `code` (3.1.1 return code or 5.0 reason code). */
+export function connackBytes(version = 4, code = 0): Buffer {
+  return bytes({ cmd: 'connack', returnCode: code, reasonCode: code, sessionPresent: false }, version)
+}
+
+export function publishBytes(topic: string, qos: 0 | 1 | 2 = 0, messageId?: number, version = 4): Buffer {
+  return bytes({ cmd: 'publish', topic, payload: Buffer.from('x'), qos, retain: false, dup: false, ...(messageId === undefined ? {} : { messageId }) }, version)
+}
+
+/** CONNECT in, the broker's CONNACK back: the session is open. */
+export async function openSession(h: SessionHarness, version = 4, keepalive = 0): Promise<void> {
+  h.client.send(connectBytes(version, { keepalive }))
+  await settle()
+  h.upstream().send(connackBytes(version))
+  await settle()
+}
+
+/** `buf` without its first packet (the CONNECT a broker got, the CONNACK a client got). */
+function afterFirstPacket(buf: Buffer): Buffer {
+  let length = 0
+  let i = 1
+  for (let shift = 0; ; shift += 7) {
+    const byte = buf[i++]!
+    length += (byte & 0x7f) * 2 ** shift
+    if ((byte & 0x80) === 0) break
+  }
+  return buf.subarray(i + length)
+}
+
+/** What the client received after its CONNACK. */
+export function afterConnack(h: SessionHarness): Buffer {
+  return afterFirstPacket(h.client.received())
+}
+
+/** What the broker received after the CONNECT. */
+export function afterConnect(h: SessionHarness): Buffer {
+  return afterFirstPacket(h.upstream().received())
+}
+
+/** The reason in the session's session_end line. */
+export function endReason(h: SessionHarness): unknown {
+  return h.lines.find((l) => l.event === 'session_end')?.reason
+}
+
+/** For the tests of a describe block: timers and the nowMs() clock (performance.now) are fake, moved by vi.advanceTimersByTime. */
+export function useFakeClock(): void {
+  beforeEach(() => {
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] })
+  })
+  afterEach(() => {
+    vi.useRealTimers()
+  })
 }

@@ -1,5 +1,4 @@
 /** Admission decisions (session/admission.ts), through a Session over fake sockets. */
-import { generate, type Packet } from 'mqtt-packet'
 import { describe, expect, it } from 'vitest'
 import type { CheckFactory } from '../../../src/checks/check.js'
 import { disconnect, FORWARD, type Verdict } from '../../../src/checks/verdict.js'
@@ -8,12 +7,7 @@ import { PolicyStore } from '../../../src/config/policy-store.js'
 import { ConnectionLimiter } from '../../../src/limits/connections.js'
 import { OverloadMonitor } from '../../../src/limits/overload.js'
 import { ReasonCode } from '../../../src/protocol/reason.js'
-import { FakeSocket, sessionConfig, sessionHarness, settle } from '../../helpers/session.js'
-
-const bytes = (packet: Packet, version = 4): Buffer => generate(packet, { protocolVersion: version })
-const connect = (version = 4, username?: string): Buffer =>
-  bytes({ cmd: 'connect', protocolId: 'MQTT', protocolVersion: version as 4, clientId: 'dev-1', clean: true, keepalive: 0, ...(username === undefined ? {} : { username }) }, version)
-const connack = (returnCode: number, version = 4): Buffer => bytes({ cmd: 'connack', returnCode, reasonCode: returnCode, sessionPresent: false }, version)
+import { connackBytes, connectBytes, FakeSocket, sessionConfig, sessionHarness, settle } from '../../helpers/session.js'
 
 /** A fleet whose answers the test sets; it records the slots given back. */
 class FakeFleet {
@@ -50,9 +44,9 @@ function pendingConnect(): { factory: CheckFactory; decide: (v: Verdict) => void
 
 describe('Admission', () => {
   it('answers a connection refused at accept time in its CONNECT\'s version, never dialling', async () => {
-    for (const [version, answer] of [[4, connack(3)], [5, connack(ReasonCode.QuotaExceeded, 5)]] as const) {
+    for (const [version, answer] of [[4, connackBytes(4, 3)], [5, connackBytes(5, ReasonCode.QuotaExceeded)]] as const) {
       const h = sessionHarness(sessionConfig(), { refusal: 'too_many_connections' })
-      h.client.send(connect(version))
+      h.client.send(connectBytes(version))
       await settle()
       expect(h.client.received()).toEqual(answer)
       expect(h.dials).toHaveLength(0)
@@ -70,7 +64,7 @@ describe('Admission', () => {
 
   it('answers an unsupported protocol level with CONNACK 0x01', async () => {
     const h = sessionHarness()
-    const frame = connect()
+    const frame = connectBytes()
     frame[8] = 9 // the protocol level byte of MQTT 3.1.1's CONNECT
     h.client.send(frame)
     await settle()
@@ -84,10 +78,10 @@ describe('Admission', () => {
     const asked: string[] = []
     const spy: CheckFactory = { name: 'spy', create: () => () => ({ name: 'spy', onConnect: () => { asked.push('connect'); return FORWARD } }) }
     const h = sessionHarness(sessionConfig(), { factories: [spy], context: { fleet: fleet as unknown as Fleet } })
-    h.client.send(connect(5))
+    h.client.send(connectBytes(5))
     await settle()
     expect(asked).toEqual([])
-    expect(h.client.received()).toEqual(connack(ReasonCode.Banned, 5))
+    expect(h.client.received()).toEqual(connackBytes(5, ReasonCode.Banned))
     expect(h.lines.find((l) => l.event === 'connect_refused')).toMatchObject({ reason: 'banned', code: ReasonCode.Banned })
     expect(h.lines.find((l) => l.event === 'connect_refused')).not.toHaveProperty('check')
   })
@@ -95,22 +89,22 @@ describe('Admission', () => {
   it('dials only once a waiting check admits the client; its refusal names the check and never dials', async () => {
     const admitted = pendingConnect()
     const h = sessionHarness(sessionConfig(), { factories: [admitted.factory] })
-    h.client.send(connect())
+    h.client.send(connectBytes())
     await settle()
     expect(h.dials).toHaveLength(0)
     expect(h.session.info().clientPaused).toBe(true)
     admitted.decide(FORWARD)
     await settle()
-    expect(h.upstream().received()).toEqual(connect())
+    expect(h.upstream().received()).toEqual(connectBytes())
 
     const refused = pendingConnect()
     const r = sessionHarness(sessionConfig(), { factories: [refused.factory] })
-    r.client.send(connect())
+    r.client.send(connectBytes())
     await settle()
     refused.decide(disconnect(ReasonCode.NotAuthorized, 'not_authorized'))
     await settle()
     expect(r.dials).toHaveLength(0)
-    expect(r.client.received()).toEqual(connack(5))
+    expect(r.client.received()).toEqual(connackBytes(4, 5))
     expect(r.lines.find((l) => l.event === 'connect_refused')).toMatchObject({ reason: 'not_authorized', code: 5, check: 'backend' })
   })
 
@@ -119,21 +113,21 @@ describe('Admission', () => {
     const policy = new PolicyStore(config)
     const limiter = new ConnectionLimiter(policy, new OverloadMonitor(policy))
     const h = sessionHarness(config, { factories: [], context: { limiter } }) // no auth: the user name stands
-    h.client.send(connect(4, 'alice'))
+    h.client.send(connectBytes(4, { username: 'alice' }))
     await settle()
     expect(h.session.userAdmitted).toBe(true)
     const second = h.another()
-    second.client.send(connect(4, 'alice'))
+    second.client.send(connectBytes(4, { username: 'alice' }))
     await settle()
     expect(second.session.userAdmitted).toBe(false)
-    expect(second.client.received()).toEqual(connack(3))
+    expect(second.client.received()).toEqual(connackBytes(4, 3))
     expect(h.dials).toHaveLength(1)
   })
 
   it('waits for the fleet-wide count; the slots it grants are held by the session', async () => {
     const fleet = new FakeFleet()
     const h = sessionHarness(sessionConfig(), { context: { fleet: fleet as unknown as Fleet } })
-    h.client.send(connect())
+    h.client.send(connectBytes())
     await settle()
     expect(h.dials).toHaveLength(0)
     fleet.answerWith({ refusal: null, slots: 3 })
@@ -145,7 +139,7 @@ describe('Admission', () => {
   it('gives back the fleet slots granted to a session that ended while it waited', async () => {
     const fleet = new FakeFleet()
     const h = sessionHarness(sessionConfig(), { context: { fleet: fleet as unknown as Fleet } })
-    h.client.send(connect())
+    h.client.send(connectBytes())
     await settle()
     h.session.shutdown()
     fleet.answerWith({ refusal: null, slots: 3 })
@@ -165,16 +159,16 @@ describe('Admission', () => {
         },
       },
     })
-    h.client.send(connect())
+    h.client.send(connectBytes())
     await settle()
-    expect(h.client.received()).toEqual(connack(3))
+    expect(h.client.received()).toEqual(connackBytes(4, 3))
     expect(h.ctx.stats.upstreamConnectFailures).toBe(1)
     expect(h.lines.find((l) => l.event === 'session_end')).toMatchObject({ reason: 'upstream_unavailable' })
   })
 
   it('counts the dial once the broker connection is up', async () => {
     const h = sessionHarness(sessionConfig(), { connectOnDial: false })
-    h.client.send(connect())
+    h.client.send(connectBytes())
     await settle()
     expect(h.ctx.stats.upstreamConnects).toBe(0)
     h.upstream().emit('connect')

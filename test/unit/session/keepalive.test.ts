@@ -1,8 +1,9 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import type { CloseReason } from '../../../src/checks/reasons.js'
 import { KeepaliveWatch } from '../../../src/session/keepalive.js'
 import { Phase } from '../../../src/session/phase.js'
 import type { Session } from '../../../src/session/session.js'
+import { useFakeClock } from '../../helpers/session.js'
 
 /** The parts of a session the watch reads and acts on. */
 class FakeSession {
@@ -23,12 +24,7 @@ function watch(): { w: KeepaliveWatch; session: FakeSession } {
 }
 
 describe('KeepaliveWatch', () => {
-  beforeEach(() => {
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] })
-  })
-  afterEach(() => {
-    vi.useRealTimers()
-  })
+  useFakeClock()
 
   it("closes a silent client 5 s after 1.5 times a keepalive the broker knows, bare: the broker's own timeout should have come first", () => {
     const { w, session } = watch()

@@ -1,76 +1,60 @@
 import { describe, expect, it } from 'vitest'
-import { generate, type Packet } from 'mqtt-packet'
 import type { CheckFactory } from '../../../src/checks/check.js'
 import { disconnect, FORWARD, reject, throttle } from '../../../src/checks/verdict.js'
 import { MAX_SIZE } from '../../../src/config/units.js'
 import { nowMs } from '../../../src/limits/token-bucket.js'
 import { ReasonCode } from '../../../src/protocol/reason.js'
-import { sessionConfig, sessionHarness, settle, type SessionHarness } from '../../helpers/session.js'
-
-const bytes = (packet: Packet, version = 4): Buffer => generate(packet, { protocolVersion: version })
-
-const connect = (version = 4): Buffer => bytes({ cmd: 'connect', protocolId: version === 3 ? 'MQIsdp' : 'MQTT', protocolVersion: version as 4, clientId: 'dev-1', clean: true, keepalive: 0 }, version)
-const connack = (version = 4): Buffer => bytes({ cmd: 'connack', returnCode: 0, reasonCode: 0, sessionPresent: false }, version)
-const publish = (topic: string, qos: 0 | 1 | 2, messageId?: number, version = 4): Buffer =>
-  bytes({ cmd: 'publish', topic, payload: Buffer.from('x'), qos, retain: false, dup: false, ...(messageId === undefined ? {} : { messageId }) }, version)
+import { bytes, connackBytes, connectBytes, openSession, publishBytes, sessionConfig, sessionHarness, settle } from '../../helpers/session.js'
 
 const denySecret = sessionConfig({ acl: [{ name: 'no-secret', deny: 'publish', topic: 'secret/#' }, { allow: 'all', topic: '#' }] })
-
-/** CONNECT in, the broker's CONNACK back: the session is open. */
-async function open(h: SessionHarness, version = 4): Promise<void> {
-  h.client.send(connect(version))
-  await settle()
-  h.upstream().send(connack(version))
-  await settle()
-}
 
 describe('Session in memory', () => {
   it('dials only after CONNECT, and passes CONNECT and CONNACK on unchanged', async () => {
     const h = sessionHarness()
     await settle()
     expect(h.dials).toHaveLength(0)
-    h.client.send(connect())
+    h.client.send(connectBytes())
     await settle()
     expect(h.dials).toHaveLength(1)
-    expect(h.upstream().received()).toEqual(connect())
-    h.upstream().send(connack())
+    expect(h.upstream().received()).toEqual(connectBytes())
+    h.upstream().send(connackBytes())
     await settle()
-    expect(h.client.received()).toEqual(connack())
+    expect(h.client.received()).toEqual(connackBytes())
     expect(h.session.state.connected).toBe(true)
     expect(h.lines.find((l) => l.event === 'session_open')).toMatchObject({ clientId: 'dev-1', version: 4, code: 0 })
   })
 
   it('passes a 5.0 CONNECT and CONNACK on unchanged when no limit needs announcing', async () => {
     const h = sessionHarness(sessionConfig({ limits: { maxPacketSize: MAX_SIZE } }))
-    await open(h, 5)
-    expect(h.upstream().received()).toEqual(connect(5))
-    expect(h.client.received()).toEqual(connack(5))
+    await openSession(h, 5)
+    expect(h.upstream().received()).toEqual(connectBytes(5))
+    expect(h.client.received()).toEqual(connackBytes(5))
   })
 
   it('adds to a 5.0 CONNACK only the Maximum Packet Size Moat enforces below the broker\'s', async () => {
     const h = sessionHarness(sessionConfig({ limits: { maxPacketSize: 1024 } }))
-    await open(h, 5)
+    await openSession(h, 5)
     expect(h.client.received()).toEqual(bytes({ cmd: 'connack', reasonCode: 0, sessionPresent: false, properties: { maximumPacketSize: 1024 } }, 5))
   })
 
   it('holds frames pipelined behind CONNECT until the broker is connected, then sends them in order', async () => {
     const h = sessionHarness(sessionConfig(), { connectOnDial: false })
-    h.client.send(Buffer.concat([connect(), publish('a/b', 0)]))
+    h.client.send(Buffer.concat([connectBytes(), publishBytes('a/b', 0)]))
     await settle()
     expect(h.upstream().received()).toEqual(Buffer.alloc(0))
     h.upstream().emit('connect')
     await settle()
-    expect(h.upstream().received()).toEqual(Buffer.concat([connect(), publish('a/b', 0)]))
+    expect(h.upstream().received()).toEqual(Buffer.concat([connectBytes(), publishBytes('a/b', 0)]))
   })
 
   it('refuses a forbidden PUBLISH: the client gets its PUBACK, the broker nothing', async () => {
     const h = sessionHarness(denySecret)
-    await open(h)
-    h.client.send(publish('secret/plans', 1, 7))
-    h.client.send(publish('public/news', 1, 8))
+    await openSession(h)
+    h.client.send(publishBytes('secret/plans', 1, 7))
+    h.client.send(publishBytes('public/news', 1, 8))
     await settle()
-    expect(h.upstream().received()).toEqual(Buffer.concat([connect(), publish('public/news', 1, 8)]))
-    expect(h.client.received()).toEqual(Buffer.concat([connack(), bytes({ cmd: 'puback', messageId: 7 })]))
+    expect(h.upstream().received()).toEqual(Buffer.concat([connectBytes(), publishBytes('public/news', 1, 8)]))
+    expect(h.client.received()).toEqual(Buffer.concat([connackBytes(), bytes({ cmd: 'puback', messageId: 7 })]))
     expect(h.lines.filter((l) => l.event === 'packet_refused')).toEqual([
       expect.objectContaining({ audit: true, reason: 'acl_denied', code: 0x87, action: 'publish', topic: 'secret/plans', rule: 'no-secret', check: 'acl', clientId: 'dev-1' }),
     ])
@@ -79,8 +63,8 @@ describe('Session in memory', () => {
 
   it('logs the first refusal of a kind and sums up the rest in session_end', async () => {
     const h = sessionHarness(denySecret)
-    await open(h)
-    for (let id = 1; id <= 3; id++) h.client.send(publish('secret/plans', 1, id))
+    await openSession(h)
+    for (let id = 1; id <= 3; id++) h.client.send(publishBytes('secret/plans', 1, id))
     await settle()
     expect(h.lines.filter((l) => l.event === 'packet_refused')).toHaveLength(1)
     h.client.push(null)
@@ -92,8 +76,8 @@ describe('Session in memory', () => {
 
   it("a protocol fault after a refusal: the closing line names no rule or check of the earlier refusal", async () => {
     const h = sessionHarness(denySecret)
-    await open(h)
-    h.client.send(publish('secret/plans', 0))
+    await openSession(h)
+    h.client.send(publishBytes('secret/plans', 0))
     h.client.send(Buffer.from([0xc1, 0x00])) // PINGREQ with a reserved flag set
     await settle()
     const closing = h.lines.find((l) => l.event === 'client_refused')
@@ -105,7 +89,7 @@ describe('Session in memory', () => {
 
   it('closes a client whose first packet is not CONNECT, never dialling', async () => {
     const h = sessionHarness()
-    h.client.send(publish('a', 0))
+    h.client.send(publishBytes('a', 0))
     await settle()
     expect(h.dials).toHaveLength(0)
     expect(h.session.isClosed).toBe(true)
@@ -140,14 +124,14 @@ describe('Session in memory: a throttled packet', () => {
 
   it('is checked again when its wait is over and goes on, with what the client sent behind it', async () => {
     const h = sessionHarness(sessionConfig(), { factories: [holdOnce] })
-    await open(h)
-    h.client.send(Buffer.concat([publish('a', 0), publish('b', 0)]))
+    await openSession(h)
+    h.client.send(Buffer.concat([publishBytes('a', 0), publishBytes('b', 0)]))
     await settle()
-    expect(h.upstream().received()).toEqual(connect())
+    expect(h.upstream().received()).toEqual(connectBytes())
     expect(h.ctx.stats.sessionsThrottled).toBe(1)
     expect(h.session.info().clientPaused).toBe(true)
     await settle(40)
-    expect(h.upstream().received()).toEqual(Buffer.concat([connect(), publish('a', 0), publish('b', 0)]))
+    expect(h.upstream().received()).toEqual(Buffer.concat([connectBytes(), publishBytes('a', 0), publishBytes('b', 0)]))
     expect(h.ctx.stats.sessionsThrottled).toBe(0)
     expect(h.ctx.stats.throttleWaits).toBe(1)
     expect(h.session.info().clientPaused).toBe(false)
@@ -155,8 +139,8 @@ describe('Session in memory: a throttled packet', () => {
 
   it('is dropped, not checked again, when a reload closes the session during the wait', async () => {
     const h = sessionHarness(sessionConfig({ limits: { maxPacketSize: 1000 } }), { factories: [holdOnce] })
-    await open(h)
-    h.client.send(publish('no/a', 1, 1))
+    await openSession(h)
+    h.client.send(publishBytes('no/a', 1, 1))
     await settle()
     expect(h.ctx.stats.sessionsThrottled).toBe(1)
     h.ctx.policy.swap(sessionConfig({ limits: { maxPacketSize: 2000 } }))
@@ -166,7 +150,7 @@ describe('Session in memory: a throttled packet', () => {
     expect(h.lines.filter((l) => l.event === 'packet_refused')).toEqual([])
     expect(h.ctx.stats.rejectedFor('acl_denied')).toBe(0)
     expect(h.ctx.stats.sessionsThrottled).toBe(0)
-    expect(h.client.received()).toEqual(connack())
-    expect(h.upstream().received()).toEqual(connect())
+    expect(h.client.received()).toEqual(connackBytes())
+    expect(h.upstream().received()).toEqual(connectBytes())
   })
 })

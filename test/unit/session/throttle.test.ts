@@ -1,7 +1,8 @@
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { nowMs } from '../../../src/limits/token-bucket.js'
 import { Stats } from '../../../src/metrics/stats.js'
 import { Throttle, type FrameDispatcher } from '../../../src/session/throttle.js'
+import { useFakeClock } from '../../helpers/session.js'
 
 /** Counts the owner's wake-ups; dispatches with a verdict the test sets, recording what it was given. */
 class Owner implements FrameDispatcher {
@@ -32,12 +33,7 @@ function throttle(): { t: Throttle; owner: Owner; stats: Stats } {
 }
 
 describe('Throttle', () => {
-  beforeEach(() => {
-    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'performance'] })
-  })
-  afterEach(() => {
-    vi.useRealTimers()
-  })
+  useFakeClock()
 
   it('wakes its owner when the check said the packet may go, counting one wait and one throttled session', () => {
     const { t, owner, stats } = throttle()
@@ -66,8 +62,8 @@ describe('Throttle', () => {
   it('replays the held frame as the framer described it, and stops counting the session once nothing is held', () => {
     const { t, owner, stats } = throttle()
     t.hold(Buffer.from('frame'), 8, 2, 3, nowMs() + 10)
-    vi.advanceTimersByTime(10)
-    vi.advanceTimersByTime(250)
+    vi.advanceTimersByTime(10) // the wait is over
+    vi.advanceTimersByTime(250) // the owner replays a while later
     expect(t.replay(owner)).toBe(true)
     expect(owner.dispatched).toEqual([['frame', 0, 5, 8, 2, 3]])
     expect(t.holding).toBe(false)
