@@ -1,6 +1,7 @@
 /** What an operator (the admin endpoint) and the tests see of one session. */
 import type { ClientCertificate, Transport } from './conn-info.js'
 import type { ReadMode } from './events.js'
+import type { Session } from './session.js'
 
 export interface SessionInfo {
   readonly id: number
@@ -28,4 +29,32 @@ export interface SessionInfo {
   readonly tlsVersion: string | null
   /** The verified client certificate (mutual TLS): subject, CN, SANs, fingerprint. */
   readonly certificate: ClientCertificate | null
+}
+
+/** A snapshot: identity, buffers, and whether each side is paused. */
+export function sessionInfo(session: Session): SessionInfo {
+  const s = session.state
+  const flow = session.flow
+  return {
+    id: s.id,
+    listener: s.listener,
+    remote: `${s.remoteAddress}:${s.remotePort}`,
+    clientId: s.clientId,
+    username: s.username,
+    authenticatedBy: s.authenticatedBy,
+    claims: s.claims,
+    groups: s.groups,
+    version: s.version,
+    clientWriteBuffer: session.client.writableLength + (session.client.bufferedAmount ?? 0),
+    brokerWriteBuffer: session.upstream?.writableLength ?? 0,
+    clientReadBuffer: session.clientFramer.bufferedBytes,
+    brokerReadBuffer: session.brokerFramer.bufferedBytes,
+    clientPaused: !flow.readingClient,
+    brokerPaused: flow.brokerPaused,
+    clientReads: flow.clientReads,
+    brokerReads: flow.brokerReads,
+    transport: s.transport,
+    tlsVersion: s.tlsVersion,
+    certificate: s.certificate,
+  }
 }

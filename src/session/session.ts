@@ -6,15 +6,10 @@
  *   client ◀─ RunWriter ◀─ BrokerFrames ◀─ Framer ◀─ broker bytes
  *
  * The Session holds the lifecycle (await CONNECT, checking, dialling, open, closing, closed), the
- * two sockets, and the routing of bytes and frames; each concept it relies on is a room of its own,
- * made once per session: admission.ts (CONNECT to dial), client-frames.ts and broker-frames.ts
- * (the packets of each direction), qos-ledger.ts, throttle.ts, keepalive.ts, flow-control.ts
- * (pauses and backpressure), audit-record.ts (every log line about the session).
- *
- * - Nothing reaches the broker before CONNECT passed: the upstream is dialled only then, and frames
- *   that arrive meanwhile stay in the client Framer (stopped) while the client socket is paused.
- * - Allowed frames are forwarded as their original bytes, in runs (session/run-writer.ts).
- * - Denials are answered in the client's protocol version (protocol/responses.ts, fault-answer.ts).
+ * sockets and the routing of bytes and frames. What it relies on is a room of its own, made once
+ * per session: admission, client-frames, broker-frames, qos-ledger, throttle, keepalive,
+ * flow-control (pauses, backpressure), peer-ends, audit-record (every log line about the session).
+ * Nothing reaches the broker before CONNECT passed, and allowed frames go on as their own bytes.
  */
 import type { SessionChecks } from '../checks/chain.js'
 import type { CloseReason } from '../checks/reasons.js'
@@ -41,7 +36,7 @@ import { PeerEnds } from './peer-ends.js'
 import { Phase } from './phase.js'
 import { QosLedger } from './qos-ledger.js'
 import { RunWriter } from './run-writer.js'
-import type { SessionInfo } from './session-info.js'
+import { sessionInfo, type SessionInfo } from './session-info.js'
 import { SessionState } from './state.js'
 import { SubscriptionBook } from './subscription-book.js'
 import { Throttle } from './throttle.js'
@@ -72,6 +67,7 @@ export class Session implements FrameSink {
   userPropertyCap: number
   // The rooms.
   readonly audit: AuditRecord
+  /** Also what the session holds of the connection limits, for its owner to release when it ends. */
   readonly admission: Admission
   readonly ledger: QosLedger
   /** Made when the session is first throttled (most never are). */
@@ -122,35 +118,12 @@ export class Session implements FrameSink {
     return this.decoder ?? (this.decoder = new PacketDecoder(this.state.version))
   }
 
-  // What the session holds of the connection limits, for its owner to release when it ends.
-  get refusal(): ConnectionRefusal | null {
-    return this.admission.refusal
-  }
-  get userAdmitted(): boolean {
-    return this.admission.userAdmitted
-  }
-  get fleetSlots(): number {
-    return this.admission.fleetSlots
-  }
-
   get isClosed(): boolean {
     return this.phase === Phase.Closed
   }
 
-  /** A snapshot for operators and tests: identity, buffers and whether each side is paused. */
   info(): SessionInfo {
-    const s = this.state
-    const flow = this.flow
-    return {
-      id: s.id, listener: s.listener, remote: `${s.remoteAddress}:${s.remotePort}`, clientId: s.clientId, username: s.username,
-      authenticatedBy: s.authenticatedBy, claims: s.claims, groups: s.groups, version: s.version,
-      clientWriteBuffer: this.client.writableLength + (this.client.bufferedAmount ?? 0),
-      brokerWriteBuffer: this.upstream?.writableLength ?? 0,
-      clientReadBuffer: this.clientFramer.bufferedBytes,
-      brokerReadBuffer: this.brokerFramer.bufferedBytes,
-      clientPaused: flow.pausedFor !== 0, brokerPaused: flow.brokerPaused, clientReads: flow.clientReads, brokerReads: flow.brokerReads,
-      transport: s.transport, tlsVersion: s.tlsVersion, certificate: s.certificate,
-    }
+    return sessionInfo(this)
   }
 
   // ---------------------------------------------------------------- bytes and frames
@@ -291,6 +264,8 @@ export class Session implements FrameSink {
     if (this.flow.clientDrained()) this.ends.upstreamCaughtUp()
   }
 
+  // ---------------------------------------------------------------- ends and closing
+
   onClientClosed(): void {
     this.clientOpen = false
     if (this.phase >= Phase.Closing) this.maybeFinished()
@@ -302,8 +277,6 @@ export class Session implements FrameSink {
     if (this.phase >= Phase.Closing) this.maybeFinished()
     else this.ends.upstreamClosed()
   }
-
-  // ---------------------------------------------------------------- ends
 
   /** A ban made while this session is open (cluster/fleet.ts). */
   banned(ban: Ban): void {
@@ -317,8 +290,6 @@ export class Session implements FrameSink {
     if (this.phase >= Phase.Closing) return
     this.close('shutdown', shutdownAnswer(this.state, this.phase === Phase.Checking || this.phase === Phase.Dialing))
   }
-
-  // ---------------------------------------------------------------- closing
 
   /**
    * Ends the session: frames already checked still go to the broker, then both sides are ended

@@ -115,11 +115,11 @@ describe('Admission', () => {
     const h = sessionHarness(config, { factories: [], context: { limiter } }) // no auth: the user name stands
     h.client.send(connectBytes(4, { username: 'alice' }))
     await settle()
-    expect(h.session.userAdmitted).toBe(true)
+    expect(h.session.admission.userAdmitted).toBe(true)
     const second = h.another()
     second.client.send(connectBytes(4, { username: 'alice' }))
     await settle()
-    expect(second.session.userAdmitted).toBe(false)
+    expect(second.session.admission.userAdmitted).toBe(false)
     expect(second.client.received()).toEqual(connackBytes(4, 3))
     expect(h.dials).toHaveLength(1)
   })
@@ -132,7 +132,7 @@ describe('Admission', () => {
     expect(h.dials).toHaveLength(0)
     fleet.answerWith({ refusal: null, slots: 3 })
     await settle()
-    expect(h.session.fleetSlots).toBe(3)
+    expect(h.session.admission.fleetSlots).toBe(3)
     expect(h.dials).toHaveLength(1)
   })
 
@@ -145,7 +145,7 @@ describe('Admission', () => {
     fleet.answerWith({ refusal: null, slots: 3 })
     await settle()
     expect(fleet.released).toEqual([3])
-    expect(h.session.fleetSlots).toBe(0)
+    expect(h.session.admission.fleetSlots).toBe(0)
     expect(h.dials).toHaveLength(0)
   })
 
