@@ -4,7 +4,7 @@ import { disconnect, FORWARD, reject, throttle } from '../../../src/checks/verdi
 import { MAX_SIZE } from '../../../src/config/units.js'
 import { nowMs } from '../../../src/limits/token-bucket.js'
 import { ReasonCode } from '../../../src/protocol/reason.js'
-import { bytes, connackBytes, connectBytes, openSession, publishBytes, sessionConfig, sessionHarness, settle } from '../../helpers/session.js'
+import { afterConnect, bytes, connackBytes, connectBytes, openSession, publishBytes, sessionConfig, sessionHarness, settle } from '../../helpers/session.js'
 
 const denySecret = sessionConfig({ acl: [{ name: 'no-secret', deny: 'publish', topic: 'secret/#' }, { allow: 'all', topic: '#' }] })
 
@@ -94,6 +94,32 @@ describe('Session in memory', () => {
     expect(h.dials).toHaveLength(0)
     expect(h.session.isClosed).toBe(true)
     expect(h.lines.find((l) => l.event === 'connect_refused')).toMatchObject({ audit: true, reason: 'first_packet_not_connect', packetType: 'publish' })
+  })
+})
+
+describe('Session in memory: a reload', () => {
+  const allowAll = sessionConfig({ acl: [{ allow: 'all', topic: '#' }] })
+  const noA = sessionConfig({ acl: [{ name: 'no-a', deny: 'subscribe', topic: 'a/#' }, { allow: 'all', topic: '#' }] })
+
+  it('unsubscribes at the broker a subscription the new policy forbids, holds back its deliveries meanwhile, and swallows the UNSUBACK', async () => {
+    const h = sessionHarness(allowAll)
+    await openSession(h)
+    h.client.send(bytes({ cmd: 'subscribe', messageId: 1, subscriptions: [{ topic: 'a/#', qos: 0 }] }))
+    await settle()
+    h.upstream().send(bytes({ cmd: 'suback', messageId: 1, granted: [0] }))
+    await settle()
+    expect([...h.session.state.subscriptions.keys()]).toEqual(['a/#'])
+    h.ctx.policy.swap(noA)
+    h.session.adoptPolicy()
+    await settle()
+    expect(afterConnect(h).subarray(-9)).toEqual(bytes({ cmd: 'unsubscribe', messageId: 0xffff, unsubscriptions: ['a/#'] }))
+    expect(h.lines.find((l) => l.event === 'subscriptions_revoked')).toMatchObject({ filters: ['a/#'], rule: 'no-a', clientId: 'dev-1' })
+    const before = h.client.received().length
+    h.upstream().send(Buffer.concat([publishBytes('a/1'), bytes({ cmd: 'unsuback', messageId: 0xffff, granted: [] })]))
+    await settle()
+    expect(h.client.received().length).toBe(before)
+    expect(h.ctx.stats.aclRevocations).toBe(1)
+    expect(h.session.isClosed).toBe(false)
   })
 })
 
