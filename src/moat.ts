@@ -235,9 +235,10 @@ export class Moat implements SessionContext {
 
   sessionEnded(session: Session): void {
     this.sessions.delete(session)
-    if (session.refusal === null) this.limiter.release(session.state.remoteAddress)
-    if (session.userAdmitted) this.limiter.releaseUser(session.state.username!)
-    if (session.fleetSlots !== 0) this.fleet.release(session.state.remoteAddress, session.state.username, session.fleetSlots)
+    const { refusal, userAdmitted, fleetSlots } = session.admission
+    if (refusal === null) this.limiter.release(session.state.remoteAddress)
+    if (userAdmitted) this.limiter.releaseUser(session.state.username!)
+    if (fleetSlots !== 0) this.fleet.release(session.state.remoteAddress, session.state.username, fleetSlots)
     this.auth.clientIds.release(session.state)
     if (this.sessions.size === 0 && this.drainWaiters.length > 0) {
       const waiters = this.drainWaiters

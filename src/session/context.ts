@@ -6,7 +6,7 @@ import type { Logger } from '../log/logger.js'
 import type { Stats } from '../stats/stats.js'
 import type { ReadCoalescing } from '../net/read-coalescing.js'
 import type { Session } from './session.js'
-import type { DialFailureLog } from './upstream.js'
+import type { Dialer, DialFailureLog } from './upstream.js'
 
 export interface SessionContext {
   readonly policy: PolicyStore
@@ -20,6 +20,8 @@ export interface SessionContext {
   readonly fleet?: Fleet
   /** Told of every read (net/read-coalescing.ts); absent: reads are never coalesced. */
   readonly coalescing?: ReadCoalescing
+  /** How the broker is dialled; absent: dialUpstream (upstream.ts). */
+  readonly dial?: Dialer
   nextSessionId(): number
   sessionEnded(session: Session): void
 }

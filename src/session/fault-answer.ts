@@ -7,6 +7,7 @@
  * decision and says why in a 5.0 DISCONNECT. 3.1 and 3.1.1 have no DISCONNECT from the server.
  */
 import type { DenyReason } from '../stats/reasons.js'
+import type { SessionState } from '../client/session-state.js'
 import { PacketType } from '../protocol/packet-type.js'
 import { ReasonCode } from '../protocol/reason.js'
 import { connackRefusal, disconnectV5 } from '../protocol/responses.js'
@@ -44,4 +45,35 @@ export function faultAnswer(why: DenyReason, reason: number, type: number, versi
 export function connectRefusal(version: number, reason: number): Buffer | null {
   if (reason === ReasonCode.MalformedPacket || reason === ReasonCode.ProtocolError) return null
   return connackRefusal(version, reason)
+}
+
+/**
+ * How to tell a client the service is gone: before a successful CONNACK, a refusing CONNACK
+ * (3.1.1 code 3; 5.0 0x88); after it, on 5.0, DISCONNECT with `reason`; 3.1.1 just closes.
+ */
+export function unavailableAnswer(s: SessionState, connackSeen: boolean, reason: number): Buffer | null {
+  if (!connackSeen) return s.version === 0 ? null : connackRefusal(s.version, ReasonCode.ServerUnavailable)
+  return s.version === 5 && s.connected ? disconnectV5(reason) : null
+}
+
+/** A packet over the size cap: 5.0 DISCONNECT 0x95, or before the CONNACK, CONNACK 0x95 (none before the CONNECT was read). */
+export function tooLargeAnswer(s: SessionState, beforeConnect: boolean): Buffer | null {
+  if (s.version !== 5) return null
+  if (s.connected) return disconnectV5(ReasonCode.PacketTooLarge)
+  return beforeConnect ? null : connackRefusal(5, ReasonCode.PacketTooLarge)
+}
+
+/**
+ * A ban made while the session is open: before the CONNACK, CONNACK 0x8A; after it, 5.0
+ * DISCONNECT 0x98 Administrative action (0x8A Banned is a CONNACK-only code), 3.1.1 closed.
+ */
+export function bannedAnswer(s: SessionState, beforeConnect: boolean, connackSeen: boolean): Buffer | null {
+  if (!connackSeen) return beforeConnect ? null : connackRefusal(s.version, ReasonCode.Banned)
+  return s.version === 5 && s.connected ? disconnectV5(ReasonCode.AdministrativeAction) : null
+}
+
+/** The proxy shuts down: a CONNECT being judged gets CONNACK 0x8B, an open 5.0 client DISCONNECT 0x8B. */
+export function shutdownAnswer(s: SessionState, connecting: boolean): Buffer | null {
+  if (connecting) return connackRefusal(s.version, ReasonCode.ServerShuttingDown)
+  return s.version === 5 && s.connected ? disconnectV5(ReasonCode.ServerShuttingDown) : null
 }

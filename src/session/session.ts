@@ -1,343 +1,177 @@
 /**
  * One client connection and, once its CONNECT has passed the checks, its upstream connection to the
- * broker. The Session is where bytes (protocol/*) meet policy (checks/*):
+ * broker: where bytes (protocol/*) meet policy (checks/*).
  *
- *   client bytes ─▶ Framer ─▶ onFrame ─▶ decode / PUBLISH fast path ─▶ chain ─▶ RunWriter ─▶ broker
- *   client ◀─ RunWriter ◀─ onBrokerFrame ◀─ Framer ◀─ broker bytes
+ *   client bytes ─▶ Framer ─▶ onFrame ─▶ ClientFrames ─▶ chain ─▶ RunWriter ─▶ broker
+ *   client ◀─ RunWriter ◀─ BrokerFrames ◀─ Framer ◀─ broker bytes
  *
- * - Nothing reaches the broker before CONNECT passed: the upstream is dialled only then, and frames
- *   that arrive meanwhile stay in the client Framer (stopped) while the client socket is paused.
- * - Allowed frames are forwarded as their original bytes, in runs (session/run-writer.ts).
- * - Backpressure: a full write buffer on one side pauses reading on the other; 'drain' resumes it.
- * - Denials are answered in the client's protocol version (protocol/responses.ts).
- *
- * Socket handlers are module-level functions that find their session through a symbol slot, so a
- * session allocates no closures.
+ * The Session holds the lifecycle (await CONNECT, checking, dialling, open, closing, closed), the
+ * sockets and the routing of bytes and frames. What it relies on is a room of its own, made once
+ * per session: admission, client-frames, broker-frames, qos-ledger, throttle, keepalive,
+ * flow-control (pauses, backpressure), peer-ends, audit-record (every log line about the session).
+ * Nothing reaches the broker before CONNECT passed, and allowed frames go on as their own bytes.
  */
-import type { Socket } from 'node:net'
-import { generate, type IConnackPacket, type IConnectPacket, type ISubscribePacket, type ISubscription, type IUnsubscribePacket } from 'mqtt-packet'
 import type { SessionChecks } from '../checks/chain.js'
-import type { CloseReason, DenyReason } from '../stats/reasons.js'
-import { Action, reject, type Verdict } from '../checks/verdict.js'
-import { upstreamConnect } from '../auth/upstream-credentials.js'
-import { connectDecoder, DecodeFault, PacketDecoder, readConnectLevel, ConnectProtocol } from '../protocol/decode.js'
-import { TOO_MANY_USER_PROPERTIES } from '../protocol/properties.js'
-import { Framer, FrameError, type FrameSink } from '../protocol/framer.js'
-import { lendReads, ownedCopy, returnLent } from '../net/lent-reads.js'
+import type { CloseReason } from '../stats/reasons.js'
+import { Action } from '../checks/verdict.js'
 import { userPropertyCap } from '../checks/virtual-patches.js'
-import { connectRefusal, faultAnswer } from './fault-answer.js'
-import { clientMaySend, FLAGS_ANY, PacketType, packetTypeNames, requiredFlags } from '../protocol/packet-type.js'
-import { ack, isAckReasonCode, suback } from '../protocol/acks.js'
-import { PublishView, readPublish } from '../protocol/publish.js'
-import { ReasonCode } from '../protocol/reason.js'
-import { CONNACK_UNACCEPTABLE_PROTOCOL, connackRefusal, disconnectV5, publishRefusalV5 } from '../protocol/responses.js'
-import type { ClientCertificate, ClientSocket, ConnInfo, Transport } from '../client/conn-info.js'
-import { rewriteConnack } from '../limits/connack.js'
-import type { ConnectionRefusal } from '../limits/connections.js'
-import { nowMs } from '../limits/token-bucket.js'
-import type { SessionContext } from './context.js'
-import type { FleetVerdict } from '../fleet/fleet.js'
 import type { Ban } from '../fleet/shared-store.js'
+import type { ConnectionRefusal } from '../limits/connections.js'
+import { ownedCopy } from '../net/lent-reads.js'
+import { PacketDecoder } from '../protocol/decode.js'
+import { Framer, FrameError, type FrameSink } from '../protocol/framer.js'
+import { PacketType } from '../protocol/packet-type.js'
+import { ReasonCode } from '../protocol/reason.js'
+import { Admission } from './admission.js'
+import { AuditRecord } from './audit-record.js'
+import { BrokerFrames } from './broker-frames.js'
+import { ClientFrames } from './client-frames.js'
+import type { ClientSocket, ConnInfo } from '../client/conn-info.js'
+import type { SessionContext } from './context.js'
+import { listenToClient, listenToUpstream, onConnectTimeout, onDialTimeout, onLingerTimeout } from './events.js'
+import { bannedAnswer, shutdownAnswer, tooLargeAnswer } from './fault-answer.js'
+import { FlowControl, Paused } from './flow-control.js'
+import { KeepaliveWatch } from './keepalive.js'
+import { PeerEnds } from './peer-ends.js'
+import { Phase } from './phase.js'
+import { QosLedger } from './qos-ledger.js'
 import { RunWriter } from './run-writer.js'
+import { sessionInfo, type SessionInfo } from './session-info.js'
 import { SessionState } from '../client/session-state.js'
-import { MAX_PENDING_SUBSCRIBES, MAX_TRACKED_SUBSCRIPTIONS, SubscriptionBook } from './subscription-book.js'
-import { dialUpstream, upstreamReadyEvent, type LocalEnd } from './upstream.js'
+import { SubscriptionBook } from './subscription-book.js'
+import { Throttle } from './throttle.js'
+import type { UpstreamSocket } from './upstream.js'
 
-export interface SessionInfo {
-  readonly id: number
-  readonly listener: string
-  readonly remote: string
-  readonly clientId: string
-  /** The CONNECT user name until the auth check admits the client, then the identity it established (null: anonymous). */
-  readonly username: string | null
-  readonly authenticatedBy: string | null
-  readonly claims: Readonly<Record<string, string>> | null
-  readonly groups: readonly string[]
-  readonly version: number
-  readonly clientWriteBuffer: number
-  readonly brokerWriteBuffer: number
-  readonly clientReadBuffer: number
-  readonly brokerReadBuffer: number
-  readonly clientPaused: boolean
-  readonly brokerPaused: boolean
-  /** How each side is read: into the shared lent buffer (plain TCP, net/lent-reads.ts) or through 'data'. */
-  readonly clientReads: ReadMode
-  readonly brokerReads: ReadMode | null
-  readonly transport: Transport
-  readonly tlsVersion: string | null
-  /** The verified client certificate (mutual TLS): subject, CN, SANs, fingerprint. */
-  readonly certificate: ClientCertificate | null
-}
-
-const kSession = Symbol('moat.session')
-
-export type ReadMode = 'lent' | 'stream'
-
-/** The return / reason code of a CONNACK Moat writes. */
-function connackCode(connack: Buffer): number {
-  return connack[3] ?? 0
-}
-
-/** A 5.0 SUBACK Moat writes itself carries no properties. */
-const EMPTY_PROPERTIES = Buffer.from([0])
-const QUOTA_REFUSAL = reject(ReasonCode.QuotaExceeded, 'quota_exceeded')
-
-function topicOf(s: ISubscription): string {
-  return s.topic
-}
-function qosOf(s: ISubscription): number {
-  return s.qos
-}
-type SessionSocket = (Socket | ClientSocket) & { [kSession]: Session }
-
-/** How long after the broker's own keepalive timeout Moat closes a silent client itself. */
-const IDLE_GRACE_MS = 5000
-
-/** The DUP bit of a fixed header. */
-const DUP = 0x08
-
-const Phase = {
-  AwaitConnect: 0,
-  Checking: 1,
-  Dialing: 2,
-  Open: 3,
-  Closing: 4,
-  Closed: 5,
-} as const
-type Phase = (typeof Phase)[keyof typeof Phase]
-
-// Why the client socket is paused (a bit each); it resumes when none is left.
-const PAUSED_CONNECTING = 1
-const PAUSED_BROKER_FULL = 2
-const PAUSED_THROTTLED = 4
-/** The client sent a 5.0 DISCONNECT: Moat waits for the broker's close, reading nothing more. */
-const PAUSED_DISCONNECTED = 8
-
-/**
- * A paused side read into the lent buffer keeps reading, its bytes held (copied) by its stopped
- * framer, up to this many bytes; then its socket stops reading too. A socket read through 'data'
- * does the same in Node (its paused stream buffers up to the high-water mark, 16 KiB), and reading
- * on is how a client that leaves while Moat waits (an auth backend, a full broker) is noticed:
- * a socket that reads nothing sees no end of stream.
- */
-const PAUSED_HOLD_BYTES = 16 * 1024
-
-/** A paused lent side: its framer holds what is read; past PAUSED_HOLD_BYTES its socket stops reading too. */
-function holdWhilePaused(framer: Framer, socket: { pause(): unknown }): void {
-  framer.stop()
-  if (framer.bufferedBytes >= PAUSED_HOLD_BYTES) socket.pause()
-}
-
-/** How a connection refused at accept time is answered once its CONNECT tells the version. */
-const REFUSAL_CODES: Record<ConnectionRefusal, number> = {
-  connection_rate: ReasonCode.ConnectionRateExceeded,
-  too_many_connections: ReasonCode.QuotaExceeded,
-  server_overloaded: ReasonCode.ServerBusy,
-  banned: ReasonCode.Banned,
-}
-
-/** How long a connection refused at accept time may take to send the CONNECT its refusal answers. */
-const REFUSED_CONNECT_WAIT_MS = 1000
-
-/** A throttled packet is checked again at least this often, so a reload that lifts a limit applies soon. */
-const MAX_THROTTLE_WAIT_MS = 1000
+export type { SessionInfo } from './session-info.js'
 
 /** How long a closing session waits for its peers to close before destroying the sockets. */
 const LINGER_MS = 2000
 
-/** The deny reason that names a 5.0 reason code found while reading a packet. */
-function faultReason(code: number): DenyReason {
-  switch (code) {
-    case ReasonCode.TopicNameInvalid: return 'invalid_topic'
-    case ReasonCode.TopicFilterInvalid: return 'invalid_topic_filter'
-    case ReasonCode.TopicAliasInvalid: return 'topic_alias_invalid'
-    case ReasonCode.ProtocolError: return 'protocol_error'
-    case ReasonCode.PacketTooLarge: return 'packet_too_large'
-    case ReasonCode.QuotaExceeded: return 'too_many_user_properties' // the only cap readPublish answers
-    default: return 'malformed_packet'
-  }
-}
-
 export class Session implements FrameSink {
   readonly state: SessionState
   readonly client: ClientSocket
-  private readonly ctx: SessionContext
-  private upstream: Socket | null = null
-  private phase: Phase = Phase.AwaitConnect
-  private readonly clientFramer: Framer
-  private readonly brokerFramer: Framer
-  private readonly toBroker = new RunWriter()
-  private readonly toClient = new RunWriter()
-  /** Client → broker PUBLISH; made on the first (an idle session holds none). */
-  private publishViewSlot: PublishView | null = null
-  /** Broker → client PUBLISH, read only when deliveries are inspected (outbound ACL, revocations, 5.0 aliases); made on first use. */
-  private deliveryViewSlot: PublishView | null = null
-  private readonly book = new SubscriptionBook()
-  /** QoS 2 publishes Moat refused and answered with PUBREC itself (3.1.1): their PUBREL is answered here too. */
-  private refusedQos2: Set<number> | null = null
-  /**
-   * Packet ids of the client's QoS 2 publishes forwarded to the broker, until the client's PUBREL
-   * (or a refusing 5.0 PUBREC). A PUBLISH reusing one is answered by Moat with PUBREC and not
-   * forwarded: the receiver must not deliver it twice [MQTT-4.3.3], and a stream of them is the
-   * trigger of Mosquitto's CVE-2023-28366 (a leak per duplicate). Bounded by 65,535 ids.
-   */
-  private qos2Forwarded: Set<number> | null = null
-  /** QoS 2 deliveries Moat held back and acknowledged to the broker: their PUBREL is answered here. */
-  private heldDeliveries: Set<number> | null = null
-  /** Refusals per deny reason for this session: the first of each is logged, all are counted and summed up in the session_end line. */
-  private refusals: Map<string, number> | null = null
-  /** When the session last started to count as throttled (nowMs clock). */
-  private throttledSince = 0
-  private checks: SessionChecks | null = null
-  private decoder: PacketDecoder | null = null
-  private connectFrame: Buffer | null = null
-  private connectPacket: IConnectPacket | null = null
+  /** The broker connection, from the dial on. */
+  upstream: UpstreamSocket | null = null
+  readonly ctx: SessionContext
+  /** Read by the rooms; changed only here. */
+  phase: Phase = Phase.AwaitConnect
+  // What the rooms share.
+  readonly toBroker = new RunWriter()
+  readonly toClient = new RunWriter()
+  readonly book = new SubscriptionBook()
+  /** The check chain, made at CONNECT (admission.ts) and again on each reload. */
+  checks: SessionChecks | null = null
+  /** The full decoder, for packets off the fast path; null until `decoding` first makes it. */
+  decoder: PacketDecoder | null = null
+  /** User Properties per client property block (a virtual patch's cap, or Infinity). */
+  userPropertyCap: number
+  // The rooms.
+  readonly audit: AuditRecord
+  /** Also what the session holds of the connection limits, for its owner to release when it ends. */
+  readonly admission: Admission
+  readonly ledger: QosLedger
+  /** Made when the session is first throttled (most never are). */
+  throttled: Throttle | null = null
+  readonly keepalive: KeepaliveWatch
+  readonly flow: FlowControl
+  readonly ends: PeerEnds
+  private readonly fromClient: ClientFrames
+  private readonly fromBroker: BrokerFrames
+  readonly clientFramer: Framer
+  readonly brokerFramer: Framer
+  /** The one timer of the lifecycle: CONNECT wait, dial, linger. */
   private timer: NodeJS.Timeout | null = null
-  private pausedFor = 0
-  private brokerPaused = false
-  private clientReads: ReadMode = 'stream'
-  private brokerReads: ReadMode | null = null
-  /** Moat's maxKeepalive lowered the keepalive the client asked for: Moat's idle timer, not the broker's, decides. */
-  private keepaliveLowered = false
-  private clientSentDisconnect = false
-  private connackSeen = false
-  private clientOpen = true
-  /** The client half-closed with packets pipelined behind its CONNECT: they go to the broker once it is connected, then the session ends. */
-  private clientEndedEarly = false
-  /** The broker's end came while its deliveries were held for a slow client (onUpstreamGone). */
-  private upstreamEndedEarly = false
-  private upstreamOpen = false
-  private readonly startedAt = Date.now()
   /** The policy generation this session's checks and caps were built from. */
   private generation: number
-  /** User Properties per client property block (a virtual patch's cap, or Infinity). */
-  private userPropertyCap: number
-  private dialStartedAt = 0
+  private clientOpen = true
+  private upstreamOpen = false
   private closeReason: CloseReason | null = null
-  /**
-   * The session's child logger (sid, listener, remote), made when a line is logged and dropped once
-   * the session is open: an open session logs rarely (a refusal, its end) and an idle one holds
-   * none (memory per idle connection; a child costs about 1 µs to make, a line about 5).
-   */
-  private logger: SessionContext['logger'] | null = null
-  // Limits: a refusal decided at accept time (answered once CONNECT tells the version), whether this
-  // session holds a connection slot for its address / user name, and a packet held while throttled.
-  readonly refusal: ConnectionRefusal | null
-  userAdmitted = false
-  /** Slots held in the shared store (fleet/fleet.ts SLOT_*), released when the session ends. */
-  fleetSlots = 0
-  /** Counted in the moat_sessions_throttled gauge (from the first wait until the client is read again). */
-  private throttled = false
-  /** Inside onThrottleEnd (the gauge already counts this session); replaying: re-checking the held frame. */
-  private waking = false
-  private replaying = false
-  private throttleTimer: NodeJS.Timeout | null = null
-  private heldFrame: Buffer | null = null
-  private heldType = 0
-  private heldFlags = 0
-  private heldBodyOffset = 0
-  private idleMs = 0
-  private lastClientData = 0
+  private readonly startedAt = Date.now()
 
   constructor(ctx: SessionContext, client: ClientSocket, conn: ConnInfo, refusal: ConnectionRefusal | null = null) {
     this.ctx = ctx
     this.client = client
-    this.refusal = refusal
-    this.state = new SessionState(ctx.nextSessionId(), conn)
+    const state = this.state = new SessionState(ctx.nextSessionId(), conn)
     const { config, generation } = ctx.policy
     this.generation = generation
     this.userPropertyCap = userPropertyCap(config)
-    const maxPacketSize = config.limits.maxPacketSize
-    this.clientFramer = new Framer(this, maxPacketSize)
-    this.brokerFramer = new Framer(new BrokerFrames(this), maxPacketSize)
+    this.audit = new AuditRecord(ctx.logger, state, ctx.stats)
+    this.admission = new Admission(this, refusal)
+    this.ledger = new QosLedger(state)
+    this.keepalive = new KeepaliveWatch(this)
+    this.fromClient = new ClientFrames(this)
+    this.fromBroker = new BrokerFrames(this)
+    this.clientFramer = new Framer(this, config.limits.maxPacketSize)
+    this.brokerFramer = new Framer(this.fromBroker, config.limits.maxPacketSize)
     this.toClient.attach(client)
-
-    const socket = client as SessionSocket
-    socket[kSession] = this
-    client.setNoDelay(true)
-    if (lendReads(client as Socket, onLentClientRead)) this.clientReads = 'lent'
-    else client.on('data', onClientData)
-    client.on('end', onClientEnd)
-    client.on('error', onClientError)
-    client.on('close', onClientClose)
-    client.on('drain', onClientDrain)
-    // A refused connection gets a short while to send its CONNECT (to be told why), not the full timeout.
-    const connectWait = refusal === null ? config.limits.connectTimeoutMs : Math.min(config.limits.connectTimeoutMs, REFUSED_CONNECT_WAIT_MS)
-    this.timer = setTimeout(onConnectTimeout, connectWait, this)
-    if (ctx.logger.isLevelEnabled('debug')) this.log.debug({ event: 'session_start' }, 'client connected')
+    this.flow = new FlowControl(this, listenToClient(this, client))
+    this.ends = new PeerEnds(this)
+    this.timer = setTimeout(onConnectTimeout, this.admission.connectWaitMs, this)
+    if (ctx.logger.isLevelEnabled('debug')) this.audit.log.debug({ event: 'session_start' }, 'client connected')
   }
 
-  private get log(): SessionContext['logger'] {
-    const state = this.state
-    return this.logger ?? (this.logger = this.ctx.logger.child({ sid: state.id, listener: state.listener, remote: `${state.remoteAddress}:${state.remotePort}` }))
+  get throttle(): Throttle {
+    return this.throttled ?? (this.throttled = new Throttle(this, this.ctx.stats))
   }
 
-  /** The full decoder, for packets off the fast path; made on first use (an idle session never needs one). */
-  private get decoding(): PacketDecoder {
+  get decoding(): PacketDecoder {
     return this.decoder ?? (this.decoder = new PacketDecoder(this.state.version))
-  }
-
-  private get publishView(): PublishView {
-    if (this.publishViewSlot !== null) return this.publishViewSlot
-    const view = this.publishViewSlot = new PublishView()
-    view.maxUserProperties = this.userPropertyCap
-    return view
-  }
-
-  private get deliveryView(): PublishView {
-    return this.deliveryViewSlot ?? (this.deliveryViewSlot = new PublishView())
   }
 
   get isClosed(): boolean {
     return this.phase === Phase.Closed
   }
 
-  /** A snapshot for operators and tests: identity, buffers and whether each side is paused. */
   info(): SessionInfo {
-    return {
-      id: this.state.id,
-      listener: this.state.listener,
-      remote: `${this.state.remoteAddress}:${this.state.remotePort}`,
-      clientId: this.state.clientId,
-      username: this.state.username,
-      authenticatedBy: this.state.authenticatedBy,
-      claims: this.state.claims,
-      groups: this.state.groups,
-      version: this.state.version,
-      /** Bytes waiting to be written to the client / to the broker. */
-      clientWriteBuffer: this.client.writableLength + (this.client.bufferedAmount ?? 0),
-      brokerWriteBuffer: this.upstream?.writableLength ?? 0,
-      /** Bytes received from the client and not yet handed on (a partial frame, or held while waiting). */
-      clientReadBuffer: this.clientFramer.bufferedBytes,
-      brokerReadBuffer: this.brokerFramer.bufferedBytes,
-      clientPaused: this.pausedFor !== 0,
-      brokerPaused: this.brokerPaused,
-      clientReads: this.clientReads,
-      brokerReads: this.brokerReads,
-      transport: this.state.transport,
-      tlsVersion: this.state.tlsVersion,
-      certificate: this.state.certificate,
-    }
+    return sessionInfo(this)
   }
 
-  // ---------------------------------------------------------------- client → broker
+  // ---------------------------------------------------------------- bytes and frames
 
   /** Client bytes `chunk[0, end)`; `lent`: valid only during this call (net/lent-reads.ts). */
   onClientData(chunk: Buffer, end: number, lent: boolean): void {
     this.ctx.coalescing?.noteRead()
-    if (this.idleMs !== 0) this.lastClientData = nowMs()
+    this.keepalive.heard()
     if (this.generation !== this.ctx.policy.generation) this.adoptPolicy()
     // The first packet MUST be a CONNECT [MQTT-3.1.0-1]: judged on its first byte, before its
     // declared length is waited for (a non-CONNECT opener is Mosquitto's CVE-2023-0809 trigger).
     if (this.phase === Phase.AwaitConnect && this.clientFramer.atBoundary && end > 0 && chunk[0]! >> 4 !== PacketType.Connect) {
-      this.refuseConnect('first_packet_not_connect', null, chunk[0]! >> 4)
+      this.admission.refuse('first_packet_not_connect', null, chunk[0]! >> 4)
       return
     }
     this.clientFramer.push(chunk, end, lent)
-    if (lent && this.pausedFor !== 0) holdWhilePaused(this.clientFramer, this.client)
-    if (this.phase !== Phase.Open) return
-    this.toBroker.flush()
-    if (this.upstream!.writableNeedDrain) this.pauseClient(PAUSED_BROKER_FULL)
+    if (lent) this.flow.clientReadLent()
+    if (this.phase === Phase.Open) this.flow.flushToBroker()
+  }
+
+  /** Broker bytes `chunk[0, end)`; `lent`: valid only during this call. */
+  onUpstreamData(chunk: Buffer, end: number, lent: boolean): void {
+    this.ctx.coalescing?.noteRead()
+    this.brokerFramer.push(chunk, end, lent)
+    if (lent) this.flow.brokerReadLent()
+    if (this.phase < Phase.Closing) this.flow.flushToClient()
+  }
+
+  /** A client frame `buf[start, end)`: the CONNECT goes to the admission, every later frame to ClientFrames. */
+  onFrame(buf: Buffer, start: number, end: number, type: number, flags: number, bodyOffset: number): boolean {
+    const phase = this.phase
+    if (phase >= Phase.Closing) return false
+    const stats = this.ctx.stats
+    stats.packetsFromClient[type]! += 1
+    stats.bytesFromClient[type]! += end - start
+    if (phase !== Phase.AwaitConnect) return this.fromClient.dispatch(buf, start, end, type, flags, bodyOffset)
+    this.clearTimer()
+    return this.admission.onConnectFrame(ownedCopy(buf, start, end), type, flags, bodyOffset)
+  }
+
+  onFrameError(error: FrameError, declaredSize: number): void {
+    if (this.phase >= Phase.Closing) return
+    if (error !== FrameError.TooLarge) {
+      this.fromClient.violation('malformed_packet', ReasonCode.MalformedPacket, -1)
+      return
+    }
+    this.audit.tooLarge(declaredSize, ReasonCode.PacketTooLarge)
+    this.close('packet_too_large', tooLargeAnswer(this.state, this.phase === Phase.AwaitConnect))
   }
 
   /**
@@ -349,891 +183,112 @@ export class Session implements FrameSink {
     const { config, chain, generation } = this.ctx.policy
     this.generation = generation
     this.userPropertyCap = userPropertyCap(config)
-    if (this.publishViewSlot !== null) this.publishViewSlot.maxUserProperties = this.userPropertyCap
+    this.fromClient.capChanged(this.userPropertyCap)
     this.clientFramer.maxPacketSize = config.limits.maxPacketSize
     this.brokerFramer.maxPacketSize = config.limits.maxPacketSize
-    if (this.checks !== null) {
-      this.checks.close(this.state)
-      this.checks = chain.forSession(this.state)
-      if (this.phase !== Phase.Open) return
-      const verdict = this.checks.reviewConnection(this.state)
-      if (verdict.action !== Action.Forward) {
-        // The new policy takes away the right to connect: 5.0 DISCONNECT 0x87 (or the check's reason).
-        this.violation(verdict.why, verdict.reason, PacketType.Connect)
-        return
-      }
-      this.reviewSubscriptions()
-    }
+    if (this.checks === null) return
+    this.checks.close(this.state)
+    const checks = this.checks = chain.forSession(this.state)
+    if (this.phase !== Phase.Open) return
+    const verdict = checks.reviewConnection(this.state)
+    // The new policy takes away the right to connect: 5.0 DISCONNECT 0x87 (or the check's reason).
+    if (verdict.action !== Action.Forward) this.fromClient.refusedBy(verdict, PacketType.Connect)
+    else this.fromClient.reviewSubscriptions()
   }
 
-  /**
-   * After a reload: subscriptions the new policy forbids are unsubscribed at the broker on the
-   * client's behalf, and their deliveries stop at once (held back until the broker's UNSUBACK).
-   * A rule with `onDeny: disconnect` closes the client instead (5.0: DISCONNECT 0x87).
-   */
-  private reviewSubscriptions(): void {
-    const state = this.state
-    if (state.subscriptions.size === 0) return
-    const checks = this.checks!
-    const revoked: string[] = []
-    for (const filter of state.subscriptions.keys()) {
-      const verdict = checks.reviewSubscription(filter, state)
-      if (verdict.action === Action.Forward) continue
-      if (verdict.action === Action.Disconnect) {
-        this.violation(verdict.why, verdict.reason, PacketType.Subscribe)
-        return
-      }
-      revoked.push(filter)
-    }
-    if (revoked.length === 0) return
-    this.ctx.stats.aclRevocations += revoked.length
-    this.log.info({ event: 'subscriptions_revoked', filters: revoked, rule: state.lastRule || undefined, clientId: state.clientId }, 'policy reload: unsubscribing at the broker')
-    this.toBroker.write(this.book.revoke(revoked, state))
+  /** A held frame's wait is over: it is checked again, then what the client sent behind it. */
+  onThrottleEnd(): void {
+    if (this.phase !== Phase.Open) return
+    // Not reading the client means no chunk brings a reload in: look here.
+    if (this.generation !== this.ctx.policy.generation) this.adoptPolicy()
+    if (this.phase !== Phase.Open) return // the reload closed the session, and close() cancelled the wait
+    const throttle = this.throttle
+    if (throttle.replay(this.fromClient)) this.clientFramer.resume()
+    if (this.phase !== Phase.Open) return
+    this.flow.flushToBroker()
+    if (throttle.settle()) this.resumeClient(Paused.Throttled)
   }
 
-  onFrame(buf: Buffer, start: number, end: number, type: number, flags: number, bodyOffset: number): boolean {
-    const phase = this.phase
-    if (phase >= Phase.Closing) return false
-    const stats = this.ctx.stats
-    stats.packetsFromClient[type]! += 1
-    stats.bytesFromClient[type]! += end - start
-    if (phase === Phase.AwaitConnect) return this.onConnectFrame(ownedCopy(buf, start, end), type, flags, bodyOffset)
-    return this.dispatch(buf, start, end, type, flags, bodyOffset)
-  }
+  // ---------------------------------------------------------------- from CONNECT to open
 
-  /**
-   * A client frame `buf[start, end)` after CONNECT (also a throttled frame, replayed when its wait
-   * is over). PUBLISH, the acks and PINGREQ are handled in place; the rest get a Buffer of their own.
-   */
-  private dispatch(buf: Buffer, start: number, end: number, type: number, flags: number, bodyOffset: number): boolean {
-    const required = requiredFlags[type]!
-    // Reserved flag bits MUST have their listed values; otherwise close [MQTT-2.2.2-1], [MQTT-2.2.2-2].
-    // MQTT 3.1's PUBREL, SUBSCRIBE and UNSUBSCRIBE (QoS 1 in its terms) may carry DUP.
-    if (required !== FLAGS_ANY && flags !== required && !(flags === (required | DUP) && required === 2 && this.state.version === 3)) {
-      return this.violation('reserved_flags', ReasonCode.MalformedPacket, type)
-    }
-    if (type !== PacketType.Publish && type !== PacketType.Disconnect && type !== PacketType.Connect) {
-      const verdict = this.checks!.runPacket(type, end - start, this.state)
-      if (verdict.action === Action.Throttle) return this.throttle(ownedCopy(buf, start, end), type, flags, bodyOffset)
-      if (verdict.action !== Action.Forward) return this.violation(verdict.why, verdict.reason, type)
-    }
-    switch (type) {
-      case PacketType.Publish:
-        return this.onPublish(buf, start, end, flags, bodyOffset)
-      case PacketType.Puback:
-      case PacketType.Pubrec:
-      case PacketType.Pubrel:
-      case PacketType.Pubcomp:
-        return this.onAck(buf, start, end, type, bodyOffset)
-      case PacketType.Subscribe:
-        return this.onSubscribe(ownedCopy(buf, start, end))
-      case PacketType.Unsubscribe:
-        return this.onUnsubscribe(ownedCopy(buf, start, end))
-      case PacketType.Pingreq:
-        if (end - start !== 2) return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
-        this.toBroker.add(buf, start, end)
-        return true
-      case PacketType.Disconnect:
-        return this.onDisconnect(ownedCopy(buf, start, end), bodyOffset)
-      case PacketType.Auth:
-        if (this.state.version !== 5) break
-        return this.onAuth(ownedCopy(buf, start, end))
-      case PacketType.Connect:
-        // A second CONNECT is a protocol error: close the connection [MQTT-3.1.0-2].
-        return this.violation('duplicate_connect', ReasonCode.ProtocolError, type)
-    }
-    // CONNACK, SUBACK, UNSUBACK, PINGRESP, type 0, and AUTH before 5.0 never come from a client.
-    return this.violation('forbidden_packet_type', ReasonCode.ProtocolError, type)
-  }
-
-  private onPublish(buf: Buffer, start: number, end: number, flags: number, bodyOffset: number): boolean {
-    const view = this.publishView
-    const fault = readPublish(buf, flags, bodyOffset, this.state.version, true, view, start, end)
-    if (fault !== 0) {
-      // A string property the broker refuses: it closes without a DISCONNECT.
-      const quiet = view.badString === 'property'
-      view.clear()
-      return this.violation(faultReason(fault), fault, PacketType.Publish, quiet)
-    }
-    const verdict = this.checks!.runPublish(view, this.state)
-    const qos = view.qos
-    const packetId = view.packetId
-    if (verdict.action === Action.Forward) {
-      if (qos === 2 && !this.firstQos2(packetId)) {
-        view.clear()
-        this.toClient.write(ack(PacketType.Pubrec, packetId))
-        return true
-      }
-      // A forwarded publish with a topic name and an alias (re)binds the alias [MQTT-3.3.2-12].
-      if (view.topicAlias !== 0 && view.topicLength > 0) this.state.bindClientAlias(view.topicAlias, view.topic)
-      view.clear()
-      this.toBroker.add(buf, start, end)
-      return true
-    }
-    if (verdict.action === Action.Throttle) {
-      view.clear()
-      return this.throttle(ownedCopy(buf, start, end), PacketType.Publish, flags, bodyOffset)
-    }
-    const topic = view.topic
-    view.clear()
-    return this.refusePublish(verdict, qos, packetId, topic)
-  }
-
-  /** Records a forwarded QoS 2 packet id; false when it is already awaiting the client's PUBREL. */
-  private firstQos2(packetId: number): boolean {
-    const ids = this.qos2Forwarded ?? (this.qos2Forwarded = new Set())
-    if (ids.has(packetId)) return false
-    ids.add(packetId)
-    return true
-  }
-
-  /**
-   * A refused PUBLISH: Disconnect closes the client; Reject drops it, counted, and answers a QoS 1/2
-   * publish so the client does not resend it forever: 5.0 PUBACK/PUBREC carrying the reason (which
-   * ends a QoS 2 flow), 3.1.1 a plain PUBACK/PUBREC (it has no negative ack; the message is dropped,
-   * as Mosquitto does for a denied publish), whose PUBREL Moat then answers itself.
-   */
-  private refusePublish(verdict: Verdict, qos: number, packetId: number, topic: string): boolean {
-    if (verdict.action === Action.Disconnect) return this.violation(verdict.why, verdict.reason, PacketType.Publish)
-    this.ctx.stats.countReject(verdict.why as CloseReason)
-    this.logReject(verdict.why, verdict.reason, 'publish', topic)
-    if (qos === 0) return true
-    const type = qos === 1 ? PacketType.Puback : PacketType.Pubrec
-    if (this.state.version === 5) {
-      this.toClient.write(publishRefusalV5(type, packetId, verdict.reason))
-    } else {
-      if (qos === 2) (this.refusedQos2 ?? (this.refusedQos2 = new Set())).add(packetId)
-      this.toClient.write(ack(type, packetId))
-    }
-    return true
-  }
-
-  /**
-   * An audit line for the first refusal of each reason per session (with the rule and the reason
-   * code that decided); later ones are counted, and summed up in the session_end line.
-   */
-  private logReject(why: DenyReason, code: number, action: string, topic: string): void {
-    const refusals = this.refusals ?? (this.refusals = new Map())
-    const seen = refusals.get(why) ?? 0
-    refusals.set(why, seen + 1)
-    if (seen > 0) return
-    const state = this.state
-    this.log.warn({ audit: true, event: 'packet_refused', reason: why, code, action, topic, rule: state.lastRule || undefined, check: this.checks?.decidedBy, clientId: state.clientId, username: state.username ?? undefined }, 'refused (first of its kind for this session; later ones are only counted)')
-  }
-
-  /** PUBACK, PUBREC, PUBREL, PUBCOMP (`buf[start, end)`): a non-zero packet id [MQTT-2.2.1-3], and the right length. */
-  private onAck(buf: Buffer, start: number, end: number, type: number, bodyOffset: number): boolean {
-    const body = start + bodyOffset
-    const remaining = end - body
-    const version = this.state.version
-    if (remaining < 2 || (version < 5 && remaining !== 2) || buf.readUInt16BE(body) === 0) {
-      return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
-    }
-    // 5.0 acks may carry a reason code and properties: let the full decoder judge those (rare);
-    // a reason code alone is checked here (found by the fuzz suite: it went unchecked).
-    if (remaining === 3 && !isAckReasonCode(type, buf[body + 2]!)) return this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
-    if (remaining > 3 && this.decoding.decode(ownedCopy(buf, start, end), this.userPropertyCap) === null) return this.decodeFailure(type)
-    const packetId = buf.readUInt16BE(body)
-    // The PUBREL of a QoS 2 publish Moat refused (3.1.1): the broker never saw it, Moat completes it.
-    if (type === PacketType.Pubrel && this.refusedQos2 !== null && this.refusedQos2.delete(packetId)) {
-      this.toClient.write(ack(PacketType.Pubcomp, packetId))
-      return true
-    }
-    if (type === PacketType.Pubrel) this.qos2Forwarded?.delete(packetId)
-    this.toBroker.add(buf, start, end)
-    return true
-  }
-
-  private onSubscribe(frame: Buffer): boolean {
-    const packet = this.decoding.decode(frame, this.userPropertyCap) as ISubscribePacket | null
-    if (packet === null) return this.decodeFailure(PacketType.Subscribe)
-    if (!packet.messageId) return this.violation('malformed_packet', ReasonCode.MalformedPacket, PacketType.Subscribe)
-    const checks = this.checks!
-    const state = this.state
-    const subscriptions = packet.subscriptions
-    const book = this.book
-    if (book.pendingCount >= MAX_PENDING_SUBSCRIBES) return this.violation('quota_exceeded', ReasonCode.QuotaExceeded, PacketType.Subscribe)
-    const full = state.subscriptions.size + subscriptions.length > MAX_TRACKED_SUBSCRIPTIONS
-    // Per filter: Moat's refusal code, or -1 where the filter goes to the broker.
-    let codes: number[] | null = null
-    // A check may lower a filter's QoS (acl maxQos): the broker must then get the lowered one.
-    let downgraded = false
-    const allowed: ISubscription[] = []
-    for (let i = 0; i < subscriptions.length; i++) {
-      const subscription = subscriptions[i]!
-      const asked = subscription.qos
-      const verdict = full ? QUOTA_REFUSAL : checks.runSubscribe(subscription, state)
-      if (verdict.action === Action.Forward) {
-        if (subscription.qos !== asked) downgraded = true
-        allowed.push(subscription)
-        continue
-      }
-      if (verdict.action === Action.Disconnect) return this.violation(verdict.why, verdict.reason, PacketType.Subscribe)
-      // Refused filter: SUBACK failure code 0x80 (3.x) or the reason code (5.0) in its slot.
-      codes ??= new Array<number>(subscriptions.length).fill(-1)
-      codes[i] = state.version === 5 ? verdict.reason : 0x80
-      this.ctx.stats.countReject(verdict.why as CloseReason)
-      this.logReject(verdict.why, verdict.reason, 'subscribe', subscription.topic)
-    }
-    const packetId = packet.messageId
-    if (codes === null && !downgraded) {
-      book.expect(packetId, allowed.map(topicOf), allowed.map(qosOf), null)
-      this.toBroker.addFrame(frame) // all allowed as asked: the original bytes
-      return true
-    }
-    if (allowed.length === 0 && codes !== null) {
-      // All refused: Moat answers alone, the broker sees nothing.
-      this.toClient.write(suback(packetId, codes, state.version === 5 ? EMPTY_PROPERTIES : null))
-      return true
-    }
-    // Mixed or downgraded: a rewritten SUBSCRIBE with only the allowed filters, at the QoS allowed
-    // (a deliberate rewrite); the broker's SUBACK is merged back into the
-    // client's order (SubscriptionBook).
-    book.expect(packetId, allowed.map(topicOf), allowed.map(qosOf), codes)
-    packet.subscriptions = allowed
-    this.toBroker.write(generate(packet, { protocolVersion: state.version }))
-    return true
-  }
-
-  private onUnsubscribe(frame: Buffer): boolean {
-    const packet = this.decoding.decode(frame, this.userPropertyCap) as IUnsubscribePacket | null
-    if (packet === null) return this.decodeFailure(PacketType.Unsubscribe)
-    if (!packet.messageId) return this.violation('malformed_packet', ReasonCode.MalformedPacket, PacketType.Unsubscribe)
-    const checks = this.checks!
-    for (const filter of packet.unsubscriptions) {
-      const verdict = checks.runUnsubscribe(filter, this.state)
-      if (verdict.action !== Action.Forward) return this.violation(verdict.why, verdict.reason, PacketType.Unsubscribe)
-    }
-    for (const filter of packet.unsubscriptions) this.state.subscriptions.delete(filter)
-    this.toBroker.addFrame(frame)
-    return true
-  }
-
-  private onDisconnect(frame: Buffer, bodyOffset: number): boolean {
-    // 3.1.1 DISCONNECT has no body; 5.0 may carry a reason code and properties.
-    if (this.state.version < 5 ? frame.length !== bodyOffset : this.decoding.decode(frame, this.userPropertyCap) === null) {
-      return this.decodeFailure(PacketType.Disconnect)
-    }
-    this.clientSentDisconnect = true
-    this.toBroker.addFrame(frame)
-    if (this.state.version < 5) {
-      this.close('client_disconnect', null)
-      return false
-    }
-    // A 5.0 broker may answer a DISCONNECT (0x82 for a Session Expiry Interval it may not change)
-    // before it closes: the client hears it, then the broker's close, or Moat's after LINGER_MS.
-    this.toBroker.flush()
-    this.upstream!.end()
-    this.pauseClient(PAUSED_DISCONNECTED)
-    this.clearTimer()
-    this.timer = setTimeout(onDisconnectLinger, LINGER_MS, this)
-    return false
-  }
-
-  onDisconnectLinger(): void {
-    this.timer = null
-    this.close('client_disconnect', null)
-  }
-
-  private onAuth(frame: Buffer): boolean {
-    if (this.decoding.decode(frame, this.userPropertyCap) === null) return this.decodeFailure(PacketType.Auth)
-    this.toBroker.addFrame(frame)
-    return true
-  }
-
-  private decodeFailure(type: number): boolean {
-    if (this.decoder?.lastError === TOO_MANY_USER_PROPERTIES) return this.violation('too_many_user_properties', ReasonCode.QuotaExceeded, type)
-    this.ctx.stats.decodeErrors[type]! += 1
-    this.log.debug({ event: 'decode_error', packetType: packetTypeNames[type], error: this.decoder?.lastError }, 'packet failed to decode')
-    // A string property the broker refuses: it closes without a DISCONNECT, whatever the packet.
-    const quiet = this.decoder?.lastFault === DecodeFault.BadString && this.decoder.lastField !== 'topic_filter'
-    return this.violation('malformed_packet', ReasonCode.MalformedPacket, type, quiet)
-  }
-
-  /**
-   * A client broke the protocol or a check refused it with Disconnect: count, log, answer in its
-   * version (5.0 DISCONNECT with the reason, only once the broker's CONNACK went out
-   * [MQTT-3.14.0-1]), and close; `quiet`: a bare close, as the broker gives for that fault.
-   * Returns false so the framer stops.
-   */
-  private violation(why: DenyReason, reason: number, type: number, quiet = false): boolean {
-    const state = this.state
-    this.log.warn({ audit: true, event: 'client_refused', reason: why, code: reason, packetType: packetTypeNames[type], rule: state.lastRule || undefined, check: this.checks?.decidedBy, clientId: state.clientId, username: state.username ?? undefined }, 'closing client')
-    this.close(why, quiet ? null : faultAnswer(why, reason, type, state.version, state.connected))
-    return false
-  }
-
-  // ---------------------------------------------------------------- CONNECT
-
-  private onConnectFrame(frame: Buffer, type: number, flags: number, bodyOffset: number): boolean {
-    this.clearTimer()
-    // The first packet from the client MUST be a CONNECT [MQTT-3.1.0-1].
-    if (type !== PacketType.Connect) return this.refuseConnect('first_packet_not_connect', null, type)
-    if (flags !== 0) return this.refuseConnect('reserved_flags', null, type)
-    const level = readConnectLevel(frame, bodyOffset)
-    if (level === -ConnectProtocol.BadName) return this.refuseConnect('invalid_protocol_name', null, type)
-    if (level === -ConnectProtocol.UnsupportedLevel) {
-      // Unsupported protocol level: CONNACK 0x01, then close [MQTT-3.1.2-2].
-      return this.refuseConnect('unsupported_protocol_version', CONNACK_UNACCEPTABLE_PROTOCOL, type)
-    }
-    if (level < 0) return this.refuseConnect('malformed_packet', null, type)
-    const state = this.state
-    state.version = level
-    if (this.refusal !== null) {
-      // Moat.accept logged the first refusal; a flood of them must not flood the log.
-      this.log.debug({ event: 'connect_refused', reason: this.refusal }, 'refusing client')
-      this.close(this.refusal, connackRefusal(level, REFUSAL_CODES[this.refusal]))
-      return false
-    }
-    const packet = connectDecoder.decode(frame, this.userPropertyCap) as IConnectPacket | null
-    if (packet === null) {
-      if (connectDecoder.lastError === TOO_MANY_USER_PROPERTIES) return this.refuseConnect('too_many_user_properties', connackRefusal(level, ReasonCode.QuotaExceeded), type)
-      this.ctx.stats.decodeErrors[PacketType.Connect]! += 1
-      return this.refuseConnect('malformed_packet', null, type)
-    }
-    state.clientId = packet.clientId
-    state.username = packet.username ?? null
-    state.keepalive = packet.keepalive ?? 0
-    state.cleanStart = packet.clean ?? true
-    state.clientAcceptsAliases = level === 5 && (packet.properties?.topicAliasMaximum ?? 0) > 0
-    this.checks = this.ctx.policy.chain.forSession(state)
-    // Bans (address, user name, client id) before any backend is asked (fleet/fleet.ts).
-    const banned = this.ctx.fleet?.atConnect(state.remoteAddress, state.username, state.clientId) ?? null
-    if (banned !== null) return this.refuseConnect(banned.why, connackRefusal(level, banned.reason), type)
-    this.connectFrame = frame
-    this.connectPacket = packet
+  /** The CONNECT is with the checks: the client is not read until the broker connection is up. */
+  checking(): void {
     this.phase = Phase.Checking
-    this.pauseClient(PAUSED_CONNECTING)
-    const verdict = this.checks.runConnect(packet, state)
-    if (verdict instanceof Promise) verdict.then(onConnectVerdict.bind(null, this), onConnectVerdict.bind(null, this, null))
-    else this.onConnectVerdict(verdict)
-    // Stop the framer: later frames wait until the broker connection is up (or the client is refused).
-    return false
+    this.flow.pauseClient(Paused.Connecting)
   }
 
-  onConnectVerdict(verdict: Verdict | null): void {
-    if (this.phase !== Phase.Checking) return
-    if (verdict === null || verdict.action !== Action.Forward) {
-      const reason = verdict?.reason ?? ReasonCode.ImplementationSpecificError
-      const why = verdict?.why ?? 'check_failed'
-      this.connectPacket = null
-      this.refuseConnect(why, connectRefusal(this.state.version, reason), PacketType.Connect)
-      return
-    }
-    const username = this.state.username
-    if (username !== null && this.ctx.limiter !== undefined) {
-      if (!this.ctx.limiter.admitUser(username)) {
-        this.refuseConnect('too_many_connections', connackRefusal(this.state.version, ReasonCode.QuotaExceeded), PacketType.Connect)
-        return
-      }
-      this.userAdmitted = true
-    }
-    // Fleet-wide counts (a shared store): the CONNECT waits for them; the local limits above are in front.
-    const fleet = this.ctx.fleet
-    if (fleet !== undefined && fleet.needsAdmission(username)) {
-      fleet.admit(this.state.remoteAddress, username).then(onFleetVerdict.bind(null, this), onFleetVerdict.bind(null, this, FLEET_FAILED))
-      return
-    }
-    this.admitted()
-  }
-
-  onFleetVerdict(verdict: FleetVerdict): void {
-    if (this.phase !== Phase.Checking) {
-      this.ctx.fleet!.release(this.state.remoteAddress, this.state.username, verdict.slots)
-      return
-    }
-    this.fleetSlots = verdict.slots
-    if (verdict.refusal !== null) {
-      this.connectPacket = null
-      this.refuseConnect(verdict.refusal.why, connackRefusal(this.state.version, verdict.refusal.reason), PacketType.Connect)
-      return
-    }
-    this.admitted()
-  }
-
-  /**
-   * A ban made while this session is open (fleet/fleet.ts): 5.0 DISCONNECT 0x98 Administrative
-   * action (0x8A Banned is a CONNACK-only code: DISCONNECT may not carry it), 3.1.1 closed; a
-   * session still before its CONNACK gets CONNACK 0x8A.
-   */
-  banned(ban: Ban): void {
-    if (this.phase >= Phase.Closing) return
-    const state = this.state
-    this.log.warn({ audit: true, event: 'session_banned', kind: ban.kind, source: ban.source, clientId: state.clientId || undefined, username: state.username ?? undefined }, 'closing a banned client')
-    const answer = !this.connackSeen
-      ? (this.phase === Phase.AwaitConnect ? null : connackRefusal(state.version, ReasonCode.Banned))
-      : state.version === 5 && state.connected ? disconnectV5(ReasonCode.AdministrativeAction) : null
-    this.close('banned', answer)
-  }
-
-  private admitted(): void {
-    const state = this.state
-    // Debug only: `session_open` (once the broker accepted) says who connected, with the same fields.
-    this.log.debug({ event: 'client_admitted', clientId: state.clientId || undefined, username: state.username ?? undefined, authenticatedBy: state.authenticatedBy ?? undefined, version: state.version }, 'client admitted')
-    // What the broker sees of the credentials (auth.upstreamCredentials): the one deliberate rewrite.
-    const upstreamFrame = upstreamConnect(this.connectFrame!, this.connectPacket!, this.ctx.policy.config.auth?.upstreamCredentials ?? 'passthrough')
-    this.connectPacket = null
-    if (upstreamFrame === null) {
-      this.refuseConnect('check_failed', connackRefusal(this.state.version, ReasonCode.ImplementationSpecificError), PacketType.Connect)
-      return
-    }
-    this.connectFrame = upstreamFrame
-    this.dial()
-  }
-
-  private refuseConnect(why: CloseReason, answer: Buffer | null, type: number): boolean {
-    // A failing auth backend is logged once per interval (auth/instrumented.ts), not once per client.
-    const level = why === 'auth_backend_failed' ? 'debug' : 'warn'
-    this.log[level]({ audit: true, event: 'connect_refused', reason: why, code: answer === null ? undefined : connackCode(answer), packetType: packetTypeNames[type], rule: this.state.lastRule || undefined, check: this.checks?.decidedBy, clientId: this.state.clientId || undefined, username: this.state.username ?? undefined }, 'refusing client')
-    this.close(why, answer)
-    return false
-  }
-
-  private dial(): void {
+  /** The CONNECT passed: `upstream` is being dialled, ready for MQTT bytes on `readyEvent`. */
+  dialing(upstream: UpstreamSocket, readyEvent: string, timeoutMs: number): void {
     this.phase = Phase.Dialing
-    const upstreamConfig = this.ctx.policy.config.upstream
-    const connectTimeoutMs = upstreamConfig.connectTimeoutMs
-    this.dialStartedAt = performance.now()
-    const upstream = dialUpstream(upstreamConfig, this.state, this.client as LocalEnd) as Socket & { [kSession]: Session }
-    upstream[kSession] = this
-    upstream.setNoDelay(true)
-    upstream.on(upstreamReadyEvent(upstreamConfig), onUpstreamConnect)
-    if (lendReads(upstream, onLentUpstreamRead)) this.brokerReads = 'lent'
-    else {
-      this.brokerReads = 'stream'
-      upstream.on('data', onUpstreamData)
-    }
-    upstream.on('end', onUpstreamEnd)
-    upstream.on('error', onUpstreamError)
-    upstream.on('close', onUpstreamClose)
-    upstream.on('drain', onUpstreamDrain)
+    this.flow.brokerReads = listenToUpstream(this, upstream, readyEvent)
     this.upstream = upstream
     this.upstreamOpen = true
-    this.timer = setTimeout(onDialTimeout, connectTimeoutMs, this)
+    this.timer = setTimeout(onDialTimeout, timeoutMs, this)
   }
 
   onUpstreamConnect(): void {
     if (this.phase !== Phase.Dialing) return
     this.clearTimer()
-    const stats = this.ctx.stats
-    stats.upstreamConnects += 1
-    stats.upstreamConnectSeconds += (performance.now() - this.dialStartedAt) / 1000
     this.phase = Phase.Open
-    const upstream = this.upstream!
-    this.toBroker.attach(upstream)
-    // Principle 3: the broker gets the CONNECT exactly as the client sent it (or as
-    // auth.upstreamCredentials deliberately rewrote it).
-    this.toBroker.write(this.connectFrame!)
-    this.connectFrame = null
+    this.toBroker.attach(this.upstream!)
+    this.toBroker.write(this.admission.connected())
     this.clientFramer.resume()
     if (this.phase !== Phase.Open) return
-    if (this.clientEndedEarly) {
+    if (this.ends.clientEndedEarly) {
       this.close('client_closed', null) // what it pipelined is on its way to the broker
       return
     }
-    this.toBroker.flush()
-    if (upstream.writableNeedDrain) this.pauseClient(PAUSED_BROKER_FULL)
-    this.resumeClient(PAUSED_CONNECTING)
-  }
-
-  onDialFailed(why: CloseReason, detail: string): void {
-    if (this.phase !== Phase.Dialing) return
-    this.ctx.stats.upstreamConnectFailures += 1
-    this.ctx.dialFailures.failed(this.log, detail)
-    // 3.1.1: CONNACK 3 (server unavailable); 5.0: CONNACK 0x88 (a DISCONNECT may not precede CONNACK).
-    this.close(why, connackRefusal(this.state.version, ReasonCode.ServerUnavailable))
-  }
-
-  // ---------------------------------------------------------------- broker → client
-
-  /** Broker bytes `chunk[0, end)`; `lent`: valid only during this call (net/lent-reads.ts). */
-  onUpstreamData(chunk: Buffer, end: number, lent: boolean): void {
-    this.ctx.coalescing?.noteRead()
-    this.brokerFramer.push(chunk, end, lent)
-    if (lent && this.brokerPaused) holdWhilePaused(this.brokerFramer, this.upstream!)
-    if (this.phase >= Phase.Closing) return
-    this.toClient.flush()
-    if (this.client.writableNeedDrain && !this.brokerPaused) this.pauseBroker()
-  }
-
-  /** A broker frame `buf[start, end)`: deliveries and acks are handled in place, the rest get a Buffer of their own. */
-  onBrokerFrame(buf: Buffer, start: number, end: number, type: number, flags: number, bodyOffset: number): boolean {
-    if (this.phase >= Phase.Closing) return false
-    const stats = this.ctx.stats
-    stats.packetsFromBroker[type]! += 1
-    stats.bytesFromBroker[type]! += end - start
-    switch (type) {
-      case PacketType.Publish:
-        if (this.inspectDeliveries && !this.onDelivery(buf, start, end, flags, bodyOffset)) return true
-        if ((flags & 0x06) !== 0) this.state.acksOwed += 1
-        this.toClient.add(buf, start, end)
-        return true
-      case PacketType.Puback:
-      case PacketType.Pubrec:
-      case PacketType.Pubcomp: {
-        const body = start + bodyOffset
-        if (type === PacketType.Pubrec) this.state.acksOwed += 1 // the client's PUBREL
-        // The broker acknowledged a QoS 1/2 publish of the client: it is no longer in flight (quota).
-        if (this.state.inflight !== null) this.onBrokerAck(buf, body, end, type)
-        // A refusing 5.0 PUBREC ends a QoS 2 flow: its packet id is free again [MQTT-4.3.3].
-        if (type === PacketType.Pubrec && this.qos2Forwarded !== null && end > body + 2 && buf[body + 2]! >= 0x80) this.qos2Forwarded.delete(buf.readUInt16BE(body))
-        this.toClient.add(buf, start, end)
-        return true
-      }
-    }
-    let frame = ownedCopy(buf, start, end)
-    switch (type) {
-      case PacketType.Suback:
-        frame = this.book.onSuback(frame, bodyOffset, this.state)
-        break
-      case PacketType.Unsuback:
-        if (this.book.onUnsuback(frame, bodyOffset)) return true // answers Moat's own revocation
-        break
-      case PacketType.Pubrel:
-        if (this.heldDeliveries !== null && frame.length >= bodyOffset + 2 && this.heldDeliveries.delete(frame.readUInt16BE(bodyOffset))) {
-          this.toBroker.write(ack(PacketType.Pubcomp, frame.readUInt16BE(bodyOffset)))
-          return true
-        }
-        this.state.acksOwed += 1 // the client's PUBCOMP
-        break
-      case PacketType.Connack: {
-        if (this.connackSeen) return this.brokerViolation('a second CONNACK')
-        const code = frame.length > bodyOffset + 1 ? frame[bodyOffset + 1]! : 0xff
-        // The client gets its CONNACK first, then the line is logged: a log line is a synchronous
-        // write, and would otherwise be part of every CONNECT's latency.
-        this.toClient.addFrame(this.onConnack(frame, code, bodyOffset))
-        this.toClient.flush()
-        this.logConnack(code)
-        return true
-      }
-    }
-    this.toClient.addFrame(frame)
-    return true
-  }
-
-  /**
-   * Whether broker PUBLISHes are read at all: when outbound checks exist, while a revocation is in
-   * flight, or on 5.0 when the client accepts topic aliases (their bindings must be followed from
-   * the first delivery for a later check to know an alias-only delivery's topic).
-   */
-  private get inspectDeliveries(): boolean {
-    return this.checks!.hasDeliverChecks || this.book.revokingAny || this.state.clientAcceptsAliases
-  }
-
-  /**
-   * A delivery from the broker: resolve its topic alias, then hold it back when the client may not
-   * read the topic (outbound ACL) or only a revoked subscription carries it. A held QoS 1/2
-   * delivery is acknowledged to the broker by Moat, so it is not redelivered forever.
-   * Returns false when the delivery must not reach the client.
-   */
-  private onDelivery(buf: Buffer, start: number, end: number, flags: number, bodyOffset: number): boolean {
-    const view = this.deliveryView
-    const state = this.state
-    if (readPublish(buf, flags, bodyOffset, state.version, false, view, start, end) !== 0) {
-      view.clear()
-      return true // the client's own parser judges a broker's malformed packet; Moat does not hide it
-    }
-    const alias = view.topicAlias
-    if (alias !== 0) {
-      const aliases = state.brokerAliases ?? (state.brokerAliases = [])
-      if (view.topicLength > 0) aliases[alias] = view.topic
-      else view.topic = aliases[alias] ?? ''
-    }
-    const checks = this.checks!
-    const allowed = view.topic !== '' || alias === 0
-      ? (!checks.hasDeliverChecks || checks.runDeliver(view, state).action === Action.Forward) && !(this.book.revokingAny && this.book.isRevokedDelivery(view.topic, state))
-      : false // an alias the broker never bound: nothing to judge it by
-    const qos = view.qos
-    const packetId = view.packetId
-    view.clear()
-    if (allowed) return true
-    this.ctx.stats.deliveriesDenied += 1
-    if (qos === 1) this.toBroker.write(ack(PacketType.Puback, packetId))
-    else if (qos === 2) {
-      (this.heldDeliveries ?? (this.heldDeliveries = new Set())).add(packetId)
-      this.toBroker.write(ack(PacketType.Pubrec, packetId))
-    }
-    return false
-  }
-
-  /** Returns the CONNACK to send on: the broker's bytes, or (5.0) a re-encoding carrying Moat's limits. */
-  private onConnack(frame: Buffer, code: number, bodyOffset: number): Buffer {
-    this.connackSeen = true
-    const state = this.state
-    state.connected = code === 0
-    if (!state.connected) return frame
-    const limits = this.ctx.policy.config.limits
-    const requested = state.keepalive
-    let keepalive = requested
-    if (limits.maxKeepalive !== null && (keepalive === 0 || keepalive > limits.maxKeepalive)) keepalive = limits.maxKeepalive
-    const moatLimit = keepalive
-    if (state.version === 5) {
-      const connack = this.decoding.decode(frame, Infinity) as IConnackPacket | null
-      state.topicAliasMaximum = connack?.properties?.topicAliasMaximum ?? 0
-      if (connack !== null) {
-        const rewritten = rewriteConnack(frame, bodyOffset, connack, limits.maxPacketSize, limits.maxInflight, state.keepalive, keepalive)
-        const brokerKeepalive = connack.properties?.serverKeepAlive
-        if (brokerKeepalive !== undefined && brokerKeepalive < keepalive) keepalive = brokerKeepalive
-        if (rewritten !== null) frame = rewritten
-      }
-    }
-    state.keepalive = keepalive
-    // Idle timeout at 1.5 times the keepalive [MQTT-3.1.2-24], on the session's (idle in Open) timer.
-    // At a keepalive the broker knows, the broker's own timeout comes first and Moat mirrors its
-    // close; Moat's timer, a little later, is the backstop for a broker that does not enforce it.
-    this.keepaliveLowered = keepalive === moatLimit && moatLimit !== requested
-    if (keepalive > 0) {
-      this.idleMs = keepalive * 1500 + (this.keepaliveLowered ? 0 : IDLE_GRACE_MS)
-      this.lastClientData = nowMs()
-      this.clearTimer()
-      this.timer = setTimeout(onIdleCheck, this.idleMs, this)
-    }
-    return frame
-  }
-
-  /** `session_open` (or the broker's refusal), once the client has its CONNACK. */
-  private logConnack(code: number): void {
-    const state = this.state
-    this.log.info({
-      event: state.connected ? 'session_open' : 'session_refused_by_broker',
-      code,
-      clientId: state.clientId,
-      username: state.username ?? undefined,
-      authenticatedBy: state.authenticatedBy ?? undefined,
-      version: state.version,
-      transport: state.transport,
-    }, state.connected ? 'client connected to the broker' : 'the broker refused the client')
-    if (state.connected) this.logger = null // made again for the next line, if any
-  }
-
-  /** The broker acknowledged a QoS 1/2 publish of the client (body at `buf[body, end)`): it no longer counts as in flight. */
-  private onBrokerAck(buf: Buffer, body: number, end: number, type: number): void {
-    if (end < body + 2) return
-    // A PUBREC ends the flow only when it refuses (reason code 0x80 or above) [MQTT-4.3.3].
-    if (type === PacketType.Pubrec && !(end > body + 2 && buf[body + 2]! >= 0x80)) return
-    this.state.inflight!.delete(buf.readUInt16BE(body))
-    // A 3.1.1 client held for its in-flight quota (checks/quota.ts) may go on: wake it now.
-    if (this.throttleTimer !== null && this.state.version < 5) {
-      clearTimeout(this.throttleTimer)
-      this.throttleTimer = setTimeout(onThrottleEnd, 0, this)
-    }
-  }
-
-  onIdleCheck(): void {
-    this.timer = null
-    if (this.phase !== Phase.Open) return
-    const idle = nowMs() - this.lastClientData
-    // While Moat itself is not reading the client (throttle, backpressure) silence is not the client's fault.
-    if (this.pausedFor === 0 && idle >= this.idleMs) {
-      this.log.warn({ event: 'client_refused', reason: 'idle_timeout', keepalive: this.state.keepalive }, 'closing idle client')
-      // Under Moat's own limit (maxKeepalive) a 5.0 client learns why; past a keepalive the broker
-      // knows, the broker has failed to close it, and Moat closes as the broker would: bare.
-      this.close('idle_timeout', this.keepaliveLowered && this.state.version === 5 ? disconnectV5(ReasonCode.KeepAliveTimeout) : null)
-      return
-    }
-    this.timer = setTimeout(onIdleCheck, this.pausedFor === 0 ? this.idleMs - idle : this.idleMs, this)
-  }
-
-  /**
-   * A check said "not now" (rate limit, throttle): keep the frame, stop reading the client (TCP
-   * pushes back on it; the Framer holds the rest of the chunk), and check the frame again at
-   * `state.throttleUntil`. One timer per session.
-   */
-  private throttle(frame: Buffer, type: number, flags: number, bodyOffset: number): boolean {
-    this.heldFrame = frame
-    this.heldType = type
-    this.heldFlags = flags
-    this.heldBodyOffset = bodyOffset
-    if (!this.throttled) {
-      this.throttled = true
-      if (!this.waking) this.throttleStarted()
-    }
-    if (!this.replaying) this.ctx.stats.throttleWaits += 1
-    this.pauseClient(PAUSED_THROTTLED)
-    const wait = Math.min(MAX_THROTTLE_WAIT_MS, Math.max(1, this.state.throttleUntil - nowMs()))
-    this.throttleTimer = setTimeout(onThrottleEnd, wait, this)
-    return false
-  }
-
-  /** The session counts as throttled (gauge), and the time it spends so is summed up (counter). */
-  private throttleStarted(): void {
-    this.ctx.stats.sessionsThrottled += 1
-    this.throttledSince = nowMs()
-  }
-
-  private throttleEnded(): void {
-    const stats = this.ctx.stats
-    stats.sessionsThrottled -= 1
-    stats.throttledSeconds += (nowMs() - this.throttledSince) / 1000
-  }
-
-  onThrottleEnd(): void {
-    this.throttleTimer = null
-    if (this.phase !== Phase.Open) return
-    const frame = this.heldFrame!
-    this.heldFrame = null
-    this.throttled = false
-    // Not reading the client means no chunk brings a reload in: look here.
-    if (this.generation !== this.ctx.policy.generation) this.adoptPolicy()
-    this.waking = true
-    this.replaying = true
-    const forwarded = this.dispatch(frame, 0, frame.length, this.heldType, this.heldFlags, this.heldBodyOffset)
-    this.replaying = false
-    if (forwarded) this.clientFramer.resume()
-    this.waking = false
-    if (this.phase !== Phase.Open) {
-      // close() saw throttled === false while the gauge still counted this session.
-      if (!this.throttled) this.throttleEnded()
-      return
-    }
-    this.toBroker.flush()
-    if (this.upstream!.writableNeedDrain) this.pauseClient(PAUSED_BROKER_FULL)
-    if (!this.throttled) {
-      this.throttleEnded()
-      this.resumeClient(PAUSED_THROTTLED)
-    }
-  }
-
-  private brokerViolation(detail: string): boolean {
-    this.log.error({ event: 'upstream_protocol_error', error: detail }, 'broker sent something it must not')
-    this.close('upstream_protocol_error', this.unavailableAnswer(ReasonCode.ImplementationSpecificError))
-    return false
-  }
-
-  onBrokerFrameError(error: FrameError, declaredSize: number): void {
-    this.brokerViolation(error === FrameError.TooLarge ? `packet of ${declaredSize} bytes over the cap` : 'malformed remaining length')
-  }
-
-  /** The broker went away (or, while dialling, could not be reached). */
-  onUpstreamGone(why: CloseReason, detail: string): void {
-    if (this.phase >= Phase.Closing) return
-    if (this.phase === Phase.Dialing) {
-      this.onDialFailed('upstream_unavailable', detail)
-      return
-    }
-    // The broker closed while the client was not reading: a lent upstream reads on while paused
-    // (PAUSED_HOLD_BYTES), so the end can come behind deliveries the stopped broker framer holds.
-    // They go on to the client once it drains (onClientDrain), then the session ends, as with a
-    // 'data' socket, whose end waits behind what its stream buffered.
-    if (why === 'upstream_closed' && this.brokerPaused && this.brokerFramer.isStopped && this.brokerFramer.bufferedBytes > 0) {
-      this.upstreamEndedEarly = true
-      this.toBroker.detach()
-      return
-    }
-    // The broker closed (on purpose or not): the client sees the close the broker made, with
-    // whatever the broker sent before it, and no answer the broker did not give.
-    if (this.clientSentDisconnect) {
-      this.close('client_disconnect', null)
-      return
-    }
-    this.log.info({ event: 'upstream_gone', reason: why, error: detail }, 'broker connection ended')
-    this.close(why, null)
-  }
-
-  /**
-   * How to tell a client the service is gone: before a successful CONNACK, a refusing CONNACK
-   * (3.1.1 code 3; 5.0 0x88); after it, on 5.0, DISCONNECT with `reason`; 3.1.1 just closes.
-   */
-  private unavailableAnswer(reason: number): Buffer | null {
-    const state = this.state
-    if (!this.connackSeen) return state.version === 0 ? null : connackRefusal(state.version, ReasonCode.ServerUnavailable)
-    return state.version === 5 && state.connected ? disconnectV5(reason) : null
-  }
-
-  // ---------------------------------------------------------------- framing errors, timers, backpressure
-
-  onFrameError(error: FrameError, declaredSize: number): void {
-    if (this.phase >= Phase.Closing) return
-    if (error === FrameError.TooLarge) {
-      this.log.warn({ audit: true, event: 'client_refused', reason: 'packet_too_large', code: ReasonCode.PacketTooLarge, declaredSize, clientId: this.state.clientId || undefined }, 'closing client')
-      // 5.0: DISCONNECT 0x95 [MQTT-3.2.2-15 spirit]; before CONNACK: CONNACK 0x95.
-      const answer = this.state.version !== 5 ? null
-        : this.state.connected ? disconnectV5(ReasonCode.PacketTooLarge)
-        : this.phase === Phase.AwaitConnect ? null : connackRefusal(5, ReasonCode.PacketTooLarge)
-      this.close('packet_too_large', answer)
-      return
-    }
-    this.violation('malformed_packet', ReasonCode.MalformedPacket, -1)
+    this.flow.flushToBroker()
+    this.resumeClient(Paused.Connecting)
   }
 
   onConnectTimeout(): void {
     this.timer = null
     if (this.phase !== Phase.AwaitConnect) return
-    this.log.warn({ audit: true, event: 'client_refused', reason: 'connect_timeout', buffered: this.clientFramer.bufferedBytes }, 'no CONNECT in time')
+    this.audit.connectTimeout(this.clientFramer.bufferedBytes)
     this.close('connect_timeout', null)
   }
 
-  onClientDrain(): void {
-    if (!this.brokerPaused || this.phase !== Phase.Open) return
-    this.brokerPaused = false
-    this.upstream!.resume()
-    // What a lent upstream read while paused (PAUSED_HOLD_BYTES) goes on to the client now.
-    if (this.brokerReads !== 'lent' || !this.brokerFramer.isStopped) return
-    this.brokerFramer.resume()
-    if (this.phase >= Phase.Closing) return
-    this.toClient.flush()
-    if (this.client.writableNeedDrain) this.pauseBroker()
-    // The broker closed while paused (onUpstreamGone): all it sent before has gone on; the session ends.
-    else if (this.upstreamEndedEarly && !this.brokerFramer.isStopped) {
-      this.upstreamEndedEarly = false
-      this.onUpstreamGone('upstream_closed', 'broker closed the connection')
-    }
+  // ---------------------------------------------------------------- pauses
+
+  private resumeClient(reason: number): void {
+    this.flow.resumeClient(reason)
+    this.ends.clientCaughtUp()
   }
 
   onUpstreamDrain(): void {
-    this.resumeClient(PAUSED_BROKER_FULL)
+    this.resumeClient(Paused.BrokerFull)
   }
 
-  /** Stops taking broker bytes while the client does not read (a lent upstream reads on, up to PAUSED_HOLD_BYTES). */
-  private pauseBroker(): void {
-    this.brokerPaused = true
-    if (this.brokerReads === 'lent') holdWhilePaused(this.brokerFramer, this.upstream!)
-    else this.upstream!.pause()
+  onClientDrain(): void {
+    if (this.flow.clientDrained()) this.ends.upstreamCaughtUp()
   }
 
-  /** Stops taking client bytes for `reason` (a lent client socket reads on, up to PAUSED_HOLD_BYTES). */
-  private pauseClient(reason: number): void {
-    this.pausedFor |= reason
-    if (this.clientReads === 'lent') holdWhilePaused(this.clientFramer, this.client)
-    else this.client.pause()
+  // ---------------------------------------------------------------- ends and closing
+
+  onClientClosed(): void {
+    this.clientOpen = false
+    if (this.phase >= Phase.Closing) this.maybeFinished()
+    else this.ends.clientClosed()
   }
 
-  private resumeClient(reason: number): void {
-    this.pausedFor &= ~reason
-    if (this.pausedFor !== 0 || this.phase >= Phase.Closing) return
-    this.client.resume()
-    // The client's silence while Moat was not reading does not count towards its idle time.
-    if (this.idleMs !== 0) this.lastClientData = nowMs()
-    // What a lent client socket read while paused (PAUSED_HOLD_BYTES) goes on to the broker now.
-    if (this.clientReads === 'lent' && this.clientFramer.isStopped) {
-      this.clientFramer.resume()
-      if (this.phase !== Phase.Open) return
-      this.toBroker.flush()
-      if (this.upstream!.writableNeedDrain) this.pauseClient(PAUSED_BROKER_FULL)
-    }
-    // The client ended while paused (onClientEnded): all it sent before has gone on; the session ends.
-    if (this.clientEndedEarly && this.phase === Phase.Open && this.pausedFor === 0 && !this.clientFramer.isStopped) {
-      this.close(this.clientSentDisconnect ? 'client_disconnect' : 'client_closed', null)
-    }
+  onUpstreamClosed(): void {
+    this.upstreamOpen = false
+    if (this.phase >= Phase.Closing) this.maybeFinished()
+    else this.ends.upstreamClosed()
   }
 
-  private clearTimer(): void {
-    if (this.timer !== null) {
-      clearTimeout(this.timer)
-      this.timer = null
-    }
+  /** A ban made while this session is open (fleet/fleet.ts). */
+  banned(ban: Ban): void {
+    if (this.phase >= Phase.Closing) return
+    this.audit.banned(ban)
+    this.close('banned', bannedAnswer(this.state, this.phase === Phase.AwaitConnect, this.fromBroker.connackSeen))
   }
-
-  // ---------------------------------------------------------------- closing
 
   /** Graceful shutdown of the proxy: 5.0 clients learn why (0x8B). */
   shutdown(): void {
     if (this.phase >= Phase.Closing) return
-    const state = this.state
-    let answer: Buffer | null = null
-    if (this.phase === Phase.Checking || this.phase === Phase.Dialing) answer = connackRefusal(state.version, ReasonCode.ServerShuttingDown)
-    else if (state.version === 5 && state.connected) answer = disconnectV5(ReasonCode.ServerShuttingDown)
-    this.close('shutdown', answer)
+    this.close('shutdown', shutdownAnswer(this.state, this.phase === Phase.Checking || this.phase === Phase.Dialing))
   }
 
   /**
@@ -1247,27 +302,24 @@ export class Session implements FrameSink {
     this.phase = Phase.Closing
     this.closeReason = why
     this.clearTimer()
-    if (this.throttleTimer !== null) clearTimeout(this.throttleTimer)
-    if (this.throttled) this.throttleEnded()
-    this.throttled = false
-    this.heldFrame = null
+    this.keepalive.stop()
+    this.ends.cancel()
+    this.throttled?.cancel()
     this.clientFramer.reset()
     this.brokerFramer.reset()
     this.toBroker.flush()
     this.toClient.flush()
     this.checks?.close(this.state)
     this.ctx.stats.countClose(why)
-
     const upstream = this.upstream
     if (upstream !== null && this.upstreamOpen) {
       if (wasDialing) upstream.destroy()
       else upstream.end()
     }
-    const client = this.client
     if (this.clientOpen) {
       if (answer !== null) this.toClient.write(answer)
-      client.end()
-      client.resume()
+      this.client.end()
+      this.client.resume()
     }
     this.timer = setTimeout(onLingerTimeout, LINGER_MS, this)
     this.timer.unref()
@@ -1280,150 +332,19 @@ export class Session implements FrameSink {
     this.upstream?.destroy()
   }
 
-  /**
-   * The client half-closed or failed: end the session (the broker sees the connection drop). A
-   * clean half-close while CONNECT is still being checked or the broker dialled, with packets
-   * pipelined behind the CONNECT, means "done sending", not "abort": as a broker reached directly
-   * would, Moat still delivers what was sent (if the client is admitted), then ends the session.
-   */
-  onClientEnded(why: CloseReason): void {
-    if (why === 'client_closed' && (this.phase === Phase.Checking || this.phase === Phase.Dialing) && this.clientFramer.bufferedBytes > 0) {
-      this.clientEndedEarly = true
-      return
-    }
-    // The same once open, while Moat is not taking the client's bytes (throttled, broker full): a
-    // lent client socket reads on while paused (PAUSED_HOLD_BYTES), so its end can come behind
-    // bytes the stopped framer holds. They go on when the pause is over, then the session ends
-    // (resumeClient), as with a 'data' socket, whose end waits behind what its stream buffered.
-    // Nothing more is written to the client: it is gone, and its socket's writable side ends.
-    if (why === 'client_closed' && this.phase === Phase.Open && this.pausedFor !== 0 && this.clientFramer.bufferedBytes > 0) {
-      this.clientEndedEarly = true
-      this.toClient.detach()
-      return
-    }
-    if (this.phase < Phase.Closing) this.close(this.clientSentDisconnect ? 'client_disconnect' : why, null)
-  }
-
-  onClientClosed(): void {
-    this.clientOpen = false
-    if (this.clientEndedEarly && this.phase < Phase.Closing) return
-    if (this.phase < Phase.Closing) this.close(this.clientSentDisconnect ? 'client_disconnect' : 'client_closed', null)
-    else this.maybeFinished()
-  }
-
-  onUpstreamClosed(): void {
-    this.upstreamOpen = false
-    if (this.upstreamEndedEarly && this.phase < Phase.Closing) return
-    if (this.phase < Phase.Closing) this.onUpstreamGone('upstream_closed', 'connection closed')
-    else this.maybeFinished()
-  }
-
   private maybeFinished(): void {
     if (this.phase !== Phase.Closing || this.clientOpen || this.upstreamOpen) return
     this.phase = Phase.Closed
     this.clearTimer()
     this.ctx.stats.sessionsOpen -= 1
-    this.log.info({
-      event: 'session_end',
-      clientId: this.state.clientId || undefined,
-      username: this.state.username ?? undefined,
-      authenticatedBy: this.state.authenticatedBy ?? undefined,
-      version: this.state.version,
-      reason: this.closeReason,
-      bytesIn: this.client.bytesRead,
-      bytesOut: this.toClient.bytes, // bytes written straight to the descriptor (run-writer.ts) are not in client.bytesWritten
-      durationMs: Date.now() - this.startedAt,
-      // Repeated refusals are summed up here rather than logged at packet rate.
-      refusals: this.refusals === null ? undefined : Object.fromEntries(this.refusals),
-    }, 'session closed')
+    // Bytes written straight to the descriptor (run-writer.ts) are not in client.bytesWritten.
+    this.audit.ended(this.closeReason, this.client.bytesRead, this.toClient.bytes, Date.now() - this.startedAt)
     this.ctx.sessionEnded(this)
   }
-}
 
-/** The broker side's framer sink: routes to the session's broker-frame handlers. */
-class BrokerFrames implements FrameSink {
-  private readonly session: Session
-  constructor(session: Session) {
-    this.session = session
+  private clearTimer(): void {
+    if (this.timer === null) return
+    clearTimeout(this.timer)
+    this.timer = null
   }
-
-  onFrame(buf: Buffer, start: number, end: number, type: number, flags: number, bodyOffset: number): boolean {
-    return this.session.onBrokerFrame(buf, start, end, type, flags, bodyOffset)
-  }
-
-  onFrameError(error: FrameError, declaredSize: number): void {
-    this.session.onBrokerFrameError(error, declaredSize)
-  }
-}
-
-// Module-level handlers: `this` is the socket; no per-session closures.
-function onClientData(this: SessionSocket, chunk: Buffer): void {
-  this[kSession].onClientData(chunk, chunk.length, false)
-}
-function onLentClientRead(this: Socket, nread: number, buf: Buffer): void {
-  (this as SessionSocket)[kSession].onClientData(buf, nread, true)
-  returnLent(nread)
-}
-function onClientEnd(this: SessionSocket): void {
-  this[kSession].onClientEnded('client_closed')
-}
-function onClientError(this: SessionSocket): void {
-  this[kSession].onClientEnded('client_error')
-}
-function onClientClose(this: SessionSocket): void {
-  this[kSession].onClientClosed()
-}
-function onClientDrain(this: SessionSocket): void {
-  this[kSession].onClientDrain()
-}
-function onUpstreamConnect(this: SessionSocket): void {
-  this[kSession].onUpstreamConnect()
-}
-function onUpstreamData(this: SessionSocket, chunk: Buffer): void {
-  this[kSession].onUpstreamData(chunk, chunk.length, false)
-}
-function onLentUpstreamRead(this: Socket, nread: number, buf: Buffer): void {
-  (this as SessionSocket)[kSession].onUpstreamData(buf, nread, true)
-  returnLent(nread)
-}
-function onUpstreamEnd(this: SessionSocket): void {
-  this[kSession].onUpstreamGone('upstream_closed', 'broker closed the connection')
-}
-function onUpstreamError(this: SessionSocket, err: Error): void {
-  this[kSession].onUpstreamGone('upstream_error', err.message)
-}
-function onUpstreamClose(this: SessionSocket): void {
-  this[kSession].onUpstreamClosed()
-}
-function onUpstreamDrain(this: SessionSocket): void {
-  this[kSession].onUpstreamDrain()
-}
-function onConnectTimeout(session: Session): void {
-  session.onConnectTimeout()
-}
-function onDialTimeout(session: Session): void {
-  session.onDialFailed('upstream_unavailable', 'connect timeout')
-}
-function onDisconnectLinger(session: Session): void {
-  session.onDisconnectLinger()
-}
-function onLingerTimeout(session: Session): void {
-  session.onLingerTimeout()
-}
-function onThrottleEnd(session: Session): void {
-  session.onThrottleEnd()
-}
-function onIdleCheck(session: Session): void {
-  session.onIdleCheck()
-}
-
-function onConnectVerdict(session: Session, verdict: Verdict | null): void {
-  session.onConnectVerdict(verdict)
-}
-
-/** Fleet admission itself never rejects; this is the belt to its braces: fail closed. */
-const FLEET_FAILED: FleetVerdict = Object.freeze({ refusal: Object.freeze({ why: 'check_failed' as const, reason: ReasonCode.ImplementationSpecificError }), slots: 0 })
-
-function onFleetVerdict(session: Session, verdict: FleetVerdict): void {
-  session.onFleetVerdict(verdict)
 }

@@ -5,6 +5,7 @@
  * certificate CN). The header goes on the TCP connection before the TLS handshake, as the spec says.
  */
 import net, { type Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import tls from 'node:tls'
 import { ThrottledLog } from '../auth/throttled-log.js'
 import type { UpstreamConfig } from '../config/types.js'
@@ -17,6 +18,14 @@ import type { SessionState } from '../client/session-state.js'
 export function upstreamReadyEvent(config: UpstreamConfig): 'connect' | 'secureConnect' {
   return config.tls === undefined || config.tls === null ? 'connect' : 'secureConnect'
 }
+
+/** What a session needs from its broker connection: a TCP or TLS socket is one; tests pass an in-memory Duplex. */
+export interface UpstreamSocket extends Duplex {
+  setNoDelay(noDelay?: boolean): unknown
+}
+
+/** Opens the broker connection; it is ready for MQTT bytes on upstreamReadyEvent(config). */
+export type Dialer = (config: UpstreamConfig, state: SessionState, local: LocalEnd) => UpstreamSocket
 
 /** Where the client reached Moat (the PROXY header's destination); a socket's local address when it has one. */
 export interface LocalEnd {
