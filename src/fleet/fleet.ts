@@ -169,7 +169,8 @@ export class Fleet implements SharedLockoutSink {
     this.store.count(`lf:${kind === 'address' ? 'a' : 'u'}:${value}`, config.windowMs).then((n) => {
       if (n < config.maxFailures) return
       const now = Date.now()
-      this.logger.warn({ event: 'lockout_ban', kind, failures: n, banMs: config.banMs }, 'repeated failed logins across the fleet: banned')
+      const who = kind === 'address' ? { address: value } : { username: value }
+      this.logger.warn({ audit: true, event: 'lockout_ban', scope: 'fleet', kind, ...who, failures: n, windowMs: config.windowMs, banMs: config.banMs }, 'repeated failed logins across the fleet: banned')
       return this.store.addBan({ kind, value, until: now + config.banMs, reason: `${n} failed logins`, createdAt: now, source: 'lockout' })
     }).catch(() => { /* the local table still counts; `up` reports the outage */ })
   }
