@@ -229,10 +229,18 @@ export class ClientFrames implements FrameDispatcher {
     return true
   }
 
+  /** A SUBSCRIBE or UNSUBSCRIBE decoded, with its non-zero packet id; null: the client is closed for it. */
+  private decodeWithId<P extends ISubscribePacket | IUnsubscribePacket>(frame: Buffer, type: number): P | null {
+    const packet = this.decode(frame) as P | null
+    if (packet === null) this.decodeFailure(type)
+    else if (!packet.messageId) this.violation('malformed_packet', ReasonCode.MalformedPacket, type)
+    else return packet
+    return null
+  }
+
   private onSubscribe(frame: Buffer): boolean {
-    const packet = this.decode(frame) as ISubscribePacket | null
-    if (packet === null) return this.decodeFailure(PacketType.Subscribe)
-    if (!packet.messageId) return this.violation('malformed_packet', ReasonCode.MalformedPacket, PacketType.Subscribe)
+    const packet = this.decodeWithId<ISubscribePacket>(frame, PacketType.Subscribe)
+    if (packet === null) return false
     const session = this.session
     const checks = session.checks!
     const state = session.state
@@ -260,7 +268,7 @@ export class ClientFrames implements FrameDispatcher {
       codes[i] = state.version === 5 ? verdict.reason : 0x80
       session.audit.rejected(verdict.why, verdict.reason, 'subscribe', subscription.topic, full ? null : checks)
     }
-    const packetId = packet.messageId
+    const packetId = packet.messageId!
     if (codes === null && !downgraded) {
       book.expect(packetId, allowed.map(topicOf), allowed.map(qosOf), null)
       session.toBroker.addFrame(frame) // all allowed as asked: the original bytes
@@ -281,9 +289,8 @@ export class ClientFrames implements FrameDispatcher {
   }
 
   private onUnsubscribe(frame: Buffer): boolean {
-    const packet = this.decode(frame) as IUnsubscribePacket | null
-    if (packet === null) return this.decodeFailure(PacketType.Unsubscribe)
-    if (!packet.messageId) return this.violation('malformed_packet', ReasonCode.MalformedPacket, PacketType.Unsubscribe)
+    const packet = this.decodeWithId<IUnsubscribePacket>(frame, PacketType.Unsubscribe)
+    if (packet === null) return false
     const session = this.session
     const checks = session.checks!
     for (const filter of packet.unsubscriptions) {
