@@ -73,7 +73,7 @@ export class Moat implements SessionContext {
     this.overload = new OverloadMonitor(this.policy)
     this.limiter = new ConnectionLimiter(this.policy, this.overload)
     this.coalescing = new ReadCoalescing(this.stats, config.coalescing)
-    this.registry = createRegistry(this.stats, this.policy, this.limiter)
+    this.registry = createRegistry(this.stats, this.policy)
     registerClusterMetrics(this.registry, this.stats.cluster, this.fleet)
     this.listeners = config.listeners.map((l) => new Listener(l, this, this.accept.bind(this)))
     this.admin = config.admin === null || options.admin === false ? null : new AdminServer(config.admin, this.registry, {

@@ -10,7 +10,6 @@ import { closeReasons, denyReasons } from '../stats/reasons.js'
 const denials = new Set<string>(denyReasons)
 import { packetTypeNames } from '../protocol/packet-type.js'
 import type { PolicyStore } from '../policy/store.js'
-import { connectionRefusals, type ConnectionLimiter } from '../limits/connections.js'
 import { registerAuthMetrics } from './auth-metrics.js'
 import { registerCertificateMetrics } from './certificates.js'
 import type { Stats } from '../stats/stats.js'
@@ -43,7 +42,7 @@ function registerProcessMetrics(register: Registry): void {
   }
 }
 
-export function createRegistry(stats: Stats, policy: PolicyStore, limiter?: ConnectionLimiter): Registry {
+export function createRegistry(stats: Stats, policy: PolicyStore): Registry {
   const register = new Registry()
   registerProcessMetrics(register)
 
