@@ -8,6 +8,7 @@ import { isAbsolute, resolve, dirname } from 'node:path'
 import { z } from 'zod'
 import { addressList } from '../net/address-list.js'
 import { parseDuration } from './units.js'
+import { compileResumption, tlsResumption } from './tls-resumption.js'
 import type { ListenerConfig, ListenerTlsConfig, UpstreamTlsConfig } from './types.js'
 
 /** How often the WebSocket gateway pings each client by default; one missed pong terminates it. */
@@ -45,6 +46,7 @@ export const listenerTls = z.strictObject({
   ciphers: z.string({ error: 'expected an OpenSSL cipher list' }).min(1).optional(),
   ecdhCurve: z.string({ error: "expected curve names, e.g. 'X25519:P-256'" }).min(1).optional(),
   sni: z.array(sniEntry, { error: 'expected a list of { servername, cert, key }' }).optional(),
+  resumption: tlsResumption.optional(),
 }, { error: 'expected { cert, key, ... }' })
 
 /** Keys a listener has beyond name/protocol/host/port. */
@@ -157,6 +159,8 @@ function compileListenerTls(t: ListenerTlsInput, dir: string): ListenerTlsConfig
     ciphers: t.ciphers ?? null,
     ecdhCurve: t.ecdhCurve ?? null,
     sni: (t.sni ?? []).map((s) => ({ servername: s.servername.toLowerCase(), cert: at(dir, s.cert), key: at(dir, s.key), passphrase: s.passphrase ?? null })),
+    // Absent: the defaults (DEFAULT_TLS_RESUMPTION); a config without the section compiles as before.
+    ...(t.resumption === undefined ? {} : { resumption: compileResumption(t.resumption) }),
   }
 }
 

@@ -3,7 +3,7 @@
  * reading the PEM files, building secure contexts (TLS 1.2+, ciphers, curves, CA, CRLs, SNI
  * certificates) and checking them at config load with the key path and reason of any problem.
  */
-import { createPrivateKey, X509Certificate } from 'node:crypto'
+import { createHash, createPrivateKey, X509Certificate } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import tls, { type SecureContext } from 'node:tls'
 import type { ListenerTlsConfig, MoatConfig, UpstreamTlsConfig } from './types.js'
@@ -67,6 +67,11 @@ export interface ServerTls {
   readonly context: SecureContext
   /** Exact names (lower case) and `*.domain` wildcards. */
   readonly sni: ReadonlyMap<string, SecureContext>
+  /**
+   * SHA-256 of what decides who gets in (certificates, CA, CRLs, settings; not the keys): session
+   * tickets are sealed under a key derived from it, so new files end every older ticket.
+   */
+  readonly fingerprint: Buffer
 }
 
 /** Reads and checks every file of a listener's `tls`, then builds its contexts. Throws TlsSettingError. */
@@ -98,11 +103,14 @@ export function loadServerTls(t: ListenerTlsConfig, prefix: Array<string | numbe
   const options: tls.SecureContextOptions = { ...common, cert, key, ...(t.passphrase === null ? {} : { passphrase: t.passphrase }) }
   const context = create([...prefix], options)
   const sni = new Map<string, SecureContext>()
+  const hash = createHash('sha256').update(JSON.stringify([t.clientCert, t.minVersion, t.ciphers, t.ecdhCurve, t.sni.map((e) => e.servername)]))
+  for (const pem of [cert, ca ?? Buffer.alloc(0), ...crl]) hash.update(String(pem.length)).update(':').update(pem)
   t.sni.forEach((entry, i) => {
     const own = identity([...prefix, 'sni', i], entry.cert, entry.key, entry.passphrase)
+    hash.update(String(own.cert.length)).update(':').update(own.cert)
     sni.set(entry.servername, create([...prefix, 'sni', i], { ...common, ...own, ...(entry.passphrase === null ? {} : { passphrase: entry.passphrase }) }))
   })
-  return { options, context, sni }
+  return { options, context, sni, fingerprint: hash.digest() }
 }
 
 function create(path: Array<string | number>, options: tls.SecureContextOptions): SecureContext {

@@ -36,6 +36,20 @@ export interface ListenerTlsConfig {
   readonly ciphers: string | null
   readonly ecdhCurve: string | null
   readonly sni: readonly SniCertificateConfig[]
+  /** Session resumption (tickets, TLS 1.2 session ids); absent: DEFAULT_TLS_RESUMPTION (config/tls-resumption.ts). */
+  readonly resumption?: TlsResumptionConfig
+}
+
+/** `tls.resumption` of a listener: how a returning client skips the full handshake. */
+export interface TlsResumptionConfig {
+  /** false: no tickets and no session cache; every connection makes a full handshake. */
+  readonly enabled: boolean
+  /** How long a ticket or a cached session resumes (Node's sessionTimeout), in whole seconds as ms. */
+  readonly lifetimeMs: number
+  /** How often the ticket key is replaced; a ticket stops resuming with the key it was sealed under. */
+  readonly rotateMs: number
+  /** Entries of the TLS 1.2 session-id cache, per listener and process; 0: no cache. */
+  readonly sessionCache: number
 }
 
 export interface ListenerConfig {
