@@ -12,6 +12,7 @@ import { packetTypeNames } from '../protocol/packet-type.js'
 import type { PolicyStore } from '../policy/store.js'
 import { registerAuthMetrics } from './auth-metrics.js'
 import { registerCertificateMetrics } from './certificates.js'
+import { registerTlsMetrics } from './tls-metrics.js'
 import type { Stats } from '../stats/stats.js'
 
 type LabelledCounter = Counter<string>
@@ -288,5 +289,6 @@ export function createRegistry(stats: Stats, policy: PolicyStore): Registry {
   })
   registerAuthMetrics(register, stats.auth)
   registerCertificateMetrics(register, policy)
+  registerTlsMetrics(register, stats.tls)
   return register
 }

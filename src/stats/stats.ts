@@ -7,6 +7,7 @@ import { AuthStats } from './auth-stats.js'
 import { ClusterStats } from './fleet-stats.js'
 import { closeReasons, type CloseReason } from './reasons.js'
 import type { RefuseReason } from './refuse-reasons.js'
+import { TlsStats } from './tls-stats.js'
 
 const reasonIndex = new Map<CloseReason, number>(closeReasons.map((r, i) => [r, i]))
 
@@ -54,6 +55,8 @@ export class Stats {
   readonly auth = new AuthStats()
   /** The shared store and bans (stats/fleet-stats.ts). */
   readonly cluster = new ClusterStats()
+  /** TLS handshakes, full or resumed (stats/tls-stats.ts). */
+  readonly tls = new TlsStats()
 
   countClose(reason: CloseReason): void {
     this.sessionsClosed[reasonIndex.get(reason)!]! += 1
