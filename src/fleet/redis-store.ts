@@ -20,6 +20,7 @@
  *   channel `{p}:bans` announces a change. Every instance keeps a replica: refreshed on each
  *   announcement and checked every second (a cheap GET of the version), so a missed message heals
  *   within a second.
+ * - `{p}:tls:<listener>`  a TLS listener's session-ticket seed (redis-ticket-seeds.ts, on this connection).
  * Every instance re-asserts the slots it holds every 30 s and when Redis comes back (a Redis that
  * restarted empty, or a release lost in an outage, is corrected).
  *
@@ -180,6 +181,11 @@ export class RedisStore implements SharedStore {
 
   get up(): boolean {
     return this.isUp
+  }
+
+  /** The connection, for the fleet's session-ticket seeds (redis-ticket-seeds.ts): one client per instance. */
+  get redis(): Redis | Cluster {
+    return this.client
   }
 
   /** Resolves once Redis is reachable, or after `timeoutMs` (whichever first). */
