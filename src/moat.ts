@@ -18,6 +18,7 @@ import type { MoatConfig } from './config/types.js'
 import { ConnectionLimiter } from './limits/connections.js'
 import { OverloadMonitor } from './limits/overload.js'
 import { Listener } from './listeners/index.js'
+import { ticketSeedsFor, type TicketSeeds } from './listeners/ticket-keys.js'
 import { createLogger, type Logger } from './log/logger.js'
 import { AdminServer } from './admin/server.js'
 import { createRegistry } from './metrics/registry.js'
@@ -35,6 +36,8 @@ export interface MoatOptions {
   store?: SharedStore
   /** false: no admin endpoint even when the config has one (a cluster worker: the primary serves it). */
   admin?: boolean
+  /** Session-ticket seeds of the TLS listeners; absent: the fleet's in Redis with `cluster.redis`, else this process's. */
+  ticketSeeds?: TicketSeeds
 }
 
 export class Moat implements SessionContext {
@@ -51,6 +54,7 @@ export class Moat implements SessionContext {
   readonly fleet: Fleet
   readonly coalescing: ReadCoalescing
   readonly dialFailures: DialFailureLog
+  readonly ticketSeeds: TicketSeeds
   private readonly listeners: Listener[]
   private readonly admin: AdminServer | null
   private readonly sessions = new Set<Session>()
@@ -75,6 +79,7 @@ export class Moat implements SessionContext {
     this.coalescing = new ReadCoalescing(this.stats, config.coalescing)
     this.registry = createRegistry(this.stats, this.policy)
     registerClusterMetrics(this.registry, this.stats.cluster, this.fleet)
+    this.ticketSeeds = options.ticketSeeds ?? ticketSeedsFor(this.store, this.logger)
     this.listeners = config.listeners.map((l) => new Listener(l, this, this.accept.bind(this)))
     this.admin = config.admin === null || options.admin === false ? null : new AdminServer(config.admin, this.registry, {
       listenersUp: () => !this.draining && this.listeners.every((l) => l.listening),

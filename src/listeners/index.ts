@@ -8,7 +8,6 @@
  * and logged once); nothing reaches a Session, let alone the broker, before every stage passed. The
  * stages together are bounded by `limits.connectTimeout`.
  */
-import { randomBytes } from 'node:crypto'
 import net, { type BlockList, type Server, type Socket } from 'node:net'
 import tls, { type TLSSocket } from 'node:tls'
 import type { PolicyStore } from '../policy/store.js'
@@ -21,7 +20,10 @@ import { addressList, inAddressList } from '../net/address-list.js'
 import { readProxyHeader, type ProxyParse } from '../net/proxy-protocol.js'
 import type { RefuseReason } from '../stats/refuse-reasons.js'
 import { loadServerTls, sniContext, type ServerTls } from '../config/tls-settings.js'
-import { clientCertRefusal, peerCertificate } from './tls.js'
+import { DEFAULT_TLS_RESUMPTION } from '../config/tls-resumption.js'
+import { clientCertRefusal, peerCertificate, resumedCertificateRefusal } from './tls.js'
+import { ListenerResumption, resumptionOptions } from './resumption.js'
+import { LocalTicketSeeds, type TicketSeeds } from './ticket-keys.js'
 import { WS_PING_INTERVAL_MS } from '../config/tls-schema.js'
 import { WsGateway, type WsDuplex } from './ws.js'
 
@@ -32,6 +34,8 @@ export interface ListenerContext {
   readonly policy: PolicyStore
   readonly stats: Stats
   readonly logger: Logger
+  /** Where TLS listeners get their session-ticket seeds; absent: each its own, in this process. */
+  readonly ticketSeeds?: TicketSeeds
 }
 
 /** A connection between TCP accept and its Session. */
@@ -58,6 +62,7 @@ export class Listener {
   private readonly transport: Transport
   private serverTls: ServerTls | null = null
   private readonly tlsServer: tls.Server | null = null
+  private readonly resumption: ListenerResumption | null = null
   private readonly ws: WsGateway | null = null
   private readonly trusted: BlockList | null
   private readonly pending = new Map<string, Pending>()
@@ -83,6 +88,7 @@ export class Listener {
       this.serverTls = serverTls
       this.tlsServer = tls.createServer({
         ...serverTls.options,
+        ...resumptionOptions(config.name, config.tls.resumption ?? DEFAULT_TLS_RESUMPTION, serverTls.fingerprint),
         requestCert: config.tls.clientCert !== 'none',
         // Required: OpenSSL then refuses a missing certificate itself, with the alert a verifying
         // OpenSSL server sends. Optional must admit a missing one, so verification waits for onSecure.
@@ -93,6 +99,7 @@ export class Listener {
       })
       this.tlsServer.on('secureConnection', (socket: TLSSocket) => this.onSecure(socket))
       this.tlsServer.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => this.onTlsError(err, socket))
+      this.resumption = new ListenerResumption(config.name, this.tlsServer, ctx.ticketSeeds ?? new LocalTicketSeeds(), this.log)
     }
     if (web) {
       this.ws = new WsGateway({
@@ -173,6 +180,8 @@ export class Listener {
   }
 
   private onSecure(socket: TLSSocket): void {
+    const resumed = socket.isSessionReused()
+    this.ctx.stats.tls.countHandshake(this.config.name, resumed)
     const entry = this.pending.get(keyOf(socket))
     if (entry === undefined) {
       socket.destroy()
@@ -181,6 +190,12 @@ export class Listener {
     const mode = this.config.tls!.clientCert
     if (mode !== 'none') {
       if (socket.authorized) {
+        // A resumed session skipped the chain check: its certificate may have expired since.
+        const refusal = resumed ? resumedCertificateRefusal(socket) : null
+        if (refusal !== null) {
+          this.refused(socket, 'client_cert_refused', refusal, true)
+          return
+        }
         entry.certificate = peerCertificate(socket)
       } else if (mode === 'required' || socket.getPeerX509Certificate() !== undefined) {
         this.refused(socket, 'client_cert_refused', clientCertRefusal(socket) ?? 'client certificate not accepted', true)
@@ -255,9 +270,10 @@ export class Listener {
     if (this.tlsServer === null || mine?.tls === undefined || mine.tls === null || mine.protocol !== this.config.protocol) return
     try {
       const serverTls = loadServerTls(mine.tls)
-      this.tlsServer.setSecureContext(serverTls.options)
-      // New ticket keys: a session ticket issued before the reload must not resume past a new CRL.
-      this.tlsServer.setTicketKeys(randomBytes(48))
+      const resumption = mine.tls.resumption ?? DEFAULT_TLS_RESUMPTION
+      this.tlsServer.setSecureContext({ ...serverTls.options, ...resumptionOptions(this.config.name, resumption, serverTls.fingerprint) })
+      // The ticket key is derived from the files: a ticket issued before a new CRL does not resume past it.
+      this.resumption!.apply(resumption, serverTls.fingerprint)
       this.serverTls = serverTls
       this.log.info({ event: 'tls_reload', outcome: 'success' }, 'certificates reloaded')
     } catch (err) {
@@ -267,6 +283,7 @@ export class Listener {
 
   listen(): Promise<void> {
     const { host, port, name } = this.config
+    if (this.resumption !== null && this.serverTls !== null) this.resumption.apply(this.config.tls!.resumption ?? DEFAULT_TLS_RESUMPTION, this.serverTls.fingerprint)
     return new Promise((resolve, reject) => {
       const server = this.server
       const onError = (err: NodeJS.ErrnoException): void => {
@@ -293,6 +310,7 @@ export class Listener {
   /** Stops accepting; open connections are not touched (they are the sessions' business). */
   close(): void {
     if (this.server.listening) this.server.close()
+    this.resumption?.close()
     this.ws?.close()
     for (const entry of this.pending.values()) {
       clearTimeout(entry.timer)

@@ -1,6 +1,6 @@
 /**
- * The listener side of a TLS connection: why a client certificate was refused, and a verified peer
- * certificate as the client's identity (ClientCertificate).
+ * The listener side of a TLS connection: why a client certificate was refused (at a full handshake,
+ * or when a session resumes), and a verified peer certificate as the client's identity.
  */
 import type { TLSSocket } from 'node:tls'
 import type { ClientCertificate } from '../client/conn-info.js'
@@ -35,4 +35,18 @@ export function peerCertificate(socket: TLSSocket): ClientCertificate | null {
     sans: Object.freeze(x509.subjectAltName === undefined ? [] : x509.subjectAltName.split(', ')),
     fingerprint256: x509.fingerprint256,
   })
+}
+
+/**
+ * Why the certificate of a resumed session is refused now, or null. A resumption restores the
+ * certificate checked at the full handshake without checking it again: one that expired since is
+ * refused as the full handshake would refuse it. (Revocation needs no check here: a new CRL is a new
+ * ticket key, so no session made before it resumes.)
+ */
+export function resumedCertificateRefusal(socket: TLSSocket, now = Date.now()): string | null {
+  const x509 = socket.getPeerX509Certificate()
+  if (x509 === undefined) return null
+  if (Date.parse(x509.validTo) <= now) return 'client certificate not accepted: CERT_HAS_EXPIRED (resumed session)'
+  if (Date.parse(x509.validFrom) > now) return 'client certificate not accepted: CERT_NOT_YET_VALID (resumed session)'
+  return null
 }
