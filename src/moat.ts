@@ -24,6 +24,7 @@ import { AdminServer } from './admin/server.js'
 import { createRegistry } from './metrics/registry.js'
 import { Stats } from './stats/stats.js'
 import { applyScheduling, reloadScheduling } from './scheduling.js'
+import { HeapTrim } from './heap-trim.js'
 import { ReadCoalescing } from './net/read-coalescing.js'
 import type { ClientSocket, ConnInfo } from './client/conn-info.js'
 import type { SessionContext } from './session/context.js'
@@ -63,6 +64,7 @@ export class Moat implements SessionContext {
   private configReloader: ConfigReloader | null = null
   private warnedRefusal = false
   private drainWaiters: Array<() => void> = []
+  private heapTrim: HeapTrim | null = null
 
   constructor(config: MoatConfig, options: MoatOptions = {}) {
     this.logger = options.logger ?? createLogger(config.log.level)
@@ -167,6 +169,7 @@ export class Moat implements SessionContext {
     }
     // Before the first client: every thread (and every one made later) runs under the policy.
     if (this.config.scheduling !== undefined) await applyScheduling(this.config.scheduling, this.logger)
+    this.heapTrim = new HeapTrim(() => this.sessions.size, this.logger)
     try {
       this.overload.start()
       for (const listener of this.listeners) await listener.listen()
@@ -175,6 +178,7 @@ export class Moat implements SessionContext {
       for (const listener of this.listeners) listener.close()
       await this.admin?.close()
       this.overload.stop()
+      this.heapTrim?.stop()
       this.coalescing.stop()
       await this.store.close()
       throw err
@@ -232,6 +236,7 @@ export class Moat implements SessionContext {
       this.logger.warn({ event: 'connection_refused', reason: refusal, remote: conn.remoteAddress }, 'refusing new connections (logged once; moat_connections_refused_total counts them)')
     }
     this.sessions.add(new Session(this, socket, conn, refusal))
+    this.heapTrim?.noteOpen(this.sessions.size)
   }
 
   nextSessionId(): number {
@@ -283,6 +288,7 @@ export class Moat implements SessionContext {
       this.dialFailures.close()
       this.auth.backendLog.close()
       this.overload.stop()
+      this.heapTrim?.stop()
       this.coalescing.stop()
       await this.admin?.close()
       await this.auth.close()
