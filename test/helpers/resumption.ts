@@ -93,12 +93,12 @@ export function sClient(port: number, caFile: string, sessionFile: string, mode:
 
 const PYTHON_CLIENT = `
 import json, socket, ssl, sys, time
-port, cafile, version, count = int(sys.argv[1]), sys.argv[2], sys.argv[3], int(sys.argv[4])
+ports, cafile, version, count = [int(p) for p in sys.argv[1].split(',')], sys.argv[2], sys.argv[3], int(sys.argv[4])
 ctx = ssl.create_default_context(cafile=cafile)
 ctx.minimum_version = ctx.maximum_version = getattr(ssl.TLSVersion, version)
 session, reused = None, []
-for _ in range(count):
-    s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', port)), server_hostname='localhost', session=session)
+for i in range(count):
+    s = ctx.wrap_socket(socket.create_connection(('127.0.0.1', ports[i % len(ports)])), server_hostname='localhost', session=session)
     reused.append(s.session_reused)
     s.settimeout(0.3)
     try:
@@ -114,12 +114,15 @@ function python(): string {
   return existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3'
 }
 
-/** Python's ssl dials `count` times, each offering the previous session; resolves with session_reused of each. */
-export function pythonDials(port: number, caFile: string, version: 'TLSv1_2' | 'TLSv1_3', count: number, dir: string): Promise<boolean[]> {
+/**
+ * Python's ssl dials `count` times (the ports in turn), each time offering the session of the dial
+ * before; resolves with session_reused of each.
+ */
+export function pythonDials(ports: number | number[], caFile: string, version: 'TLSv1_2' | 'TLSv1_3', count: number, dir: string): Promise<boolean[]> {
   const script = join(dir, 'resume.py')
   writeFileSync(script, PYTHON_CLIENT)
   return new Promise((resolve, reject) => {
-    execFile(python(), [script, String(port), caFile, version, String(count)], { timeout: 30_000 }, (err, stdout, stderr) => {
+    execFile(python(), [script, [ports].flat().join(','), caFile, version, String(count)], { timeout: 30_000 }, (err, stdout, stderr) => {
       if (err !== null) reject(new Error(`python failed: ${stderr}`))
       else resolve(JSON.parse(stdout) as boolean[])
     })
