@@ -37,6 +37,16 @@ export interface BanList {
   bans: readonly Ban[]
 }
 
+/**
+ * The session-ticket seed of a TLS listener (base64): sent to a starting worker before its config,
+ * and to every worker at each rotation (workers/ticket-seed-host.ts). A secret: never logged.
+ */
+export interface TicketSeed {
+  moat: 'ticket-seed'
+  listener: string
+  seed: string
+}
+
 /** One worker's `registry.getMetricsAsJSON()`. */
 export type WorkerMetrics = Awaited<ReturnType<Registry['getMetricsAsJSON']>>
 
@@ -48,6 +58,7 @@ export type PrimaryMessage =
   | { moat: 'reopen-log' }
   | StoreReply
   | BanList
+  | TicketSeed
 
 export type WorkerMessage =
   | { moat: 'hello' }

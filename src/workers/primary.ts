@@ -10,7 +10,8 @@
  * - restarts a worker that ends unexpectedly, after a backoff, and gives up (exit 1) when workers
  *   keep crashing;
  * - on shutdown, has every worker drain for the grace period, then exits 0;
- * - passes a reopen of the log file (SIGHUP, SIGUSR2) on to every worker.
+ * - passes a reopen of the log file (SIGHUP, SIGUSR2) on to every worker;
+ * - holds the session-ticket seeds every worker uses (ticket-seed-host.ts).
  */
 import cluster, { type Worker } from 'node:cluster'
 import { checkFactories } from '../checks/index.js'
@@ -24,10 +25,13 @@ import { AdminServer } from '../admin/server.js'
 import { BanApi } from '../admin/ban-api.js'
 import { applyScheduling, reloadScheduling } from '../scheduling.js'
 import { RedisStore } from '../fleet/redis-store.js'
+import { RedisTicketSeeds } from '../fleet/redis-ticket-seeds.js'
+import { LocalTicketSeeds } from '../listeners/ticket-keys.js'
 import type { SharedStore } from '../fleet/shared-store.js'
 import { isMessage, post, type Channel, type PrimaryMessage, type WorkerMessage, type WorkerMetrics } from './messages.js'
 import { ClusterMetrics, type ClusterSource } from './metrics.js'
 import { StoreHost } from './store-host.js'
+import { TicketSeedHost } from './ticket-seed-host.js'
 import { WORKER_ENV, workerCount } from './worker-count.js'
 
 /** Crashes (across all workers) within CRASH_WINDOW_MS after which the primary gives up. */
@@ -70,6 +74,7 @@ export class ClusterPrimary implements ClusterSource {
   private readonly host: StoreHost
   /** Where `moat ban` adds its bans: the workers' store, or Redis with cluster.redis (the workers use it too). */
   private readonly banStore: SharedStore
+  private readonly tickets: TicketSeedHost
   private readonly admin: AdminServer | null
   private readonly scrapes = new Map<number, Scrape>()
   private scrapeIds = 0
@@ -94,6 +99,8 @@ export class ClusterPrimary implements ClusterSource {
     this.host = new StoreHost({ logger })
     const redis = config.cluster?.redis ?? null
     this.banStore = redis === null ? this.host.store : new RedisStore(redis, logger)
+    const seeds = this.banStore instanceof RedisStore ? new RedisTicketSeeds(this.banStore.redis, this.banStore.config.prefix, logger) : new LocalTicketSeeds()
+    this.tickets = new TicketSeedHost(seeds, () => this.slots.flatMap((s) => (s.worker === null ? [] : [s.worker as unknown as Channel])))
     this.admin = config.admin === null ? null : new AdminServer(config.admin, new ClusterMetrics(this), {
       listenersUp: () => !this.starting && !this.stopping && this.slots.every((s) => s.ready),
       upstream: config.upstream,
@@ -117,6 +124,7 @@ export class ClusterPrimary implements ClusterSource {
   /** Opens the admin endpoint and starts every worker; rejects (after stopping the rest) when one cannot start. */
   async start(): Promise<void> {
     if (this.banStore instanceof RedisStore) this.banStore.start()
+    this.tickets.configure(this.config)
     if (this.admin !== null) await this.admin.listen()
     // Before the forks: workers inherit the policy (and set it for themselves again at start).
     if (this.config.scheduling !== undefined) await applyScheduling(this.config.scheduling, this.logger)
@@ -163,6 +171,7 @@ export class ClusterPrimary implements ClusterSource {
     this.config = next
     this.logger.level = next.log.level
     this.reloads += 1
+    this.tickets.configure(next) // before the reload message: a listener that turns resumption on has its seed
     for (const slot of this.slots) if (slot.worker !== null && slot.ready) this.send(slot.worker, { moat: 'reload' })
     this.logger.info({ event: 'config_reload', outcome: 'sent', file: this.file, workers: this.workersRunning }, 'config valid: every worker reloads it')
   }
@@ -230,6 +239,7 @@ export class ClusterPrimary implements ClusterSource {
     const m = message as WorkerMessage
     switch (m.moat) {
       case 'hello':
+        this.tickets.greet(worker as unknown as Channel)
         this.send(worker, { moat: 'start', file: this.file, text: this.text })
         return
       case 'ready': {
@@ -314,6 +324,7 @@ export class ClusterPrimary implements ClusterSource {
     if (this.killTimer !== null) clearTimeout(this.killTimer)
     this.killTimer = null
     this.host.close()
+    this.tickets.close()
     if (this.banStore !== this.host.store) void this.banStore.close()
     void this.admin?.close()
     this.finish(this.exitCode)

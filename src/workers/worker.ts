@@ -3,7 +3,8 @@
  * workers (node:cluster hands each accepted connection to one worker), with no admin endpoint of
  * its own and a WorkerStore for the fleet-wide limits. The primary tells it what to do:
  *   start (the config text the primary validated), reload, shutdown (drain), metrics (answer a
- *   scrape), reopen-log (after a rotation: the primary got SIGHUP or SIGUSR2).
+ *   scrape), reopen-log (after a rotation: the primary got SIGHUP or SIGUSR2), ticket-seed (the
+ *   session-ticket seed of a TLS listener, shared by every worker).
  * Its log lines carry `worker: <n>` (1..N, kept by a restarted worker). With `log.file`, each
  * worker appends to the file through its own descriptor (log/output.ts).
  */
@@ -15,6 +16,7 @@ import { onLogSignals, reopenLog } from '../log/signals.js'
 import { Moat } from '../moat.js'
 import { isMessage, post, type Channel, type PrimaryMessage, type WorkerMessage } from './messages.js'
 import { WorkerStore } from './worker-store.js'
+import { WorkerTicketSeeds } from './worker-ticket-seeds.js'
 
 const channel: Channel = {
   send: (message, callback) => process.send!(message, undefined, {}, callback),
@@ -32,6 +34,7 @@ export async function runWorker(id: number): Promise<void> {
   let logger: Logger | null = null
   let log: LogOutput | null = null
   let stopping: Promise<void> | null = null
+  const ticketSeeds = new WorkerTicketSeeds()
   const stop = (graceMs: number): void => {
     if (moat === null) {
       process.exit(0) // told to stop before it served anything
@@ -63,6 +66,9 @@ export async function runWorker(id: number): Promise<void> {
           send({ moat: 'reloaded', ok, generation: moat.policy.generation })
           return
         }
+        case 'ticket-seed':
+          ticketSeeds.receive(m.listener, m.seed)
+          return
         case 'reopen-log':
           if (log !== null) reopenLog(log.reopen, logger!, 'primary')
           return
@@ -94,7 +100,7 @@ export async function runWorker(id: number): Promise<void> {
     // With cluster.redis every worker talks to Redis itself (fleet-wide across instances, and so
     // across workers); without it the primary holds the state for all its workers.
     const store = config.cluster?.redis != null ? undefined : new WorkerStore({ channel, logger })
-    const candidate = new Moat(config, { logger, store, admin: false })
+    const candidate = new Moat(config, { logger, store, admin: false, ticketSeeds })
     await candidate.start()
     moat = candidate
   } catch (err) {
