@@ -39,13 +39,13 @@ afterEach(async () => {
 })
 
 /** A Moat on a config file in its own directory (the CRL there is replaced by the tests), with mutual TLS. */
-async function start(name: string, clientCert: 'required' | 'optional', extra: string[] = []): Promise<{ moat: Moat; port: number; dir: string; file: string; logs: Array<Record<string, unknown>>; write: (more: string[]) => void }> {
+async function start(name: string, clientCert: 'required' | 'optional', extra: string[] = []): Promise<{ moat: Moat; port: number; dir: string; file: string; logs: Array<Record<string, unknown>>; write: (more: string[], tls?: string) => void }> {
   const dir = join(certs.dir, name)
   mkdirSync(dir, { recursive: true })
   copyFileSync(certs.crl, join(dir, 'ca.crl'))
   const file = join(dir, 'moat.yaml')
-  const write = (more: string[]): void => writeFileSync(file, [
-    `listeners: [{ name: secure, protocol: mqtts, host: 127.0.0.1, port: 0, tls: { cert: ${certs.server.cert}, key: ${certs.server.key}, ca: ${certs.ca}, clientCert: ${clientCert}, crl: ca.crl } }]`,
+  const write = (more: string[], tls = ''): void => writeFileSync(file, [
+    `listeners: [{ name: secure, protocol: mqtts, host: 127.0.0.1, port: 0, tls: { cert: ${certs.server.cert}, key: ${certs.server.key}, ca: ${certs.ca}, clientCert: ${clientCert}, crl: ca.crl${tls} } }]`,
     `upstream: { host: 127.0.0.1, port: ${broker.port} }`,
     'auth: { anonymous: true }',
     ...more,
@@ -130,6 +130,20 @@ describe('reloads and expiry', () => {
     expect(moat.reload()).toBe(true)
     expect(moat.config.limits.maxPacketSize).toBe(128 * 1024)
     expect((await dial(port, ca, { ...as(certs.clients['device-1']!), session: first.session! })).reused).toBe(true)
+  })
+
+  it('a reload can turn resumption off (no ticket resumes, not even a new one) and on again', async () => {
+    const { moat, port, write } = await start('toggle', 'optional')
+    const first = await dial(port, ca)
+    write([], ', resumption: { enabled: false }')
+    expect(moat.reload()).toBe(true)
+    expect((await dial(port, ca, { session: first.session! })).reused).toBe(false)
+    const during = await dial(port, ca)
+    expect((await dial(port, ca, { session: during.session! })).reused).toBe(false)
+    write([], ', resumption: { enabled: true, sessionCache: 0 }')
+    expect(moat.reload()).toBe(true)
+    const after = await dial(port, ca)
+    expect((await dial(port, ca, { session: after.session! })).reused).toBe(true)
   })
 
   it('a client certificate that expired after its handshake is refused when its session resumes', async () => {

@@ -14,6 +14,7 @@ import type { TLSSocket } from 'node:tls'
 import type { IClientOptions } from 'mqtt'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import type { TlsResumptionConfig } from '../../src/config/types.js'
+import { makeDevCerts } from '../../src/certs.js'
 import { Moat } from '../../src/moat.js'
 import { startBroker, type TestBroker } from '../helpers/broker.js'
 import { makeTestCerts, type TestCerts } from '../helpers/certs.js'
@@ -176,6 +177,23 @@ describe('resumption: { enabled: false }', () => {
     }
     expect(moat.stats.tls.handshakes('secure', 'resumed')).toBe(0)
     expect(await pythonDials(port(), certs.ca, 'TLSv1_3', 2, scratch)).toEqual([false, false])
+  })
+})
+
+describe('SNI', () => {
+  it('a session made under an SNI certificate resumes too', async () => {
+    const other = makeDevCerts({ out: join(scratch, 'sni'), clients: [], hosts: ['mqtt.example.test'], caName: 'SNI CA' })
+    const sni = [{ servername: 'mqtt.example.test', cert: other.server.cert, key: other.server.key, passphrase: null }]
+    const moat = new Moat(configWith(broker, [listener('secure', 'mqtts', { tls: listenerTls(certs.server.cert, certs.server.key, { sni }) })]), { logger: capturingLogger([]) })
+    await moat.start()
+    cleanups.push(() => moat.shutdown(0))
+    const port = moat.address('secure').port
+    const named = { ca: readFileSync(other.ca), servername: 'mqtt.example.test' }
+    for (const version of ['TLSv1.2', 'TLSv1.3'] as const) {
+      const first = await dial(port, ca, { ...named, minVersion: version, maxVersion: version })
+      expect(first).toMatchObject({ reused: false, error: null })
+      expect((await dial(port, ca, { ...named, minVersion: version, maxVersion: version, session: first.session! })).reused).toBe(true)
+    }
   })
 })
 
