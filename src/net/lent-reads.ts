@@ -10,9 +10,10 @@
  * The mechanism is Node's own `onread` socket option (a user buffer and a callback, see the
  * net.Socket docs), applied to sockets the listener accepted, which the option cannot reach: the
  * three slots it sets are found by their descriptions on a socket, and the handle is switched with
- * the same `useUserBuffer` the option uses. Where any of that is missing (another Node, a TLS or
- * WebSocket stream, a socket that already has bytes buffered), `lendReads` returns false and the
- * caller reads through 'data' as before.
+ * the same `useUserBuffer` the option uses. A TLS socket is a net.Socket whose handle (TLSWrap)
+ * takes the same user buffer, so its decrypted bytes are lent the same way. Where any of that is
+ * missing (another Node, a WebSocket stream, a socket that already has bytes buffered),
+ * `lendReads` returns false and the caller reads through 'data' as before.
  *
  * The contract that makes one buffer safe for every socket: **nothing may keep a view of the lent
  * buffer after the callback returns.** A frame kept for later is copied (`ownedCopy`), a partial
@@ -64,11 +65,11 @@ interface UserBufferHandle {
 
 /**
  * Makes `socket` read into the lent buffer and call `callback` instead of emitting 'data'. Only for
- * plain TCP sockets with nothing buffered yet; returns false (and changes nothing) otherwise.
+ * TCP and TLS sockets with nothing buffered yet; returns false (and changes nothing) otherwise.
  * pause(), resume(), 'end', 'close' and 'error' behave as before.
  */
 export function lendReads(socket: Socket, callback: LentReadCallback): boolean {
-  if (slots === null || !(socket instanceof net.Socket) || socket instanceof tls.TLSSocket) return false
+  if (slots === null || !(socket instanceof net.Socket)) return false
   if (socket.readableLength !== 0 || socket.listenerCount('data') !== 0) return false
   const handle = (socket as unknown as { _handle: UserBufferHandle | null })._handle
   if (handle === null || typeof handle.useUserBuffer !== 'function') return false

@@ -99,19 +99,36 @@ describe('lent reads', () => {
     await until(() => got.bytes().toString() === 'onetwo')
   })
 
-  it('are refused for a TLS socket, a socket with a data listener or bytes already buffered', async () => {
+  it('serve a TLS socket: its decrypted bytes arrive in the lent buffer (no descriptor for immediate writes)', async () => {
     const certs = makeTestCerts([])
     cleanups.push(() => certs.cleanup())
-    const server = tls.createServer({ cert: readFileSync(certs.server.cert), key: readFileSync(certs.server.key) }, (s) => s.end('x'))
+    const reads: string[] = []
+    let lent = false
+    let accepted: tls.TLSSocket | null = null
+    const server = tls.createServer({ cert: readFileSync(certs.server.cert), key: readFileSync(certs.server.key) }, (s) => {
+      accepted = s
+      lent = lendReads(s, function (nread, buf) {
+        expect(isLent(buf)).toBe(true)
+        reads.push(buf.toString('latin1', 0, nread))
+        returnLent(nread)
+      })
+      expect(socketFd(s)).toBe(-1)
+    })
     server.listen(0, '127.0.0.1')
     await once(server, 'listening')
     cleanups.push(() => server.close())
     const secure = tls.connect({ port: (server.address() as net.AddressInfo).port, host: '127.0.0.1', ca: readFileSync(certs.ca) })
-    expect(lendReads(secure, () => undefined)).toBe(false)
-    expect(socketFd(secure)).toBe(-1)
     await once(secure, 'secureConnect')
+    secure.write('first')
+    await vi.waitFor(() => expect(reads.join('')).toBe('first'))
+    secure.write('second')
+    await vi.waitFor(() => expect(reads.join('')).toBe('firstsecond'))
+    expect(lent).toBe(true)
+    expect(accepted!.listenerCount('data')).toBe(0)
     secure.destroy()
+  })
 
+  it('are refused for a socket with a data listener or bytes already buffered', async () => {
     const p = await pair()
     cleanups.push(p.close)
     p.accepted.on('data', () => undefined)
