@@ -1,4 +1,4 @@
-#!/usr/bin/env -S node --no-memory-reducer
+#!/usr/bin/env -S node --no-memory-reducer --max-semi-space-size=4
 /**
  * The `moat` command: runs the proxy, or one of the commands (check, demo, certs, audit, passwd,
  * ban). How each is written and its help are in cli/usage.ts, the reading of the command line in

@@ -33,7 +33,7 @@ describe('deploy/systemd/moat.service', () => {
     const set = settings(unit)
     expect(set).toEqual(expect.arrayContaining([
       'Type=exec', 'User=moat', 'Group=moat',
-      'ExecStart=/usr/bin/node --no-memory-reducer /opt/moat/dist/cli.js --config /etc/moat/moat.yaml',
+      'ExecStart=/usr/bin/node --no-memory-reducer --max-semi-space-size=4 /opt/moat/dist/cli.js --config /etc/moat/moat.yaml',
       'ExecReload=/bin/kill -HUP $MAINPID', 'Restart=on-failure', 'LogsDirectory=moat',
       'NoNewPrivileges=yes', 'ProtectSystem=strict', 'ProtectHome=yes', 'PrivateTmp=yes',
       'CapabilityBoundingSet=CAP_NET_BIND_SERVICE', 'AmbientCapabilities=CAP_NET_BIND_SERVICE',
@@ -49,7 +49,7 @@ describe('deploy/systemd/moat.service', () => {
     // else of the unit changes.
     const dir = scratch()
     const copy = unit.replace('ExecStart=/usr/bin/node ', `ExecStart=${process.execPath} `).replace('/opt/moat/dist/cli.js', cliPath)
-    expect(settings(copy).filter((l) => !settings(unit).includes(l))).toEqual([`ExecStart=${process.execPath} --no-memory-reducer ${cliPath} --config /etc/moat/moat.yaml`])
+    expect(settings(copy).filter((l) => !settings(unit).includes(l))).toEqual([`ExecStart=${process.execPath} --no-memory-reducer --max-semi-space-size=4 ${cliPath} --config /etc/moat/moat.yaml`])
     writeFileSync(join(dir, 'moat.service'), copy)
     const result = spawnSync(systemdAnalyze!, ['verify', join(dir, 'moat.service')], { encoding: 'utf8' })
     expect({ status: result.status, output: result.stdout + result.stderr }).toEqual({ status: 0, output: '' })
