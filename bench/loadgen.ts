@@ -1,15 +1,34 @@
 /**
- * The load generator: raw TCP sockets, pre-encoded packets, pipelined writes, and Moat's own
- * Framer to cut what comes back (counting frames costs tens of nanoseconds), so that one core of
- * load generator can saturate a broker on the other. MQTT 3.1.1 throughout.
+ * The load generator: raw TCP sockets (TLS ones for the TLS targets), pre-encoded packets,
+ * pipelined writes, and Moat's own Framer to cut what comes back (counting frames costs tens of
+ * nanoseconds), so that one core of load generator can saturate a broker on the other. MQTT 3.1.1
+ * throughout.
  */
 import net from 'node:net'
+import type { TLSSocket } from 'node:tls'
 import { generate } from 'mqtt-packet'
 import { Framer, frameBuffer, type FrameSink } from '../src/protocol/framer.js'
+import { tlsConnect, type TlsClient } from './tls.js'
 
 export interface Endpoint {
   readonly host: string
   readonly port: number
+  /** Present for a TLS target: the client connections speak TLS, verified against this CA. */
+  readonly tls?: TlsClient
+}
+
+/**
+ * Opens a connection to `target`: plain TCP, or TLS when the target has `tls` (offering `session`
+ * for resumption when given). Writes made before the handshake completes are sent after it.
+ */
+export function dial(target: Endpoint, localAddress?: string, session?: Buffer): net.Socket {
+  if (target.tls !== undefined) return tlsConnect(target.tls, target.host, target.port, localAddress, session)
+  return net.connect({ host: target.host, port: target.port, noDelay: true, ...(localAddress === undefined ? {} : { localAddress }) })
+}
+
+/** Whether a socket resumed a TLS session (false for plain TCP). */
+export function resumed(socket: net.Socket): boolean {
+  return 'isSessionReused' in socket && (socket as TLSSocket).isSessionReused()
 }
 
 export interface ClientOptions {
@@ -52,10 +71,14 @@ export class Client implements FrameSink {
   onPuback: (() => void) | null = null
   private connackWaiter: ((code: number) => void) | null = null
   closed = false
+  /** TLS: the latest session the server gave this connection (to offer on the next one). */
+  session: Buffer | null = null
 
-  constructor(target: Endpoint, localAddress?: string) {
-    this.socket = net.connect({ host: target.host, port: target.port, ...(localAddress === undefined ? {} : { localAddress }) })
+  /** `session`: a TLS session to offer (resumption); ignored for plain targets. */
+  constructor(target: Endpoint, localAddress?: string, session?: Buffer) {
+    this.socket = dial(target, localAddress, session)
     this.socket.setNoDelay(true)
+    if (target.tls !== undefined) this.socket.on('session', (s: Buffer) => { this.session = s })
     this.framer = new Framer(this, 1 << 24)
     this.socket.on('data', (chunk: Buffer) => {
       this.framer.push(chunk)
@@ -68,11 +91,11 @@ export class Client implements FrameSink {
     })
   }
 
-  /** Sends CONNECT; resolves with the CONNACK return code (-1: the connection closed first). */
-  connect(o: ClientOptions): Promise<number> {
+  /** Sends CONNECT (built from `o`, or a frame built beforehand); resolves with the CONNACK return code (-1: the connection closed first). */
+  connect(o: ClientOptions | Buffer): Promise<number> {
     return new Promise((resolve) => {
       this.connackWaiter = resolve
-      this.socket.write(connectFrame(o))
+      this.socket.write(Buffer.isBuffer(o) ? o : connectFrame(o))
     })
   }
 
@@ -135,7 +158,18 @@ export class Client implements FrameSink {
   close(): void {
     this.socket.destroy()
   }
+
+  /** Sends DISCONNECT and closes; resolves once the connection is closed. */
+  disconnect(): Promise<void> {
+    return new Promise((resolve) => {
+      if (this.closed) return resolve()
+      this.socket.once('close', () => resolve())
+      this.socket.end(DISCONNECT)
+    })
+  }
 }
+
+const DISCONNECT = Buffer.from([0xe0, 0x00])
 
 /** Opens a client and waits for a successful CONNACK (throws otherwise). */
 export async function openClient(target: Endpoint, o: ClientOptions): Promise<Client> {
@@ -148,7 +182,42 @@ export async function openClient(target: Endpoint, o: ClientOptions): Promise<Cl
   return c
 }
 
+let sourceBlocks = 0
+
+/**
+ * The first of the next block of `sources` source addresses 127.0.0.x (x from 10 to 255, blocks
+ * handed out in turn): the ports of a previous run's connections sit in TIME_WAIT for a minute,
+ * and binding among an address's ports mostly in TIME_WAIT made the kernel search for a free one
+ * for every connection (the load generator at 100 % of its core).
+ */
+export function sourceBlock(sources: number): number {
+  return 10 + (sourceBlocks++ % Math.max(1, Math.floor(246 / sources))) * sources
+}
+
 /** Local source address number `i` of a range 127.0.0.`first`…: keeps each under `perAddress` connections. */
 export function loopbackSource(i: number, first: number, perAddress = 20_000): string {
   return `127.0.0.${first + Math.floor(i / perAddress)}`
+}
+
+/**
+ * `rounds` CONNECT rounds (open, CONNECT, CONNACK, DISCONNECT, close), `inFlight` at a time, from
+ * the system's choice of source address: a warm-up. Round i sends `options(i)`; with `sessions`,
+ * it offers sessions[i % sessions.length] and keeps the session it got there (resumption).
+ * Resolves with the rounds refused.
+ */
+export async function connectRounds(target: Endpoint, rounds: number, inFlight: number, options: (i: number) => ClientOptions, sessions?: Array<Buffer | undefined>): Promise<number> {
+  let next = 0
+  let refused = 0
+  const loop = async (): Promise<void> => {
+    while (next < rounds) {
+      const i = next++
+      const slot = sessions === undefined ? -1 : i % sessions.length
+      const c = new Client(target, undefined, slot < 0 ? undefined : sessions![slot])
+      if (await c.connect(options(i)) !== 0) refused++
+      await c.disconnect()
+      if (slot >= 0 && c.session !== null) sessions![slot] = c.session
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(inFlight, rounds) }, loop))
+  return refused
 }

@@ -1,8 +1,11 @@
 /**
- * The three things the benchmark compares, each started fresh for a scenario: the broker reached
- * directly, HAProxy in TCP mode in front of it, and Moat with a realistic policy in front of it.
- * Broker and proxy are pinned to one core (`taskset`), the load generator to the other; file
- * descriptor limits are raised with `prlimit` as far as the hard limit allows.
+ * The things the benchmark compares, each started fresh for a scenario: the broker reached
+ * directly, HAProxy in TCP mode in front of it, a naive Node pipe proxy, and Moat with a realistic
+ * policy in front of it; and the same four with TLS between the clients and the first hop
+ * (Mosquitto's own TLS listener, HAProxy and a Node pass-through terminating TLS, Moat's mqtts
+ * listener; behind a proxy the broker is reached in plain TCP). Broker and proxy are pinned to one
+ * core (`taskset`), the load generator to the other; file descriptor limits are raised with
+ * `prlimit` as far as the hard limit allows.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
@@ -11,13 +14,30 @@ import { fileURLToPath } from 'node:url'
 import { aclYaml } from './policy.js'
 import { freePort, listening, start } from './processes.js'
 import type { Endpoint } from './loadgen.js'
+import { serverCerts, type ServerCerts } from './tls.js'
 
 /** Moat's built CLI (this file runs from .bench-dist/bench/). */
 const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url))
-/** How Moat is launched (its `moat` command's shebang, `npm start`, the Dockerfile): docs/tuning.md. */
-const MOAT_NODE_FLAGS = ['--no-memory-reducer']
+/**
+ * How Moat is launched: the node options of its `moat` command's shebang (`#!/usr/bin/env -S node
+ * OPTIONS`, as `npm start` and the Dockerfile; docs/tuning.md), read from the built CLI so that
+ * the bench starts Moat as it is shipped.
+ */
+const MOAT_NODE_FLAGS = readFileSync(CLI, 'utf8').split('\n', 1)[0]!.match(/^#!.*?\bnode((?:\s+--\S+)*)\s*$/)?.[1]?.trim().split(/\s+/).filter((f) => f !== '') ?? ['--no-memory-reducer']
 
-export type TargetKind = 'direct' | 'haproxy' | 'node-pipe' | 'moat' | 'moat-acl5000'
+export const PLAIN_KINDS = ['direct', 'haproxy', 'node-pipe', 'moat', 'moat-acl5000'] as const
+export const TLS_KINDS = ['direct-tls', 'haproxy-tls', 'node-tls-pipe', 'moat-tls'] as const
+export type TargetKind = (typeof PLAIN_KINDS)[number] | (typeof TLS_KINDS)[number]
+export type Transport = 'plain' | 'tls'
+
+export const transportOf = (kind: TargetKind): Transport => ((TLS_KINDS as readonly string[]).includes(kind) ? 'tls' : 'plain')
+
+/** The same target over the other transport (moat-acl5000 has no TLS counterpart: null). */
+export function kindFor(kind: TargetKind, transport: Transport): TargetKind | null {
+  const plain = kind === 'node-tls-pipe' ? 'node-pipe' : kind.replace(/-tls$/, '')
+  if (transport === 'plain') return plain as TargetKind
+  return plain === 'moat-acl5000' ? null : plain === 'node-pipe' ? 'node-tls-pipe' : (`${plain}-tls` as TargetKind)
+}
 
 export interface Placement {
   /** Cores for broker and proxy, e.g. '0'. */
@@ -41,6 +61,8 @@ export interface RunningTarget {
   readonly endpoint: Endpoint
   /** The broker's own port (what the proxy dials; the endpoint itself when direct). */
   readonly brokerPort: number
+  /** The broker's port speaks TLS (direct-tls): kernel byte counts there are TLS records, not MQTT frames. */
+  readonly brokerTls: boolean
   readonly brokerPid: number
   /** The proxy's pid; null for the direct broker. */
   readonly proxyPid: number | null
@@ -106,11 +128,23 @@ export function writePasswd(dir: string): string {
   return file
 }
 
-async function startMosquitto(dir: string, placement: Placement): Promise<{ child: ChildProcess; port: number }> {
+/**
+ * Mosquitto's TLS listener. `set_tcp_nodelay`: without it Mosquitto writes its part of the
+ * handshake, the session tickets and the CONNACK as separate small segments, and Nagle holds the
+ * CONNACK until the client's delayed ACK (40 ms a CONNECT). `user root`: Mosquitto started as root
+ * reads its certificates after dropping to its own user, who cannot read the bench's private
+ * temporary directory.
+ */
+function tlsListener(certs: ServerCerts): string[] {
+  return [`certfile ${certs.certFile}`, `keyfile ${certs.keyFile}`, 'set_tcp_nodelay true', ...(process.getuid?.() === 0 ? ['user root'] : [])]
+}
+
+/** Mosquitto; `certs`: its listener speaks TLS (its own TLS listener, OpenSSL's defaults: TLS 1.2 and 1.3). */
+async function startMosquitto(dir: string, placement: Placement, certs: ServerCerts | null = null): Promise<{ child: ChildProcess; port: number }> {
   const port = await freePort()
   const conf = join(dir, `mosquitto-${port}.conf`)
   writeFileSync(conf, [
-    `listener ${port} 127.0.0.1`, 'allow_anonymous true', 'persistence false', 'max_connections -1',
+    `listener ${port} 127.0.0.1`, ...(certs === null ? [] : tlsListener(certs)), 'allow_anonymous true', 'persistence false', 'max_connections -1',
     // A QoS 1 subscriber may have this many deliveries unacknowledged (default 20: the RTT would set the rate).
     'max_queued_messages 100000', 'max_inflight_messages 1000', 'log_dest stderr', 'log_type error', 'log_type warning', 'log_type notice', 'log_type information', '',
   ].join('\n'))
@@ -119,8 +153,8 @@ async function startMosquitto(dir: string, placement: Placement): Promise<{ chil
   return { child, port }
 }
 
-/** HAProxy 2.x in TCP mode; it reads the first packet only to check that it is an MQTT CONNECT. */
-async function startHaproxy(dir: string, placement: Placement, brokerPort: number): Promise<{ child: ChildProcess; port: number }> {
+/** HAProxy 2.x in TCP mode; it reads the first packet only to check that it is an MQTT CONNECT. `certs`: it terminates TLS. */
+async function startHaproxy(dir: string, placement: Placement, brokerPort: number, certs: ServerCerts | null = null): Promise<{ child: ChildProcess; port: number }> {
   if (!existsSync('/usr/sbin/haproxy')) {
     console.error('haproxy is missing: installing Debian\'s package')
     execFileSync('apt-get', ['install', '-y', '-q', 'haproxy'], { stdio: 'inherit' })
@@ -133,7 +167,7 @@ async function startHaproxy(dir: string, placement: Placement, brokerPort: numbe
   writeFileSync(conf, [
     'global', `  maxconn ${Math.floor(Math.min(placement.nofile, hardNofile()) / 2) - 100}`, '  nbthread 1', '',
     'defaults', '  mode tcp', '  timeout connect 5s', '  timeout client 1h', '  timeout server 1h', '',
-    'frontend mqtt', `  bind 127.0.0.1:${port}`, '  tcp-request inspect-delay 5s',
+    'frontend mqtt', `  bind 127.0.0.1:${port}${certs === null ? '' : ` ssl crt ${certs.combinedFile}`}`, '  tcp-request inspect-delay 5s',
     '  tcp-request content reject unless { req.payload(0,0),mqtt_is_valid }', '  default_backend broker', '',
     'backend broker', '  balance roundrobin', ...servers, '',
   ].join('\n'))
@@ -151,11 +185,13 @@ function coalescingYaml(option: string): string {
   return `coalescing: { wait: ${wait}${above === undefined ? '' : `, above: ${above}`} }`
 }
 
-/** Moat's config: file auth (cached), ACL with placeholders, payload caps, generous rates, metrics. */
-export function moatYaml(brokerPort: number, adminPort: number, aclRules: number, placement: Placement, listenPort = 0): string {
+/** Moat's config: file auth (cached), ACL with placeholders, payload caps, generous rates, metrics. `certs`: an mqtts listener. */
+export function moatYaml(brokerPort: number, adminPort: number, aclRules: number, placement: Placement, listenPort = 0, certs: ServerCerts | null = null): string {
   const sources = Array.from({ length: placement.upstreamSources }, (_, i) => `127.0.1.${i + 1}`)
   return [
-    `listeners: [{ name: bench, protocol: mqtt, host: 127.0.0.1, port: ${listenPort} }]`,
+    certs === null
+      ? `listeners: [{ name: bench, protocol: mqtt, host: 127.0.0.1, port: ${listenPort} }]`
+      : `listeners: [{ name: bench, protocol: mqtts, host: 127.0.0.1, port: ${listenPort}, tls: { cert: ${certs.certFile}, key: ${certs.keyFile} } }]`,
     sources.length === 0 ? `upstream: { host: 127.0.0.1, port: ${brokerPort} }` : `upstream: { host: 127.0.0.1, port: ${brokerPort}, sourceAddresses: [${sources.join(', ')}] }`,
     `admin: { host: 127.0.0.1, port: ${adminPort} }`,
     // BENCH_MOAT_LOG: Moat's log level (default info: a line per connection, to a pipe this process reads).
@@ -182,11 +218,11 @@ function nodeArgs(): string[] {
   return (process.env.BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
 }
 
-/** The naive Node proxy (`pipe-proxy.mjs`): the floor of what a Node proxy costs here. */
-async function startNodePipe(placement: Placement, brokerPort: number): Promise<{ child: ChildProcess; port: number }> {
+/** The naive Node proxy (`pipe-proxy.mjs`; `tls-pipe-proxy.mjs` with `certs`): the floor of what a Node proxy costs here. */
+async function startNodePipe(placement: Placement, brokerPort: number, certs: ServerCerts | null = null): Promise<{ child: ChildProcess; port: number }> {
   const port = await freePort()
-  const script = fileURLToPath(new URL('../../bench/pipe-proxy.mjs', import.meta.url))
-  const [cmd, args] = pinned(placement, process.execPath, [...nodeArgs(), script, String(port), String(brokerPort)])
+  const script = fileURLToPath(new URL(`../../bench/${certs === null ? 'pipe-proxy' : 'tls-pipe-proxy'}.mjs`, import.meta.url))
+  const [cmd, args] = pinned(placement, process.execPath, [...nodeArgs(), script, String(port), String(brokerPort), ...(certs === null ? [] : [certs.certFile, certs.keyFile])])
   const { child } = await start(cmd, args, /listening/)
   if (process.env.BENCH_NODE_ARGS !== undefined) {
     child.stdout!.on('data', (d: Buffer) => process.stderr.write(`[node-pipe] ${d}`))
@@ -197,13 +233,13 @@ async function startNodePipe(placement: Placement, brokerPort: number): Promise<
   return { child, port }
 }
 
-async function startMoat(dir: string, placement: Placement, brokerPort: number, aclRules: number): Promise<{ child: ChildProcess; port: number; adminPort: number }> {
+async function startMoat(dir: string, placement: Placement, brokerPort: number, aclRules: number, certs: ServerCerts | null = null): Promise<{ child: ChildProcess; port: number; adminPort: number }> {
   const adminPort = await freePort()
   const conf = join(dir, `moat-${adminPort}.yaml`)
   // Without info lines (BENCH_MOAT_LOG=warn …) there is no "listening" line to read the port from: a fixed port, polled.
   const quiet = (process.env.BENCH_MOAT_LOG ?? 'info') !== 'info'
   const fixedPort = quiet ? await freePort() : 0
-  writeFileSync(conf, moatYaml(brokerPort, adminPort, aclRules, placement, fixedPort))
+  writeFileSync(conf, moatYaml(brokerPort, adminPort, aclRules, placement, fixedPort, certs))
   const [cmd, args] = pinned({ ...placement, proxyScheduling: 'normal' }, process.execPath, [...MOAT_NODE_FLAGS, ...nodeArgs(), CLI, '--config', conf])
   if (quiet) {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
@@ -224,7 +260,8 @@ async function startMoat(dir: string, placement: Placement, brokerPort: number, 
 
 export async function startTarget(kind: TargetKind, dir: string, placement: Placement): Promise<RunningTarget> {
   writePasswd(dir)
-  const broker = await startMosquitto(dir, placement)
+  const certs = transportOf(kind) === 'tls' ? serverCerts(dir) : null
+  const broker = await startMosquitto(dir, placement, kind === 'direct-tls' ? certs : null)
   if (process.env.BENCH_DEBUG) broker.child.stderr!.on('data', (d: Buffer) => { if (/drop|warn|disconnect|closed|timeout/i.test(String(d))) process.stderr.write(`[mosquitto] ${d}`) })
   broker.child.stdout!.resume()
   broker.child.stderr!.resume()
@@ -234,14 +271,18 @@ export async function startTarget(kind: TargetKind, dir: string, placement: Plac
     else if (kind === 'node-pipe') proxy = await startNodePipe(placement, broker.port)
     else if (kind === 'moat') proxy = await startMoat(dir, placement, broker.port, 50)
     else if (kind === 'moat-acl5000') proxy = await startMoat(dir, placement, broker.port, 5000)
+    else if (kind === 'haproxy-tls') proxy = await startHaproxy(dir, placement, broker.port, certs)
+    else if (kind === 'node-tls-pipe') proxy = await startNodePipe(placement, broker.port, certs)
+    else if (kind === 'moat-tls') proxy = await startMoat(dir, placement, broker.port, 50, certs)
   } catch (err) {
     await stopChild(broker.child)
     throw err
   }
   return {
     kind,
-    endpoint: { host: '127.0.0.1', port: proxy?.port ?? broker.port },
+    endpoint: { host: '127.0.0.1', port: proxy?.port ?? broker.port, ...(certs === null ? {} : { tls: { caFile: certs.caFile } }) },
     brokerPort: broker.port,
+    brokerTls: kind === 'direct-tls',
     brokerPid: broker.child.pid!,
     proxyPid: proxy?.child.pid ?? null,
     adminPort: proxy?.adminPort ?? null,

@@ -16,6 +16,11 @@
  * does; delivered would undercount what a proxy forwarded (a QoS 0 flood is mostly dropped by the
  * broker for its one slow subscriber). CPU time is the run time of all threads of proxy and broker (/proc schedstat).
  *
+ * TLS targets: the publishers and the subscriber speak TLS; behind a proxy the broker's
+ * connections are plain, so the counts above are exact. Into Mosquitto's own TLS listener
+ * (direct-tls) the kernel counts TLS records, not frames: there only deliveries are counted, and a
+ * burst ends when the subscriber has them all, or its count stands still.
+ *
  * Why a burst rather than a window of an endless flood: kernel socket buffers grow to megabytes
  * (tcp_rmem up to 32 MiB per socket here). In an endless flood the proxy fills the broker's
  * buffers and then waits while the broker reads the backlog; a window of a few seconds catches
@@ -70,6 +75,8 @@ export interface FanInResult {
   /** Broker CPU microseconds per message delivered, and per message it read. */
   readonly brokerCpuUsPerDelivered: number
   readonly brokerCpuUsPerReceived: number
+  /** Share of core 1 the load generator (this process and the subscriber's) used over the measurement: near 1, it may be what limits. */
+  readonly loadgenCpuShare: number
   /** The raw measurement: seconds, messages, CPU seconds, bytes forwarded and read, frame size, broker connections counted (publishers + subscriber). */
   readonly seconds: number
   readonly published: number | null
@@ -89,7 +96,8 @@ export const publisherTopic = (i: number): string => `bench/pub-${String(i).padS
 const BURST_LIMIT_MS = 120_000
 
 export async function fanIn(target: RunningTarget, o: FanInOptions, runId: string): Promise<FanInResult> {
-  const sub = fork(fileURLToPath(new URL('../subscriber.js', import.meta.url)), [target.endpoint.host, String(target.endpoint.port), `sub-${runId}`, benchUser(0), BENCH_PASSWORD, 'bench/+/load', String(o.qos)])
+  const tlsArgs = target.endpoint.tls === undefined ? [] : [target.endpoint.tls.caFile]
+  const sub = fork(fileURLToPath(new URL('../subscriber.js', import.meta.url)), [target.endpoint.host, String(target.endpoint.port), `sub-${runId}`, benchUser(0), BENCH_PASSWORD, 'bench/+/load', String(o.qos), ...tlsArgs])
   await once(sub, 'message')
   const payload = Buffer.alloc(o.payloadBytes, 7)
   const publishers: Client[] = []
@@ -141,18 +149,18 @@ async function burst(target: RunningTarget, sub: ChildProcess, publishers: Clien
   const t0 = performance.now()
   while (performance.now() - t0 < BURST_LIMIT_MS) {
     const now = await sample(target, sub)
-    if (Number.isNaN(readAt) && brokerFlow(start.sockets, now.sockets).readBytes >= total) readAt = now.t
+    if (Number.isNaN(readAt) && (target.brokerTls ? now.publishes - start.publishes >= perPublisher * publishers.length : brokerFlow(start.sockets, now.sockets).readBytes >= total)) readAt = now.t
     if (now.publishes === last.publishes) still++
     else {
       still = 0
       deliveredAt = now.t
     }
     last = now
-    if (!Number.isNaN(readAt) && still >= 4) break
+    if ((!Number.isNaN(readAt) || target.brokerTls) && still >= 4) break
     await sleep(50)
   }
   if (Number.isNaN(readAt)) {
-    console.error(`fan-in: the broker had not read the whole burst after ${BURST_LIMIT_MS / 1000} s`)
+    if (!target.brokerTls) console.error(`fan-in: the broker had not read the whole burst after ${BURST_LIMIT_MS / 1000} s`)
     readAt = last.t
   }
   return { start, last, readAt, deliveredAt }
@@ -202,10 +210,11 @@ async function paced(target: RunningTarget, sub: ChildProcess, publishers: Clien
 function result(target: RunningTarget, o: FanInOptions, start: Sample, end: Sample, readAt: number, deliveredAt: number, published: number | null, sentPerSecond: number | null, frameBytes: number, runId: string): FanInResult {
   if (end.closed) console.error(`fan-in ${runId}: the subscriber's connection closed during the run`)
   const flow = brokerFlow(start.sockets, end.sockets)
+  const exact = !target.brokerTls // into a TLS listener the kernel counts records, not frames
   if (flow.connections !== o.publishers + 1) console.error(`fan-in ${runId}: ${flow.connections} broker connections counted, ${o.publishers + 1} expected`)
-  if (published !== null && flow.readBytes !== published * frameBytes) console.error(`fan-in ${runId}: the broker read ${flow.readBytes} bytes of the publishers', ${published * frameBytes} expected`)
-  const forwarded = flow.writtenBytes / frameBytes
-  const received = flow.readBytes / frameBytes
+  if (exact && published !== null && flow.readBytes !== published * frameBytes) console.error(`fan-in ${runId}: the broker read ${flow.readBytes} bytes of the publishers', ${published * frameBytes} expected`)
+  const forwarded = exact ? flow.writtenBytes / frameBytes : NaN
+  const received = exact ? flow.readBytes / frameBytes : NaN
   const delivered = end.publishes - start.publishes
   const cpuProxy = end.proxyCpu - start.proxyCpu
   const cpuBroker = end.brokerCpu - start.brokerCpu
@@ -218,7 +227,8 @@ function result(target: RunningTarget, o: FanInOptions, start: Sample, end: Samp
     deliveredPerSecond: delivered / ((deliveredAt - start.t) / 1000),
     forwardedPerSecond: forwarded / readSeconds,
     brokerReceivedPerSecond: received / readSeconds,
-    notDeliveredShare: received > 0 ? Math.max(0, received - delivered) / received : NaN,
+    // direct-tls: of what was published (a burst), since what the broker read is not counted in frames there
+    notDeliveredShare: exact ? (received > 0 ? Math.max(0, received - delivered) / received : NaN) : published !== null && published > 0 ? Math.max(0, published - delivered) / published : NaN,
     sentPerSecond,
     offeredPerSecond: o.rate === 0 ? null : o.rate,
     proxyCpuUsPerForwarded: target.proxyPid === null ? null : perMessage(cpuProxy, forwarded),
@@ -226,6 +236,7 @@ function result(target: RunningTarget, o: FanInOptions, start: Sample, end: Samp
     proxyKernelShare: target.proxyPid === null || proxyUser + proxySystem === 0 ? null : proxySystem / (proxyUser + proxySystem),
     brokerCpuUsPerDelivered: perMessage(cpuBroker, delivered),
     brokerCpuUsPerReceived: perMessage(cpuBroker, received),
+    loadgenCpuShare: (end.loadgenCpu - start.loadgenCpu) / seconds,
     seconds,
     published,
     delivered,
@@ -245,6 +256,8 @@ interface Sample {
   /** The proxy's user and kernel CPU seconds (ticks; 0 when direct). */
   readonly proxyUser: number
   readonly proxySystem: number
+  /** CPU seconds of the load generator: this process and the subscriber's. */
+  readonly loadgenCpu: number
   readonly publishes: number
   readonly closed: boolean
   readonly sockets: BrokerSockets
@@ -259,8 +272,10 @@ async function sample(target: RunningTarget, sub: ChildProcess): Promise<Sample>
   const proxyCpu = target.proxyPid === null ? 0 : cpuSeconds(target.proxyPid)
   const brokerCpu = cpuSeconds(target.brokerPid)
   const split = target.proxyPid === null ? { user: 0, system: 0 } : cpuSplit(target.proxyPid)
+  const own = process.cpuUsage()
+  const loadgenCpu = (own.user + own.system) / 1e6 + cpuSeconds(sub.pid!)
   const [counted, sockets] = await Promise.all([count(sub), brokerSockets(target.brokerPort)])
-  return { t, proxyCpu, brokerCpu, proxyUser: split.user, proxySystem: split.system, publishes: counted.publishes, closed: counted.closed, sockets }
+  return { t, proxyCpu, brokerCpu, proxyUser: split.user, proxySystem: split.system, loadgenCpu, publishes: counted.publishes, closed: counted.closed, sockets }
 }
 
 function count(sub: ChildProcess): Promise<{ publishes: number; closed: boolean }> {
