@@ -15,18 +15,20 @@
  * for a minute, and binding among an address's ports mostly in TIME_WAIT made the kernel search
  * for a free one for every connection (the load generator at 100 % of its core, the third run of
  * a target at a tenth of the rate of the first).
+ *
+ * The same function is the concurrent-connect scenario (2,000 clients, 100 in flight, no rate
+ * cap): `warmupRounds` CONNECT rounds first at the same concurrency (auth cache, JIT), and the
+ * CPU per connection of proxy and broker over the opening. TLS targets: every connection is a
+ * TLS handshake; with `resume`, client i offers the session its warm-up round i received.
  */
 import { cpuSecondsPrecise as cpuSeconds, sleep } from '../processes.js'
-import { Client } from '../loadgen.js'
+import { Client, connectRounds, resumed, sourceBlock } from '../loadgen.js'
 import { BENCH_PASSWORD, benchUser, rssBytes, type RunningTarget } from '../targets.js'
 import { percentile } from './latency.js'
 
-/** Blocks of source addresses handed out so far (one per call of connections()). */
-let sourceBlock = 0
-
 export interface ConnectionsOptions {
   readonly count: number
-  /** New connections per second, at most. */
+  /** New connections per second, at most (Infinity: only `inFlight` holds them back). */
   readonly rate: number
   /** CONNECTs outstanding at most. */
   readonly inFlight: number
@@ -34,6 +36,10 @@ export interface ConnectionsOptions {
   readonly sources: number
   /** Sequential CONNECTs measured after the idle ones are up. */
   readonly probes: number
+  /** CONNECT rounds (opened and closed, `inFlight` at a time) before the measured ones; 0: none. */
+  readonly warmupRounds?: number
+  /** TLS targets: client i offers the session of warm-up round i (needs warmupRounds ≥ count). */
+  readonly resume?: boolean
 }
 
 export interface ConnectionsResult {
@@ -54,9 +60,20 @@ export interface ConnectionsResult {
   /** Bytes of RSS per idle connection; proxy null when direct. */
   readonly proxyBytesPerConnection: number | null
   readonly brokerBytesPerConnection: number
+  /** CPU milliseconds per connection opened (first open to last CONNACK): the proxy's (null when direct), the broker's. */
+  readonly proxyCpuMsPerConnection: number | null
+  readonly brokerCpuMsPerConnection: number
+  /** TLS: share of the connections that resumed a session (null for plain targets). */
+  readonly resumedShare: number | null
 }
 
 export async function connections(target: RunningTarget, o: ConnectionsOptions, runId: string): Promise<ConnectionsResult> {
+  const sessions: Array<Buffer | undefined> | undefined = o.resume === true ? new Array<Buffer | undefined>(o.count) : undefined
+  if ((o.warmupRounds ?? 0) > 0) {
+    const refused = await connectRounds(target.endpoint, o.warmupRounds!, o.inFlight, (i) => ({ clientId: `cw-${runId}-${i}`, username: benchUser(i), password: BENCH_PASSWORD }), sessions)
+    if (refused > 0) console.error(`connections ${target.kind}: ${refused} warm-up CONNECTs refused`)
+    await sleep(1000)
+  }
   const proxyRss0 = target.proxyPid === null ? 0 : rssBytes(target.proxyPid)
   const brokerRss0 = rssBytes(target.brokerPid)
   const clients: Client[] = []
@@ -70,15 +87,15 @@ export async function connections(target: RunningTarget, o: ConnectionsOptions, 
   const t0 = performance.now()
   let lastAnswer = t0
   const perMs = o.rate / 1000
-  const firstSource = 10 + (sourceBlock++ % Math.max(1, Math.floor(246 / o.sources))) * o.sources // 127.0.0.10 … 127.0.0.255
+  const firstSource = sourceBlock(o.sources)
   let opened = 0
   let outstanding = 0
   while (opened < o.count) {
-    const due = Math.min(o.count, Math.floor((performance.now() - t0) * perMs) + 1)
+    const due = Number.isFinite(perMs) ? Math.min(o.count, Math.floor((performance.now() - t0) * perMs) + 1) : o.count
     for (; opened < due && outstanding < o.inFlight; opened++) {
       const i = opened
       const start = performance.now()
-      const c = new Client(target.endpoint, `127.0.0.${firstSource + (i % o.sources)}`)
+      const c = new Client(target.endpoint, `127.0.0.${firstSource + (i % o.sources)}`, sessions?.[i])
       clients.push(c)
       outstanding++
       pending.push(c.connect({ clientId: `idle-${runId}-${i}`, username: benchUser(i), password: BENCH_PASSWORD }).then((code) => {
@@ -94,8 +111,11 @@ export async function connections(target: RunningTarget, o: ConnectionsOptions, 
   const openSeconds = (performance.now() - t0) / 1000
   const ownCpu = process.cpuUsage(ownCpu0)
   const loadgenCpuShare = (ownCpu.user + ownCpu.system) / 1e6 / openSeconds
-  const proxyCpuShare = target.proxyPid === null ? null : (cpuSeconds(target.proxyPid) - proxyCpu0) / openSeconds
-  const brokerCpuShare = (cpuSeconds(target.brokerPid) - brokerCpu0) / openSeconds
+  const proxyCpu = target.proxyPid === null ? null : cpuSeconds(target.proxyPid) - proxyCpu0
+  const brokerCpu = cpuSeconds(target.brokerPid) - brokerCpu0
+  const proxyCpuShare = proxyCpu === null ? null : proxyCpu / openSeconds
+  const brokerCpuShare = brokerCpu / openSeconds
+  const resumedCount = clients.filter((c) => resumed(c.socket)).length
   const achievedRate = connected / ((lastAnswer - t0) / 1000)
   await sleep(2000) // let both processes settle (buffers, GC)
   const proxyRss = target.proxyPid === null ? 0 : rssBytes(target.proxyPid)
@@ -128,5 +148,8 @@ export async function connections(target: RunningTarget, o: ConnectionsOptions, 
     probeP99Ms: percentile(probeSorted, 0.99),
     proxyBytesPerConnection: target.proxyPid === null || connected === 0 ? null : (proxyRss - proxyRss0) / connected,
     brokerBytesPerConnection: connected === 0 ? 0 : (brokerRss - brokerRss0) / connected,
+    proxyCpuMsPerConnection: proxyCpu === null || connected === 0 ? null : (proxyCpu / connected) * 1000,
+    brokerCpuMsPerConnection: connected === 0 ? NaN : (brokerCpu / connected) * 1000,
+    resumedShare: target.endpoint.tls === undefined ? null : resumedCount / o.count,
   }
 }
