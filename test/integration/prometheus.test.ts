@@ -19,6 +19,7 @@ import { connectPacket, RawClient, uid } from '../helpers/clients.js'
 import { makeTestCerts } from '../helpers/certs.js'
 import { configWith, listener, listenerTls, startMoatWith, type LoggedMoat } from '../helpers/listeners.js'
 import { limitsFrom, passwordAuth } from '../helpers/moat.js'
+import { dial } from '../helpers/resumption.js'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 const hasPrometheus = spawnSync('sh', ['-c', 'command -v prometheus']).status === 0
@@ -64,7 +65,7 @@ describe.runIf(hasPrometheus)('a real Prometheus scraping Moat', () => {
     return raw
   }
 
-  /** Traffic that touches every panel: logins good and bad, a ban, a failing backend, publishes allowed and denied, a malformed packet, a refused connection. */
+  /** Traffic that touches every panel: logins good and bad, a ban, a failing backend, publishes allowed and denied, a malformed packet, a refused connection, TLS full and resumed. */
   async function traffic(): Promise<void> {
     const alice = await login('alice', 'pw')
     alice.send(generate({ cmd: 'publish', topic: 'telemetry/a', payload: Buffer.from('x'), qos: 0, retain: false, dup: false }))
@@ -82,6 +83,9 @@ describe.runIf(hasPrometheus)('a real Prometheus scraping Moat', () => {
     await raw.connected()
     raw.send(generate(connectPacket(uid('nolb'), 4)))
     await raw.closed
+    // A TLS handshake, and one that resumes its session: the resumption panel.
+    const first = await dial(m.moat.address('secure').port, readFileSync(certs.ca))
+    await dial(m.moat.address('secure').port, readFileSync(certs.ca), { session: first.session! })
     alice.destroy()
   }
 
