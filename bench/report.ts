@@ -92,6 +92,7 @@ function rowsOf(m: Measurement): Row[] {
     for (const [k, l] of [['connackP50Ms', 'p50'], ['connackP99Ms', 'p99'], ['connackMaxMs', 'max']] as const) row(`open→CONNACK ${l}`, k, 'ms', 1)
     row('proxy CPU per connection', 'proxyCpuMsPerConnection', 'ms', 3)
     row('broker CPU per connection', 'brokerCpuMsPerConnection', 'ms', 3)
+    row('load generator CPU per connection', 'loadgenCpuMsPerConnection', 'ms', 3)
     row('core used: load generator', 'loadgenCpuShare', '%', 0, 100)
     row('core used: proxy', 'proxyCpuShare', '%', 0, 100)
     row('core used: broker', 'brokerCpuShare', '%', 0, 100)

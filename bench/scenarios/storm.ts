@@ -50,6 +50,8 @@ export interface StormResult {
   /** CPU milliseconds per connection over the storm: the proxy's (null when direct), the broker's. */
   readonly proxyCpuMsPerConnection: number | null
   readonly brokerCpuMsPerConnection: number
+  /** The load generator's CPU milliseconds per connection (a TLS client handshake costs it about as much as a Node server's). */
+  readonly loadgenCpuMsPerConnection: number
   /** Share of one core used over the storm. */
   readonly loadgenCpuShare: number
   readonly proxyCpuShare: number | null
@@ -132,6 +134,7 @@ export async function storm(target: RunningTarget, o: StormOptions, runId: strin
     connackMaxMs: sorted.length === 0 ? NaN : sorted[sorted.length - 1]!,
     proxyCpuMsPerConnection: proxyCpu === null || connected === 0 ? null : (proxyCpu / connected) * 1000,
     brokerCpuMsPerConnection: connected === 0 ? NaN : (brokerCpu / connected) * 1000,
+    loadgenCpuMsPerConnection: connected === 0 ? NaN : (ownCpu.user + ownCpu.system) / 1000 / connected,
     loadgenCpuShare: (ownCpu.user + ownCpu.system) / 1e6 / seconds,
     proxyCpuShare: proxyCpu === null ? null : proxyCpu / seconds,
     brokerCpuShare: brokerCpu / seconds,
