@@ -29,7 +29,7 @@ import { connections, type ConnectionsResult } from './scenarios/connections.js'
 import { fanIn, type FanInResult } from './scenarios/fan-in.js'
 import { latency, type LatencyResult } from './scenarios/latency.js'
 import { storm, type StormResult } from './scenarios/storm.js'
-import { coalescingWaits, kindFor, nofileLimits, raiseOwnNofile, startTarget, transportOf, type Placement, type TargetKind, type Transport } from './targets.js'
+import { coalescingWaits, kindFor, nofileLimits, PLAIN_KINDS, raiseOwnNofile, startTarget, TLS_KINDS, transportOf, type Placement, type TargetKind, type Transport } from './targets.js'
 
 const { values } = parseArgs({
   options: {
@@ -82,10 +82,12 @@ for (const o of ONLY) if (!SCENARIOS.includes(o)) throw new Error(`--only: ${o} 
  * --targets also names its TLS counterpart when TLS runs and no TLS kind is named (and back).
  */
 const LISTED = values.targets?.split(',') as TargetKind[] | undefined
+for (const k of LISTED ?? []) if (![...PLAIN_KINDS, ...TLS_KINDS].includes(k)) throw new Error(`--targets: ${k} is not a target (${[...PLAIN_KINDS, ...TLS_KINDS].join(', ')})`)
 const TRANSPORTS = new Set<Transport>((values.transport?.split(',') as Transport[] | undefined) ?? (LISTED === undefined ? ['plain', 'tls'] : LISTED.map(transportOf)))
+for (const t of TRANSPORTS) if (t !== 'plain' && t !== 'tls') throw new Error(`--transport: plain, tls or both, not ${String(t)}`)
 /**
  * Targets per scenario. By default: node-pipe (cheap) where it is a useful floor (fixed rate,
- * latency, CONNECT), moat-acl5000 in both plain fan-in scenarios (the cost of a large policy); with
+ * latency, CONNECT one at a time and concurrent), moat-acl5000 in both plain fan-in scenarios (the cost of a large policy); with
  * TLS the bare Node pass-through everywhere but in the storms (the floor of any Node proxy that
  * terminates TLS). With --targets, exactly those (plus moat-acl5000 in the fan-in scenarios when
  * moat is listed).
