@@ -16,8 +16,9 @@ export const MAX_TICKET_LIFETIME_MS = 7 * 24 * HOUR
 export const MAX_SESSION_CACHE = 1_000_000
 
 /**
- * Resumption on; a ticket resumes for 2 h, and its key lives 12 h, so most tickets live their whole
- * lifetime (only those issued in a key's last 2 h are cut short) and a leaked key opens 14 h at most.
+ * Resumption on; a ticket resumes for 2 h under a key that lives 12 h: most tickets live their whole
+ * lifetime (only those issued in a key's last 2 h are cut short), and a key that leaks exposes the
+ * tickets of its 12 h.
  */
 export const DEFAULT_TLS_RESUMPTION: TlsResumptionConfig = Object.freeze({
   enabled: true,
