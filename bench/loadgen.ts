@@ -71,20 +71,26 @@ export class Client implements FrameSink {
   onPuback: (() => void) | null = null
   private connackWaiter: ((code: number) => void) | null = null
   closed = false
-  /** TLS: the latest session the server gave this connection (to offer on the next one). */
+  /** The first socket error (its code), or null. */
+  error: string | null = null
+  /** TLS: the latest session the server gave this connection (to offer on the next one), and whether its handshake completed. */
   session: Buffer | null = null
+  secured = false
 
   /** `session`: a TLS session to offer (resumption); ignored for plain targets. */
   constructor(target: Endpoint, localAddress?: string, session?: Buffer) {
     this.socket = dial(target, localAddress, session)
     this.socket.setNoDelay(true)
-    if (target.tls !== undefined) this.socket.on('session', (s: Buffer) => { this.session = s })
+    if (target.tls !== undefined) {
+      this.socket.on('session', (s: Buffer) => { this.session = s })
+      this.socket.once('secureConnect', () => { this.secured = true })
+    }
     this.framer = new Framer(this, 1 << 24)
     this.socket.on('data', (chunk: Buffer) => {
       this.framer.push(chunk)
       if (this.pendingAcks.length > 0) this.flushAcks()
     })
-    this.socket.on('error', () => {})
+    this.socket.on('error', (e: NodeJS.ErrnoException) => { this.error ??= e.code ?? e.message })
     this.socket.on('close', () => {
       this.closed = true
       this.connackWaiter?.(-1)

@@ -73,6 +73,7 @@ function rowsOf(m: Measurement): Row[] {
     row('core used: proxy', 'proxyCpuShare', '%', 0, 100)
     row('core used: broker', 'brokerCpuShare', '%', 0, 100)
     if (tls) row('connections that resumed a TLS session', 'resumedShare', '%', 0, 100)
+    row("connections Moat refused (whole run; reasons in the JSON)", 'moatRefused', '', 0)
   } else if (m.kind === 'connections') {
     row('connected', 'connected', '', 0)
     row('achieved rate', 'achievedRate', 'conn/s', 0)
@@ -97,6 +98,8 @@ function rowsOf(m: Measurement): Row[] {
     row('core used: proxy', 'proxyCpuShare', '%', 0, 100)
     row('core used: broker', 'brokerCpuShare', '%', 0, 100)
     row('clients that had to retry (listen queue full)', 'retriedClients', '', 0)
+    row('clients that did not connect (causes in the JSON: failureCauses)', 'failed', '', 0)
+    row("connections Moat refused (whole run; reasons in the JSON)", 'moatRefused', '', 0)
     row('proxy RSS before', 'proxyRssBefore', 'MiB', 1, 1 / 1048576)
     row('proxy peak RSS during the storm', 'proxyRssPeak', 'MiB', 1, 1 / 1048576)
     const settle = medianOf([m], s, m.target, 'settleSeconds')

@@ -29,7 +29,7 @@ import { connections, type ConnectionsResult } from './scenarios/connections.js'
 import { fanIn, type FanInResult } from './scenarios/fan-in.js'
 import { latency, type LatencyResult } from './scenarios/latency.js'
 import { storm, type StormResult } from './scenarios/storm.js'
-import { coalescingWaits, kindFor, nofileLimits, PLAIN_KINDS, raiseOwnNofile, startTarget, TLS_KINDS, transportOf, type Placement, type TargetKind, type Transport } from './targets.js'
+import { kindFor, nofileLimits, PLAIN_KINDS, moatCounters, raiseOwnNofile, startTarget, TLS_KINDS, transportOf, type Placement, type TargetKind, type Transport } from './targets.js'
 
 const { values } = parseArgs({
   options: {
@@ -153,8 +153,8 @@ async function measure<R>(kind: ScenarioKind, transport: Transport, scenario: st
       const target = await startTarget(kind, dir, placement)
       try {
         let result = await body(target, `${run}`)
-        // Moat: how many turns of its event loop waited (coalescing) over the run, warm-up included.
-        if (target.adminPort !== null) result = { ...result, ...await coalescingWaits(target.adminPort) }
+        // Moat: how many turns of its event loop waited (coalescing) and the connections it refused, over the run, warm-up included.
+        if (target.adminPort !== null) result = { ...result, ...await moatCounters(target.adminPort) }
         byTarget.get(kind)!.push(result)
         process.stderr.write(`${scenario} ${kind} run ${run + 1}/${RUNS}: ${JSON.stringify(result)}\n`)
       } finally {

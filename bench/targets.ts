@@ -293,12 +293,22 @@ export async function startTarget(kind: TargetKind, dir: string, placement: Plac
   }
 }
 
-/** Moat's coalescing counters from its /metrics (warm-up included): waits, and seconds asleep in them. */
-export async function coalescingWaits(adminPort: number): Promise<{ coalescingWaits: number; coalescingWaitSeconds: number }> {
+/**
+ * Moat's counters from its /metrics over the whole run (warm-up included): coalescing waits and
+ * seconds asleep in them, and the connections it refused, in all and by reason (e.g.
+ * "tls_handshake_failed 3"; empty when none).
+ */
+export async function moatCounters(adminPort: number): Promise<{ coalescingWaits: number; coalescingWaitSeconds: number; moatRefused: number; moatRefusedReasons: string }> {
   const text = await (await fetch(`http://127.0.0.1:${adminPort}/metrics`)).text()
   const lines = text.split('\n')
   const value = (name: string): number => Number(lines.find((l) => l.startsWith(`${name} `))?.slice(name.length + 1) ?? NaN)
-  return { coalescingWaits: value('moat_coalescing_waits_total'), coalescingWaitSeconds: value('moat_coalescing_wait_seconds_total') }
+  const refused = lines.map((l) => /^moat_connections_refused_total\{.*?reason="([^"]*)".*\} (\d+)/.exec(l)).filter((m) => m !== null)
+  return {
+    coalescingWaits: value('moat_coalescing_waits_total'),
+    coalescingWaitSeconds: value('moat_coalescing_wait_seconds_total'),
+    moatRefused: refused.reduce((n, m) => n + Number(m[2]), 0),
+    moatRefusedReasons: refused.map((m) => `${m[1]} ${m[2]}`).join(', '),
+  }
 }
 
 /** Resident set size of a process in bytes, from /proc/PID/status. */

@@ -66,6 +66,8 @@ export interface StormResult {
   readonly retriedClients: number
   /** TLS: share of the clients that resumed a session (null for plain targets). */
   readonly resumedShare: number | null
+  /** Why the clients that did not connect did not, counted: the socket's error code (or "closed"), "CONNACK n", and for TLS whether the handshake had completed. */
+  readonly failureCauses: string
 }
 
 /** How long the storm may take before the clients still waiting count as failed. */
@@ -85,6 +87,8 @@ export async function storm(target: RunningTarget, o: StormOptions, runId: strin
   const first = sourceBlock(o.sources)
   const clients: Client[] = []
   const times = new Float64Array(o.clients)
+  /** Each client's CONNACK code (-1: closed first; undefined: no answer yet). */
+  const codes = new Array<number | undefined>(o.clients)
   let connected = 0
   let failed = 0
   const proxyCpu0 = pid === null ? 0 : cpuSeconds(pid)
@@ -99,6 +103,7 @@ export async function storm(target: RunningTarget, o: StormOptions, runId: strin
     clients.push(c)
     answers.push(c.connect(frames[i]!).then((code) => {
       const now = performance.now()
+      codes[i] = code
       if (code !== 0) return void failed++
       times[connected++] = now - start
       last = now
@@ -114,6 +119,12 @@ export async function storm(target: RunningTarget, o: StormOptions, runId: strin
   const brokerCpu = cpuSeconds(target.brokerPid) - brokerCpu0
   const retried = await retriedClients(target.endpoint.port, first, o.sources)
   const resumedCount = clients.filter((c) => resumed(c.socket)).length
+  const causes = new Map<string, number>()
+  clients.forEach((c, i) => {
+    if (codes[i] === 0) return
+    const cause = codes[i] === undefined ? 'no answer' : codes[i]! > 0 ? `CONNACK ${codes[i]}` : `${c.error ?? 'closed'}${target.endpoint.tls !== undefined && !c.secured ? ' in the TLS handshake' : ''}`
+    causes.set(cause, (causes.get(cause) ?? 0) + 1)
+  })
   if (connected + failed < o.clients) console.error(`storm ${target.kind}: ${o.clients - connected - failed} clients without a CONNACK after ${STORM_LIMIT_MS / 1000} s`)
   await Promise.all(clients.map((c) => c.disconnect()))
   let rssAfter: number | null = null
@@ -145,6 +156,7 @@ export async function storm(target: RunningTarget, o: StormOptions, runId: strin
     settleSeconds: o.settleSeconds,
     retriedClients: retried,
     resumedShare: target.endpoint.tls === undefined ? null : resumedCount / o.clients,
+    failureCauses: [...causes].map(([cause, n]) => `${cause} ${n}`).join(', '),
   }
 }
 
