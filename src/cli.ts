@@ -125,12 +125,11 @@ async function main(argv: string[]): Promise<number> {
     case 'ban':
       return runBanCommand(args.ban, process.stdout)
     case 'demo': {
-      const { logger } = await openLog({ level: 'info', format: 'pretty', file: null })
+      const { logger, print } = await openLog({ level: 'info', format: 'pretty', file: null })
       const { demoBanner, startDemo } = await import('./demo.js')
       const demo = await startDemo({ port: args.port, adminPort: args.adminPort, embedded: args.embedded, logger })
-      // What the start logged (a broker that could not start) comes before the banner, not inside it.
-      await new Promise<void>((resolve) => logger.flush(() => resolve()))
-      process.stdout.write(demoBanner(demo) + '\n')
+      // Through the log's own stream: what the start logged (a broker that could not start) comes before it.
+      print(demoBanner(demo) + '\n')
       onSignals(() => demo.stop(), logger)
       return -1
     }

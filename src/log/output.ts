@@ -16,6 +16,8 @@ export interface LogOutput {
   readonly logger: Logger
   /** Opens `log.file` again at its path; false (nothing done) when the log goes to standard output. */
   reopen(): boolean
+  /** Writes `text` as it is, in order with the log lines (the demo's banner). */
+  print(text: string): void
 }
 
 type Destination = ReturnType<typeof pino.destination>
@@ -44,13 +46,17 @@ export async function openLog(config: LogConfig, configFile = ''): Promise<LogOu
   if (file !== null) destination.on('error', logFileFailed(destination, file))
   const options = loggerOptions(config.level)
   const batch = new TurnBatch(destination)
-  if (config.format === 'json') return { logger: pino(options, batch), reopen: reopener(batch, destination, file) }
+  if (config.format === 'json') return { logger: pino(options, batch), reopen: reopener(batch, destination, file), print: printer(batch) }
   const pretty = await prettyPrinter(file === null && process.stdout.isTTY)
   const stream = {
     write: (line: string): boolean => batch.write(pretty(line)),
     flush: (done: (err?: Error) => void): void => batch.flush(done),
   }
-  return { logger: pino(options, stream), reopen: reopener(batch, destination, file) }
+  return { logger: pino(options, stream), reopen: reopener(batch, destination, file), print: printer(batch) }
+}
+
+function printer(batch: TurnBatch): (text: string) => void {
+  return (text) => void batch.write(text)
 }
 
 function reopener(batch: TurnBatch, destination: Destination, file: string | null): () => boolean {
