@@ -54,6 +54,13 @@ function keyOf(socket: Socket): string {
   return `${socket.remoteAddress}|${socket.remotePort}`
 }
 
+/**
+ * Connections the kernel may queue before Moat accepts them. Node's default (511) overflows when a
+ * fleet reconnects at once, and a client whose SYN is dropped tries again only after 1 s, then 3 s.
+ * The kernel caps it at net.core.somaxconn.
+ */
+const LISTEN_BACKLOG = 4096
+
 export class Listener {
   readonly config: ListenerConfig
   private readonly ctx: ListenerContext
@@ -290,7 +297,7 @@ export class Listener {
         reject(new MoatError('MOAT_ERR_LISTEN', `listener '${name}' cannot listen on ${host}:${port}: ${err.code ?? err.message}`))
       }
       server.once('error', onError)
-      server.listen({ host, port }, () => {
+      server.listen({ host, port, backlog: LISTEN_BACKLOG }, () => {
         server.off('error', onError)
         resolve()
       })
