@@ -33,6 +33,13 @@ const REFUSAL_CODES: Record<ConnectionRefusal, number> = {
   banned: ReasonCode.Banned,
 }
 
+/**
+ * Dials per CONNECT when the broker does not answer in `upstream.connectTimeout`: a broker whose
+ * accept queue overflowed (a fleet reconnecting at once) drops the SYN, and the kernel would send
+ * it again only after seconds; a fresh dial is a fresh SYN. A refusal is answered at once.
+ */
+const DIAL_ATTEMPTS = 3
+
 /** How long a connection refused at accept time may take to send the CONNECT its refusal answers. */
 const REFUSED_CONNECT_WAIT_MS = 1000
 
@@ -56,6 +63,7 @@ export class Admission {
   private frame: Buffer | null = null
   private packet: IConnectPacket | null = null
   private dialStartedAt = 0
+  private dials = 0
 
   constructor(session: Session, refusal: ConnectionRefusal | null) {
     this.session = session
@@ -169,10 +177,28 @@ export class Admission {
       return
     }
     this.frame = upstreamFrame
-    const config = this.ctx.policy.config.upstream
     this.dialStartedAt = performance.now()
+    this.dial()
+  }
+
+  private dial(): void {
+    const config = this.ctx.policy.config.upstream
+    this.dials++
     const upstream = (this.ctx.dial ?? dialUpstream)(config, this.state, this.session.client as LocalEnd)
     this.session.dialing(upstream, upstreamReadyEvent(config), config.connectTimeoutMs)
+  }
+
+  /** The dial took longer than upstream.connectTimeout: dialled again, or failed after the last attempt. */
+  dialTimedOut(): void {
+    if (this.session.phase !== Phase.Dialing) return
+    if (this.dials >= DIAL_ATTEMPTS) {
+      this.dialFailed(`connect timeout (${this.dials} attempts)`)
+      return
+    }
+    this.ctx.stats.upstreamConnectFailures += 1 // every attempt that failed counts (moat_upstream_connect_failures_total)
+    this.session.audit.log.debug({ event: 'upstream_dial_retry', attempt: this.dials }, 'broker did not answer in time: dialling again')
+    this.session.abandonDial()
+    this.dial()
   }
 
   /**

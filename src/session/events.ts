@@ -103,7 +103,7 @@ export function onConnectTimeout(session: Session): void {
   session.onConnectTimeout()
 }
 export function onDialTimeout(session: Session): void {
-  session.admission.dialFailed('connect timeout')
+  session.admission.dialTimedOut()
 }
 export function onLingerTimeout(session: Session): void {
   session.onLingerTimeout()

@@ -44,6 +44,8 @@ import type { UpstreamSocket } from './upstream.js'
 
 export type { SessionInfo } from './session-info.js'
 
+function ignoreError(): void {}
+
 /** How long a closing session waits for its peers to close before destroying the sockets. */
 const LINGER_MS = 2000
 
@@ -224,6 +226,18 @@ export class Session implements FrameSink {
     this.upstream = upstream
     this.upstreamOpen = true
     this.timer = setTimeout(onDialTimeout, timeoutMs, this)
+  }
+
+  /** The dial timed out and is tried again: the socket that never connected is dropped, silently. */
+  abandonDial(): void {
+    if (this.phase !== Phase.Dialing || this.upstream === null) return
+    this.clearTimer()
+    const upstream = this.upstream
+    upstream.removeAllListeners()
+    upstream.on('error', ignoreError)
+    upstream.destroy()
+    this.upstream = null
+    this.upstreamOpen = false
   }
 
   onUpstreamConnect(): void {

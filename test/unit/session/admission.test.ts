@@ -1,5 +1,5 @@
 /** Admission decisions (session/admission.ts), through a Session over fake sockets. */
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import type { CheckFactory } from '../../../src/checks/check.js'
 import { disconnect, FORWARD, type Verdict } from '../../../src/checks/verdict.js'
 import type { Fleet, FleetRefusal, FleetVerdict } from '../../../src/fleet/fleet.js'
@@ -174,5 +174,55 @@ describe('Admission', () => {
     h.upstream().emit('connect')
     expect(h.ctx.stats.upstreamConnects).toBe(1)
     expect(h.ctx.stats.upstreamConnectSeconds).toBeGreaterThan(0)
+  })
+})
+
+describe('Admission: a broker that does not answer in upstream.connectTimeout', () => {
+  const slowBroker = { upstream: { host: '127.0.0.1', port: 1, connectTimeout: '40ms' } }
+
+  it('is dialled again with a fresh connection, and the second dial that connects opens the session', async () => {
+    const h = sessionHarness(sessionConfig(slowBroker), { connectOnDial: false })
+    h.client.send(connectBytes(4))
+    await settle()
+    expect(h.dials).toHaveLength(1)
+    await new Promise((resolve) => setTimeout(resolve, 80))
+    expect(h.dials).toHaveLength(2)
+    // The first connection is dropped; it is never written to.
+    expect(h.dials[0]!.destroyed).toBe(true)
+    expect(h.dials[0]!.received()).toHaveLength(0)
+    expect(h.client.received()).toHaveLength(0)
+    h.dials[1]!.emit('connect')
+    await settle()
+    expect(h.dials[1]!.received()).toEqual(connectBytes(4))
+    h.dials[1]!.send(connackBytes(4, 0))
+    await settle()
+    expect(h.client.received()).toEqual(connackBytes(4, 0))
+    expect(h.session.isClosed).toBe(false)
+    expect(h.ctx.stats.upstreamConnectFailures).toBe(1)
+    expect(h.lines.filter((l) => l.event === 'upstream_dial_retry')).toHaveLength(1)
+  })
+
+  it('answers "server unavailable" after the third attempt (3.1.1 CONNACK 3, 5.0 CONNACK 0x88)', async () => {
+    for (const [version, answer] of [[4, connackBytes(4, 3)], [5, connackBytes(5, ReasonCode.ServerUnavailable)]] as const) {
+      const h = sessionHarness(sessionConfig(slowBroker), { connectOnDial: false })
+      h.client.send(connectBytes(version))
+      await vi.waitFor(() => expect(h.session.isClosed).toBe(true), { timeout: 2000 })
+      expect(h.dials).toHaveLength(3)
+      for (const dial of h.dials) expect(dial.received()).toHaveLength(0)
+      expect(h.client.received()).toEqual(answer)
+      expect(h.ctx.stats.upstreamConnectFailures).toBe(3)
+      expect(h.lines.find((l) => l.event === 'session_end')).toMatchObject({ reason: 'upstream_unavailable' })
+    }
+  })
+
+  it('is not dialled again when the broker refuses: the client is answered at once', async () => {
+    const h = sessionHarness(sessionConfig(slowBroker), { connectOnDial: false })
+    h.client.send(connectBytes(4))
+    await settle()
+    h.dials[0]!.destroy(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }))
+    await settle()
+    expect(h.dials).toHaveLength(1)
+    expect(h.client.received()).toEqual(connackBytes(4, 3))
+    expect(h.session.isClosed).toBe(true)
   })
 })
