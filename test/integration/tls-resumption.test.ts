@@ -136,8 +136,16 @@ describe('MQTT.js with the session of its previous connection', () => {
 describe('the TLS 1.2 session-id cache (clients without tickets)', () => {
   const noTicket = { maxVersion: 'TLSv1.2', secureOptions: constants.SSL_OP_NO_TICKET } as const
 
-  it('resumes a Node client and openssl s_client -no_ticket by session id', async () => {
-    const { moat, port } = await start()
+  it('is off by default: a client without tickets makes a full handshake each time (one with tickets resumes)', async () => {
+    const { port } = await start()
+    const first = await dial(port(), ca, noTicket)
+    expect((await dial(port(), ca, { ...noTicket, session: first.session! })).reused).toBe(false)
+    const ticket = await dial(port(), ca, { maxVersion: 'TLSv1.2' })
+    expect((await dial(port(), ca, { maxVersion: 'TLSv1.2', session: ticket.session! })).reused).toBe(true)
+  })
+
+  it('with sessionCache set, resumes a Node client and openssl s_client -no_ticket by session id', async () => {
+    const { moat, port } = await start({ sessionCache: 10_000 })
     const first = await dial(port(), ca, noTicket)
     expect(first.reused).toBe(false)
     expect((await dial(port(), ca, { ...noTicket, session: first.session! })).reused).toBe(true)

