@@ -10,7 +10,6 @@ import { pino } from 'pino'
 import type { LogConfig } from '../config/types.js'
 import { ConfigError } from '../errors.js'
 import { loggerOptions, type Logger } from './logger.js'
-import { TurnBatch } from './turn-batch.js'
 
 export interface LogOutput {
   readonly logger: Logger
@@ -45,24 +44,23 @@ export async function openLog(config: LogConfig, configFile = ''): Promise<LogOu
   const destination = file === null ? pino.destination({ dest: 1 }) : pino.destination({ dest: file, append: true })
   if (file !== null) destination.on('error', logFileFailed(destination, file))
   const options = loggerOptions(config.level)
-  const batch = new TurnBatch(destination)
-  if (config.format === 'json') return { logger: pino(options, batch), reopen: reopener(batch, destination, file), print: printer(batch) }
+  if (config.format === 'json') return { logger: pino(options, destination), reopen: reopener(destination, file), print: printer(destination) }
   const pretty = await prettyPrinter(file === null && process.stdout.isTTY)
   const stream = {
-    write: (line: string): boolean => batch.write(pretty(line)),
-    flush: (done: (err?: Error) => void): void => batch.flush(done),
+    write: (line: string): boolean => destination.write(pretty(line)),
+    flush: (done: (err?: Error) => void): void => destination.flush(done),
   }
-  return { logger: pino(options, stream), reopen: reopener(batch, destination, file), print: printer(batch) }
+  return { logger: pino(options, stream), reopen: reopener(destination, file), print: printer(destination) }
 }
 
-function printer(batch: TurnBatch): (text: string) => void {
-  return (text) => void batch.write(text)
+/** Text written into the log's own stream lands after every line logged before it. */
+function printer(destination: Destination): (text: string) => void {
+  return (text) => void destination.write(text)
 }
 
-function reopener(batch: TurnBatch, destination: Destination, file: string | null): () => boolean {
+function reopener(destination: Destination, file: string | null): () => boolean {
   return () => {
     if (file === null) return false
-    batch.drain() // lines logged before the reopen belong to the file they were logged into
     destination.reopen()
     return true
   }
