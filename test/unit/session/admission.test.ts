@@ -181,20 +181,25 @@ describe('Admission: a broker that does not answer in upstream.connectTimeout', 
   const slowBroker = { upstream: { host: '127.0.0.1', port: 1, connectTimeout: '40ms' } }
 
   it('is dialled again with a fresh connection, and the second dial that connects opens the session', async () => {
-    const h = sessionHarness(sessionConfig(slowBroker), { connectOnDial: false })
+    // The first dial never answers; the second connects at once, so no later timer can fire.
+    const dials: FakeSocket[] = []
+    const dial = (): FakeSocket => {
+      const socket = new FakeSocket()
+      dials.push(socket)
+      if (dials.length > 1) process.nextTick(() => socket.emit('connect'))
+      return socket
+    }
+    const h = sessionHarness(sessionConfig(slowBroker), { context: { dial } })
     h.client.send(connectBytes(4))
     await settle()
-    expect(h.dials).toHaveLength(1)
-    await new Promise((resolve) => setTimeout(resolve, 80))
-    expect(h.dials).toHaveLength(2)
+    expect(dials).toHaveLength(1)
+    await vi.waitFor(() => expect(dials[1]?.received()).toEqual(connectBytes(4)), { timeout: 2000 })
+    expect(dials).toHaveLength(2)
     // The first connection is dropped; it is never written to.
-    expect(h.dials[0]!.destroyed).toBe(true)
-    expect(h.dials[0]!.received()).toHaveLength(0)
+    expect(dials[0]!.destroyed).toBe(true)
+    expect(dials[0]!.received()).toHaveLength(0)
     expect(h.client.received()).toHaveLength(0)
-    h.dials[1]!.emit('connect')
-    await settle()
-    expect(h.dials[1]!.received()).toEqual(connectBytes(4))
-    h.dials[1]!.send(connackBytes(4, 0))
+    dials[1]!.send(connackBytes(4, 0))
     await settle()
     expect(h.client.received()).toEqual(connackBytes(4, 0))
     expect(h.session.isClosed).toBe(false)
@@ -216,7 +221,8 @@ describe('Admission: a broker that does not answer in upstream.connectTimeout', 
   })
 
   it('is not dialled again when the broker refuses: the client is answered at once', async () => {
-    const h = sessionHarness(sessionConfig(slowBroker), { connectOnDial: false })
+    // A timeout far off, so only the refusal can end the dial.
+    const h = sessionHarness(sessionConfig({ upstream: { host: '127.0.0.1', port: 1, connectTimeout: '30s' } }), { connectOnDial: false })
     h.client.send(connectBytes(4))
     await settle()
     h.dials[0]!.destroy(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' }))
