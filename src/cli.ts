@@ -1,7 +1,7 @@
 #!/usr/bin/env -S node --no-memory-reducer --max-semi-space-size=4
 /**
  * The `moat` command: runs the proxy, or one of the commands (check, demo, certs, audit, passwd,
- * ban). How each is written and its help are in cli/usage.ts, the reading of the command line in
+ * ban, sessions). How each is written and its help are in cli/usage.ts, the reading of the command line in
  * cli/args.ts, `moat check` in cli/check.ts; errors are printed here, each with its code.
  */
 // First: from here on SIGUSR1 cannot open Node's inspector, nor SIGUSR2 end the process.
@@ -9,6 +9,7 @@ import { onLogSignals } from './log/signals.js'
 import { readFileSync } from 'node:fs'
 import { makeDevCerts } from './certs.js'
 import { runBanCommand } from './fleet/ban-command.js'
+import { runSessionsCommand } from './cli/sessions-command.js'
 // The proxy, the demo broker, the probe and the pretty printer load only for the commands that
 // use them: `moat check`, `moat ban` and `--version` start in a fraction of the time.
 import { auditConfig } from './audit/config-audit.js'
@@ -124,6 +125,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'ban':
       return runBanCommand(args.ban, process.stdout)
+    case 'sessions':
+      return runSessionsCommand(args.sessions, process.stdout, process.stderr)
     case 'demo': {
       const { logger, print } = await openLog({ level: 'info', format: 'pretty', file: null })
       const { demoBanner, startDemo } = await import('./demo.js')

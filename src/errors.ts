@@ -14,6 +14,7 @@ export const errorCodes = {
   MOAT_ERR_PROBE: '`moat audit --target` could not probe the target (connection refused, host not found, no MQTT answer).',
   MOAT_ERR_CLUSTER: 'The shared store cannot be set up (`cluster.redis.passwordFile` unreadable, admin token file unreadable).',
   MOAT_ERR_BAN: '`moat ban` failed: the admin endpoint is unreachable, refused the token, has the ban API disabled, or rejected the ban.',
+  MOAT_ERR_SESSIONS: '`moat sessions` failed: the admin endpoint is unreachable, refused the token, has the sessions API disabled, or holds no session of the client id to kick.',
   MOAT_ERR_PASSWD: '`moat passwd` could not write the entry (bad user name, empty or mismatched password, unwritable file).',
   MOAT_ERR_WORKER: 'With `workers: N`, a worker process could not start, or workers kept crashing and Moat gave up.',
 } as const

@@ -9,6 +9,14 @@ import { describeRedis } from './fleet/redis-client.js'
 import { RedisStore } from './fleet/redis-store.js'
 import { LocalStore, type SharedStore } from './fleet/shared-store.js'
 import { BanApi } from './admin/ban-api.js'
+import { advertise } from './admin/advertise.js'
+import { adminToken, BearerCheck } from './admin/bearer.js'
+import { FleetFanout } from './admin/fleet-fanout.js'
+import { kickLocal, localPage } from './admin/local-sessions.js'
+import type { SessionPage, SessionParams } from './admin/session-query.js'
+import { SessionsApi } from './admin/sessions-api.js'
+import { InstanceDirectory } from './fleet/instance-directory.js'
+import type { RowStamp, SessionRow } from './session/session-row.js'
 import { registerClusterMetrics } from './metrics/fleet-metrics.js'
 import type { CheckChain } from './checks/chain.js'
 import { checkFactories } from './checks/index.js'
@@ -58,6 +66,8 @@ export class Moat implements SessionContext {
   readonly ticketSeeds: TicketSeeds
   private readonly listeners: Listener[]
   private readonly admin: AdminServer | null
+  /** Where the fleet finds this admin endpoint (cluster.redis and an admin token). */
+  private directory: InstanceDirectory | null = null
   private readonly sessions = new Set<Session>()
   private sessionIds = 0
   private draining = false
@@ -83,10 +93,25 @@ export class Moat implements SessionContext {
     registerClusterMetrics(this.registry, this.stats.cluster, this.fleet)
     this.ticketSeeds = options.ticketSeeds ?? ticketSeedsFor(this.store, this.logger)
     this.listeners = config.listeners.map((l) => new Listener(l, this, this.accept.bind(this)))
-    this.admin = config.admin === null || options.admin === false ? null : new AdminServer(config.admin, this.registry, {
+    this.admin = config.admin === null || options.admin === false ? null : this.adminServer(config)
+  }
+
+  private adminServer(config: MoatConfig): AdminServer {
+    const token = adminToken(config.admin)
+    const bearer = new BearerCheck(token)
+    const store = this.store
+    if (store instanceof RedisStore && token !== null) {
+      this.directory = new InstanceDirectory(store.redis, store.config.prefix, store.instanceId, this.logger)
+    }
+    const fanout = this.directory === null ? null : new FleetFanout(this.directory, token!)
+    const sessions = new SessionsApi({
+      page: async (params, stamp) => ({ page: this.sessionPage(params, stamp), missing: [] }),
+      kick: async (clientId, stamp) => ({ rows: this.kickSessions(clientId, stamp), missing: [] }),
+    }, bearer, fanout, this.logger)
+    return new AdminServer(config.admin!, this.registry, {
       listenersUp: () => !this.draining && this.listeners.every((l) => l.listening),
       upstream: config.upstream,
-    }, new BanApi(this.store, config.admin, this.logger))
+    }, { bans: new BanApi(store, bearer, this.logger), sessions })
   }
 
   /** The running configuration (replaced by a successful reload). */
@@ -180,6 +205,7 @@ export class Moat implements SessionContext {
       this.overload.stop()
       this.heapTrim?.stop()
       this.coalescing.stop()
+      await this.directory?.close()
       await this.store.close()
       throw err
     }
@@ -190,6 +216,7 @@ export class Moat implements SessionContext {
     if (this.admin !== null) {
       const { host, port } = this.admin.address()
       this.logger.info({ event: 'admin_listening', host, port }, 'admin endpoint listening')
+      if (this.directory !== null) advertise(this.directory, this.config.admin!, { host, port }, this.logger)
     }
     if (this.config.acl === null) {
       this.logger.warn({ event: 'no_acl' }, 'no `acl` section: every client may publish and subscribe to every topic')
@@ -218,6 +245,16 @@ export class Moat implements SessionContext {
   /** One snapshot per open session (buffers, pause state, identity). */
   sessionInfo(): SessionInfo[] {
     return [...this.sessions].map((s) => s.info())
+  }
+
+  /** A page of the sessions view (admin/sessions-api.ts) of this process's sessions. */
+  sessionPage(params: SessionParams, stamp: RowStamp = {}): SessionPage {
+    return localPage(this.sessions, params, stamp)
+  }
+
+  /** Kicks the sessions of `clientId`; their rows. */
+  kickSessions(clientId: string, stamp: RowStamp = {}): SessionRow[] {
+    return kickLocal(this.sessions, clientId, stamp)
   }
 
   private accept(socket: ClientSocket, conn: ConnInfo): void {
@@ -292,6 +329,7 @@ export class Moat implements SessionContext {
       this.coalescing.stop()
       await this.admin?.close()
       await this.auth.close()
+      await this.directory?.close()
       await this.store.close()
     }
   }

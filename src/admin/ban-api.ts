@@ -3,49 +3,18 @@
  *   GET    /bans                          the bans in force (JSON)
  *   POST   /bans   {target, for?, reason?} add or replace a ban (target: address, CIDR, user:NAME, client:ID)
  *   DELETE /bans?target=TARGET            remove it
- * Every call needs `Authorization: Bearer <admin.token>` (compared in constant time). Without a
- * configured token the API is disabled (403), so an admin endpoint left unauthenticated for
- * /metrics never lets anyone ban. Bodies are capped at 4 KiB.
+ * Every call needs `Authorization: Bearer <admin.token>` (admin/bearer.ts); without a configured
+ * token the API is disabled (403). Bodies are capped at 4 KiB.
  */
-import { createHash, timingSafeEqual } from 'node:crypto'
-import { readFileSync } from 'node:fs'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { banTarget, parseBanTarget } from '../fleet/ban-list.js'
 import type { Ban, SharedStore } from '../fleet/shared-store.js'
-import type { AdminConfig } from '../config/types.js'
 import { parseDuration } from '../config/units.js'
-import { MoatError } from '../errors.js'
 import type { Logger } from '../log/logger.js'
+import { HttpError, sendError, sendJson, type BearerCheck } from './bearer.js'
 
 const MAX_BODY = 4096
 const MAX_REASON = 200
-
-class HttpError extends Error {
-  readonly status: number
-  constructor(status: number, message: string) {
-    super(message)
-    this.status = status
-  }
-}
-
-function digest(value: string | Buffer): Buffer {
-  return createHash('sha256').update(value).digest()
-}
-
-/** The token of `admin.token` or `admin.tokenFile`; null when neither is set. */
-export function adminToken(config: AdminConfig | null): string | null {
-  if (config === null) return null
-  if (config.token !== undefined && config.token !== null) return config.token
-  if (config.tokenFile === undefined || config.tokenFile === null) return null
-  let token: string
-  try {
-    token = readFileSync(config.tokenFile, 'utf8').trim()
-  } catch (err) {
-    throw new MoatError('MOAT_ERR_CLUSTER', `admin.tokenFile: cannot read ${config.tokenFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`)
-  }
-  if (token.length < 16) throw new MoatError('MOAT_ERR_CLUSTER', `admin.tokenFile: ${config.tokenFile} holds fewer than 16 characters`)
-  return token
-}
 
 export function banJson(ban: Ban): Record<string, unknown> {
   return { target: banTarget(ban), kind: ban.kind, value: ban.value, until: ban.until === null ? null : new Date(ban.until).toISOString(), reason: ban.reason, source: ban.source, createdAt: new Date(ban.createdAt).toISOString() }
@@ -54,19 +23,17 @@ export function banJson(ban: Ban): Record<string, unknown> {
 export class BanApi {
   private readonly store: SharedStore
   private readonly logger: Logger
-  /** sha256 of the token (so the comparison is constant-time whatever the lengths); null: API disabled. */
-  private readonly tokenDigest: Buffer | null
+  private readonly bearer: BearerCheck
 
-  constructor(store: SharedStore, config: AdminConfig | null, logger: Logger) {
+  constructor(store: SharedStore, bearer: BearerCheck, logger: Logger) {
     this.store = store
     this.logger = logger
-    const token = adminToken(config)
-    this.tokenDigest = token === null ? null : digest(token)
+    this.bearer = bearer
   }
 
   async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     try {
-      this.authorize(req)
+      this.bearer.authorize(req, 'the ban API')
       const url = new URL(req.url ?? '/', 'http://admin')
       let status = 200
       let body: unknown
@@ -90,21 +57,10 @@ export class BanApi {
         res.writeHead(405, { allow: 'GET, POST, DELETE' }).end()
         return
       }
-      res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body) + '\n')
+      sendJson(res, status, body)
     } catch (err) {
-      const status = err instanceof HttpError ? err.status : 500
-      const message = err instanceof HttpError ? err.message : 'internal error'
-      const headers: Record<string, string> = { 'content-type': 'application/json' }
-      if (status === 401) headers['www-authenticate'] = 'Bearer'
-      res.writeHead(status, headers).end(JSON.stringify({ error: message }) + '\n')
+      sendError(res, err)
     }
-  }
-
-  private authorize(req: IncomingMessage): void {
-    if (this.tokenDigest === null) throw new HttpError(403, 'the ban API is disabled: set admin.token or admin.tokenFile in the config')
-    const header = req.headers.authorization ?? ''
-    const match = /^Bearer\s+(\S+)$/i.exec(header)
-    if (match === null || !timingSafeEqual(digest(match[1]!), this.tokenDigest)) throw new HttpError(401, 'a valid Authorization: Bearer token is required')
   }
 
   private async storeCall<T>(run: () => Promise<T>): Promise<T> {

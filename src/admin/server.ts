@@ -1,14 +1,16 @@
 /**
  * The admin endpoint: /metrics (Prometheus text, or OpenMetrics when asked for: admin/exposition.ts),
  * /healthz (the process answers), /readyz (every listener is up and the broker accepts TCP
- * connections), /bans (admin/ban-api.ts: bearer token required, disabled without one). Loopback by
- * default; /metrics and the probes have no authentication, so never expose it beyond a trusted network.
+ * connections), /bans (admin/ban-api.ts) and /sessions (admin/sessions-api.ts): bearer token
+ * required, disabled without one. Loopback by default; /metrics and the probes have no
+ * authentication, so never expose it beyond a trusted network.
  */
 import http, { type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import net from 'node:net'
 import type { AdminConfig, UpstreamConfig } from '../config/types.js'
 import { MoatError } from '../errors.js'
 import type { BanApi } from './ban-api.js'
+import type { SessionsApi } from './sessions-api.js'
 import { contentTypeOf, formatFor, render, type MetricsSource } from './exposition.js'
 
 export interface ReadinessSource {
@@ -27,12 +29,14 @@ export class AdminServer {
   private lastProbeAt = 0
   private lastProbe: Promise<boolean> | null = null
   private readonly bans: BanApi | null
+  private readonly sessions: SessionsApi | null
 
-  constructor(config: AdminConfig, metrics: MetricsSource, source: ReadinessSource, bans: BanApi | null = null) {
+  constructor(config: AdminConfig, metrics: MetricsSource, source: ReadinessSource, apis: { bans?: BanApi; sessions?: SessionsApi } = {}) {
     this.config = config
     this.metrics = metrics
     this.source = source
-    this.bans = bans
+    this.bans = apis.bans ?? null
+    this.sessions = apis.sessions ?? null
     this.server = http.createServer((req, res) => {
       this.handle(req, res).catch(() => {
         if (!res.headersSent) res.writeHead(500)
@@ -44,6 +48,7 @@ export class AdminServer {
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0]
     if (path === '/bans' && this.bans !== null) return this.bans.handle(req, res)
+    if ((path === '/sessions' || path?.startsWith('/sessions/') === true) && this.sessions !== null) return this.sessions.handle(req, res)
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       res.writeHead(405, { allow: 'GET, HEAD' }).end()
       return

@@ -7,6 +7,7 @@ import net from 'node:net'
 import { parseArgs } from 'node:util'
 import { severities, type Severity } from '../audit/finding.js'
 import { checkBanArgs, type BanCommand } from '../fleet/ban-command.js'
+import { checkSessionsArgs, type SessionsCommand } from './sessions-command.js'
 import { commandName, commands, UsageError, type Command } from './usage.js'
 
 export interface AclQuestion {
@@ -45,6 +46,7 @@ export type Args =
   | { readonly command: 'audit'; readonly audit: AuditArgs }
   | { readonly command: 'passwd'; readonly file: string; readonly user: string }
   | { readonly command: 'ban'; readonly ban: BanCommand }
+  | { readonly command: 'sessions'; readonly sessions: SessionsCommand }
 
 interface OptionSpec {
   readonly type: 'string' | 'boolean'
@@ -65,6 +67,7 @@ const specs: Record<Command, Record<string, OptionSpec>> = {
   audit: { config, target: text, tls: flag, ca: text, servername: text, 'no-credentials': flag, json: flag, 'fail-on': text },
   passwd: {},
   ban: { admin: text, token: text, for: text, reason: text, json: flag },
+  sessions: { admin: text, token: text, user: text, 'client-id': text, address: text, limit: text, cursor: text, all: flag, local: flag, json: flag },
 }
 const HELP: OptionSpec = { type: 'boolean', short: 'h' }
 
@@ -168,6 +171,28 @@ export function parse(argv: string[]): Args {
       }
       checkBanArgs(ban, usage)
       return { command, ban }
+    }
+    case 'sessions': {
+      const action = positionals[0]
+      if (action !== 'list' && action !== 'kick') throw usage("'moat sessions' takes list or kick")
+      extra(2)
+      const limit = str('limit')
+      const sessions: SessionsCommand = {
+        action,
+        clientId: positionals[1] ?? null,
+        admin: str('admin') ?? 'http://127.0.0.1:9464',
+        token: str('token') ?? process.env.MOAT_ADMIN_TOKEN ?? null,
+        user: str('user') ?? null,
+        filterClientId: str('client-id') ?? null,
+        address: str('address') ?? null,
+        limit: limit === undefined ? null : /^\d+$/.test(limit) ? Number(limit) : NaN,
+        cursor: str('cursor') ?? null,
+        all: values.all === true,
+        local: values.local === true,
+        json: values.json === true,
+      }
+      checkSessionsArgs(sessions, usage)
+      return { command, sessions }
     }
   }
 }

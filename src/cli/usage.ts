@@ -4,7 +4,7 @@
  */
 import { MoatError } from '../errors.js'
 
-export const commands = ['run', 'check', 'demo', 'certs', 'audit', 'passwd', 'ban'] as const
+export const commands = ['run', 'check', 'demo', 'certs', 'audit', 'passwd', 'ban', 'sessions'] as const
 export type Command = (typeof commands)[number]
 
 interface Help {
@@ -96,6 +96,26 @@ const help: Record<Command, Help> = {
       ['--reason TEXT', 'kept with the ban'],
       ['--json', 'list as JSON'],
     ],
+  },
+  sessions: {
+    synopsis: [
+      'moat sessions list [--user NAME] [--client-id ID] [--address ADDRESS|CIDR] [--limit N] [--cursor C | --all] [--local] [--json]',
+      'moat sessions kick CLIENT_ID [--local] [--json]',
+    ],
+    summary: "list the connected clients, or kick one (5.0: DISCONNECT 0x98; 3.1.1: closed), through an instance's admin endpoint; with cluster.redis, across every instance of the fleet (exit 3 when one did not answer)",
+    options: [
+      ['--admin URL', 'the admin endpoint (default http://127.0.0.1:9464)'],
+      ['--token TOKEN', 'its admin.token (or the MOAT_ADMIN_TOKEN environment variable)'],
+      ['--user NAME', 'only the sessions of this user name'],
+      ['--client-id ID', 'only the sessions of this client id'],
+      ['--address ADDRESS', 'only the sessions from this address, or CIDR'],
+      ['--limit N', 'sessions per page (default 100, at most 1000)'],
+      ['--cursor C', 'the page after the one that printed C'],
+      ['--all', 'every page'],
+      ['--local', 'the sessions of that instance only, not of the whole fleet'],
+      ['--json', 'the answers as JSON, one object per page'],
+    ],
+    notes: ['Columns: client id, user, address:port, protocol, state, connected since, instance. A kicked client may connect again: `moat ban` keeps it out.'],
   },
 }
 

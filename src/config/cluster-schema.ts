@@ -51,6 +51,18 @@ export const clusterSchema = z.strictObject({
 export const adminTokenSchema = {
   token: z.string({ error: 'expected a string' }).min(16, { error: 'a token is at least 16 characters' }).optional(),
   tokenFile: text.optional(),
+  /** The URL the other instances of a fleet reach this admin endpoint at (docs/sessions.md). */
+  advertise: z.string({ error: 'expected a URL like http://10.0.0.5:9464' }).refine(isAdminUrl, { error: 'expected an http:// or https:// URL like http://10.0.0.5:9464, with no path, query or credentials' }).optional(),
+}
+
+function isAdminUrl(value: string): boolean {
+  try {
+    const url = new URL(value)
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.username === '' && url.password === ''
+      && (url.pathname === '/' || url.pathname === '') && url.search === '' && url.hash === ''
+  } catch {
+    return false
+  }
 }
 
 export type ClusterInput = z.output<typeof clusterSchema>
@@ -79,9 +91,10 @@ export function compileCluster(c: ClusterInput | undefined, configFile: string):
 }
 
 /** The token keys, only when one is set (an admin section without them compiles as before). */
-export function compileAdminToken(a: { token?: string | undefined; tokenFile?: string | undefined }, configFile: string): { token?: string; tokenFile?: string } {
-  const out: { token?: string; tokenFile?: string } = {}
+export function compileAdminToken(a: { token?: string | undefined; tokenFile?: string | undefined; advertise?: string | undefined }, configFile: string): { token?: string; tokenFile?: string; advertise?: string } {
+  const out: { token?: string; tokenFile?: string; advertise?: string } = {}
   if (a.token !== undefined) out.token = a.token
+  if (a.advertise !== undefined) out.advertise = a.advertise.replace(/\/+$/, '')
   if (a.tokenFile !== undefined) out.tokenFile = absolute(a.tokenFile, configFile)
   return out
 }

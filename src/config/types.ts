@@ -104,6 +104,8 @@ export interface AdminConfig {
   readonly token?: string | null
   /** File holding the token (absolute path), read at start. */
   readonly tokenFile?: string | null
+  /** The URL other instances of the fleet ask for this instance's sessions; absent: the bound address. */
+  readonly advertise?: string | null
 }
 
 export interface LimitsConfig {

@@ -77,3 +77,12 @@ export function shutdownAnswer(s: SessionState, connecting: boolean): Buffer | n
   if (connecting) return connackRefusal(s.version, ReasonCode.ServerShuttingDown)
   return s.version === 5 && s.connected ? disconnectV5(ReasonCode.ServerShuttingDown) : null
 }
+
+/**
+ * An operator kicked the client: after the CONNACK, 5.0 DISCONNECT 0x98 Administrative action and
+ * 3.1.1 a bare close; before it, the refusing CONNACK Server unavailable (0x98 is no CONNACK code),
+ * which tells the client to try again later: a kick is not a ban.
+ */
+export function kickedAnswer(s: SessionState, connackSeen: boolean): Buffer | null {
+  return unavailableAnswer(s, connackSeen, ReasonCode.AdministrativeAction)
+}

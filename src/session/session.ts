@@ -29,7 +29,7 @@ import { ClientFrames } from './client-frames.js'
 import type { ClientSocket, ConnInfo } from '../client/conn-info.js'
 import type { SessionContext } from './context.js'
 import { listenToClient, listenToUpstream, onConnectTimeout, onDialTimeout, onLingerTimeout } from './events.js'
-import { bannedAnswer, shutdownAnswer, tooLargeAnswer } from './fault-answer.js'
+import { bannedAnswer, kickedAnswer, shutdownAnswer, tooLargeAnswer } from './fault-answer.js'
 import { FlowControl, Paused } from './flow-control.js'
 import { KeepaliveWatch } from './keepalive.js'
 import { PeerEnds } from './peer-ends.js'
@@ -88,7 +88,8 @@ export class Session implements FrameSink {
   private clientOpen = true
   private upstreamOpen = false
   private closeReason: CloseReason | null = null
-  private readonly startedAt = Date.now()
+  /** When the client connection was accepted (the sessions view's "connected since"). */
+  readonly startedAt = Date.now()
 
   constructor(ctx: SessionContext, client: ClientSocket, conn: ConnInfo, refusal: ConnectionRefusal | null = null) {
     this.ctx = ctx
@@ -297,6 +298,15 @@ export class Session implements FrameSink {
     if (this.phase >= Phase.Closing) return
     this.audit.banned(ban)
     this.close('banned', bannedAnswer(this.state, this.phase === Phase.AwaitConnect, this.fromBroker.connackSeen))
+  }
+
+  /**
+   * An operator kicked the client (`DELETE /sessions/{clientId}`): 5.0 DISCONNECT 0x98, 3.1.1 a
+   * close. From here on nothing the client sends reaches the broker (close() stops the framing).
+   */
+  kick(): void {
+    if (this.phase >= Phase.Closing) return
+    this.close('kicked', kickedAnswer(this.state, this.fromBroker.connackSeen))
   }
 
   /** Graceful shutdown of the proxy: 5.0 clients learn why (0x8B). */

@@ -59,6 +59,8 @@ export const endReasons = [
   'upstream_error',
   'upstream_protocol_error',
   'shutdown',
+  // an operator closed it through the admin endpoint (DELETE /sessions/{clientId})
+  'kicked',
 ] as const
 export type EndReason = (typeof endReasons)[number]
 

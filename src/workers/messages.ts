@@ -4,6 +4,8 @@
  */
 import type { Registry } from 'prom-client'
 import type { Ban, BanKind } from '../fleet/shared-store.js'
+import type { SessionPage, SessionParams } from '../admin/session-query.js'
+import type { SessionRow } from '../session/session-row.js'
 
 /** `bans`: send me the ban list (a new WorkerStore asks once, so bans made before it started reach it). */
 export type StoreOp = 'acquire' | 'release' | 'take' | 'count' | 'addBan' | 'removeBan' | 'bans'
@@ -47,6 +49,25 @@ export interface TicketSeed {
   seed: string
 }
 
+/**
+ * The sessions view (admin/sessions-api.ts) in `workers: N` mode: the primary serves the admin
+ * endpoint, the sessions live in the workers. `instance`: the fleet's name of the primary, stamped
+ * on every row (null without a fleet).
+ */
+export interface SessionsAsk {
+  moat: 'sessions'
+  id: number
+  params: SessionParams
+  instance: string | null
+}
+
+export interface KickAsk {
+  moat: 'kick'
+  id: number
+  clientId: string
+  instance: string | null
+}
+
 /** One worker's `registry.getMetricsAsJSON()`. */
 export type WorkerMetrics = Awaited<ReturnType<Registry['getMetricsAsJSON']>>
 
@@ -59,13 +80,17 @@ export type PrimaryMessage =
   | StoreReply
   | BanList
   | TicketSeed
+  | SessionsAsk
+  | KickAsk
 
 export type WorkerMessage =
   | { moat: 'hello' }
-  | { moat: 'ready'; listeners: Array<{ name: string; host: string; port: number }>; store: string }
+  | { moat: 'ready'; listeners: Array<{ name: string; host: string; port: number }>; store: string; instance: string | null }
   | { moat: 'fatal'; message: string; code: string | null }
   | { moat: 'reloaded'; ok: boolean; generation: number }
   | { moat: 'metrics'; id: number; metrics: WorkerMetrics }
+  | { moat: 'sessions'; id: number; page: SessionPage }
+  | { moat: 'kicked'; id: number; rows: SessionRow[] }
   | StoreRequest
 
 /** Something to send messages to and hear them from: `process` in a worker, a Worker or ChildProcess in the primary. */

@@ -11,7 +11,9 @@
  *   keep crashing;
  * - on shutdown, has every worker drain for the grace period, then exits 0;
  * - passes a reopen of the log file (SIGHUP, SIGUSR2) on to every worker;
- * - holds the session-ticket seeds every worker uses (ticket-seed-host.ts).
+ * - holds the session-ticket seeds every worker uses (ticket-seed-host.ts);
+ * - serves the sessions view of its workers' sessions (session-host.ts), and with cluster.redis
+ *   advertises its admin endpoint, and names its workers, in the fleet's directory.
  */
 import cluster, { type Worker } from 'node:cluster'
 import { checkFactories } from '../checks/index.js'
@@ -23,6 +25,11 @@ import { errorCodes, MoatError, type MoatErrorCode } from '../errors.js'
 import type { Logger } from '../log/logger.js'
 import { AdminServer } from '../admin/server.js'
 import { BanApi } from '../admin/ban-api.js'
+import { advertise } from '../admin/advertise.js'
+import { adminToken, BearerCheck } from '../admin/bearer.js'
+import { FleetFanout } from '../admin/fleet-fanout.js'
+import { SessionsApi } from '../admin/sessions-api.js'
+import { InstanceDirectory } from '../fleet/instance-directory.js'
 import { applyScheduling, reloadScheduling } from '../scheduling.js'
 import { RedisStore } from '../fleet/redis-store.js'
 import { RedisTicketSeeds } from '../fleet/redis-ticket-seeds.js'
@@ -31,6 +38,7 @@ import type { SharedStore } from '../fleet/shared-store.js'
 import { isMessage, post, type Channel, type PrimaryMessage, type WorkerMessage, type WorkerMetrics } from './messages.js'
 import { ClusterMetrics, type ClusterSource } from './metrics.js'
 import { StoreHost } from './store-host.js'
+import { WorkerSessions } from './session-host.js'
 import { TicketSeedHost } from './ticket-seed-host.js'
 import { WORKER_ENV, workerCount } from './worker-count.js'
 
@@ -51,6 +59,8 @@ interface Slot {
   ready: boolean
   fatal: { message: string; code: string | null } | null
   restartTimer: NodeJS.Timeout | null
+  /** Its store's instance id with cluster.redis (named in the fleet's directory). */
+  instance: string | null
 }
 
 interface Scrape {
@@ -76,6 +86,9 @@ export class ClusterPrimary implements ClusterSource {
   private readonly banStore: SharedStore
   private readonly tickets: TicketSeedHost
   private readonly admin: AdminServer | null
+  private readonly sessions: WorkerSessions
+  /** Where the fleet finds this admin endpoint (cluster.redis and an admin token). */
+  private readonly directory: InstanceDirectory | null
   private readonly scrapes = new Map<number, Scrape>()
   private scrapeIds = 0
   private crashes: number[] = []
@@ -95,16 +108,24 @@ export class ClusterPrimary implements ClusterSource {
     this.config = config
     this.logger = logger
     this.workersWanted = workerCount(config)
-    this.slots = Array.from({ length: this.workersWanted }, (_, i) => ({ id: i + 1, worker: null, ready: false, fatal: null, restartTimer: null }))
+    this.slots = Array.from({ length: this.workersWanted }, (_, i) => ({ id: i + 1, worker: null, ready: false, fatal: null, restartTimer: null, instance: null }))
     this.host = new StoreHost({ logger })
     const redis = config.cluster?.redis ?? null
     this.banStore = redis === null ? this.host.store : new RedisStore(redis, logger)
     const seeds = this.banStore instanceof RedisStore ? new RedisTicketSeeds(this.banStore.redis, this.banStore.config.prefix, logger) : new LocalTicketSeeds()
     this.tickets = new TicketSeedHost(seeds, () => this.slots.flatMap((s) => (s.worker === null ? [] : [s.worker as unknown as Channel])))
+    this.sessions = new WorkerSessions(() => this.slots.flatMap((s) => (s.worker !== null && s.ready ? [{ id: s.id, channel: s.worker as unknown as Channel }] : [])))
+    const token = adminToken(config.admin)
+    const bearer = new BearerCheck(token)
+    this.directory = this.banStore instanceof RedisStore && token !== null && config.admin !== null
+      ? new InstanceDirectory(this.banStore.redis, this.banStore.config.prefix, this.banStore.instanceId, logger) : null
     this.admin = config.admin === null ? null : new AdminServer(config.admin, new ClusterMetrics(this), {
       listenersUp: () => !this.starting && !this.stopping && this.slots.every((s) => s.ready),
       upstream: config.upstream,
-    }, new BanApi(this.banStore, config.admin, logger))
+    }, {
+      bans: new BanApi(this.banStore, bearer, logger),
+      sessions: new SessionsApi(this.sessions, bearer, this.directory === null ? null : new FleetFanout(this.directory, token!), logger),
+    })
     this.finished = new Promise((resolve) => { this.finish = resolve })
     this.reloader = new ConfigReloader(file, logger, {
       apply: (next, text) => this.applyConfig(next, text),
@@ -126,6 +147,7 @@ export class ClusterPrimary implements ClusterSource {
     if (this.banStore instanceof RedisStore) this.banStore.start()
     this.tickets.configure(this.config)
     if (this.admin !== null) await this.admin.listen()
+    if (this.directory !== null) advertise(this.directory, this.config.admin!, this.admin!.address(), this.logger)
     // Before the forks: workers inherit the policy (and set it for themselves again at start).
     if (this.config.scheduling !== undefined) await applyScheduling(this.config.scheduling, this.logger)
     const started = new Promise<void>((resolve, reject) => { this.startup = { resolve, reject } })
@@ -244,6 +266,8 @@ export class ClusterPrimary implements ClusterSource {
         return
       case 'ready': {
         slot.ready = true
+        slot.instance = m.instance
+        if (m.instance !== null) this.directory?.serve(m.instance)
         this.logger.info({ event: 'worker_ready', worker: slot.id, pid: worker.process.pid, listeners: m.listeners, store: m.store }, `worker ${slot.id} serving`)
         if (this.starting && this.slots.every((s) => s.ready)) this.startup?.resolve()
         return
@@ -264,6 +288,7 @@ export class ClusterPrimary implements ClusterSource {
         return
       }
       default:
+        this.sessions.receive(slot.id, m)
     }
   }
 
@@ -272,6 +297,9 @@ export class ClusterPrimary implements ClusterSource {
     if (slot.worker !== worker) return
     slot.worker = null
     slot.ready = false
+    this.sessions.gone(slot.id)
+    if (slot.instance !== null) this.directory?.unserve(slot.instance)
+    slot.instance = null
     for (const scrape of this.scrapes.values()) if (scrape.waiting.delete(slot.id) && scrape.waiting.size === 0) scrape.finish()
     if (this.stopping) {
       this.logger.info({ event: 'worker_exit', worker: slot.id, code, signal }, `worker ${slot.id} ended`)
@@ -325,7 +353,9 @@ export class ClusterPrimary implements ClusterSource {
     this.killTimer = null
     this.host.close()
     this.tickets.close()
-    if (this.banStore !== this.host.store) void this.banStore.close()
+    // The directory's entries go first, over the store's connection.
+    const left = this.directory?.close() ?? Promise.resolve()
+    if (this.banStore !== this.host.store) void left.then(() => this.banStore.close())
     void this.admin?.close()
     this.finish(this.exitCode)
   }

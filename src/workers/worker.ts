@@ -4,7 +4,8 @@
  * its own and a WorkerStore for the fleet-wide limits. The primary tells it what to do:
  *   start (the config text the primary validated), reload, shutdown (drain), metrics (answer a
  *   scrape), reopen-log (after a rotation: the primary got SIGHUP or SIGUSR2), ticket-seed (the
- *   session-ticket seed of a TLS listener, shared by every worker).
+ *   session-ticket seed of a TLS listener, shared by every worker), sessions and kick (the sessions
+ *   view of the primary's admin endpoint: a page of this worker's sessions, a kick).
  * Its log lines carry `worker: <n>` (1..N, kept by a restarted worker). With `log.file`, each
  * worker appends to the file through its own descriptor (log/output.ts).
  */
@@ -16,6 +17,9 @@ import { onLogSignals, reopenLog } from '../log/signals.js'
 import { Moat } from '../moat.js'
 import { isMessage, post, type Channel, type PrimaryMessage, type WorkerMessage } from './messages.js'
 import { WorkerStore } from './worker-store.js'
+import type { SessionPage } from '../admin/session-query.js'
+import { RedisStore } from '../fleet/redis-store.js'
+import type { RowStamp } from '../session/session-row.js'
 import { WorkerTicketSeeds } from './worker-ticket-seeds.js'
 
 const channel: Channel = {
@@ -26,6 +30,10 @@ const channel: Channel = {
 
 function send(message: WorkerMessage): void {
   post(channel, message)
+}
+
+function stampOf(instance: string | null, worker: number): RowStamp {
+  return instance === null ? { worker } : { instance, worker }
 }
 
 /** Runs this process as worker `id`; returns once it is serving (the process then lives on its handles). */
@@ -72,6 +80,20 @@ export async function runWorker(id: number): Promise<void> {
         case 'reopen-log':
           if (log !== null) reopenLog(log.reopen, logger!, 'primary')
           return
+        case 'sessions': {
+          // A query the primary validated; a page that still cannot be made answers empty rather than never.
+          let page: SessionPage = { rows: [], more: false }
+          if (moat !== null) {
+            try {
+              page = moat.sessionPage(m.params, stampOf(m.instance, id))
+            } catch { /* answered empty */ }
+          }
+          send({ moat: 'sessions', id: m.id, page })
+          return
+        }
+        case 'kick':
+          send({ moat: 'kicked', id: m.id, rows: moat === null ? [] : moat.kickSessions(m.clientId, stampOf(m.instance, id)) })
+          return
         case 'metrics':
           if (moat === null) return
           moat.registry.getMetricsAsJSON().then((metrics) => send({ moat: 'metrics', id: m.id, metrics }), () => send({ moat: 'metrics', id: m.id, metrics: [] }))
@@ -108,5 +130,7 @@ export async function runWorker(id: number): Promise<void> {
     process.send!(fatal, undefined, {}, () => process.exit(1)) // exit once the primary has the reason
     return
   }
-  send({ moat: 'ready', listeners: moat.config.listeners.map((l) => ({ name: l.name, ...moat!.address(l.name) })), store: moat.store.kind })
+  // The primary names this worker in the fleet's directory (its store's heartbeat is its own).
+  const instance = moat.store instanceof RedisStore ? moat.store.instanceId : null
+  send({ moat: 'ready', listeners: moat.config.listeners.map((l) => ({ name: l.name, ...moat!.address(l.name) })), store: moat.store.kind, instance })
 }
