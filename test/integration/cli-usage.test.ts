@@ -33,13 +33,14 @@ describe('--help', () => {
     ['audit', ['--target HOST:PORT', '--no-credentials', '--fail-on SEVERITY']],
     ['passwd', ['moat passwd FILE USER']],
     ['ban', ['--admin URL', '--token TOKEN', '--for DURATION']],
+    ['sessions', ['moat sessions kick CLIENT_ID', '--client-id ID', '--address ADDRESS', '--local']],
   ])('moat %s --help prints that command\'s help and nothing of the others', async (command, expected) => {
     for (const args of [[command, '--help'], [command, '--bogus', '-h']]) {
       const result = await runCli(args)
       expect(result, args.join(' ')).toMatchObject({ code: 0, stderr: '' })
       expect(result.stdout).toMatch(new RegExp(`^Usage:\\n  moat ${command}`))
       for (const text of expected) expect(result.stdout).toContain(text)
-      const others = ['check', 'demo', 'certs', 'audit', 'passwd', 'ban'].filter((c) => c !== command)
+      const others = ['check', 'demo', 'certs', 'audit', 'passwd', 'ban', 'sessions'].filter((c) => c !== command)
       for (const other of others) expect(result.stdout).not.toContain(`moat ${other} `)
     }
   })
@@ -59,6 +60,11 @@ describe('usage errors', () => {
     [['audit', '--config', 'policies/example.yaml', '--tls'], '--tls goes with --target HOST:PORT', 'audit'],
     [['passwd', 'file'], "'moat passwd' needs FILE and USER", 'passwd'],
     [['ban', 'drop'], "'moat ban' takes add, remove or list", 'ban'],
+    [['sessions', 'show'], "'moat sessions' takes list or kick", 'sessions'],
+    [['sessions', 'kick', '--token', 'a-token-of-16-chars'], "'moat sessions kick' needs the CLIENT_ID to kick", 'sessions'],
+    [['sessions', 'kick', 'c1', '--user', 'alice', '--token', 'a-token-of-16-chars'], "--user goes with 'moat sessions list'", 'sessions'],
+    [['sessions', 'list', '--limit', '5000', '--token', 'a-token-of-16-chars'], '--limit must be a whole number from 1 to 1000', 'sessions'],
+    [['sessions', 'list', '--all', '--cursor', 'x', '--token', 'a-token-of-16-chars'], '--all starts at the first page: give --all or --cursor, not both', 'sessions'],
     [['check', '--config', 'policies/example.yaml', '--as', 'a:b', '--publish', 't', '--from', 'somewhere'], "--from must be an IP address, like 192.0.2.7 or 2001:db8::7, got 'somewhere'", 'check'],
   ])('%j: one line in our words and the command\'s help to read (exit 2)', async (args, message, command) => {
     const result = await runCli(args)
