@@ -124,7 +124,7 @@ export class Fleet implements SharedLockoutSink {
     const c = this.policy.config.limits.connections
     const store = this.store
     let slots = 0
-    if (!store.up) return this.storeDown()
+    if (!store.up) return this.storeDown(address, username)
     try {
       if (c.perAddressRate !== null && !(await store.take(`ar:${address}`, c.perAddressRate.count, c.perAddressRate.count / c.perAddressRate.perMs))) {
         return { refusal: RATE, slots: 0 }
@@ -143,14 +143,31 @@ export class Fleet implements SharedLockoutSink {
       return slots === 0 ? ADMITTED : { refusal: null, slots }
     } catch {
       this.release(address, username, slots)
-      return this.storeDown()
+      return this.storeDown(address, username)
     }
   }
 
-  private storeDown(): FleetVerdict {
+  /**
+   * The store cannot count this CONNECT: refused (fail-closed), or admitted on the local limits
+   * already passed, its slots held by the store to be written when Redis is back, so the fleet-wide
+   * count includes the sessions admitted meanwhile (a user over the limit then gets no new session).
+   */
+  private storeDown(address: string, username: string | null): FleetVerdict {
     if (this.modes.connections === 'fail-closed') return { refusal: UNAVAILABLE, slots: 0 }
     this.stats.localFallbacks += 1
-    return ADMITTED
+    const store = this.store
+    if (store.hold === undefined) return ADMITTED
+    const c = this.policy.config.limits.connections
+    let slots = 0
+    if (c.perAddress !== null) {
+      store.hold(`a:${address}`)
+      slots |= SLOT_ADDRESS
+    }
+    if (username !== null && c.perUsername !== null) {
+      store.hold(`u:${username}`)
+      slots |= SLOT_USER
+    }
+    return slots === 0 ? ADMITTED : { refusal: null, slots }
   }
 
   release(address: string, username: string | null, slots: number): void {

@@ -54,6 +54,10 @@ export function createRedisClient(config: RedisConfig): Redis | Cluster {
   if (config.mode === 'sentinel') {
     return new Redis({
       ...common,
+      // A promotion seen at once (+switch-master from the Sentinels), not only when the old
+      // primary's connection drops; a write refused by a demoted primary reconnects to the new one.
+      failoverDetector: true,
+      reconnectOnError: (err: Error) => err.message.startsWith('READONLY'),
       sentinels: config.sentinel!.nodes.map((n) => ({ host: n.host, port: n.port })),
       name: config.sentinel!.name,
       ...(tls === undefined ? {} : { tls, enableTLSForSentinelMode: true }),

@@ -22,11 +22,17 @@
  *   within a second.
  * - `{p}:tls:<listener>`  a TLS listener's session-ticket seed (redis-ticket-seeds.ts, on this connection).
  * Every instance re-asserts the slots it holds every 30 s and when Redis comes back (a Redis that
- * restarted empty, or a release lost in an outage, is corrected).
+ * restarted empty, a replica promoted without the last writes, a release lost in an outage, is
+ * corrected); that includes the sessions admitted on local limits during the outage (`hold`).
+ * Bans: an instance whose replica saw a later ban version than the store now has (a restart, or a
+ * failover that lost the last writes) writes its bans back (ban-restore.ts).
  *
  * Failure: commands are not queued while Redis is unreachable (they fail at once) and time out
  * after `commandTimeout`; the caller applies the limit's `onRedisDown` mode. `up` follows the
- * connection; each transition is logged once and counted.
+ * connection and the heartbeat (in Redis Cluster the client stays connected to the other nodes
+ * while the primary of Moat's slot is lost: two missed heartbeats in a row mean down); each
+ * transition is logged once and counted. Back up only once the heartbeat, the ban list and the
+ * slots are written to the (possibly new) primary.
  */
 import { createHash, randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
@@ -34,6 +40,8 @@ import type { Cluster, Redis } from 'ioredis'
 import type { RedisConfig } from '../config/types.js'
 import type { Logger } from '../log/logger.js'
 import { createRedisClient, describeRedis } from './redis-client.js'
+import { restoreBans } from './ban-restore.js'
+import { defineScripts, type Client } from './redis-scripts.js'
 import type { Ban, BanKind, SharedStore } from './shared-store.js'
 import { ClusterStats, storeOpIndex, type StoreOp } from '../stats/fleet-stats.js'
 
@@ -42,80 +50,8 @@ const INSTANCE_TTL_MS = 5000
 const SLOT_TTL_MS = 600_000
 const RESYNC_MS = 30_000
 const BANS_CHECK_MS = 1000
-
-const ACQUIRE = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local fields = redis.call('HGETALL', KEYS[1])
-local total = 0
-for i = 1, #fields, 2 do
-  local seen = redis.call('ZSCORE', KEYS[2], fields[i])
-  if seen and tonumber(seen) >= now - tonumber(ARGV[3]) then
-    total = total + tonumber(fields[i + 1])
-  else
-    redis.call('HDEL', KEYS[1], fields[i])
-  end
-end
-if total >= tonumber(ARGV[2]) then return 0 end
-redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-redis.call('PEXPIRE', KEYS[1], ARGV[4])
-return 1`
-
-const RELEASE = `
-local n = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
-if n <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
-if redis.call('HLEN', KEYS[1]) == 0 then redis.call('DEL', KEYS[1]) end
-return n`
-
-const TAKE = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local capacity = tonumber(ARGV[1])
-local refill = tonumber(ARGV[2])
-local b = redis.call('HMGET', KEYS[1], 'tokens', 'at')
-local tokens = capacity
-if b[1] then
-  tokens = math.min(capacity, tonumber(b[1]) + math.max(0, now - tonumber(b[2])) * refill)
-end
-local ok = 0
-if tokens >= 1 then
-  tokens = tokens - 1
-  ok = 1
-end
-redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', now)
-redis.call('PEXPIRE', KEYS[1], math.ceil((capacity - tokens) / refill) + 1000)
-return ok`
-
-const COUNT = `
-local n = redis.call('INCR', KEYS[1])
-if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
-return n`
-
-const HEARTBEAT = `
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
-return now`
-
-interface Scripts {
-  moatAcquire(slots: string, instances: string, id: string, max: number, ttl: number, expire: number): Promise<number>
-  moatRelease(slots: string, id: string): Promise<number>
-  moatTake(bucket: string, capacity: number, refill: number): Promise<number>
-  moatCount(window: string, windowMs: number): Promise<number>
-  moatHeartbeat(instances: string, id: string, keep: number): Promise<number>
-}
-
-type Client = (Redis | Cluster) & Scripts
-
-function defineScripts(client: Redis | Cluster): Client {
-  client.defineCommand('moatAcquire', { numberOfKeys: 2, lua: ACQUIRE })
-  client.defineCommand('moatRelease', { numberOfKeys: 1, lua: RELEASE })
-  client.defineCommand('moatTake', { numberOfKeys: 1, lua: TAKE })
-  client.defineCommand('moatCount', { numberOfKeys: 1, lua: COUNT })
-  client.defineCommand('moatHeartbeat', { numberOfKeys: 1, lua: HEARTBEAT })
-  return client as Client
-}
+/** Heartbeats missed in a row before the store counts as down while the client still says connected. */
+const MISSED_HEARTBEATS = 2
 
 export class RedisStore implements SharedStore {
   readonly kind = 'redis' as const
@@ -135,6 +71,10 @@ export class RedisStore implements SharedStore {
   private readonly dirty = new Set<string>()
   private banArray: readonly Ban[] = []
   private bansVersion: string | null = null
+  /** When (epoch ms, this clock) the replica last read the ban list. */
+  private bansReadAt = 0
+  private missedHeartbeats = 0
+  private recovering = false
   private readonly banListeners: Array<() => void> = []
   private isUp = false
   private wasEverUp = false
@@ -154,8 +94,8 @@ export class RedisStore implements SharedStore {
     const base = client ?? createRedisClient(config)
     this.client = defineScripts(base)
     this.subscriber = base.duplicate()
-    this.client.on('ready', () => this.setUp(true))
-    this.client.on('close', () => this.setUp(false))
+    this.client.on('ready', () => this.recover())
+    this.client.on('close', () => this.down())
     this.client.on('error', () => { /* reported through `up` and the per-call errors */ })
     this.subscriber.on('error', () => { /* the main connection reports the outage */ })
     this.subscriber.on('message', (channel: string) => {
@@ -170,7 +110,7 @@ export class RedisStore implements SharedStore {
   start(): void {
     this.client.connect().catch(() => { /* retried by ioredis; `up` stays false */ })
     this.subscriber.connect().catch(() => { /* retried */ })
-    const heartbeat = setInterval(() => void this.heartbeat(), HEARTBEAT_MS)
+    const heartbeat = setInterval(() => void this.beat(), HEARTBEAT_MS)
     const bans = setInterval(() => void this.refreshBans(false), BANS_CHECK_MS)
     const resync = setInterval(() => void this.resync(), RESYNC_MS)
     for (const t of [heartbeat, bans, resync]) {
@@ -200,26 +140,50 @@ export class RedisStore implements SharedStore {
     })
   }
 
-  private setUp(up: boolean): void {
-    if (this.closed || up === this.isUp) return
-    if (up) {
-      // Ready again: announce ourselves, take the ban list, re-assert our slots, then count as up.
-      void this.heartbeat().then(() => Promise.all([this.refreshBans(true), this.resync()])).finally(() => {
-        if (this.closed || this.client.status !== 'ready' || this.isUp) return
-        this.isUp = true
-        this.stats.transitions[1]! += 1
-        this.logger[this.wasEverUp ? 'warn' : 'info']({ event: 'cluster_store_up', redis: describeRedis(this.config), instance: this.instanceId }, this.wasEverUp ? 'redis reachable again: fleet-wide limits restored' : 'redis connected: fleet-wide limits and bans shared')
-        this.wasEverUp = true
-        const waiters = this.upWaiters
-        this.upWaiters = []
-        for (const wake of waiters) wake()
-      })
-      return
-    }
+  /**
+   * Reachable (again): announce ourselves, write back bans the store lost, take the ban list,
+   * re-assert our slots, then count as up. Once at a time; on a failed step the next heartbeat retries.
+   */
+  private recover(): void {
+    if (this.closed || this.isUp || this.recovering) return
+    this.recovering = true
+    void (async () => {
+      if (!(await this.heartbeat())) return false
+      await this.restoreBans()
+      await Promise.all([this.refreshBans(true), this.resync()])
+      return true
+    })().catch(() => false).then((ok) => {
+      this.recovering = false
+      if (!ok || this.closed || this.client.status !== 'ready' || this.isUp) return
+      this.isUp = true
+      this.missedHeartbeats = 0
+      this.stats.transitions[1]! += 1
+      this.logger[this.wasEverUp ? 'warn' : 'info']({ event: 'cluster_store_up', redis: describeRedis(this.config), instance: this.instanceId }, this.wasEverUp ? 'redis reachable again: fleet-wide limits restored' : 'redis connected: fleet-wide limits and bans shared')
+      this.wasEverUp = true
+      const waiters = this.upWaiters
+      this.upWaiters = []
+      for (const wake of waiters) wake()
+    })
+  }
+
+  private down(): void {
+    if (this.closed || !this.isUp) return
     this.isUp = false
     this.stats.transitions[0]! += 1
     const modes = this.config.onRedisDown
     this.logger.error({ event: 'cluster_store_down', redis: describeRedis(this.config), onRedisDown: modes }, `redis unreachable: new connections follow onRedisDown (connections: ${modes.connections}, bans: ${modes.bans}, lockout: ${modes.lockout}); open sessions are not affected`)
+  }
+
+  /** Every second: the heartbeat, and whether the store is reachable by it (down after missed ones, recovered after one that passed). */
+  private async beat(): Promise<void> {
+    const ok = await this.heartbeat()
+    if (this.closed) return
+    if (ok) {
+      this.missedHeartbeats = 0
+      if (!this.isUp && this.client.status === 'ready') this.recover()
+    } else if (++this.missedHeartbeats >= MISSED_HEARTBEATS) {
+      this.down()
+    }
   }
 
   private key(kind: string, key: string): string {
@@ -239,6 +203,16 @@ export class RedisStore implements SharedStore {
     } finally {
       this.stats.seconds[i]! += (performance.now() - started) / 1000
     }
+  }
+
+  /**
+   * A slot taken on local limits while the store was down (`onRedisDown.connections: local`): kept
+   * with the slots this instance holds, so the resync writes it once Redis is back and the fleet-wide
+   * count includes it. Released like any other slot.
+   */
+  hold(key: string): void {
+    const k = this.key('s', key)
+    this.held.set(k, (this.held.get(k) ?? 0) + 1)
   }
 
   async acquire(key: string, max: number): Promise<boolean> {
@@ -329,6 +303,7 @@ export class RedisStore implements SharedStore {
       }
       if (expired.length > 0) await this.client.hdel(this.bansKey, ...expired)
       this.bansVersion = version
+      this.bansReadAt = now
       const before = this.banArray
       this.banArray = live
       if (!sameBans(before, live)) for (const listener of this.banListeners) listener()
@@ -337,9 +312,17 @@ export class RedisStore implements SharedStore {
     return this.refreshing
   }
 
-  private async heartbeat(): Promise<void> {
-    if (this.closed) return
-    await this.timed('heartbeat', () => this.client.moatHeartbeat(this.instancesKey, this.instanceId, INSTANCE_TTL_MS * 4)).catch(() => {})
+  /** True when the heartbeat reached Redis. */
+  private async heartbeat(): Promise<boolean> {
+    if (this.closed) return false
+    return this.timed('heartbeat', () => this.client.moatHeartbeat(this.instancesKey, this.instanceId, INSTANCE_TTL_MS * 4)).then(() => true, () => false)
+  }
+
+  /** After an outage: the bans of this replica written back when the store's ban version is behind it. */
+  private async restoreBans(): Promise<void> {
+    if (this.bansVersion === null) return // never read a list: nothing to give back
+    const restored = await this.timed('bans_refresh', () => restoreBans(this.client, this.bansKey, this.bansVersionKey, Number(this.bansVersion), this.bansReadAt, this.banArray))
+    if (restored) this.logger.warn({ event: 'bans_restored', bans: this.banArray.length, version: this.bansVersion }, 'redis came back with an older ban list than this instance had seen: bans written back')
   }
 
   /** Writes what this instance holds (and clears what it no longer holds) into Redis. */

@@ -46,6 +46,11 @@ export interface SharedStore {
    */
   acquire(key: string, max: number): Promise<boolean>
   release(key: string): void
+  /**
+   * A shared store only: records a slot of `key` taken without asking the store (admitted on local
+   * limits while it was down), to be written to it once it is back; released like a slot taken.
+   */
+  hold?(key: string): void
 
   /**
    * Takes one token from the bucket `key` (holds at most `capacity` tokens, refilled at

@@ -60,6 +60,32 @@ describe('Fleet', () => {
     expect(f.atConnect('10.0.0.1', 'alice', 'c1')).toBeNull()
   })
 
+  it('connections: local holds the slots of a session admitted while the store is down (written when it is back), released at close', async () => {
+    class HoldingStore extends SwitchableStore {
+      readonly holds: string[] = []
+      hold(key: string): void {
+        this.holds.push(key)
+        this.acquireNow(key, Infinity) // what the resync writes back: the slot counts once the store is up
+      }
+    }
+    const store = new HoldingStore()
+    const { fleet: f, stats } = fleet({ connections: 'local' }, [], store)
+    store.down = true
+    const during = await f.admit('10.0.0.1', 'alice')
+    expect(during).toEqual({ refusal: null, slots: SLOT_ADDRESS | SLOT_USER })
+    expect(store.holds).toEqual(['a:10.0.0.1', 'u:alice'])
+    expect(stats.localFallbacks).toBe(1)
+    // Anonymous: only the address slot.
+    expect(await f.admit('10.0.0.2', null)).toEqual({ refusal: null, slots: SLOT_ADDRESS })
+    store.down = false
+    // Back: alice holds 1 (admitted during the outage) of perUsername 2: one more, then refused.
+    expect(await f.admit('10.0.0.3', 'alice')).toMatchObject({ refusal: null })
+    expect(await f.admit('10.0.0.4', 'alice')).toMatchObject({ refusal: { why: 'too_many_connections', reason: 0x97 } })
+    // The session admitted during the outage ends: its slots are released like any other.
+    f.release('10.0.0.1', 'alice', during.slots)
+    expect(await f.admit('10.0.0.4', 'alice')).toMatchObject({ refusal: null })
+  })
+
   it('connections: fail-closed refuses as server unavailable while the store is down', async () => {
     const { fleet: f, store } = fleet({ connections: 'fail-closed' })
     store.down = true

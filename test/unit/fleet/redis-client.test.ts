@@ -1,7 +1,7 @@
 /**
- * Sentinel and cluster modes are built but not run against a real Sentinel or Redis Cluster here
- * (the integration suite runs url mode against a real redis-server): this checks that each mode
- * gets the client and options it needs, and that no description of Redis carries the password.
+ * The options each mode's client is built with, and that no description of Redis carries the
+ * password. The modes run against real servers in the integration suite: url mode
+ * (cluster-redis.test.ts), Sentinel (store-sentinel.test.ts) and Redis Cluster (store-cluster.test.ts).
  */
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -42,7 +42,10 @@ describe('createRedisClient', () => {
     const config: RedisConfig = { ...base, mode: 'sentinel', url: null, sentinel: { name: 'mymaster', nodes: [{ host: '10.0.0.1', port: 26379 }, { host: '10.0.0.2', port: 26379 }] }, tls: true }
     const client = createRedisClient(config) as Redis
     expect(client).toBeInstanceOf(Redis)
-    expect(client.options).toMatchObject({ name: 'mymaster', sentinels: [{ host: '10.0.0.1', port: 26379 }, { host: '10.0.0.2', port: 26379 }], enableTLSForSentinelMode: true, enableOfflineQueue: false })
+    expect(client.options).toMatchObject({ name: 'mymaster', sentinels: [{ host: '10.0.0.1', port: 26379 }, { host: '10.0.0.2', port: 26379 }], enableTLSForSentinelMode: true, enableOfflineQueue: false, failoverDetector: true })
+    // A write refused by a demoted primary (READONLY) makes the client reconnect to the promoted one.
+    expect(client.options.reconnectOnError!(new Error('READONLY You can\'t write against a read only replica.'))).toBe(true)
+    expect(client.options.reconnectOnError!(new Error('NOSCRIPT'))).toBe(false)
     expect(describeRedis(config)).toBe('sentinel mymaster@10.0.0.1:26379,10.0.0.2:26379')
     client.disconnect()
   })
