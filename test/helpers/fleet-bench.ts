@@ -119,6 +119,13 @@ export class FleetBench {
     if (!res.ok) throw new Error(`${method} /bans ${target}: ${res.status} ${await res.text()}`)
   }
 
+  /** The ban targets `moat` enforces now (its replica, through GET /bans), sorted. */
+  async bans(moat: MoatProcess): Promise<string[]> {
+    const res = await fetch(`http://127.0.0.1:${moat.adminPort}/bans`, { headers: { authorization: `Bearer ${ADMIN_TOKEN}` } })
+    const body = await res.json() as { bans: Array<{ target: string }> }
+    return body.bans.map((b) => b.target).sort()
+  }
+
   async stop(): Promise<void> {
     for (const c of this.clients) c.destroy()
     await this.watcher?.client.endAsync().catch(() => {})
