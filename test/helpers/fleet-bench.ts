@@ -76,7 +76,7 @@ export class FleetBench {
 
   /** CONNECT as `username` through `moat`; on a refusal, checks that the broker got nothing from that client. */
   async connect(moat: MoatProcess, username: string, password = 'pw'): Promise<Attempt> {
-    const client = new RawClient(moat.port, this.version)
+    const client = new RawClient(FleetBench.port(moat), this.version)
     this.clients.push(client)
     await client.connected()
     const clientId = uid(username)
@@ -89,6 +89,11 @@ export class FleetBench {
       if (this.broker.received(clientId).length !== 0) throw new Error(`refused client ${clientId} reached the broker: ${this.broker.received(clientId).join(', ')}`)
     }
     return { code, client, clientId }
+  }
+
+  /** The port of `moat`'s plain MQTT listener (`mqtt`; a test may add others). */
+  static port(moat: MoatProcess): number {
+    return Number(moat.logs.find((l) => l.event === 'listening' && l.listener === 'mqtt')!.port)
   }
 
   /** Publishes through an open session and resolves once the broker's subscriber has the message: the session relays. */
