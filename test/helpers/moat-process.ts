@@ -4,11 +4,17 @@
  * (port 0 in the config) are read from its `listening` / `admin_listening` lines.
  */
 import { spawn, type ChildProcess } from 'node:child_process'
-import { writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { existsSync, writeFileSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-const root = fileURLToPath(new URL('../..', import.meta.url))
+/** The checkout (where package.json is): from test/helpers, or from .bench-dist/test/helpers when a bench compiled it. */
+function projectRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url))
+  while (!existsSync(join(dir, 'package.json')) && dirname(dir) !== dir) dir = dirname(dir)
+  return dir
+}
+const root = projectRoot()
 export const cliPath = join(root, 'dist/cli.js')
 
 export interface StartOptions {
