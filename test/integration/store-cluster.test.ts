@@ -97,7 +97,7 @@ describe('a Redis Cluster', { timeout: 120_000 }, () => {
 
     const p = `{${prefix}}:`
     await expect.poll(() => keysInOneSlot(slot), { timeout: 10_000 }).toEqual(expect.arrayContaining([
-      `${p}b:ar:127.0.0.1`, `${p}bans`, `${p}bans:v`, `${p}instances`, `${p}s:u:alice`, `${p}tls:mqtts`, `${p}w:lf:u:victim`,
+      `${p}admin`, `${p}b:ar:127.0.0.1`, `${p}bans`, `${p}bans:v`, `${p}instances`, `${p}s:u:alice`, `${p}tls:mqtts`, `${p}w:lf:u:victim`,
     ]))
   })
 
