@@ -6,6 +6,7 @@ import type { Registry } from 'prom-client'
 import { AuthRuntime } from './auth/runtime.js'
 import { Fleet } from './fleet/fleet.js'
 import { describeRedis } from './fleet/redis-client.js'
+import { RedisBudgetLeases } from './fleet/redis-budget-leases.js'
 import { RedisStore } from './fleet/redis-store.js'
 import { LocalStore, type SharedStore } from './fleet/shared-store.js'
 import { BanApi } from './admin/ban-api.js'
@@ -61,6 +62,8 @@ export class Moat implements SessionContext {
   /** Fleet-wide limits and bans (fleet/fleet.ts) over `store`. */
   readonly store: SharedStore
   readonly fleet: Fleet
+  /** Fleet-wide per-user rates (leased budgets) with a Redis store; null: per-instance buckets. */
+  readonly userBudgets: RedisBudgetLeases | null
   readonly coalescing: ReadCoalescing
   readonly dialFailures: DialFailureLog
   readonly ticketSeeds: TicketSeeds
@@ -84,7 +87,8 @@ export class Moat implements SessionContext {
     this.store = options.store ?? (redis !== null ? new RedisStore(redis, this.logger, this.stats.cluster) : new LocalStore())
     // Failed logins also count fleet-wide with a shared store (the lockout policy is built with the PolicyStore below).
     if (this.store.kind !== 'local') this.auth.sharedLockout = { fail: (address, username, lockout) => this.fleet.fail(address, username, lockout) }
-    this.policy = new PolicyStore(config, checkFactories, { logger: this.logger, stats: this.stats, auth: this.auth })
+    this.userBudgets = this.store instanceof RedisStore ? new RedisBudgetLeases(this.store, this.store.config.prefix, this.logger, this.stats.cluster) : null
+    this.policy = new PolicyStore(config, checkFactories, { logger: this.logger, stats: this.stats, auth: this.auth, userBudgets: this.userBudgets ?? undefined })
     this.fleet = new Fleet(this.store, this.policy, this.stats.cluster, this.logger, () => this.sessions)
     this.overload = new OverloadMonitor(this.policy)
     this.limiter = new ConnectionLimiter(this.policy, this.overload)
@@ -188,6 +192,7 @@ export class Moat implements SessionContext {
   async start(): Promise<void> {
     if (this.store instanceof RedisStore) {
       this.store.start()
+      this.userBudgets?.start()
       if (!(await this.store.whenUp(Math.max(2000, this.store.config.commandTimeoutMs * 4)))) {
         this.logger.error({ event: 'cluster_store_down', redis: describeRedis(this.store.config), onRedisDown: this.store.config.onRedisDown }, 'redis unreachable at start: running with onRedisDown until it answers')
       }
@@ -206,6 +211,7 @@ export class Moat implements SessionContext {
       this.heapTrim?.stop()
       this.coalescing.stop()
       await this.directory?.close()
+      await this.userBudgets?.close()
       await this.store.close()
       throw err
     }
@@ -330,6 +336,7 @@ export class Moat implements SessionContext {
       await this.admin?.close()
       await this.auth.close()
       await this.directory?.close()
+      await this.userBudgets?.close()
       await this.store.close()
     }
   }

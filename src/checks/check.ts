@@ -10,6 +10,7 @@
 import type { IConnectPacket, ISubscription } from 'mqtt-packet'
 import type { AuthRuntime } from '../auth/runtime.js'
 import type { MoatConfig } from '../config/types.js'
+import type { UserBudgetLeases } from '../limits/budget-leases.js'
 import type { Logger } from '../log/logger.js'
 import type { Stats } from '../stats/stats.js'
 import type { PublishView } from '../protocol/publish.js'
@@ -48,6 +49,8 @@ export interface CheckEnv {
   readonly stats: Stats
   /** Auth state (lockout table, client-id registry, counters). */
   readonly auth: AuthRuntime
+  /** Fleet-wide budgets for the per-user rates (`cluster.redis`); absent: per-instance buckets. */
+  readonly userBudgets?: UserBudgetLeases | undefined
 }
 
 export interface CheckFactory {

@@ -16,7 +16,9 @@
  * When several buckets are over, the strongest action wins (disconnect > drop > throttle).
  *
  * Per-user buckets live in an lru-cache owned by the compiled policy (bounded; a reload starts
- * them afresh); per-session buckets live in the Check instance.
+ * them afresh); per-session buckets live in the Check instance. With a fleet (`cluster.redis`),
+ * the per-user buckets are leased from fleet-wide budgets (limits/budget-leases.ts): the same
+ * local decrement per packet, their credits granted by a renewal loop off the packet path.
  */
 import { LRUCache } from 'lru-cache'
 import type { LimitsConfig, MoatConfig } from '../config/types.js'
@@ -25,8 +27,9 @@ import { PacketType } from '../protocol/packet-type.js'
 import { ReasonCode } from '../protocol/reason.js'
 import { topicMatches } from '../protocol/topic-match.js'
 import type { SessionState } from '../client/session-state.js'
+import type { LeaseTable, UserBudgetLeases } from '../limits/budget-leases.js'
 import { BucketSpec, ExcessAction, excessCode, nowMs, tickNowMs, TokenBucket, type ExcessActionCode } from '../limits/token-bucket.js'
-import type { Check, CheckFactory } from './check.js'
+import type { Check, CheckEnv, CheckFactory } from './check.js'
 import { disconnect, FORWARD, reject, throttle, type Verdict } from './verdict.js'
 
 const RATE_DISCONNECT = disconnect(ReasonCode.MessageRateTooHigh, 'rate_limited')
@@ -41,6 +44,8 @@ interface SpecWithAction {
   readonly perByte: boolean
   /** Counts only PUBLISH (the message rate). */
   readonly publishOnly: boolean
+  /** Names the rate in a fleet budget's key: p(ackets), m(essages), b(ytes). */
+  readonly kind: string
 }
 
 interface TopicRule {
@@ -62,9 +67,9 @@ class UserBuckets {
 function specs(rates: Pick<LimitsConfig, 'messageRate' | 'byteRate' | 'packetRate'>, burstMs: number, onExcess: LimitsConfig['onExcess']): SpecWithAction[] {
   const action = excessCode(onExcess)
   const out: SpecWithAction[] = []
-  if (rates.packetRate !== null) out.push({ spec: new BucketSpec(rates.packetRate, burstMs), action, perByte: false, publishOnly: false })
-  if (rates.messageRate !== null) out.push({ spec: new BucketSpec(rates.messageRate, burstMs), action, perByte: false, publishOnly: true })
-  if (rates.byteRate !== null) out.push({ spec: new BucketSpec(rates.byteRate, burstMs), action, perByte: true, publishOnly: false })
+  if (rates.packetRate !== null) out.push({ spec: new BucketSpec(rates.packetRate, burstMs), action, perByte: false, publishOnly: false, kind: 'p' })
+  if (rates.messageRate !== null) out.push({ spec: new BucketSpec(rates.messageRate, burstMs), action, perByte: false, publishOnly: true, kind: 'm' })
+  if (rates.byteRate !== null) out.push({ spec: new BucketSpec(rates.byteRate, burstMs), action, perByte: true, publishOnly: false, kind: 'b' })
   return out
 }
 
@@ -74,12 +79,21 @@ class RatePolicy {
   readonly user: readonly SpecWithAction[]
   readonly topics: readonly TopicRule[]
   readonly users: LRUCache<string, UserBuckets> | null
+  private readonly userKinds: readonly string[]
+  private readonly leases: UserBudgetLeases | null
+  /** Opened at the first user (a generation never used, such as one a failed reload compiled, opens none). */
+  private leaseTable: LeaseTable | null = null
 
-  constructor(limits: LimitsConfig) {
+  constructor(limits: LimitsConfig, leases: UserBudgetLeases | null = null) {
     this.session = specs(limits, limits.burstMs, limits.onExcess)
     const u = limits.perUsername
     this.user = u === null ? [] : specs(u, u.burstMs, u.onExcess)
-    this.users = u === null || this.user.length === 0 ? null : new LRUCache<string, UserBuckets>({ max: u.trackedUsers })
+    this.userKinds = this.user.map((s) => s.kind)
+    this.leases = leases
+    this.users = u === null || this.user.length === 0 ? null : new LRUCache<string, UserBuckets>({
+      max: u.trackedUsers,
+      dispose: (_buckets, username) => this.leaseTable?.untrack(username, nowMs()),
+    })
     this.topics = limits.topics.map((t) => ({ topic: t.topic, spec: new BucketSpec(t.rate, t.burstMs), action: excessCode(t.onExcess) }))
   }
 
@@ -93,6 +107,10 @@ class RatePolicy {
     if (buckets === undefined) {
       buckets = new UserBuckets(this.user, now)
       users.set(username, buckets)
+      if (this.leases !== null) {
+        this.leaseTable ??= this.leases.open()
+        this.leaseTable.track(username, buckets.publish, this.userKinds, now)
+      }
     }
     return buckets
   }
@@ -230,8 +248,8 @@ export class RateCheck implements Check {
 
 export const rateCheck: CheckFactory = {
   name: 'rate',
-  create(config: MoatConfig) {
-    const policy = new RatePolicy(config.limits)
+  create(config: MoatConfig, env: CheckEnv) {
+    const policy = new RatePolicy(config.limits, env.userBudgets ?? null)
     if (policy.isOff) return null
     return () => new RateCheck(policy)
   },

@@ -7,9 +7,16 @@
  * A unit may pass when the bucket holds its cost (or is full, for a cost above the capacity, such
  * as a packet larger than a byte bucket); taking may leave the bucket in debt, which the refill pays
  * back first. Over any window of T ms at most `capacity + rate × T` (plus one packet) passes.
+ *
+ * A bucket may instead be leased (limits/budget-leases.ts): it then never refills by itself, and
+ * its credits are what a fleet-wide budget granted this instance. The per-packet path is the same
+ * for both: a leased bucket's last refill is +Infinity, so the elapsed time is never positive.
  */
 import type { Rate } from '../config/types.js'
 import { rateCredits } from '../config/units.js'
+
+/** The shortest wait a leased bucket answers (renewals come every 100 ms or so). */
+const LEASED_WAIT_MS = 25
 
 export const ExcessAction = { None: 0, Throttle: 1, Drop: 2, Disconnect: 3 } as const
 export type ExcessActionCode = (typeof ExcessAction)[keyof typeof ExcessAction]
@@ -42,10 +49,11 @@ export class TokenBucket {
   /** True: costs the packet's size in bytes; false: one unit per packet. */
   readonly perByte: boolean
   /**
-   * [credits, last refill ms]. In a typed array, not fields: a credit count past the small-integer
-   * range (a generous byte rate) would box a new heap number on every store to a field.
+   * [credits, last refill ms (+Infinity: leased), the largest cost refused since the lease loop last
+   * looked]. In a typed array, not fields: a credit count past the small-integer range (a generous
+   * byte rate) would box a new heap number on every store to a field.
    */
-  private readonly slots = new Float64Array(2)
+  private readonly slots = new Float64Array(3)
 
   constructor(spec: BucketSpec, action: ExcessActionCode, perByte: boolean, now: number) {
     this.spec = spec
@@ -80,13 +88,46 @@ export class TokenBucket {
     const spec = this.spec
     const cost = units * spec.unitCost
     const need = cost < spec.capacity ? cost : spec.capacity
-    const credits = this.slots[0]!
+    const slots = this.slots
+    const credits = slots[0]!
     if (credits >= need) return 0
-    return Math.ceil((need - credits) / spec.refill)
+    // Refused: what a lease must cover (read by the lease loop; one store, on the refusal path only).
+    if (need > slots[2]!) slots[2] = need
+    const wait = Math.ceil((need - credits) / spec.refill)
+    // A leased bucket gains credits only at a renewal: checking again sooner would find none.
+    return wait < LEASED_WAIT_MS && slots[1] === Infinity ? LEASED_WAIT_MS : wait
   }
 
   take(units: number): void {
     this.slots[0] = this.slots[0]! - units * this.spec.unitCost
+  }
+
+  /** True while the credits come from a fleet-wide lease rather than the local refill. */
+  get leased(): boolean {
+    return this.slots[1] === Infinity
+  }
+
+  /** Stops the local refill: from now on only `credit` adds credits (a lease), holding `credits`. */
+  lease(credits: number): void {
+    this.slots[0] = credits
+    this.slots[1] = Infinity
+  }
+
+  /** Back to the local refill from `now`, keeping what it holds (capped at its capacity at the next refill). */
+  unlease(now: number): void {
+    this.slots[1] = now
+  }
+
+  /** Adds (or, negative, removes) credits: a lease granted or returned. */
+  credit(credits: number): void {
+    this.slots[0] = this.slots[0]! + credits
+  }
+
+  /** The largest cost refused since the last call (0: none), and forgets it. */
+  takeRefused(): number {
+    const refused = this.slots[2]!
+    this.slots[2] = 0
+    return refused
   }
 }
 

@@ -8,6 +8,7 @@
  *   moat_cluster_store_errors_total{op}            failed store calls (unreachable, timeout)
  *   moat_cluster_store_call_seconds_total{op}      time spent in store calls (÷ calls = mean latency)
  *   moat_cluster_local_fallbacks_total             CONNECTs decided by local limits while the store was down
+ *   moat_cluster_rate_lease_fallbacks_total        times per-user rates fell back to per-instance buckets
  *   moat_cluster_bans                              bans in the replica (every kind)
  *   moat_cluster_sessions_banned_total             open sessions a new ban closed
  */
@@ -15,7 +16,7 @@ import { Counter, Gauge, type Registry } from 'prom-client'
 import type { Fleet } from '../fleet/fleet.js'
 import { storeOps, type ClusterStats } from '../stats/fleet-stats.js'
 
-/** Every operation, zeros included (9 bounded series): a dashboard shows 0, not "no data", in process. */
+/** Every operation, zeros included (10 bounded series): a dashboard shows 0, not "no data", in process. */
 function byOp(counter: Counter<string>, values: Float64Array): void {
   counter.reset()
   storeOps.forEach((op, i) => counter.inc({ op }, values[i]!))
@@ -75,6 +76,15 @@ export function registerClusterMetrics(register: Registry, stats: ClusterStats, 
     collect() {
       this.reset()
       this.inc(stats.localFallbacks)
+    },
+  })
+  new Counter({
+    name: 'moat_cluster_rate_lease_fallbacks_total',
+    help: 'Times the per-user rates (limits.perUsername) fell back to per-instance buckets because Redis could not be reached (each is also logged).',
+    registers: [register],
+    collect() {
+      this.reset()
+      this.inc(stats.rateLeaseFallbacks)
     },
   })
   new Gauge({

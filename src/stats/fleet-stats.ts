@@ -2,7 +2,7 @@
  * Counters of the shared store, read by metrics/registry.ts at scrape time. Label values
  * are bounded: the store operations below and the two transitions.
  */
-export const storeOps = ['acquire', 'release', 'take', 'count', 'add_ban', 'remove_ban', 'bans_refresh', 'heartbeat', 'resync'] as const
+export const storeOps = ['acquire', 'release', 'take', 'count', 'add_ban', 'remove_ban', 'bans_refresh', 'heartbeat', 'resync', 'rate_leases'] as const
 export type StoreOp = (typeof storeOps)[number]
 export const storeOpIndex: Readonly<Record<StoreOp, number>> = Object.fromEntries(storeOps.map((op, i) => [op, i])) as Record<StoreOp, number>
 
@@ -15,6 +15,8 @@ export class ClusterStats {
   readonly transitions = new Float64Array(2)
   /** Connection-time decisions taken from local limits because the store was down (`onRedisDown: local`). */
   localFallbacks = 0
+  /** Times the per-user rates fell back to per-instance buckets (Redis unreachable; fleet/redis-budget-leases.ts). */
+  rateLeaseFallbacks = 0
   /** Sessions a new ban closed. */
   sessionsBanned = 0
 }
