@@ -8,7 +8,7 @@
 import { onLogSignals } from './log/signals.js'
 import { readFileSync } from 'node:fs'
 import { makeDevCerts } from './certs.js'
-import { runBanCommand } from './fleet/ban-command.js'
+import { runBanCommand } from './cli/ban-command.js'
 import { runSessionsCommand } from './cli/sessions-command.js'
 // The proxy, the demo broker, the probe and the pretty printer load only for the commands that
 // use them: `moat check`, `moat ban` and `--version` start in a fraction of the time.

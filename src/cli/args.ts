@@ -6,7 +6,7 @@
 import net from 'node:net'
 import { parseArgs } from 'node:util'
 import { severities, type Severity } from '../audit/finding.js'
-import { checkBanArgs, type BanCommand } from '../fleet/ban-command.js'
+import { checkBanArgs, type BanCommand } from './ban-command.js'
 import { checkSessionsArgs, type SessionsCommand } from './sessions-command.js'
 import { commandName, commands, UsageError, type Command } from './usage.js'
 

@@ -6,6 +6,7 @@
  */
 import { MoatError } from '../errors.js'
 import { MAX_LIMIT } from '../admin/session-query.js'
+import { adminFailure, adminRequest, checkAdminTarget, type AdminAnswer } from './admin-request.js'
 
 export interface SessionsCommand {
   readonly action: 'list' | 'kick'
@@ -45,13 +46,7 @@ export function checkSessionsArgs(cmd: SessionsCommand, usage: (message: string)
   }
   if (cmd.all && cmd.cursor !== null) throw usage('--all starts at the first page: give --all or --cursor, not both')
   if (cmd.limit !== null && (!Number.isInteger(cmd.limit) || cmd.limit < 1 || cmd.limit > MAX_LIMIT)) throw usage(`--limit must be a whole number from 1 to ${MAX_LIMIT}`)
-  try {
-    const url = new URL(cmd.admin)
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('not http')
-  } catch {
-    throw usage(`--admin must be the admin endpoint's URL, like http://127.0.0.1:9464, got '${cmd.admin}'`)
-  }
-  if (cmd.token === null) throw usage('a token is required: --token TOKEN or the MOAT_ADMIN_TOKEN environment variable')
+  checkAdminTarget(cmd.admin, cmd.token, usage)
 }
 
 interface Row {
@@ -68,27 +63,10 @@ interface Row {
 
 interface Status { instance: string | null; url?: string | null; worker?: number; ok: boolean; error?: string }
 
-async function call(cmd: SessionsCommand, method: string, path: string): Promise<{ status: number; text: string; answer: Record<string, unknown> }> {
-  const base = cmd.admin.replace(/\/+$/, '')
-  let res: Response
-  try {
-    res = await fetch(base + path, { method, headers: { authorization: `Bearer ${cmd.token!}` }, signal: AbortSignal.timeout(30_000) })
-  } catch (err) {
-    const inner = (err as { cause?: { code?: string; message?: string } }).cause
-    throw new SessionsError(`cannot reach the admin endpoint at ${base}: ${inner?.code ?? inner?.message ?? (err as Error).message}`)
-  }
-  const text = await res.text()
-  let answer: Record<string, unknown> = {}
-  try {
-    answer = JSON.parse(text) as Record<string, unknown>
-  } catch {
-    // not JSON: reported by status
-  }
-  return { status: res.status, text, answer }
-}
+const sessionsError = (message: string): MoatError => new SessionsError(message)
 
-function failure(base: string, status: number, answer: Record<string, unknown>): SessionsError {
-  return new SessionsError(`${base}: ${typeof answer.error === 'string' ? answer.error : `HTTP ${status}`}`)
+function call(cmd: SessionsCommand, method: string, path: string): Promise<AdminAnswer> {
+  return adminRequest({ admin: cmd.admin, token: cmd.token!, method, path, timeoutMs: 30_000, error: sessionsError })
 }
 
 function where(s: { instance?: string | null; worker?: number }): string {
@@ -108,11 +86,11 @@ function line(r: Row): string {
 }
 
 export async function runSessionsCommand(cmd: SessionsCommand, out: NodeJS.WritableStream, err: NodeJS.WritableStream): Promise<number> {
-  const base = cmd.admin.replace(/\/+$/, '')
   const scope = cmd.local ? 'local' : 'fleet'
   if (cmd.action === 'kick') {
-    const { status, text, answer } = await call(cmd, 'DELETE', `/sessions/${encodeURIComponent(cmd.clientId!)}?scope=${scope}`)
-    if (status !== 200 && status !== 404) throw failure(base, status, answer)
+    const reply = await call(cmd, 'DELETE', `/sessions/${encodeURIComponent(cmd.clientId!)}?scope=${scope}`)
+    const { status, text, answer } = reply
+    if (status !== 200 && status !== 404) throw adminFailure(cmd.admin, reply, sessionsError)
     const missing = reportMissing(answer.instances, err)
     if (status === 404) throw new SessionsError(`no session of client id '${cmd.clientId!}'${missing ? ' on the instances that answered' : ''}`)
     if (cmd.json) out.write(text)
@@ -129,8 +107,9 @@ export async function runSessionsCommand(cmd: SessionsCommand, out: NodeJS.Writa
   let listed = 0
   for (;;) {
     if (cursor !== null) query.set('cursor', cursor)
-    const { status, text, answer } = await call(cmd, 'GET', `/sessions?${query.toString()}`)
-    if (status !== 200) throw failure(base, status, answer)
+    const reply = await call(cmd, 'GET', `/sessions?${query.toString()}`)
+    const { text, answer } = reply
+    if (reply.status !== 200) throw adminFailure(cmd.admin, reply, sessionsError)
     missing = reportMissing(answer.instances, err) || missing
     const rows = (answer.sessions as Row[] | undefined) ?? []
     listed += rows.length

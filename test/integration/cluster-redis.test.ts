@@ -3,22 +3,20 @@
  * fleet-wide limits and bans through a real redis-server. Every refusal is shown from both sides:
  * the client's CONNACK / DISCONNECT, and a broker that got nothing from the refused client.
  */
-import { spawn } from 'node:child_process'
 import { mkdtempSync } from 'node:fs'
 import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { parser as createParser, generate, type Packet } from 'mqtt-packet'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { brokerKinds, startBroker, type TestBroker } from '../helpers/broker.js'
 import { connectPacket, uid } from '../helpers/clients.js'
 import { passwordAuth } from '../helpers/moat.js'
-import { cliPath, MoatProcess } from '../helpers/moat-process.js'
+import { runCli, type Run } from '../helpers/cli.js'
+import { MoatProcess } from '../helpers/moat-process.js'
 import { freePort } from '../helpers/mosquitto.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 
-const root = fileURLToPath(new URL('../..', import.meta.url))
 const TOKEN = 'test-admin-token-0123456789'
 const kind = brokerKinds()[0]!
 /** Mosquitto speaks 5.0 (reason codes); Aedes only 3.1.1 (return codes). */
@@ -90,16 +88,7 @@ class Raw {
   }
 }
 
-function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cliPath, ...args], { cwd: root, env: { ...process.env, ...env } })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => { stdout += d })
-    child.stderr.on('data', (d: Buffer) => { stderr += d })
-    child.on('close', (c) => resolve({ code: c, stdout, stderr }))
-  })
-}
+const run = (args: string[], env: Record<string, string> = {}): Promise<Run> => runCli(args, { env: { ...process.env, ...env } })
 
 let broker: TestBroker
 let redis: RedisServer

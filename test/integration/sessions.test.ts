@@ -7,7 +7,6 @@
  */
 import { spawn } from 'node:child_process'
 import { Writable } from 'node:stream'
-import { fileURLToPath } from 'node:url'
 import type { IClientOptions, MqttClient } from 'mqtt'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
@@ -15,23 +14,13 @@ import { Moat } from '../../src/moat.js'
 import { brokerKinds, brokerVersions, startBroker, type TestBroker } from '../helpers/broker.js'
 import { connect, connectPacket, RawClient, uid } from '../helpers/clients.js'
 import { passwordAuth, testConfig } from '../helpers/moat.js'
-import { cliPath } from '../helpers/moat-process.js'
+import { runCli, type Run } from '../helpers/cli.js'
 import { programPath } from '../helpers/programs.js'
 
-const root = fileURLToPath(new URL('../..', import.meta.url))
 const TOKEN = 'sessions-admin-token-0123456789'
 const PASSWORD = 'Pw-not-to-be-listed-7f3a'
 
-function run(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cliPath, ...args], { cwd: root, env: { ...process.env, MOAT_ADMIN_TOKEN: '', ...env } })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => { stdout += d })
-    child.stderr.on('data', (d: Buffer) => { stderr += d })
-    child.on('close', (c) => resolve({ code: c, stdout, stderr }))
-  })
-}
+const run = (args: string[], env: Record<string, string> = {}): Promise<Run> => runCli(args, { env: { ...process.env, MOAT_ADMIN_TOKEN: '', ...env } })
 
 interface Row { clientId: string; username: string | null; address: string; port: number; protocol: string; state: string; subscriptions: number; instance?: string }
 

@@ -4,33 +4,22 @@
  * With cluster.redis, a single instance of the same fleet lists them too: the workers' own store
  * heartbeats are named as served by their primary, not reported as instances that cannot be asked.
  */
-import { spawn } from 'node:child_process'
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { brokerKinds, brokerVersions, startBroker, type TestBroker } from '../helpers/broker.js'
 import { connectPacket, RawClient, uid } from '../helpers/clients.js'
 import { MoatCluster } from '../helpers/moat-cluster.js'
-import { cliPath, MoatProcess } from '../helpers/moat-process.js'
+import { runCli, type Run } from '../helpers/cli.js'
+import { MoatProcess } from '../helpers/moat-process.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 
-const root = fileURLToPath(new URL('../..', import.meta.url))
 const TOKEN = 'workers-sessions-token-0123456789'
 const kind = brokerKinds()[0]!
 const V = brokerVersions(kind).includes(5) ? 5 : 4
 
-function run(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [cliPath, ...args], { cwd: root, env: { ...process.env, MOAT_ADMIN_TOKEN: TOKEN } })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => { stdout += d })
-    child.stderr.on('data', (d: Buffer) => { stderr += d })
-    child.on('close', (c) => resolve({ code: c, stdout, stderr }))
-  })
-}
+const run = (args: string[]): Promise<Run> => runCli(args, { env: { ...process.env, MOAT_ADMIN_TOKEN: TOKEN } })
 
 interface Row { clientId: string; worker?: number; instance?: string }
 

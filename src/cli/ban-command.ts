@@ -4,7 +4,8 @@
  */
 import { MoatError } from '../errors.js'
 import { parseDuration } from '../config/units.js'
-import { parseBanTarget } from './ban-list.js'
+import { parseBanTarget } from '../fleet/ban-list.js'
+import { adminFailure, adminRequest, checkAdminTarget, type AdminAnswer } from './admin-request.js'
 
 export interface BanCommand {
   readonly action: 'add' | 'remove' | 'list'
@@ -41,51 +42,26 @@ export function checkBanArgs(cmd: BanCommand, usage: (message: string) => Error)
       throw usage(`--for: ${(err as Error).message}`)
     }
   }
-  try {
-    const url = new URL(cmd.admin)
-    if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error('not http')
-  } catch {
-    throw usage(`--admin must be the admin endpoint's URL, like http://127.0.0.1:9464, got '${cmd.admin}'`)
-  }
-  if (cmd.token === null) throw usage('a token is required: --token TOKEN or the MOAT_ADMIN_TOKEN environment variable')
+  checkAdminTarget(cmd.admin, cmd.token, usage)
 }
 
 interface BanJson { target: string; until: string | null; reason: string; source: string; createdAt: string }
 
+const banError = (message: string): MoatError => new BanError(message)
+
 export async function runBanCommand(cmd: BanCommand, out: NodeJS.WritableStream): Promise<number> {
-  const base = cmd.admin.replace(/\/+$/, '')
-  const headers: Record<string, string> = { authorization: `Bearer ${cmd.token!}` }
-  let url = `${base}/bans`
-  let init: RequestInit
-  if (cmd.action === 'list') init = { method: 'GET', headers }
-  else if (cmd.action === 'remove') {
-    url += `?target=${encodeURIComponent(cmd.target!)}`
-    init = { method: 'DELETE', headers }
-  } else {
+  const request = { admin: cmd.admin, token: cmd.token!, timeoutMs: 5000, error: banError }
+  let reply: AdminAnswer
+  if (cmd.action === 'list') reply = await adminRequest({ ...request, method: 'GET', path: '/bans' })
+  else if (cmd.action === 'remove') reply = await adminRequest({ ...request, method: 'DELETE', path: `/bans?target=${encodeURIComponent(cmd.target!)}` })
+  else {
     const body: Record<string, string> = { target: cmd.target! }
     if (cmd.for !== null) body.for = cmd.for
     if (cmd.reason !== null) body.reason = cmd.reason
-    init = { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body: JSON.stringify(body) }
+    reply = await adminRequest({ ...request, method: 'POST', path: '/bans', body })
   }
-  let res: Response
-  try {
-    res = await fetch(url, { ...init, signal: AbortSignal.timeout(5000) })
-  } catch (err) {
-    const inner = (err as { cause?: { code?: string; message?: string } }).cause
-    const cause = inner?.code ?? inner?.message ?? (err as Error).message
-    throw new BanError(`cannot reach the admin endpoint at ${base}: ${cause}`)
-  }
-  const text = await res.text()
-  let answer: Record<string, unknown> = {}
-  try {
-    answer = JSON.parse(text) as Record<string, unknown>
-  } catch {
-    // not JSON: reported by status below
-  }
-  if (!res.ok) {
-    const why = typeof answer.error === 'string' ? answer.error : `HTTP ${res.status}`
-    throw new BanError(`${base}: ${why}`)
-  }
+  if (reply.status < 200 || reply.status > 299) throw adminFailure(cmd.admin, reply, banError)
+  const { text, answer } = reply
   if (cmd.json) {
     out.write(text)
     return 0
