@@ -6,6 +6,7 @@ import type { Registry } from 'prom-client'
 import { AuthRuntime } from './auth/runtime.js'
 import { Fleet } from './fleet/fleet.js'
 import { describeRedis } from './fleet/redis-client.js'
+import { LeaseLoop, type LeaseTransport } from './fleet/lease-loop.js'
 import { RedisBudgetLeases } from './fleet/redis-budget-leases.js'
 import { RedisStore } from './fleet/redis-store.js'
 import { LocalStore, type SharedStore } from './fleet/shared-store.js'
@@ -48,6 +49,8 @@ export interface MoatOptions {
   admin?: boolean
   /** Session-ticket seeds of the TLS listeners; absent: the fleet's in Redis with `cluster.redis`, else this process's. */
   ticketSeeds?: TicketSeeds
+  /** Where per-user rates lease their fleet budgets; absent: Redis with `cluster.redis`, else per-process buckets (a `workers: N` worker: its primary). */
+  leaseTransport?: LeaseTransport
 }
 
 export class Moat implements SessionContext {
@@ -62,8 +65,8 @@ export class Moat implements SessionContext {
   /** Fleet-wide limits and bans (fleet/fleet.ts) over `store`. */
   readonly store: SharedStore
   readonly fleet: Fleet
-  /** Fleet-wide per-user rates (leased budgets) with a Redis store; null: per-instance buckets. */
-  readonly userBudgets: RedisBudgetLeases | null
+  /** Fleet-wide per-user rates (leased budgets from Redis, or from the primary of `workers: N`); null: per-instance buckets. */
+  readonly userBudgets: LeaseLoop | null
   readonly coalescing: ReadCoalescing
   readonly dialFailures: DialFailureLog
   readonly ticketSeeds: TicketSeeds
@@ -87,7 +90,8 @@ export class Moat implements SessionContext {
     this.store = options.store ?? (redis !== null ? new RedisStore(redis, this.logger, this.stats.cluster) : new LocalStore())
     // Failed logins also count fleet-wide with a shared store (the lockout policy is built with the PolicyStore below).
     if (this.store.kind !== 'local') this.auth.sharedLockout = { fail: (address, username, lockout) => this.fleet.fail(address, username, lockout) }
-    this.userBudgets = this.store instanceof RedisStore ? new RedisBudgetLeases(this.store, this.store.config.prefix, this.logger, this.stats.cluster) : null
+    this.userBudgets = options.leaseTransport !== undefined ? new LeaseLoop(options.leaseTransport, this.logger, this.stats.cluster)
+      : this.store instanceof RedisStore ? new RedisBudgetLeases(this.store, this.store.config.prefix, this.logger, this.stats.cluster) : null
     this.policy = new PolicyStore(config, checkFactories, { logger: this.logger, stats: this.stats, auth: this.auth, userBudgets: this.userBudgets ?? undefined })
     this.fleet = new Fleet(this.store, this.policy, this.stats.cluster, this.logger, () => this.sessions)
     this.overload = new OverloadMonitor(this.policy)
@@ -190,9 +194,9 @@ export class Moat implements SessionContext {
 
   /** Binds every listener (and the admin endpoint). Rejects with MOAT_ERR_LISTEN naming the one that failed. */
   async start(): Promise<void> {
+    this.userBudgets?.start()
     if (this.store instanceof RedisStore) {
       this.store.start()
-      this.userBudgets?.start()
       if (!(await this.store.whenUp(Math.max(2000, this.store.config.commandTimeoutMs * 4)))) {
         this.logger.error({ event: 'cluster_store_down', redis: describeRedis(this.store.config), onRedisDown: this.store.config.onRedisDown }, 'redis unreachable at start: running with onRedisDown until it answers')
       }

@@ -68,6 +68,23 @@ export interface KickAsk {
   instance: string | null
 }
 
+/**
+ * A worker's lease renewal (`limits.perUsername` without cluster.redis): every call of one renewal
+ * (fleet/lease-loop.ts), answered by the primary's fleet buckets (lease-host.ts) in one reply.
+ */
+export interface LeaseAsk {
+  moat: 'leases'
+  id: number
+  calls: ReadonlyArray<{ key: string; capacity: number; refill: number; debt: number; delta: number }>
+}
+
+/** The grants, in the calls' order. */
+export interface LeaseGrants {
+  moat: 'lease-grants'
+  id: number
+  grants: number[]
+}
+
 /** One worker's `registry.getMetricsAsJSON()`. */
 export type WorkerMetrics = Awaited<ReturnType<Registry['getMetricsAsJSON']>>
 
@@ -82,6 +99,7 @@ export type PrimaryMessage =
   | TicketSeed
   | SessionsAsk
   | KickAsk
+  | LeaseGrants
 
 export type WorkerMessage =
   | { moat: 'hello' }
@@ -92,6 +110,7 @@ export type WorkerMessage =
   | { moat: 'sessions'; id: number; page: SessionPage }
   | { moat: 'kicked'; id: number; rows: SessionRow[] }
   | StoreRequest
+  | LeaseAsk
 
 /** Something to send messages to and hear them from: `process` in a worker, a Worker or ChildProcess in the primary. */
 export interface Channel {

@@ -6,7 +6,8 @@
  *   every worker is serving and the broker accepts TCP connections);
  * - validates a new config file once (SIGHUP or the file changing), then tells every worker to
  *   reload; an invalid file reaches no worker;
- * - answers the workers' fleet-wide limit calls from one store (store-host.ts);
+ * - answers the workers' fleet-wide limit calls from one store (store-host.ts), and without
+ *   cluster.redis their per-user rate leases from one set of fleet buckets (lease-host.ts);
  * - restarts a worker that ends unexpectedly, after a backoff, and gives up (exit 1) when workers
  *   keep crashing;
  * - on shutdown, has every worker drain for the grace period, then exits 0;
@@ -38,6 +39,7 @@ import type { SharedStore } from '../fleet/shared-store.js'
 import { isMessage, post, type Channel, type PrimaryMessage, type WorkerMessage, type WorkerMetrics } from './messages.js'
 import { ClusterMetrics, type ClusterSource } from './metrics.js'
 import { StoreHost } from './store-host.js'
+import { fleetBucketCap, LeaseHost } from './lease-host.js'
 import { WorkerSessions } from './session-host.js'
 import { TicketSeedHost } from './ticket-seed-host.js'
 import { WORKER_ENV, workerCount } from './worker-count.js'
@@ -82,6 +84,8 @@ export class ClusterPrimary implements ClusterSource {
   private readonly logger: Logger
   private readonly slots: Slot[]
   private readonly host: StoreHost
+  /** The fleet buckets of per-user rates without cluster.redis (with it, workers lease from Redis). */
+  private readonly leases: LeaseHost | null
   /** Where `moat ban` adds its bans: the workers' store, or Redis with cluster.redis (the workers use it too). */
   private readonly banStore: SharedStore
   private readonly tickets: TicketSeedHost
@@ -111,6 +115,7 @@ export class ClusterPrimary implements ClusterSource {
     this.slots = Array.from({ length: this.workersWanted }, (_, i) => ({ id: i + 1, worker: null, ready: false, fatal: null, restartTimer: null, instance: null }))
     this.host = new StoreHost({ logger })
     const redis = config.cluster?.redis ?? null
+    this.leases = redis === null ? new LeaseHost(fleetBucketCap(config, this.workersWanted), logger) : null
     this.banStore = redis === null ? this.host.store : new RedisStore(redis, logger)
     const seeds = this.banStore instanceof RedisStore ? new RedisTicketSeeds(this.banStore.redis, this.banStore.config.prefix, logger) : new LocalTicketSeeds()
     this.tickets = new TicketSeedHost(seeds, () => this.slots.flatMap((s) => (s.worker === null ? [] : [s.worker as unknown as Channel])))
@@ -192,6 +197,7 @@ export class ClusterPrimary implements ClusterSource {
     reloadScheduling(this.config, next, this.logger) // the primary's own threads; each worker sets its own on reload
     this.config = next
     this.logger.level = next.log.level
+    this.leases?.resize(fleetBucketCap(next, this.workersWanted))
     this.reloads += 1
     this.tickets.configure(next) // before the reload message: a listener that turns resumption on has its seed
     for (const slot of this.slots) if (slot.worker !== null && slot.ready) this.send(slot.worker, { moat: 'reload' })
@@ -250,6 +256,7 @@ export class ClusterPrimary implements ClusterSource {
     slot.ready = false
     slot.fatal = null
     this.host.attach(worker as unknown as Channel)
+    this.leases?.attach(worker as unknown as Channel)
     worker.on('message', (message: unknown) => this.receive(slot, worker, message))
     worker.on('exit', (code, signal) => this.exited(slot, worker, code, signal))
     // An 'error' on the IPC channel (the worker died mid-send) must not take the primary down.
@@ -294,6 +301,7 @@ export class ClusterPrimary implements ClusterSource {
 
   private exited(slot: Slot, worker: Worker, code: number | null, signal: string | null): void {
     this.host.detach(worker as unknown as Channel)
+    this.leases?.detach(worker as unknown as Channel) // nothing given back: its buckets refill on their own
     if (slot.worker !== worker) return
     slot.worker = null
     slot.ready = false
@@ -352,6 +360,7 @@ export class ClusterPrimary implements ClusterSource {
     if (this.killTimer !== null) clearTimeout(this.killTimer)
     this.killTimer = null
     this.host.close()
+    this.leases?.close()
     this.tickets.close()
     // The directory's entries go first, over the store's connection.
     const left = this.directory?.close() ?? Promise.resolve()

@@ -1,7 +1,7 @@
 /**
  * A cluster worker (`workers: N`): one Moat whose listeners share their ports with the other
  * workers (node:cluster hands each accepted connection to one worker), with no admin endpoint of
- * its own and a WorkerStore for the fleet-wide limits. The primary tells it what to do:
+ * its own, and a WorkerStore and a WorkerLeaseTransport for the fleet-wide limits and per-user rates. The primary tells it what to do:
  *   start (the config text the primary validated), reload, shutdown (drain), metrics (answer a
  *   scrape), reopen-log (after a rotation: the primary got SIGHUP or SIGUSR2), ticket-seed (the
  *   session-ticket seed of a TLS listener, shared by every worker), sessions and kick (the sessions
@@ -21,6 +21,7 @@ import type { SessionPage } from '../admin/session-query.js'
 import { RedisStore } from '../fleet/redis-store.js'
 import type { RowStamp } from '../session/session-row.js'
 import { WorkerTicketSeeds } from './worker-ticket-seeds.js'
+import { WorkerLeaseTransport } from './worker-budget-leases.js'
 
 const channel: Channel = {
   send: (message, callback) => process.send!(message, undefined, {}, callback),
@@ -122,7 +123,9 @@ export async function runWorker(id: number): Promise<void> {
     // With cluster.redis every worker talks to Redis itself (fleet-wide across instances, and so
     // across workers); without it the primary holds the state for all its workers.
     const store = config.cluster?.redis != null ? undefined : new WorkerStore({ channel, logger })
-    const candidate = new Moat(config, { logger, store, admin: false, ticketSeeds })
+    // Per-user rates likewise: leased from Redis, or from the primary's fleet buckets.
+    const leaseTransport = config.cluster?.redis != null ? undefined : new WorkerLeaseTransport(channel)
+    const candidate = new Moat(config, { logger, store, admin: false, ticketSeeds, leaseTransport })
     await candidate.start()
     moat = candidate
   } catch (err) {

@@ -2,16 +2,18 @@
  * The lease script of fleet-wide per-user rates (fleet/redis-budget-leases.ts) against a real
  * redis-server, driven renewal by renewal (renew(), no timer): what it grants, takes as debt and
  * takes back, read from the keys themselves; keys under the prefix's hash tag, long names hashed.
+ * The script itself is held to the cases the primary's JS buckets are (test/helpers/lease-cases.ts).
  */
 import { Redis } from 'ioredis'
 import { pino } from 'pino'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
-import { RedisBudgetLeases } from '../../src/fleet/redis-budget-leases.js'
+import { LEASE, RedisBudgetLeases } from '../../src/fleet/redis-budget-leases.js'
 import { fleetCapacity, IDLE_MS } from '../../src/limits/budget-leases.js'
 import { BucketSpec, ExcessAction, nowMs, TokenBucket } from '../../src/limits/token-bucket.js'
 import { ClusterStats, storeOpIndex } from '../../src/stats/fleet-stats.js'
 import { uid } from '../helpers/clients.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
+import { leaseCases } from '../helpers/lease-cases.js'
 
 let redis: RedisServer
 let client: Redis
@@ -106,4 +108,19 @@ describe('RedisBudgetLeases', () => {
     const after = await tokens(`{${prefix}}:ur:m:carol`)
     expect(after === null ? fleetCapacity(bucket, 100) : after).toBeGreaterThanOrEqual(Math.min(fleetCapacity(bucket, 100), before + held))
   })
+})
+
+describe('the LEASE script, the cases of the primary\'s JS buckets', () => {
+  for (const c of leaseCases) {
+    it(c.name, async () => {
+      const key = `{${uid('case')}}:ur:m:alice`
+      for (const step of c.steps) {
+        // The wait, played by moving the bucket's last update back (its refill is computed from it).
+        if (step.waitMs !== undefined) await admin.hincrby(key, 'a', -step.waitMs)
+        const out = await client.eval(LEASE, 1, key, c.capacity, c.refill, step.debt, step.delta) as number[]
+        expect(out).toEqual([step.grant])
+        expect(await tokens(key)).toBe(step.tokens)
+      }
+    })
+  }
 })
