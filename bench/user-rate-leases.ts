@@ -2,11 +2,13 @@
  * Fleet-wide per-user rates (`limits.perUsername` with `cluster.redis`, leased budgets): how close
  * to the configured rate a user spread over N instances gets, and what the leases cost Redis.
  *
- * 1. Accuracy: N Moat processes (node dist/cli.js; N = 2 and 3) on one local redis-server, in
+ * 1. Accuracy (delivered per second, and per connection): N Moat processes (node dist/cli.js; N = 2 and 3) on one local redis-server, in
  *    front of Mosquitto, `perUsername: { messageRate: R }` with throttle (the default). One user
  *    publishes QoS 0 as fast as TCP lets it through each instance; a subscriber on the broker
  *    itself counts deliveries. Reported: messages/s delivered against R, and the same without
- *    `cluster.redis` (per instance: about N × R).
+ *    `cluster.redis` (per instance: about N × R). Then one Moat with `workers: 2`, four connections
+ *    of the user (node:cluster hands them to the workers in turn), leasing from the primary (no
+ *    `cluster.redis`) and from Redis; for the first, the primary's CPU as a share of one core.
  * 2. Redis cost: the lease loop (fleet/redis-budget-leases.ts) driven in this process against a
  *    real redis-server, with U users (default 10,000) active on one instance, in three profiles:
  *    each user at a tenth of its rate, the same with the default 100 ms burst, and every user
@@ -27,7 +29,7 @@ import { generate, parser as createParser } from 'mqtt-packet'
 import { pino } from 'pino'
 import { RedisBudgetLeases } from '../src/fleet/redis-budget-leases.js'
 import { BucketSpec, ExcessAction, nowMs, TokenBucket } from '../src/limits/token-bucket.js'
-import { freePort, listening, sleep, start } from './processes.js'
+import { cpuSeconds, freePort, listening, sleep, start } from './processes.js'
 
 const { values } = parseArgs({ options: { seconds: { type: 'string', default: '10' }, rate: { type: 'string', default: '100' }, users: { type: 'string', default: '10000' } } })
 const SECONDS = Number(values.seconds)
@@ -40,7 +42,7 @@ function connectFrame(clientId: string, username?: string): Buffer {
 }
 
 /** One user publishing flat out through each port; deliveries counted at the broker over SECONDS. */
-async function accuracy(brokerPort: number, ports: number[]): Promise<{ deliveredPerSecond: number; perInstance: number[] }> {
+async function accuracy(brokerPort: number, ports: number[]): Promise<{ deliveredPerSecond: number; perConnection: number[] }> {
   const topicOf = (i: number): string => `bench/user/${i}`
   const counts = ports.map(() => 0)
   const sub = net.connect(brokerPort, '127.0.0.1')
@@ -78,16 +80,18 @@ async function accuracy(brokerPort: number, ports: number[]): Promise<{ delivere
   sub.destroy()
   await sleep(300)
   const total = delta.reduce((a, b) => a + b, 0)
-  return { deliveredPerSecond: Number((total / elapsed).toFixed(1)), perInstance: delta.map((d) => Number((d / elapsed).toFixed(1))) }
+  return { deliveredPerSecond: Number((total / elapsed).toFixed(1)), perConnection: delta.map((d) => Number((d / elapsed).toFixed(1))) }
 }
 
-async function instances(n: number, brokerPort: number, cluster: string): Promise<{ ports: number[]; stop: () => Promise<void> }> {
+/** N Moat processes (each with `workers` workers), each on its own port. */
+async function instances(n: number, brokerPort: number, cluster: string, workers = 1): Promise<{ ports: number[]; pids: number[]; stop: () => Promise<void> }> {
   const ports: number[] = []
   const children: ChildProcess[] = []
   for (let i = 0; i < n; i++) {
     const port = await freePort()
     const file = join(dir, `moat-${i}.yaml`)
     writeFileSync(file, [
+      `workers: ${workers}`,
       `listeners: [{ name: bench, protocol: mqtt, host: 127.0.0.1, port: ${port} }]`,
       `upstream: { host: 127.0.0.1, port: ${brokerPort} }`,
       'log: { level: warn }',
@@ -102,9 +106,10 @@ async function instances(n: number, brokerPort: number, cluster: string): Promis
   await sleep(500)
   return {
     ports,
+    pids: children.map((c) => c.pid!),
     stop: async () => {
-      for (const c of children) c.kill('SIGKILL')
-      await sleep(300)
+      // SIGTERM: a primary has its workers drain (no session left by now) and ends after them.
+      await Promise.all(children.map((c) => new Promise((resolve) => { c.once('exit', resolve); c.kill('SIGTERM') })))
     },
   }
 }
@@ -202,6 +207,19 @@ try {
       } finally {
         await fleet.stop()
       }
+    }
+  }
+  for (const [label, cluster] of [['leased from the primary (no cluster.redis)', ''], ['cluster.redis', `cluster: { redis: { url: "redis://127.0.0.1:${redisPort}", prefix: benchw } }`]] as const) {
+    const fleet = await instances(1, brokerPort, cluster, 2)
+    try {
+      const cpu0 = cpuSeconds(fleet.pids[0]!)
+      const t0 = process.hrtime.bigint()
+      const port = fleet.ports[0]!
+      const run = await accuracy(brokerPort, [port, port, port, port])
+      const primaryCpu = (cpuSeconds(fleet.pids[0]!) - cpu0) / (Number(process.hrtime.bigint() - t0) / 1e9)
+      results[`1 instance of workers: 2 (4 connections), ${label}`] = { configuredRate: RATE, ...run, ...(cluster === '' ? { primaryCpuShareOfOneCore: Number(primaryCpu.toFixed(3)) } : {}) }
+    } finally {
+      await fleet.stop()
     }
   }
   const costs = [
