@@ -8,7 +8,7 @@
  *   moat_cluster_store_errors_total{op}            failed store calls (unreachable, timeout)
  *   moat_cluster_store_call_seconds_total{op}      time spent in store calls (÷ calls = mean latency)
  *   moat_cluster_local_fallbacks_total             CONNECTs decided by local limits while the store was down
- *   moat_cluster_rate_lease_fallbacks_total        times per-user rates fell back to per-instance buckets
+ *   moat_cluster_rate_lease_fallbacks_total        times per-user rates fell back to per-process buckets
  *   moat_cluster_bans                              bans in the replica (every kind)
  *   moat_cluster_sessions_banned_total             open sessions a new ban closed
  */
@@ -80,7 +80,7 @@ export function registerClusterMetrics(register: Registry, stats: ClusterStats, 
   })
   new Counter({
     name: 'moat_cluster_rate_lease_fallbacks_total',
-    help: 'Times the per-user rates (limits.perUsername) fell back to per-instance buckets because Redis could not be reached (each is also logged).',
+    help: 'Times the per-user rates (limits.perUsername) fell back to per-process buckets because Redis, or the primary of workers: N, did not answer (each is also logged).',
     registers: [register],
     collect() {
       this.reset()

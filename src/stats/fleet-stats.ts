@@ -15,7 +15,7 @@ export class ClusterStats {
   readonly transitions = new Float64Array(2)
   /** Connection-time decisions taken from local limits because the store was down (`onRedisDown: local`). */
   localFallbacks = 0
-  /** Times the per-user rates fell back to per-instance buckets (Redis unreachable; fleet/redis-budget-leases.ts). */
+  /** Times the per-user rates fell back to per-process buckets (Redis or the workers' primary not answering; fleet/lease-loop.ts). */
   rateLeaseFallbacks = 0
   /** Sessions a new ban closed. */
   sessionsBanned = 0
