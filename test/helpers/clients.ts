@@ -210,3 +210,12 @@ export async function connackCode(port: number, version: 4 | 5): Promise<number 
   if (answer?.cmd !== 'connack') return null
   return (answer as mqtt.IConnackPacket).reasonCode ?? (answer as mqtt.IConnackPacket).returnCode ?? null
 }
+
+/** Counts what a 5.0 subscriber on the broker itself (not through Moat) receives on `topic`. */
+export async function brokerWatch(port: number, topic: string): Promise<{ count: () => number; end: () => Promise<void> }> {
+  const watcher = await connect(port, { protocolVersion: 5 })
+  let n = 0
+  watcher.on('message', () => { n += 1 })
+  await watcher.subscribeAsync(topic, { qos: 1 })
+  return { count: () => n, end: () => watcher.endAsync() }
+}

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { Moat } from '../../src/moat.js'
 import { storeOpIndex } from '../../src/stats/fleet-stats.js'
 import { brokerKinds, startBroker, type TestBroker } from '../helpers/broker.js'
-import { connect, connectPacket, RawClient, uid } from '../helpers/clients.js'
+import { brokerWatch, connectPacket, RawClient, uid } from '../helpers/clients.js'
 import { limitsFrom, passwordAuth, testAuth, testConfig } from '../helpers/moat.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 
@@ -77,15 +77,6 @@ for (const kind of brokerKinds().filter((k) => k === 'mosquitto')) {
       return raw
     }
 
-    /** What a subscriber on the broker itself receives on `topic`. */
-    async function watch(topic: string): Promise<{ count: () => number; end: () => Promise<void> }> {
-      const watcher = await connect(broker.port, { protocolVersion: 5 })
-      let n = 0
-      watcher.on('message', () => { n += 1 })
-      await watcher.subscribeAsync(topic, { qos: 1 })
-      return { count: () => n, end: () => watcher.endAsync() }
-    }
-
     beforeAll(async () => {
       broker = await startBroker(kind)
       redis = await startRedis()
@@ -117,7 +108,7 @@ for (const kind of brokerKinds().filter((k) => k === 'mosquitto')) {
 
     it('holds one user publishing through two instances to about the fleet-wide rate; the broker gets only what was accepted', async () => {
       const topic = uid('fleet/rate')
-      const watcher = await watch(topic)
+      const watcher = await brokerWatch(broker.port, topic)
       const run = await flatOut([await session(a), await session(b)], topic)
       const total = run.accepted[0]! + run.accepted[1]!
       // Per instance alone this would be about 2 × RATE × seconds; fleet-wide it is bounded by the rate.
@@ -144,7 +135,7 @@ for (const kind of brokerKinds().filter((k) => k === 'mosquitto')) {
       expect(b.stats.cluster.rateLeaseFallbacks).toBe(1)
 
       const topic = uid('local/rate')
-      const watcher = await watch(topic)
+      const watcher = await brokerWatch(broker.port, topic)
       const run = await flatOut([await session(a), await session(b)], topic)
       // Each instance's own bucket lets about the full rate through: together about twice the rate.
       for (const accepted of run.accepted) {
@@ -160,7 +151,7 @@ for (const kind of brokerKinds().filter((k) => k === 'mosquitto')) {
       await redis.start()
       await vi.waitFor(() => expect(a.userBudgets!.fleetWide && b.userBudgets!.fleetWide).toBe(true), { timeout: 15_000 })
       const again = uid('fleet/again')
-      const watcher2 = await watch(again)
+      const watcher2 = await brokerWatch(broker.port, again)
       const back = await flatOut([await session(a), await session(b)], again)
       const total2 = back.accepted[0]! + back.accepted[1]!
       expect(total2).toBeLessThanOrEqual(Math.ceil(RATE * back.seconds * 1.25) + SLACK)

@@ -14,7 +14,7 @@ import { join } from 'node:path'
 import type { MqttClient } from 'mqtt'
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { brokerKinds, startBroker, type TestBroker } from '../helpers/broker.js'
-import { connect, uid } from '../helpers/clients.js'
+import { brokerWatch, connect, uid } from '../helpers/clients.js'
 import { MoatCluster } from '../helpers/moat-cluster.js'
 import { passwordAuth } from '../helpers/moat.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
@@ -104,15 +104,6 @@ async function flatOut(clients: Array<{ client: MqttClient; worker: number }>, t
   return run
 }
 
-/** What a subscriber on the broker itself receives on `topic`. */
-async function watch(topic: string): Promise<{ count: () => number; end: () => Promise<void> }> {
-  const watcher = await connect(broker.port, { protocolVersion: 5 })
-  let n = 0
-  watcher.on('message', () => { n += 1 })
-  await watcher.subscribeAsync(topic, { qos: 1 })
-  return { count: () => n, end: () => watcher.endAsync() }
-}
-
 /** The run held to the fleet-wide rate, both workers part of it, the broker given only what was accepted. */
 async function expectFleetWide(run: Run, watcher: { count: () => number }): Promise<void> {
   // Per worker alone this would be about 2 × RATE × seconds; fleet-wide it is bounded by the rate.
@@ -156,7 +147,7 @@ for (const kind of brokerKinds().filter((k) => k === 'mosquitto')) {
 
     it('holds one user spread over both workers to about the configured rate; the broker gets only what was accepted', async () => {
       const topic = uid('workers/rate')
-      const watcher = await watch(topic)
+      const watcher = await brokerWatch(broker.port, topic)
       const run = await flatOut(clients, topic)
       await expectFleetWide(run, watcher)
       await watcher.end()
@@ -169,7 +160,7 @@ for (const kind of brokerKinds().filter((k) => k === 'mosquitto')) {
 
     it('a primary that does not answer (stopped) makes its workers fall back to their own buckets: logged once per transition, counted; leasing resumes', async () => {
       const topic = uid('workers/stopped')
-      const watcher = await watch(topic)
+      const watcher = await brokerWatch(broker.port, topic)
       const pid = moat.child.pid!
       // Publishing while the primary is stopped: the workers' renewals go unanswered.
       const running = flatOut(clients, topic)
@@ -195,7 +186,7 @@ for (const kind of brokerKinds().filter((k) => k === 'mosquitto')) {
         }
       }, { timeout: 15_000 })
       const again = uid('workers/again')
-      const watcher2 = await watch(again)
+      const watcher2 = await brokerWatch(broker.port, again)
       const back = await flatOut(clients, again)
       await expectFleetWide(back, watcher2)
       await watcher2.end()
@@ -214,7 +205,7 @@ for (const kind of brokerKinds().filter((k) => k === 'mosquitto')) {
       await vi.waitFor(() => expect(moat.all({ event: 'user_rate_leases', outcome: 'fleet', source: 'redis' }).map((l) => l.worker).sort()).toEqual([1, 2]), { timeout: 10_000 })
       const clients = await spread(moat)
       const topic = uid('workers/redis')
-      const watcher = await watch(topic)
+      const watcher = await brokerWatch(broker.port, topic)
       const run = await flatOut(clients, topic)
       await expectFleetWide(run, watcher)
       await watcher.end()
