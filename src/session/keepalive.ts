@@ -11,8 +11,12 @@ import { disconnectV5 } from '../protocol/responses.js'
 import { Phase } from './phase.js'
 import type { Session } from './session.js'
 
-/** How long after the broker's own keepalive timeout Moat closes a silent client itself. */
-const IDLE_GRACE_MS = 5000
+/**
+ * How long after the broker's own keepalive timeout Moat closes a silent client itself. Mosquitto
+ * 2.0 looks for expired keepalives only every 6 s or so, so its timeout may come up to that late:
+ * a shorter grace would have Moat close first, and the broker see a close instead of its timeout.
+ */
+const IDLE_GRACE_MS = 10_000
 
 export class KeepaliveWatch {
   private readonly session: Session
