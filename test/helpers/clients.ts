@@ -79,21 +79,24 @@ export class Inbox {
 
   /** Resolves when `count` messages (in total) have arrived. */
   async waitFor(count: number, timeoutMs = 5000): Promise<Message[]> {
-    const timer = setTimeout(() => this.events.emit('timeout'), timeoutMs)
-    try {
-      while (this.messages.length < count) {
-        const [event] = await Promise.race([once(this.events, 'message'), once(this.events, 'timeout')])
-        if (event === 'timeout') throw new Error(`expected ${count} message(s), got ${this.messages.length}`)
-      }
-      return this.messages.slice(0, count)
-    } finally {
-      clearTimeout(timer)
+    if (this.messages.length < count) {
+      // One listener for the whole wait, removed at its end (a listener per message would pile up).
+      await new Promise<void>((resolve, reject) => {
+        const onMessage = (): void => {
+          if (this.messages.length < count) return
+          clearTimeout(timer)
+          this.events.off('message', onMessage)
+          resolve()
+        }
+        const timer = setTimeout(() => {
+          this.events.off('message', onMessage)
+          reject(new Error(`expected ${count} message(s), got ${this.messages.length}`))
+        }, timeoutMs)
+        this.events.on('message', onMessage)
+      })
     }
+    return this.messages.slice(0, count)
   }
-}
-
-function once(emitter: EventEmitter, event: string): Promise<[string]> {
-  return new Promise((resolve) => emitter.once(event, () => resolve([event])))
 }
 
 /** A raw TCP client: sends exactly the bytes a test makes, decodes what comes back. */
