@@ -10,7 +10,9 @@
  * Transport down (not `up`, or an exchange failing or timing out): every table turns its buckets
  * back into per-process ones (the rate in each instance or worker, at most N × the rate over N),
  * logged once per transition and counted (moat_cluster_rate_lease_fallbacks_total). Once the
- * transport is up again, and no sooner than RETRY_MS after a failed exchange, leasing resumes.
+ * transport is up again, and no sooner than RETRY_MS after a failed exchange, leasing is tried
+ * again; it is announced only once an exchange succeeds, so a store that stays away costs no log
+ * line per retry.
  * There is no fail-closed mode: refusing every message while the store is away would stop the
  * fleet for a limit meant to shape it.
  */
@@ -34,6 +36,8 @@ export interface LeaseTransport {
 export class LeaseLoop implements UserBudgetLeases {
   private tables: LeaseTable[] = []
   private leased = false
+  /** The last state logged (one line per real transition). */
+  private announced: 'none' | 'fleet' | 'local' = 'none'
   private retryAt = 0
   private timer: NodeJS.Timeout | null = null
   private closed = false
@@ -91,11 +95,14 @@ export class LeaseLoop implements UserBudgetLeases {
       if (now < this.retryAt) return
       this.leased = true
       for (const t of this.tables) t.toLeased(now)
-      this.logger.info({ event: 'user_rate_leases', outcome: 'fleet', source: this.transport.source }, `per-user rates are fleet-wide (budgets leased from ${this.transport.source})`)
     }
     const plans = this.tables.map((t) => ({ table: t, plan: t.plan(now) }))
     const calls = plans.flatMap((p) => p.plan.calls)
-    if (calls.length === 0) return
+    // Nothing to ask: at start that is as good as an answer; after a failure only an exchange tells.
+    if (calls.length === 0) {
+      if (this.announced === 'none') this.confirm()
+      return
+    }
     let grants: number[]
     try {
       grants = await this.send(calls)
@@ -104,6 +111,7 @@ export class LeaseLoop implements UserBudgetLeases {
       if (this.leased) this.fallBack(nowMs(), (err as Error).message)
       return
     }
+    this.confirm()
     const settled = nowMs()
     let at = 0
     for (const { table, plan } of plans) {
@@ -128,9 +136,19 @@ export class LeaseLoop implements UserBudgetLeases {
     }
   }
 
+  /** Leasing works (an exchange succeeded, or the transport is up with nothing to ask): said once. */
+  private confirm(): void {
+    if (this.announced === 'fleet') return
+    this.announced = 'fleet'
+    this.logger.info({ event: 'user_rate_leases', outcome: 'fleet', source: this.transport.source }, `per-user rates are fleet-wide (budgets leased from ${this.transport.source})`)
+  }
+
+  /** Back to per-process buckets; logged and counted only when leasing had been said to work (or never said). */
   private fallBack(now: number, reason: string): void {
     this.leased = false
     for (const t of this.tables) t.toLocal(now)
+    if (this.announced === 'local') return
+    this.announced = 'local'
     this.stats.rateLeaseFallbacks += 1
     this.logger.error({ event: 'user_rate_leases', outcome: 'local', source: this.transport.source, reason }, `per-user rates fall back to per-process buckets (each allows the full rate) until ${this.transport.source} answers`)
   }

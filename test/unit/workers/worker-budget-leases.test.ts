@@ -119,4 +119,44 @@ describe('leases from the cluster primary', () => {
     await loop.close()
     host.close()
   })
+
+  it('a primary that stays silent over several retries costs one line and one count, not a pair per retry; its return is said once', async () => {
+    const { worker, primary, mute } = channelPair()
+    const host = new LeaseHost(100)
+    host.attach(primary)
+    const { lines, logger } = logged()
+    const stats = new ClusterStats()
+    const loop = new LeaseLoop(new WorkerLeaseTransport(worker, 50), logger, stats)
+    const table = loop.open()
+    await loop.renew()
+    const b = bucket()
+    table.track('alice', [b], ['m'], nowMs())
+    mute(true)
+    b.take(5)
+    await loop.renew() // times out: per-worker buckets
+    expect(loop.fleetWide).toBe(false)
+    for (let retry = 0; retry < 3; retry++) {
+      await new Promise((resolve) => setTimeout(resolve, 1050))
+      await loop.renew() // a second on: leasing is tried again (nothing to ask yet)
+      b.take(1)
+      await loop.renew() // what was spent is sent: times out again
+      expect(loop.fleetWide).toBe(false)
+    }
+    const said = (outcome: string): number => lines.filter((l) => l.event === 'user_rate_leases' && l.outcome === outcome).length
+    expect(said('local')).toBe(1)
+    expect(said('fleet')).toBe(1) // the first renewal's, before the primary went silent
+    expect(stats.rateLeaseFallbacks).toBe(1)
+    mute(false)
+    // Said once the first exchange after the retry is answered.
+    await expect.poll(async () => {
+      b.take(1)
+      await loop.renew()
+      return said('fleet')
+    }, { timeout: 5000, interval: 200 }).toBe(2)
+    expect(loop.fleetWide && b.leased).toBe(true)
+    expect(said('local')).toBe(1)
+    expect(stats.rateLeaseFallbacks).toBe(1)
+    await loop.close()
+    host.close()
+  })
 })
