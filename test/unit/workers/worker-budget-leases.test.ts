@@ -46,6 +46,26 @@ function bucket(): TokenBucket {
   return new TokenBucket(new BucketSpec({ count: 100, perMs: 1000 }, 100), ExcessAction.Drop, false, nowMs())
 }
 
+/**
+ * A worker leasing for alice from a primary that answers within 50 ms, then goes silent once alice
+ * has spent 5 (the next renewal times out).
+ */
+async function silentPrimary(): Promise<{ host: LeaseHost; lines: Array<Record<string, unknown>>; stats: ClusterStats; loop: LeaseLoop; b: TokenBucket; mute: (on: boolean) => void }> {
+  const { worker, primary, mute } = channelPair()
+  const host = new LeaseHost(100)
+  host.attach(primary)
+  const { lines, logger } = logged()
+  const stats = new ClusterStats()
+  const loop = new LeaseLoop(new WorkerLeaseTransport(worker, 50), logger, stats)
+  const table = loop.open()
+  await loop.renew()
+  const b = bucket()
+  table.track('alice', [b], ['m'], nowMs())
+  mute(true)
+  b.take(5)
+  return { host, lines, stats, loop, b, mute }
+}
+
 describe('leases from the cluster primary', () => {
   it('charges the advance and grants a lease from the primary\'s buckets; a long name is hashed before it is sent', async () => {
     const { worker, primary } = channelPair()
@@ -90,18 +110,7 @@ describe('leases from the cluster primary', () => {
   })
 
   it('falls back to per-worker buckets when the primary does not answer in time: logged once, counted; leases again once it answers', async () => {
-    const { worker, primary, mute } = channelPair()
-    const host = new LeaseHost(100)
-    host.attach(primary)
-    const { lines, logger } = logged()
-    const stats = new ClusterStats()
-    const loop = new LeaseLoop(new WorkerLeaseTransport(worker, 50), logger, stats)
-    const table = loop.open()
-    await loop.renew()
-    const b = bucket()
-    table.track('alice', [b], ['m'], nowMs())
-    mute(true)
-    b.take(5)
+    const { host, lines, stats, loop, b, mute } = await silentPrimary()
     await loop.renew() // times out after 50 ms
     expect(loop.fleetWide).toBe(false)
     expect(b.leased).toBe(false) // refills by itself again: the per-worker rate
@@ -121,18 +130,7 @@ describe('leases from the cluster primary', () => {
   })
 
   it('a primary that stays silent over several retries costs one line and one count, not a pair per retry; its return is said once', async () => {
-    const { worker, primary, mute } = channelPair()
-    const host = new LeaseHost(100)
-    host.attach(primary)
-    const { lines, logger } = logged()
-    const stats = new ClusterStats()
-    const loop = new LeaseLoop(new WorkerLeaseTransport(worker, 50), logger, stats)
-    const table = loop.open()
-    await loop.renew()
-    const b = bucket()
-    table.track('alice', [b], ['m'], nowMs())
-    mute(true)
-    b.take(5)
+    const { host, lines, stats, loop, b, mute } = await silentPrimary()
     await loop.renew() // times out: per-worker buckets
     expect(loop.fleetWide).toBe(false)
     for (let retry = 0; retry < 3; retry++) {
