@@ -14,7 +14,7 @@
  *                    [--connect-inflight 100] [--connect-rounds 2000] [--connect-warmup 10000] [--rate 10000]
  *                    [--tls-rate 20000] [--rate-payload 64,1024] [--concurrent-clients 2000]
  *                    [--storm-clients 5000] [--storm-warmup 5000] [--storm-settle 30] [--storm-resume]
- *                    [--sched batch] [--coalescing 0 | WAIT[,ABOVE]]
+ *                    [--sched batch] [--coalescing 0 | WAIT[,ABOVE]] [--malloc jemalloc|libc]
  *                    [--load-rate 25000] (loaded-latency: the latency probe while 50 publishers offer a QoS 0 load)
  */
 import { execFileSync } from 'node:child_process'
@@ -29,7 +29,7 @@ import { connections, type ConnectionsResult } from './scenarios/connections.js'
 import { fanIn, type FanInResult } from './scenarios/fan-in.js'
 import { latency, type LatencyResult } from './scenarios/latency.js'
 import { storm, type StormResult } from './scenarios/storm.js'
-import { kindFor, nofileLimits, PLAIN_KINDS, moatCounters, raiseOwnNofile, startTarget, TLS_KINDS, transportOf, type Placement, type TargetKind, type Transport } from './targets.js'
+import { jemallocAvailable, kindFor, nofileLimits, PLAIN_KINDS, moatCounters, raiseOwnNofile, startTarget, TLS_KINDS, transportOf, type NodeMalloc, type Placement, type TargetKind, type Transport } from './targets.js'
 
 const { values } = parseArgs({
   options: {
@@ -54,10 +54,15 @@ const { values } = parseArgs({
     targets: { type: 'string' },
     sched: { type: 'string', default: 'normal' },
     coalescing: { type: 'string' },
+    malloc: { type: 'string' },
     'load-rate': { type: 'string', default: '25000' },
   },
 })
 if (values.sched !== 'normal' && values.sched !== 'batch') throw new Error(`--sched: normal or batch, not ${values.sched}`)
+if (values.malloc !== undefined && values.malloc !== 'jemalloc' && values.malloc !== 'libc') throw new Error(`--malloc: jemalloc or libc, not ${values.malloc}`)
+// glibc's malloc, as Moat is shipped; --malloc jemalloc: the preload of docs/tuning.md.
+const nodeMalloc: NodeMalloc = values.malloc ?? 'libc'
+if (nodeMalloc === 'jemalloc' && !jemallocAvailable()) throw new Error('--malloc jemalloc: libjemalloc.so.2 cannot be preloaded here (Debian: apt-get install libjemalloc2)')
 const QUICK = values.quick
 const RUNS = Number(values.runs ?? (QUICK ? 1 : 3))
 const SECONDS = QUICK ? 2 : 5
@@ -136,6 +141,7 @@ const placement: Placement = {
   proxyScheduling: values.sched,
   // --coalescing 0: Moat without read coalescing; --coalescing 300us,1/s: wait at any rate; absent: Moat's default.
   moatCoalescing: values.coalescing ?? null,
+  nodeMalloc,
 }
 
 // Pin the load generator (every thread of this process) to core 1.
@@ -252,6 +258,7 @@ const machine = { nproc, cpu: cpuModel, node: process.version, kernel: release()
 console.log(`\nMoat benchmark ${new Date().toISOString()} commit ${commit}, ${RUNS} run(s) per target, median${QUICK ? ' (--quick)' : ''}`)
 console.log(`machine: ${nproc} × ${cpuModel}, Node ${process.version}, Linux ${machine.kernel}, load average at the end ${machine.loadAverage}`)
 if (placement.moatCoalescing != null) console.log(`Moat with coalescing: ${placement.moatCoalescing} (--coalescing)`)
+if (nodeMalloc === 'jemalloc') console.log('Node proxies on jemalloc (LD_PRELOAD, background purging; --malloc jemalloc)')
 if (placement.proxyScheduling === 'batch') console.log('proxies run under SCHED_BATCH (chrt -b 0): no wakeup preemption of the broker they share core 0 with')
 console.log('broker + proxy on core 0, load generator on core 1. Fan-in: "read by the broker" = PUBLISH bytes the broker read from the publishers\' connections,')
 console.log('"forwarded into the broker" = PUBLISH bytes written into them by the process at their other end (both kernel counts, ss tcp_info, subscriber\'s connection')

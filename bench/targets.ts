@@ -54,6 +54,31 @@ export interface Placement {
   readonly proxyScheduling: 'normal' | 'batch'
   /** `--coalescing WAIT[,ABOVE]`: Moat's `coalescing` (`0` turns it off; `300us,1/s` always waits); null: Moat's default. */
   readonly moatCoalescing?: string | null
+  /**
+   * `--malloc`: the C allocator of the Node proxies (Moat and the Node pass-through). `jemalloc`:
+   * libjemalloc preloaded with its background purging thread (docs/tuning.md); `libc` (or
+   * absent): glibc's malloc.
+   */
+  readonly nodeMalloc?: NodeMalloc
+}
+
+export type NodeMalloc = 'jemalloc' | 'libc'
+
+/** The environment a Node proxy runs with under `--malloc jemalloc`: the two variables of docs/tuning.md (BENCH_MALLOC_CONF replaces the second's value). */
+export const JEMALLOC_ENV = ['LD_PRELOAD=libjemalloc.so.2', `MALLOC_CONF=${process.env.BENCH_MALLOC_CONF ?? 'background_thread:true'}`] as const
+
+/** Whether libjemalloc.so.2 can be preloaded here (Debian: libjemalloc2). */
+export function jemallocAvailable(): boolean {
+  try {
+    return execFileSync('env', [...JEMALLOC_ENV, 'cat', '/proc/self/maps'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).includes('libjemalloc')
+  } catch {
+    return false
+  }
+}
+
+/** `command args` under `env` with the proxy allocator's variables (nothing added for glibc's). */
+function withMalloc(placement: Placement, command: string, args: string[]): [string, string[]] {
+  return placement.nodeMalloc === 'jemalloc' ? ['env', [...JEMALLOC_ENV, command, ...args]] : [command, args]
 }
 
 export interface RunningTarget {
@@ -222,7 +247,7 @@ function nodeArgs(): string[] {
 async function startNodePipe(placement: Placement, brokerPort: number, certs: ServerCerts | null = null): Promise<{ child: ChildProcess; port: number }> {
   const port = await freePort()
   const script = fileURLToPath(new URL(`../../bench/${certs === null ? 'pipe-proxy' : 'tls-pipe-proxy'}.mjs`, import.meta.url))
-  const [cmd, args] = pinned(placement, process.execPath, [...nodeArgs(), script, String(port), String(brokerPort), ...(certs === null ? [] : [certs.certFile, certs.keyFile])])
+  const [cmd, args] = pinned(placement, ...withMalloc(placement, process.execPath, [...nodeArgs(), script, String(port), String(brokerPort), ...(certs === null ? [] : [certs.certFile, certs.keyFile])]))
   const { child } = await start(cmd, args, /listening/)
   if (process.env.BENCH_NODE_ARGS !== undefined) {
     child.stdout!.on('data', (d: Buffer) => process.stderr.write(`[node-pipe] ${d}`))
@@ -240,7 +265,7 @@ async function startMoat(dir: string, placement: Placement, brokerPort: number, 
   const quiet = (process.env.BENCH_MOAT_LOG ?? 'info') !== 'info'
   const fixedPort = quiet ? await freePort() : 0
   writeFileSync(conf, moatYaml(brokerPort, adminPort, aclRules, placement, fixedPort, certs))
-  const [cmd, args] = pinned({ ...placement, proxyScheduling: 'normal' }, process.execPath, [...MOAT_NODE_FLAGS, ...nodeArgs(), CLI, '--config', conf])
+  const [cmd, args] = pinned({ ...placement, proxyScheduling: 'normal' }, ...withMalloc(placement, process.execPath, [...MOAT_NODE_FLAGS, ...nodeArgs(), CLI, '--config', conf]))
   if (quiet) {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     child.stdout!.on('data', (d: Buffer) => process.stderr.write(`[moat] ${d}`))
