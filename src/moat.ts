@@ -34,6 +34,7 @@ import { AdminServer } from './admin/server.js'
 import { createRegistry } from './metrics/registry.js'
 import { Stats } from './stats/stats.js'
 import { applyScheduling, reloadScheduling } from './scheduling.js'
+import { cAllocator } from './c-allocator.js'
 import { HeapTrim } from './heap-trim.js'
 import { ReadCoalescing } from './net/read-coalescing.js'
 import type { ClientSocket, ConnInfo } from './client/conn-info.js'
@@ -234,7 +235,7 @@ export class Moat implements SessionContext {
     if (this.config.upstream.tls?.insecure === true) {
       this.logger.warn({ event: 'upstream_tls_insecure', upstream: `${this.config.upstream.host}:${this.config.upstream.port}` }, 'upstream.tls.insecure: the broker certificate is NOT verified; anyone on the path can impersonate the broker')
     }
-    this.logger.info({ event: 'ready', upstream: `${this.config.upstream.host}:${this.config.upstream.port}`, checks: this.chain.names }, 'moat ready')
+    this.logger.info({ event: 'ready', upstream: `${this.config.upstream.host}:${this.config.upstream.port}`, checks: this.chain.names, allocator: cAllocator() }, 'moat ready')
   }
 
   /** The address a listener actually bound (port 0 in the config picks a free one). */

@@ -14,7 +14,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['net'],
   ['config'],
   ['log'],
-  ['acl', 'auth', 'limits', 'scheduling', 'heap-trim'],
+  ['acl', 'auth', 'limits', 'scheduling', 'heap-trim', 'c-allocator'],
   ['checks'],
   ['policy'],
   ['fleet'],
