@@ -10,8 +10,11 @@ COPY src ./src
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 FROM node:20-bookworm-slim
-# openssl: `moat certs` makes development certificates with it.
-RUN apt-get update && apt-get install -y --no-install-recommends openssl && rm -rf /var/lib/apt/lists/*
+# openssl: `moat certs` makes development certificates with it. libjemalloc2: an allocator that
+# gives back what a reconnect storm's TLS handshakes allocated, at some CPU per message; off unless
+# the container is run with -e LD_PRELOAD=libjemalloc.so.2 -e MALLOC_CONF=background_thread:true
+# (docs/tuning.md).
+RUN apt-get update && apt-get install -y --no-install-recommends openssl libjemalloc2 && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 ENV NODE_ENV=production
 COPY --from=build /app/package.json ./
