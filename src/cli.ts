@@ -42,9 +42,10 @@ function onSignals(stop: (graceMs?: number) => Promise<void>, logger: Logger): v
     }
     stopping = true
     logger.info({ event: 'signal', signal }, 'stopping')
-    stop().then(() => process.exit(0), (err: unknown) => {
+    // The log's last lines leave the process before it exits (a lagging reader of standard output).
+    stop().then(() => logger.flush(() => process.exit(0)), (err: unknown) => {
       logger.error({ err }, 'shutdown failed')
-      process.exit(1)
+      logger.flush(() => process.exit(1))
     })
   }
   process.on('SIGTERM', handler)

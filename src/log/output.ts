@@ -3,13 +3,13 @@
  * for machines, or one readable line per event for people. A log file is opened for appending, so
  * the workers of `workers: N`, each with its own descriptor, can share it: on a local file system
  * the kernel places every write at the end, and a line is one write. `reopen()` opens the path
- * again after logrotate moved the file away.
+ * again after logrotate moved the file away. How lines are written: sink.ts.
  */
-import { closeSync, openSync } from 'node:fs'
 import { pino } from 'pino'
 import type { LogConfig } from '../config/types.js'
 import { ConfigError } from '../errors.js'
 import { loggerOptions, type Logger } from './logger.js'
+import { fileSink, stdoutSink, type LogSink } from './sink.js'
 
 export interface LogOutput {
   readonly logger: Logger
@@ -18,8 +18,6 @@ export interface LogOutput {
   /** Writes `text` as it is, in order with the log lines (the demo's banner). */
   print(text: string): void
 }
-
-type Destination = ReturnType<typeof pino.destination>
 
 /** `log.format: pretty` (and the demo's log): pino-pretty loads only for a process that uses it. */
 async function prettyPrinter(colorize: boolean): Promise<(line: string) => string> {
@@ -34,49 +32,25 @@ async function prettyPrinter(colorize: boolean): Promise<(line: string) => strin
  */
 export async function openLog(config: LogConfig, configFile = ''): Promise<LogOutput> {
   const file = config.file
-  if (file !== null) {
-    try {
-      closeSync(openSync(file, 'a'))
-    } catch (err) {
-      throw new ConfigError('MOAT_ERR_CONFIG_INVALID', [{ file: configFile, path: 'log.file', message: `cannot open ${file} for appending: ${(err as Error).message}` }])
-    }
+  const pretty = config.format === 'json' ? null : await prettyPrinter(file === null && process.stdout.isTTY)
+  const sink = openSink(file, pretty ?? undefined, configFile)
+  const stream = pretty === null ? sink : {
+    write: (line: string): boolean => sink.write(pretty(line)),
+    flush: (done: (err?: Error) => void): void => sink.flush(done),
   }
-  const destination = file === null ? pino.destination({ dest: 1 }) : pino.destination({ dest: file, append: true })
-  if (file !== null) destination.on('error', logFileFailed(destination, file))
-  const options = loggerOptions(config.level)
-  if (config.format === 'json') return { logger: pino(options, destination), reopen: reopener(destination, file), print: printer(destination) }
-  const pretty = await prettyPrinter(file === null && process.stdout.isTTY)
-  const stream = {
-    write: (line: string): boolean => destination.write(pretty(line)),
-    flush: (done: (err?: Error) => void): void => destination.flush(done),
+  return { logger: pino(loggerOptions(config.level), stream), reopen: () => sink.reopen(), print: printer(sink) }
+}
+
+function openSink(file: string | null, render: ((line: string) => string) | undefined, configFile: string): LogSink {
+  if (file === null) return stdoutSink(render)
+  try {
+    return fileSink(file)
+  } catch (err) {
+    throw new ConfigError('MOAT_ERR_CONFIG_INVALID', [{ file: configFile, path: 'log.file', message: `cannot open ${file} for appending: ${(err as Error).message}` }])
   }
-  return { logger: pino(options, stream), reopen: reopener(destination, file), print: printer(destination) }
 }
 
 /** Text written into the log's own stream lands after every line logged before it. */
-function printer(destination: Destination): (text: string) => void {
-  return (text) => void destination.write(text)
-}
-
-function reopener(destination: Destination, file: string | null): () => boolean {
-  return () => {
-    if (file === null) return false
-    destination.reopen()
-    return true
-  }
-}
-
-/**
- * A write or reopen that fails must not stop a proxy over its log: a failed reopen leaves the
- * stream on the descriptor it had (the moved file), so say so on stderr and go on. That reopen's
- * 'ready' listener would close the descriptor in use at the next successful reopen: it goes.
- */
-function logFileFailed(destination: Destination, file: string): (err: Error) => void {
-  let last: Error | null = null
-  return (err) => {
-    if (err === last) return // pino's own listener emits it once more
-    last = err
-    destination.removeAllListeners('ready')
-    process.stderr.write(`moat: log file ${file}: ${err.message} (after a failed reopen, lines go on to the file open before)\n`)
-  }
+function printer(sink: LogSink): (text: string) => void {
+  return (text) => void sink.write(text)
 }

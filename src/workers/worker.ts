@@ -52,7 +52,7 @@ export async function runWorker(id: number): Promise<void> {
     if (stopping !== null) return
     stopping = drain.then(() => { // Moat.shutdown closed its store too
       logger!.info({ event: 'worker_stopped' }, 'worker drained')
-      logger!.flush(() => process.exit(0)) // the log is written asynchronously: out first
+      logger!.flush(() => process.exit(0)) // what a lagging reader of standard output has not taken yet: out first
     }, (err: unknown) => {
       logger!.error({ err }, 'worker shutdown failed')
       logger!.flush(() => process.exit(1))
