@@ -23,7 +23,7 @@ import { registerClusterMetrics } from './metrics/fleet-metrics.js'
 import type { CheckChain } from './checks/chain.js'
 import { checkFactories } from './checks/index.js'
 import { PolicyStore } from './policy/store.js'
-import { ConfigReloader } from './policy/watch.js'
+import { ConfigReloader, fileStamp, type FileStamp } from './policy/watch.js'
 import type { MoatConfig } from './config/types.js'
 import { ConnectionLimiter } from './limits/connections.js'
 import { OverloadMonitor } from './limits/overload.js'
@@ -79,12 +79,15 @@ export class Moat implements SessionContext {
   private sessionIds = 0
   private draining = false
   private configReloader: ConfigReloader | null = null
+  /** The config file's stamp when Moat was made from it: an edit after that and before the watch starts is still seen. */
+  private readonly configStamp: FileStamp | null
   private warnedRefusal = false
   private drainWaiters: Array<() => void> = []
   private heapTrim: HeapTrim | null = null
 
   constructor(config: MoatConfig, options: MoatOptions = {}) {
     this.logger = options.logger ?? createLogger(config.log.level)
+    this.configStamp = config.file === '' ? null : fileStamp(config.file)
     this.auth = new AuthRuntime(this.stats.auth, this.logger)
     this.dialFailures = new DialFailureLog(this.logger)
     const redis = config.cluster?.redis ?? null
@@ -164,7 +167,7 @@ export class Moat implements SessionContext {
       this.configReloader = new ConfigReloader(this.policy.config.file, this.logger, {
         apply: (next) => this.applyConfig(next),
         countFailure: () => { this.stats.configReloadFailures += 1 },
-      }, 'reload failed: keeping the running policy')
+      }, 'reload failed: keeping the running policy', this.configStamp)
     }
     return this.configReloader
   }

@@ -22,6 +22,22 @@ import type { MoatConfig } from '../config/types.js'
 
 export const SETTLE_MS = 300
 
+/** What the watcher compares: a file's modification time and size. */
+export interface FileStamp {
+  readonly mtimeMs: number
+  readonly size: number
+}
+
+/** `file`'s stamp now; null when it cannot be read. */
+export function fileStamp(file: string): FileStamp | null {
+  try {
+    const { mtimeMs, size } = statSync(file)
+    return { mtimeMs, size }
+  } catch {
+    return null
+  }
+}
+
 export class ConfigWatcher {
   private readonly file: string
   private readonly onSettled: () => void
@@ -33,15 +49,26 @@ export class ConfigWatcher {
     this.onSettled = onSettled
   }
 
-  start(intervalMs = 1000, settleMs = SETTLE_MS): void {
+  /**
+   * `loaded`: the file's stamp when the running config was read from it. The poll only reports
+   * changes after its own first look, so an edit made between the load and that look (right after
+   * Moat said it was ready) is caught by comparing with `loaded` once, now.
+   */
+  start(intervalMs = 1000, settleMs = SETTLE_MS, loaded: FileStamp | null = null): void {
     if (this.watching) return
     this.watching = true
     watchFile(this.file, { interval: intervalMs, persistent: false }, (current, previous) => {
       if (current.mtimeMs === previous.mtimeMs && current.size === previous.size) return
-      if (this.timer !== null) clearTimeout(this.timer)
-      this.timer = setTimeout(() => this.settle(current), settleMs)
-      this.timer.unref()
+      this.changed(current, settleMs)
     })
+    const now = loaded === null ? null : fileStamp(this.file)
+    if (now !== null && (now.mtimeMs !== loaded!.mtimeMs || now.size !== loaded!.size)) this.changed(now, settleMs)
+  }
+
+  private changed(seen: FileStamp, settleMs: number): void {
+    if (this.timer !== null) clearTimeout(this.timer)
+    this.timer = setTimeout(() => this.settle(seen), settleMs)
+    this.timer.unref()
   }
 
   stop(): void {
@@ -52,7 +79,7 @@ export class ConfigWatcher {
     unwatchFile(this.file)
   }
 
-  private settle(seen: Stats): void {
+  private settle(seen: FileStamp): void {
     this.timer = null
     let now: Stats
     try {
@@ -87,12 +114,16 @@ export class ConfigReloader {
   /** The text and error of the last refusal, so the same refusal seen again is not reported twice. */
   private refused: string | null = null
   private watcher: ConfigWatcher | null = null
+  /** The file's stamp when the running config was read (see ConfigWatcher.start). */
+  private readonly loaded: FileStamp | null
 
-  constructor(file: string, logger: Logger, target: ReloadTarget, keeping: string) {
+  /** `loaded`: the file's stamp when the running config was read from it (default: now). */
+  constructor(file: string, logger: Logger, target: ReloadTarget, keeping: string, loaded: FileStamp | null = fileStamp(file)) {
     this.file = file
     this.logger = logger
     this.target = target
     this.keeping = keeping
+    this.loaded = loaded
   }
 
   /** `watched`: the file watcher asks (the file changed), not an operator (SIGHUP). */
@@ -129,7 +160,7 @@ export class ConfigReloader {
     this.watcher = new ConfigWatcher(this.file, () => {
       if (this.reload(true) === 'reloaded') onReloaded?.()
     })
-    this.watcher.start(intervalMs)
+    this.watcher.start(intervalMs, SETTLE_MS, this.loaded)
   }
 
   stop(): void {

@@ -6,7 +6,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync, appendFileSync } from
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { ConfigWatcher } from '../../../src/policy/watch.js'
+import { ConfigWatcher, fileStamp } from '../../../src/policy/watch.js'
 
 const watchers: ConfigWatcher[] = []
 const dirs: string[] = []
@@ -15,7 +15,8 @@ afterEach(() => {
   for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true })
 })
 
-function watched(initial: string, settleMs: number): { file: string; seen: string[]; settled: Promise<void> } {
+/** `editBeforeWatch`: written after the stamp of the load and before the watch starts. */
+function watched(initial: string, settleMs: number, editBeforeWatch: string | null = null): { file: string; seen: string[]; settled: Promise<void> } {
   const dir = mkdtempSync(join(tmpdir(), 'moat-watch-'))
   dirs.push(dir)
   const file = join(dir, 'moat.yaml')
@@ -27,7 +28,9 @@ function watched(initial: string, settleMs: number): { file: string; seen: strin
     seen.push(readFileSync(file, 'utf8'))
     wake()
   })
-  watcher.start(10, settleMs)
+  const loaded = fileStamp(file)
+  if (editBeforeWatch !== null) writeFileSync(file, editBeforeWatch)
+  watcher.start(10, settleMs, loaded)
   watchers.push(watcher)
   return { file, seen, settled }
 }
@@ -41,6 +44,12 @@ describe('ConfigWatcher', () => {
     writeFileSync(w.file, 'a: 2\n')
     await w.settled
     expect(w.seen).toEqual(['a: 2\n'])
+  })
+
+  it('an edit made after the config was loaded but before the watch started is reloaded (the poll alone starts from the edited file)', async () => {
+    const w = watched('a: 1\n', 50, 'a: 22\n')
+    await w.settled
+    expect(w.seen).toEqual(['a: 22\n'])
   })
 
   it('a file written in place in pieces is reloaded once, whole', async () => {
