@@ -93,7 +93,7 @@ describe('log.file and SIGUSR2 / SIGHUP', () => {
 
   it('with workers, every process appends to the one file, and SIGUSR2 to the primary alone reopens them all', async () => {
     const moat = await start({}, { workers: 2 }, { workers: 2 })
-    // Each process writes its lines asynchronously: a worker's ready line may land after the primary's.
+    // Each process writes its own lines: a worker's ready line may land after the primary's.
     const readyIn = (): unknown[] => jsonLines(moat.file).filter((l) => l.event === 'ready').map((l) => l.worker ?? 'primary').sort()
     await expect.poll(readyIn, { timeout: 10_000 }).toEqual([1, 2, 'primary'])
     renameSync(moat.file, `${moat.file}.1`)

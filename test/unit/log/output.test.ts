@@ -19,7 +19,7 @@ function config(format: LogConfig['format']): LogConfig {
   return { level: 'debug', format, file: join(dir, `moat-${++files}.log`) }
 }
 
-/** The file's lines once it holds `count` of them (the destination writes asynchronously). */
+/** The file's lines once it holds `count` of them. */
 async function linesOf(file: string, count: number): Promise<string[]> {
   const read = (): string[] => (existsSync(file) ? readFileSync(file, 'utf8').split('\n').filter((l) => l !== '') : [])
   await expect.poll(() => read().length, { timeout: 5000 }).toBe(count)
