@@ -32,9 +32,9 @@ export interface LogSink {
 }
 
 /**
- * `path`, opened for appending (by the caller first: a missing directory is a config error). A
- * write that fails (a full disk) loses that line and is reported on stderr, once per error code
- * until a write succeeds again; a reopen that fails keeps the descriptor in use.
+ * `path`, opened for appending now (throws when it cannot be: the caller makes that a config
+ * error). A write that fails (a full disk) loses that line and is reported on stderr, once per
+ * error code until a write succeeds again; a reopen that fails keeps the descriptor in use.
  */
 export function fileSink(path: string): LogSink {
   let fd = openSync(path, 'a')
