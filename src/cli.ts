@@ -67,6 +67,25 @@ function warnAboutAuth(config: MoatConfig, logger: Logger): void {
   }
 }
 
+/**
+ * Catches SIGHUP before start: without a handler a SIGHUP ends the process (the signal's default),
+ * and a reload sent as soon as the `ready` line is read reaches the process before the code after
+ * that line has run. A SIGHUP that comes while starting reloads once started. Returns the call
+ * that says the process has started.
+ */
+function reloadOnSighup(reload: () => void): () => void {
+  let started = false
+  let pending = false
+  process.on('SIGHUP', () => {
+    if (started) reload()
+    else pending = true
+  })
+  return () => {
+    started = true
+    if (pending) reload()
+  }
+}
+
 /** `workers: N` (N > 1): this process is the cluster primary; the workers serve the clients. */
 async function runCluster(file: string, config: MoatConfig, log: LogOutput): Promise<number> {
   const logger = log.logger
@@ -74,16 +93,17 @@ async function runCluster(file: string, config: MoatConfig, log: LogOutput): Pro
   const { ClusterPrimary } = await import('./workers/primary.js')
   const primary = new ClusterPrimary(file, readFileSync(file, 'utf8'), config, logger.child({ role: 'primary' }))
   warnAboutAuth(config, logger)
-  await primary.start()
-  void primary.finished.then((code) => logger.flush(() => process.exit(code)))
-  onSignals((graceMs) => primary.stop(graceMs), logger)
-  process.on('SIGHUP', () => {
+  const started = reloadOnSighup(() => {
     if (primary.reload()) warnAboutAuth(primary.running, logger)
   })
   onLogSignals(() => {
     primary.reopenLogs()
     return log.reopen()
   }, logger)
+  await primary.start()
+  void primary.finished.then((code) => logger.flush(() => process.exit(code)))
+  onSignals((graceMs) => primary.stop(graceMs), logger)
+  started()
   primary.watchConfig(() => warnAboutAuth(primary.running, logger))
   return -1
 }
@@ -151,16 +171,17 @@ async function main(argv: string[]): Promise<number> {
       const { Moat } = await import('./moat.js')
       const moat = new Moat(config, { logger })
       warnAboutAuth(config, logger)
-      await moat.start()
-      onSignals((graceMs) => moat.shutdown(graceMs), logger)
       const reloaded = (): void => {
         warnAboutAuth(moat.config, logger)
         if (workerCount(moat.config) !== 1) logger.warn({ event: 'config_reload', workers: moat.config.workers }, '`workers` changes take effect on restart; running as one process')
       }
-      process.on('SIGHUP', () => {
+      const started = reloadOnSighup(() => {
         if (moat.reload()) reloaded()
       })
       onLogSignals(log.reopen, logger)
+      await moat.start()
+      onSignals((graceMs) => moat.shutdown(graceMs), logger)
+      started()
       moat.watchConfig(reloaded)
       return -1
     }

@@ -2,8 +2,8 @@
  * Reloading the config file, on SIGHUP or when it changes, the same way for a single process
  * (moat.ts) and for a cluster's primary (workers/primary.ts).
  *
- * The file is watched by polling (robust to editors that replace the file and to config-management
- * tools). A change is acted on only once the file has settled: the same size and modification time
+ * The file is watched by polling its modification time and size (robust to editors that replace
+ * the file and to config-management tools). A change is acted on only once the file has settled: the same size and modification time
  * `settleMs` after the change was seen. A tool that rewrites the file in place can otherwise be
  * caught half-way, and half a policy may still be valid (a file cut off before its `acl` section
  * allows every topic).
@@ -13,7 +13,7 @@
  * does nothing, and a refusal of the same text for the same reason is reported once.
  */
 import { createHash } from 'node:crypto'
-import { readFileSync, statSync, unwatchFile, watchFile, type Stats } from 'node:fs'
+import { readFileSync, statSync } from 'node:fs'
 import { isAbsolute } from 'node:path'
 import { ConfigError } from '../errors.js'
 import type { Logger } from '../log/logger.js'
@@ -42,7 +42,9 @@ export class ConfigWatcher {
   private readonly file: string
   private readonly onSettled: () => void
   private timer: NodeJS.Timeout | null = null
-  private watching = false
+  private poll: NodeJS.Timeout | null = null
+  /** The stamp the file had when last looked at (a change is a stamp other than this one). */
+  private last: FileStamp | null = null
 
   constructor(file: string, onSettled: () => void) {
     this.file = file
@@ -50,45 +52,42 @@ export class ConfigWatcher {
   }
 
   /**
-   * `loaded`: the file's stamp when the running config was read from it. The poll only reports
-   * changes after its own first look, so an edit made between the load and that look (right after
-   * Moat said it was ready) is caught by comparing with `loaded` once, now.
+   * Polls the file every `intervalMs` (one stat on the main thread) against the stamp it had when
+   * the running config was read from it (`loaded`), so that an edit made between the load and
+   * the start of the watch (right after Moat said it was ready) is seen like any other.
    */
   start(intervalMs = 1000, settleMs = SETTLE_MS, loaded: FileStamp | null = null): void {
-    if (this.watching) return
-    this.watching = true
-    watchFile(this.file, { interval: intervalMs, persistent: false }, (current, previous) => {
-      if (current.mtimeMs === previous.mtimeMs && current.size === previous.size) return
-      this.changed(current, settleMs)
-    })
-    const now = loaded === null ? null : fileStamp(this.file)
-    if (now !== null && (now.mtimeMs !== loaded!.mtimeMs || now.size !== loaded!.size)) this.changed(now, settleMs)
-  }
-
-  private changed(seen: FileStamp, settleMs: number): void {
-    if (this.timer !== null) clearTimeout(this.timer)
-    this.timer = setTimeout(() => this.settle(seen), settleMs)
-    this.timer.unref()
+    if (this.poll !== null) return
+    this.last = loaded ?? fileStamp(this.file)
+    this.poll = setInterval(() => this.look(settleMs), intervalMs)
+    this.poll.unref()
+    this.look(settleMs)
   }
 
   stop(): void {
-    if (!this.watching) return
-    this.watching = false
+    if (this.poll === null) return
+    clearInterval(this.poll)
+    this.poll = null
     if (this.timer !== null) clearTimeout(this.timer)
     this.timer = null
-    unwatchFile(this.file)
+  }
+
+  private look(settleMs: number): void {
+    const now = fileStamp(this.file)
+    if (now === null) return // gone for now (being replaced): a later look sees it back
+    const last = this.last
+    if (last !== null && now.mtimeMs === last.mtimeMs && now.size === last.size) return
+    this.last = now
+    if (this.timer !== null) clearTimeout(this.timer)
+    this.timer = setTimeout(() => this.settle(now), settleMs)
+    this.timer.unref()
   }
 
   private settle(seen: FileStamp): void {
     this.timer = null
-    let now: Stats
-    try {
-      now = statSync(this.file)
-    } catch {
-      return // gone for now (being replaced): the watcher fires again when it is back
-    }
-    // Still being written: the watcher sees the next change and waits again.
-    if (now.mtimeMs !== seen.mtimeMs || now.size !== seen.size) return
+    const now = fileStamp(this.file)
+    // Gone, or still being written: a later look sees the next stamp and waits again.
+    if (now === null || now.mtimeMs !== seen.mtimeMs || now.size !== seen.size) return
     this.onSettled()
   }
 }

@@ -162,6 +162,26 @@ describe('moat --config FILE', () => {
     expect((await exited)[0]).toBe(0)
   })
 
+  it('a SIGHUP while starting (the listener up, the admin endpoint not yet) does not end the process: the reload comes once started', async () => {
+    const file = writeConfig('early-hup.yaml', [
+      'listeners: [{ name: edge, protocol: mqtt, host: 127.0.0.1, port: 0 }]',
+      `upstream: { host: 127.0.0.1, port: ${brokerPort} }`,
+      'admin: { host: 127.0.0.1, port: 0 }',
+      'auth: { anonymous: true }',
+    ].join('\n'))
+    // Moat logs `listening`, then binds the admin endpoint, then says `ready`: the SIGHUP lands
+    // while it starts (or just after; either way it must reload and go on, never end the process).
+    const moat = await start(['--config', file], /"event":"listening"/)
+    writeFileSync(file, readFileSync(file, 'utf8') + '\nlimits: { maxPacketSize: 1KiB }\n')
+    moat.child.kill('SIGHUP')
+    await expect.poll(() => /"event":"ready"[\s\S]*"event":"config_reload","outcome":"success"/.test(moat.output()), { timeout: 5000 }).toBe(true)
+    expect(moat.child.exitCode).toBe(null)
+    expect(moat.child.signalCode).toBe(null)
+    const exited = once(moat.child, 'close')
+    moat.child.kill('SIGTERM')
+    expect((await exited)[0]).toBe(0)
+  })
+
   it('reloads by itself when the config file changes', async () => {
     const file = writeConfig('watch.yaml', [
       'listeners: [{ name: edge, protocol: mqtt, host: 127.0.0.1, port: 0 }]',
