@@ -115,6 +115,8 @@ function aclFor(size: number) {
 const acl50 = aclFor(50)
 const acl5000 = aclFor(5000)
 const aclTopics = ['devices/dev-4711/temp', 'telemetry/plant-a/load', 'site40/line5/x/status', 'devices/dev-9/temp']
+// 1,024 topics in turn: more than a session remembers (acl/recent-decisions.ts), so every call decides.
+const freshTopics = Array.from({ length: 1024 }, (_, i) => [`devices/dev-4711/t${i}`, `telemetry/plant-a/l${i}`, `site40/line5/x${i}/status`, `devices/dev-${i}/temp`][i & 3]!)
 
 // --- Token bucket: a generous rate that never bites. ---
 const bucket = new TokenBucket(new BucketSpec({ count: 100_000_000, perMs: 1000 }, 100), ExcessAction.Throttle, false, 0)
@@ -135,11 +137,14 @@ results.push(await measure('publish path: readPublish + chain (ACL 50, size, rat
     view.clear()
   }
 }))
-results.push(await measure('ACL match, 50 rules (mixed topics)', (n) => {
+results.push(await measure('ACL match, 50 rules (4 topics in turn: remembered)', (n) => {
   for (let i = 0; i < n; i++) if (acl50.mayPublish(aclTopics[i & 3]!, 0, false)) sinkhole++
 }))
-results.push(await measure('ACL match, 5,000 rules (mixed topics)', (n) => {
-  for (let i = 0; i < n; i++) if (acl5000.mayPublish(aclTopics[i & 3]!, 0, false)) sinkhole++
+results.push(await measure('ACL match, 50 rules (new topic every call)', (n) => {
+  for (let i = 0; i < n; i++) if (acl50.mayPublish(freshTopics[i & 1023]!, 0, false)) sinkhole++
+}))
+results.push(await measure('ACL match, 5,000 rules (new topic every call)', (n) => {
+  for (let i = 0; i < n; i++) if (acl5000.mayPublish(freshTopics[i & 1023]!, 0, false)) sinkhole++
 }))
 let now = 0
 results.push(await measure('token bucket: waitFor + take', (n) => {

@@ -15,3 +15,5 @@ net.createServer((client) => {
   client.on('close', () => broker.destroy())
   broker.on('close', () => client.destroy())
 }).listen(listenPort, '127.0.0.1', () => console.log('listening'))
+// A profiled run (BENCH_NODE_ARGS) is stopped with SIGTERM: exit normally so that the profile is written.
+process.on('SIGTERM', () => process.exit(0))

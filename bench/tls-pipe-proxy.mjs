@@ -20,3 +20,5 @@ const server = tls.createServer({ cert: readFileSync(certFile), key: readFileSyn
 })
 server.on('tlsClientError', () => {})
 server.listen(Number(listenPort), '127.0.0.1', () => console.log('listening'))
+// A profiled run (BENCH_NODE_ARGS) is stopped with SIGTERM: exit normally so that the profile is written.
+process.on('SIGTERM', () => process.exit(0))

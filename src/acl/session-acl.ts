@@ -4,7 +4,8 @@
  * apply to this client, and the placeholder rules with its identity filled in), so that per
  * packet a decision is a trie walk plus a short loop: its cost does not grow with the rule count,
  * and a session holds no per-rule copies (the `applies` map is shared by clients whose selectors
- * answer alike).
+ * answer alike). A session remembers the decisions for its last few topics (acl/recent-decisions.ts):
+ * a topic it repeats costs a string comparison.
  *
  * First match wins; no match denies. For a topic name (PUBLISH, a delivery) a rule matches when
  * its pattern matches the topic. For a SUBSCRIBE filter (rare: a plain ordered scan) an allow rule
@@ -24,6 +25,7 @@ import type { SessionState } from '../client/session-state.js'
 import { filterContains, filtersOverlap } from './filter-relations.js'
 import { hasPlaceholder } from '../config/placeholders.js'
 import { substitute } from './placeholders.js'
+import { NOT_REMEMBERED, RecentDecisions } from './recent-decisions.js'
 import { TopicTrie } from './topic-trie.js'
 
 /** What a decision needs of the rule that made it. */
@@ -187,6 +189,9 @@ export class SessionAcl {
    * held back on delivery), or null when there are none.
    */
   filteredBy: RuleOutcome[] | null = null
+  /** Decisions for recent topics (made on first use: a session that never publishes holds none). */
+  private recentPublish: RecentDecisions | null = null
+  private recentRead: RecentDecisions | null = null
 
   constructor(compiled: CompiledAcl, applies: Uint8Array, publish: BoundPattern[], read: BoundPattern[], s: SessionState) {
     this.compiled = compiled
@@ -196,6 +201,16 @@ export class SessionAcl {
     this.state = s
   }
 
+  /** The index of the first rule of `action` matching `topic`: remembered, or found and remembered. */
+  private ruleFor(action: 'publish' | 'read', recent: RecentDecisions, patterns: readonly BoundPattern[], topic: string): number {
+    let index = recent.find(topic)
+    if (index === NOT_REMEMBERED) {
+      index = this.compiled.first(action, topic, this.applies, patterns)
+      recent.remember(topic, index)
+    }
+    return index
+  }
+
   private decided(index: number): RuleOutcome | null {
     const rules = this.compiled.rules
     return (this.rule = index < rules.length ? rules[index]!.outcome : null)
@@ -203,14 +218,14 @@ export class SessionAcl {
 
   /** May the client publish to `topic` with this QoS and retain flag? */
   mayPublish(topic: string, qos: number, retain: boolean): boolean {
-    const rule = this.decided(this.compiled.first('publish', topic, this.applies, this.publishPatterns))
+    const rule = this.decided(this.ruleFor('publish', this.recentPublish ??= new RecentDecisions(), this.publishPatterns, topic))
     if (rule === null || !rule.allow) return false
     return qos <= rule.maxQos && (!retain || rule.retain)
   }
 
   /** May the client receive messages published to `topic` (outbound check)? */
   mayRead(topic: string): boolean {
-    const rule = this.decided(this.compiled.first('read', topic, this.applies, this.readPatterns))
+    const rule = this.decided(this.ruleFor('read', this.recentRead ??= new RecentDecisions(), this.readPatterns, topic))
     return rule !== null && rule.allow
   }
 

@@ -222,22 +222,71 @@ describe('ACL matcher: the indexed decision equals the plain ordered scan', () =
       users: fc.option(fc.constant(['alice']), { nil: undefined }),
     })
     const topicArb = fc.array(fc.constantFrom('a', 'b', 'dev1', '$s', ''), { minLength: 1, maxLength: 4 }).map((l) => l.join('/')).filter((t) => t.length > 0)
-    fc.assert(fc.property(fc.array(ruleArb, { maxLength: 10 }), fc.constantFrom('dev1', '#', 'a/b', 'b'), fc.constantFrom('alice', 'bob'), fc.array(topicArb, { minLength: 1, maxLength: 6 }), (specs, clientId, username, topics) => {
+    // Up to 16 topics from a small alphabet: repeats and evictions of the remembered decisions.
+    fc.assert(fc.property(fc.array(ruleArb, { maxLength: 10 }), fc.constantFrom('dev1', '#', 'a/b', 'b'), fc.constantFrom('alice', 'bob'), fc.array(topicArb, { minLength: 1, maxLength: 16 }), (specs, clientId, username, topics) => {
       const rules = specs.map((r) => rule(r.effect, r.actions, r.topic, { users: r.users ?? null }))
       const s = session({ clientId, username })
       const acl = new CompiledAcl(rules).bind(s)
       for (const t of topics) {
         let expected = false
+        let decider: string | null = null
         for (const r of rules) {
           if (!r.publish || (r.users !== null && !r.users.includes(username))) continue
           const p = substitute(r.topic, s)
           if (p === null ? r.effect === 'deny' : topicMatches(p, t)) {
             expected = r.effect === 'allow'
+            decider = r.name
             break
           }
         }
         expect(acl.mayPublish(t, 0, false)).toBe(expected)
+        expect(acl.rule?.name ?? null).toBe(decider)
       }
     }), { numRuns: 1500 })
+  })
+})
+
+describe('ACL matcher: decisions remembered for recent topics', () => {
+  const rules = [
+    rule('deny', 'all', 'devices/{client_id}/firmware/#', { name: 'no firmware' }),
+    rule('allow', 'all', 'devices/{client_id}/#', { name: 'own tree' }),
+    rule('allow', 'subscribe', 'public/#', { name: 'public' }),
+    rule('deny', 'all', '#', { name: 'tail' }),
+  ]
+
+  it('a repeated topic gets the same decision and names the same rule; a topic that only starts the same is decided afresh', () => {
+    const acl = new CompiledAcl(rules).bind(session({ clientId: 'dev1' }))
+    const seen: Array<[boolean, string | undefined]> = []
+    for (const topic of ['devices/dev1', 'devices/dev1', 'devices/dev10/temp', 'devices/dev1', 'devices/dev1/firmware/x', 'devices/dev1/temp']) {
+      seen.push([acl.mayPublish(topic, 0, false), acl.rule?.name])
+    }
+    expect(seen).toEqual([[true, 'own tree'], [true, 'own tree'], [false, 'tail'], [true, 'own tree'], [false, 'no firmware'], [true, 'own tree']])
+  })
+
+  it('QoS and retain are judged on every call, not remembered with the rule', () => {
+    const acl = new CompiledAcl([rule('allow', 'publish', 'a/#', { maxQos: 1, retain: false })]).bind(session({}))
+    expect(acl.mayPublish('a/b', 1, false)).toBe(true)
+    expect(acl.mayPublish('a/b', 2, false)).toBe(false)
+    expect(acl.mayPublish('a/b', 0, true)).toBe(false)
+    expect(acl.mayPublish('a/b', 0, false)).toBe(true)
+  })
+
+  it('more topics than it remembers, in turn, and topics too long to remember: every decision is still right', () => {
+    const acl = new CompiledAcl(rules).bind(session({ clientId: 'dev1' }))
+    const long = `devices/dev1/${'x'.repeat(200)}`
+    const topics = ['devices/dev1/a', 'devices/dev2/a', 'devices/dev1/b', 'devices/dev1/firmware/1', 'x/y', 'devices/dev1/c', long, `devices/dev2/${'x'.repeat(200)}`]
+    const expected = [true, false, true, false, false, true, true, false]
+    for (let round = 0; round < 3; round++) {
+      expect(topics.map((t) => acl.mayPublish(t, 0, false))).toEqual(expected)
+    }
+  })
+
+  it('reading keeps its own decisions: a topic allowed to publish is not thereby readable', () => {
+    const acl = new CompiledAcl([rule('allow', 'publish', 'a/#'), rule('allow', 'subscribe', 'b/#')]).bind(session({}))
+    expect(acl.mayPublish('a/1', 0, false)).toBe(true)
+    expect(acl.mayRead('a/1')).toBe(false)
+    expect(acl.mayRead('b/1')).toBe(true)
+    expect(acl.mayPublish('b/1', 0, false)).toBe(false)
+    expect(acl.mayRead('a/1')).toBe(false)
   })
 })
