@@ -42,7 +42,6 @@ export function plainConnInfo(listener: string, remoteAddress: string | undefine
  * socket is one as it is; a WebSocket is adapted to it (listeners/ws.ts).
  */
 export interface ClientSocket extends Duplex {
-  setNoDelay(noDelay?: boolean): unknown
   readonly bytesRead: number
   readonly bytesWritten: number
   /** Bytes queued below the stream (a WebSocket's own buffer); absent on TCP/TLS sockets. */

@@ -56,10 +56,6 @@ export class WsDuplex extends Duplex implements ClientSocket {
     return this.ws.bufferedAmount
   }
 
-  setNoDelay(): this {
-    return this // ws sets TCP_NODELAY on its socket itself
-  }
-
   onMessage(data: Buffer, isBinary: boolean): void {
     if (!isBinary) {
       // MQTT over WebSocket is binary only; a text frame closes the connection [MQTT-6.0.0-1].

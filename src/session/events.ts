@@ -30,7 +30,6 @@ interface SideHandlers {
 /** Routes `socket`'s events to `session`; returns how it is read. */
 function listen(session: Session, socket: ClientSocket | UpstreamSocket, on: SideHandlers): ReadMode {
   (socket as SessionSocket)[kSession] = session
-  socket.setNoDelay(true)
   let mode: ReadMode = 'lent'
   if (!lendReads(socket as Duplex as Socket, on.lent)) {
     mode = 'stream'
@@ -43,12 +42,18 @@ function listen(session: Session, socket: ClientSocket | UpstreamSocket, on: Sid
   return mode
 }
 
+/**
+ * The client's TCP socket already has TCP_NODELAY: the listener's server sets it on every socket it
+ * accepts, and a TLS or WebSocket client sits on such a socket (setting it again through a TLS
+ * socket would cost a system call per connection).
+ */
 export function listenToClient(session: Session, client: ClientSocket): ReadMode {
   return listen(session, client, CLIENT)
 }
 
 /** `readyEvent`: the broker connection takes MQTT bytes. */
 export function listenToUpstream(session: Session, upstream: UpstreamSocket, readyEvent: string): ReadMode {
+  upstream.setNoDelay(true)
   upstream.on(readyEvent, onUpstreamConnect)
   return listen(session, upstream, UPSTREAM)
 }
