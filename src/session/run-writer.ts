@@ -13,23 +13,17 @@
  * so it is never handed to a write that could finish later: on a plain TCP socket with nothing
  * queued, it is written to the descriptor at once (the same non-blocking write Node itself tries
  * first); whatever the kernel does not take then, and any run behind a queue or for a TLS or
- * WebSocket peer, is written as a copy (into slabs used again once written, session/copy-slabs.ts).
+ * WebSocket peer, is written as a copy.
  */
 import { writeSync } from 'node:fs'
-import { Socket } from 'node:net'
 import type { Writable } from 'node:stream'
 import { isLent, socketFd } from '../net/lent-reads.js'
 import { copyRange, frameBuffer } from '../protocol/framer.js'
-import { CopySlabs } from './copy-slabs.js'
 
 export class RunWriter {
   private socket: Writable | null = null
   /** The socket's descriptor for immediate writes of lent runs; -1 when it has none (TLS, WebSocket). */
   private fd = -1
-  /** A TCP or TLS socket: its written copies may be reused (copy-slabs.ts). */
-  private reusesCopies = false
-  /** This socket's copy slabs, made on its first large copy; a new socket gets its own. */
-  private slabs: CopySlabs | null = null
   private run: Buffer | null = null
   private runStart = 0
   private runEnd = 0
@@ -39,8 +33,6 @@ export class RunWriter {
   attach(socket: Writable): void {
     this.socket = socket
     this.fd = socketFd(socket)
-    this.reusesCopies = socket instanceof Socket
-    this.slabs = null
   }
 
   /** The peer is gone: from now on what is written is dropped (a pending run too). */
@@ -48,8 +40,6 @@ export class RunWriter {
     this.socket = null
     this.fd = -1
     this.run = null
-    this.slabs?.drop()
-    this.slabs = null
   }
 
   /** Queues `buf[start, end)`: extends the pending run when it follows it in the same buffer. */
@@ -85,9 +75,7 @@ export class RunWriter {
       start += writeNow(this.fd, run, start, end, socket)
       if (start === end) return true
     }
-    if (!this.reusesCopies || !CopySlabs.takes(end - start) || !socket.writable) return socket.write(copyRange(run, start, end))
-    const slabs = this.slabs ??= new CopySlabs()
-    return socket.write(slabs.copy(run, start, end), slabs.written)
+    return socket.write(copyRange(run, start, end))
   }
 
   /** Writes one buffer after whatever run is pending (order is kept). */
