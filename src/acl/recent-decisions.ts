@@ -16,7 +16,7 @@ const MAX_TOPIC_LENGTH = 128
 export const NOT_REMEMBERED = -1
 
 export class RecentDecisions {
-  private readonly topics: Array<string | null> = new Array<string | null>(SLOTS).fill(null)
+  private readonly topics: Array<string | null> = Array.from({ length: SLOTS }, () => null)
   private readonly indices = new Int32Array(SLOTS)
   private next = 0
 
