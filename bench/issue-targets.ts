@@ -62,6 +62,13 @@ export function issueTargets(ms: readonly Measurement[]): string[] {
       }
     }
   }
+  // The same difference, measured with both proxies loaded at once (scenarios/paired.ts).
+  for (const s of scenarios('paired', 'tls')) {
+    if (!has(s, 'moat-tls')) continue
+    const diff = med(s, 'moat-tls', 'pairedDifferenceMs')
+    const line = `${s}: Moat CPU per TLS ${s.includes('resumed') ? 'resumed connection' : 'handshake + CONNECT'} ${f(med(s, 'moat-tls', 'proxyCpuMsPerConnection'), 3)} ms, bare Node TLS pass-through ${f(med(s, 'node-tls-pipe', 'proxyCpuMsPerConnection'), 3)} ms, measured over the same windows: ${diff >= 0 ? '+' : ''}${f(diff, 3)} ms`
+    out.push(s.includes('resumed') ? `${line} (for reference: the resumed target is against HAProxy)` : `${line} (target ≤ +0.2 ms): ${verdict(Number.isFinite(diff) ? diff <= 0.2 : null)}`)
+  }
   // TLS fan-in: delivered ≥ HAProxy-TLS's; CPU per message ≤ 0.5× (64 B) or ≤ 1.0× (1 KiB) HAProxy-TLS's. Fixed rate: everything offered delivered.
   for (const s of scenarios('fan-in', 'tls')) {
     if (!has(s, 'moat-tls')) continue

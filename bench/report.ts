@@ -4,7 +4,7 @@
  */
 import type { TargetKind, Transport } from './targets.js'
 
-export type ScenarioKind = 'fan-in' | 'latency' | 'connect' | 'concurrent' | 'connections' | 'storm'
+export type ScenarioKind = 'fan-in' | 'latency' | 'connect' | 'concurrent' | 'paired' | 'connections' | 'storm'
 
 export interface Measurement {
   readonly scenario: string
@@ -74,6 +74,11 @@ function rowsOf(m: Measurement): Row[] {
     row('core used: broker', 'brokerCpuShare', '%', 0, 100)
     if (tls) row('connections that resumed a TLS session', 'resumedShare', '%', 0, 100)
     row("connections Moat refused (whole run; reasons in the JSON)", 'moatRefused', '', 0)
+  } else if (m.kind === 'paired') {
+    row('proxy CPU per connection (median of the windows)', 'proxyCpuMsPerConnection', 'ms', 3)
+    row('… minus the other proxy of the pair, window by window (median)', 'pairedDifferenceMs', 'ms', 3)
+    row('connections per second (each proxy gets half the load generator)', 'achievedRate', 'conn/s', 0)
+    if (tls) row('connections that resumed a TLS session', 'resumedShare', '%', 0, 100)
   } else if (m.kind === 'connections') {
     row('connected', 'connected', '', 0)
     row('achieved rate', 'achievedRate', 'conn/s', 0)

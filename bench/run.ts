@@ -8,7 +8,7 @@
  * (targets interleaved, each started fresh); a table per transport shows medians and the ratio to
  * the direct broker, then the issue's targets; the JSON keeps every run.
  *
- *   npm run bench -- [--quick] [--only fan-in,fan-in-rate,latency,loaded-latency,connect,concurrent,connections,storm,storm-cold]
+ *   npm run bench -- [--quick] [--only fan-in,fan-in-rate,latency,loaded-latency,connect,concurrent,paired,connections,storm,storm-cold]
  *                    [--transport plain,tls] [--targets direct,haproxy,node-pipe,moat,direct-tls,haproxy-tls,node-tls-pipe,moat-tls]
  *                    [--runs 3] [--out bench/results/<date>.json] [--connections 50000] [--connect-rate 5000]
  *                    [--connect-inflight 100] [--connect-rounds 2000] [--connect-warmup 10000] [--rate 10000]
@@ -26,10 +26,11 @@ import { issueTargets } from './issue-targets.js'
 import { negotiatedLines, table, type Measurement, type ScenarioKind } from './report.js'
 import { connect, DEFAULT_WARMUP_ROUNDS, type ConnectResult } from './scenarios/connect.js'
 import { connections, type ConnectionsResult } from './scenarios/connections.js'
+import { pairedConnect, type PairedResult } from './scenarios/paired.js'
 import { fanIn, type FanInResult } from './scenarios/fan-in.js'
 import { latency, type LatencyResult } from './scenarios/latency.js'
 import { storm, type StormResult } from './scenarios/storm.js'
-import { jemallocAvailable, kindFor, nofileLimits, PLAIN_KINDS, moatCounters, raiseOwnNofile, startTarget, TLS_KINDS, transportOf, type NodeMalloc, type Placement, type TargetKind, type Transport } from './targets.js'
+import { jemallocAvailable, kindFor, nofileLimits, PLAIN_KINDS, moatCounters, raiseOwnNofile, startTarget, TLS_KINDS, transportOf, type NodeMalloc, type Placement, type RunningTarget, type TargetKind, type Transport } from './targets.js'
 
 const { values } = parseArgs({
   options: {
@@ -69,6 +70,9 @@ const SECONDS = QUICK ? 2 : 5
 /** The fixed-rate window: long, since its CPU per message decides the 5,000-rule target (a few % apart). */
 const RATE_SECONDS = QUICK ? 3 : 10
 const WARMUP = QUICK ? 1 : 2
+/** The paired scenario's windows: how many, and how long each (its CPU figures are per window). */
+const PAIR_WINDOWS = QUICK ? 3 : 5
+const PAIR_SECONDS = QUICK ? 2 : 4
 /**
  * Latency warms up longer: a tail percentile is set by a few pauses, and a Node proxy pauses most
  * in its first seconds of traffic. Measured 2026-11-25 (`--trace-gc-nvp`, 2,000 msg/s): Moat's
@@ -79,7 +83,7 @@ const WARMUP = QUICK ? 1 : 2
  * same warm-up: what is measured is a proxy that has been running a while.
  */
 const LATENCY_WARMUP = QUICK ? 1 : 10
-const SCENARIOS = ['fan-in', 'fan-in-rate', 'latency', 'loaded-latency', 'connect', 'concurrent', 'connections', 'storm', 'storm-cold']
+const SCENARIOS = ['fan-in', 'fan-in-rate', 'latency', 'loaded-latency', 'connect', 'concurrent', 'paired', 'connections', 'storm', 'storm-cold']
 const ONLY = new Set(values.only?.split(',') ?? SCENARIOS)
 for (const o of ONLY) if (!SCENARIOS.includes(o)) throw new Error(`--only: ${o} is not a scenario (${SCENARIOS.join(', ')})`)
 /**
@@ -171,6 +175,27 @@ async function measure<R>(kind: ScenarioKind, transport: Transport, scenario: st
   for (const [target, runs] of byTarget) measurements.push({ scenario, kind, transport, target, runs })
 }
 
+/** Moat and the bare Node pass-through started together and loaded at once (scenarios/paired.ts); runs as `measure` does. */
+async function measurePair<R>(transport: Transport, scenario: string, pair: readonly [TargetKind, TargetKind], body: (a: RunningTarget, b: RunningTarget, runId: string) => Promise<[R, R]>): Promise<void> {
+  const runs: [R[], R[]] = [[], []]
+  for (let run = 0; run < RUNS; run++) {
+    const a = await startTarget(pair[0], dir, placement)
+    let b: RunningTarget | null = null
+    try {
+      b = await startTarget(pair[1], dir, placement)
+      const results = await body(a, b, `${run}`)
+      for (let i = 0; i < 2; i++) {
+        runs[i]!.push(results[i]!)
+        process.stderr.write(`${scenario} ${pair[i]} run ${run + 1}/${RUNS}: ${JSON.stringify(results[i])}\n`)
+      }
+    } finally {
+      await b?.stop()
+      await a.stop()
+    }
+  }
+  for (let i = 0; i < 2; i++) measurements.push({ scenario, kind: 'paired', transport, target: pair[i]!, runs: runs[i]! })
+}
+
 const transports = (['plain', 'tls'] as const).filter((t) => TRANSPORTS.has(t))
 const ratePayloads = values['rate-payload'].split(',').map(Number)
 const payloadName = (bytes: number): string => (bytes % 1024 === 0 ? `${bytes / 1024}KiB` : `${bytes}B`)
@@ -226,6 +251,17 @@ try {
     const count = concurrentClients
     for (const resume of tr === 'tls' ? [false, true] : [false]) {
       await measure<ConnectionsResult>('concurrent', tr, named(tr, `concurrent connect${resume ? ' resumed' : ''} ${count}, ${inFlight} in flight, after ${warmupRounds}`), targetsFor(tr, WITH_PIPE, false), (t, r) => connections(t, { count, rate: Infinity, inFlight, sources: 8, probes: 0, warmupRounds: Math.max(warmupRounds, resume ? count : 0), resume }, `cc-${r}`))
+    }
+  }
+  for (const tr of transports) {
+    if (!ONLY.has('paired')) break
+    // Moat against the bare Node pass-through, loaded side by side: their difference, robust to the machine's changes of speed.
+    const pair: [TargetKind, TargetKind] = tr === 'tls' ? ['moat-tls', 'node-tls-pipe'] : ['moat', 'node-pipe']
+    if (!pair.every((k) => targetsFor(tr, WITH_PIPE, false).includes(k))) continue
+    const each = Math.max(1, Math.floor(inFlight / 2))
+    for (const resume of tr === 'tls' ? [false, true] : [false]) {
+      const name = named(tr, `paired connect${resume ? ' resumed' : ''}, Moat and the pass-through at once, ${each} in flight each, after ${warmupRounds}`)
+      await measurePair<PairedResult>(tr, name, pair, (a, b, r) => pairedConnect(a, b, { inFlight: each, warmupRounds, windows: PAIR_WINDOWS, seconds: PAIR_SECONDS, resume }, `pc-${r}`))
     }
   }
   for (const tr of transports) {
