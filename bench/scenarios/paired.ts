@@ -98,7 +98,6 @@ export async function pairedConnect(a: RunningTarget, b: RunningTarget, o: Paire
       await sleep(100)
     }
     const cpuMs: [number[], number[]] = [[], []]
-    const done = [0, 0]
     const resumedAtStart = sides.map((s) => s.resumedCount)
     const completedAtStart = sides.map((s) => s.completed)
     let cpu = pids.map((p) => cpuSeconds(p!))
@@ -112,7 +111,6 @@ export async function pairedConnect(a: RunningTarget, b: RunningTarget, o: Paire
       for (let i = 0; i < 2; i++) {
         const n = countNow[i]! - count[i]!
         cpuMs[i]!.push(n === 0 ? NaN : ((cpuNow[i]! - cpu[i]!) / n) * 1000)
-        done[i]! += n
       }
       cpu = cpuNow
       count = countNow
@@ -122,7 +120,7 @@ export async function pairedConnect(a: RunningTarget, b: RunningTarget, o: Paire
     const side = (i: 0 | 1, diff: number[]): PairedResult => ({
       proxyCpuMsPerConnection: median(cpuMs[i]),
       windowCpuMs: cpuMs[i],
-      achievedRate: done[i]! / seconds,
+      achievedRate: (count[i]! - completedAtStart[i]!) / seconds,
       windowDifferenceMs: diff,
       pairedDifferenceMs: median(diff),
       resumedShare: [a, b][i]!.endpoint.tls === undefined ? null : (sides[i].resumedCount - resumedAtStart[i]!) / Math.max(1, sides[i].completed - completedAtStart[i]!),
