@@ -52,6 +52,8 @@ const RESYNC_MS = 30_000
 const BANS_CHECK_MS = 1000
 /** Heartbeats missed in a row before the store counts as down while the client still says connected. */
 const MISSED_HEARTBEATS = 2
+/** How long after the client gave up (`end`) it is started again: the cap of its own reconnect backoff. */
+const RESTART_MS = 1000
 
 export class RedisStore implements SharedStore {
   readonly kind = 'redis' as const
@@ -104,6 +106,22 @@ export class RedisStore implements SharedStore {
     this.subscriber.on('ready', () => {
       this.subscriber.subscribe(this.bansKey).catch(() => { /* the periodic check heals a missed subscription */ })
     })
+    this.client.on('end', () => this.restart(this.client, 'client'))
+    this.subscriber.on('end', () => this.restart(this.subscriber, 'subscriber'))
+  }
+
+  /**
+   * ioredis stops reconnecting for good (`end`) when a Sentinel's `+switch-master` reaches it while
+   * it is still asking the Sentinels where the primary is: the failover detector of the lost
+   * connection aborts that lookup. Only `close()` may end a connection, so it is started again.
+   */
+  private restart(connection: Redis | Cluster, which: string): void {
+    if (this.closed) return
+    this.logger.warn({ event: 'cluster_store_reconnect', redis: describeRedis(this.config), connection: which }, `the redis ${which} connection gave up reconnecting: starting it again in ${RESTART_MS} ms`)
+    const timer = setTimeout(() => {
+      if (!this.closed) connection.connect().catch(() => { /* ends again: restarted again */ })
+    }, RESTART_MS)
+    timer.unref()
   }
 
   /** Connects (in the background: an unreachable Redis is an outage, handled per limit, not a startup failure). */
