@@ -258,14 +258,14 @@ async function startNodePipe(placement: Placement, brokerPort: number, certs: Se
   return { child, port }
 }
 
-async function startMoat(dir: string, placement: Placement, brokerPort: number, aclRules: number, certs: ServerCerts | null = null): Promise<{ child: ChildProcess; port: number; adminPort: number }> {
+async function startMoat(dir: string, placement: Placement, brokerPort: number, aclRules: number, certs: ServerCerts | null = null, cli = CLI): Promise<{ child: ChildProcess; port: number; adminPort: number }> {
   const adminPort = await freePort()
   const conf = join(dir, `moat-${adminPort}.yaml`)
   // Without info lines (BENCH_MOAT_LOG=warn …) there is no "listening" line to read the port from: a fixed port, polled.
   const quiet = (process.env.BENCH_MOAT_LOG ?? 'info') !== 'info'
   const fixedPort = quiet ? await freePort() : 0
   writeFileSync(conf, moatYaml(brokerPort, adminPort, aclRules, placement, fixedPort, certs))
-  const [cmd, args] = pinned({ ...placement, proxyScheduling: 'normal' }, ...withMalloc(placement, process.execPath, [...MOAT_NODE_FLAGS, ...nodeArgs(), CLI, '--config', conf]))
+  const [cmd, args] = pinned({ ...placement, proxyScheduling: 'normal' }, ...withMalloc(placement, process.execPath, [...MOAT_NODE_FLAGS, ...nodeArgs(), cli, '--config', conf]))
   if (quiet) {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] })
     child.stdout!.on('data', (d: Buffer) => process.stderr.write(`[moat] ${d}`))
@@ -283,7 +283,8 @@ async function startMoat(dir: string, placement: Placement, brokerPort: number, 
   return { child, port: Number(match[1]), adminPort }
 }
 
-export async function startTarget(kind: TargetKind, dir: string, placement: Placement): Promise<RunningTarget> {
+/** `moatCli`: the `dist/cli.js` the Moat targets run (another build's, for bench/moat-ab.ts). */
+export async function startTarget(kind: TargetKind, dir: string, placement: Placement, moatCli = CLI): Promise<RunningTarget> {
   writePasswd(dir)
   const certs = transportOf(kind) === 'tls' ? serverCerts(dir) : null
   const broker = await startMosquitto(dir, placement, kind === 'direct-tls' ? certs : null)
@@ -294,11 +295,11 @@ export async function startTarget(kind: TargetKind, dir: string, placement: Plac
   try {
     if (kind === 'haproxy') proxy = await startHaproxy(dir, placement, broker.port)
     else if (kind === 'node-pipe') proxy = await startNodePipe(placement, broker.port)
-    else if (kind === 'moat') proxy = await startMoat(dir, placement, broker.port, 50)
-    else if (kind === 'moat-acl5000') proxy = await startMoat(dir, placement, broker.port, 5000)
+    else if (kind === 'moat') proxy = await startMoat(dir, placement, broker.port, 50, null, moatCli)
+    else if (kind === 'moat-acl5000') proxy = await startMoat(dir, placement, broker.port, 5000, null, moatCli)
     else if (kind === 'haproxy-tls') proxy = await startHaproxy(dir, placement, broker.port, certs)
     else if (kind === 'node-tls-pipe') proxy = await startNodePipe(placement, broker.port, certs)
-    else if (kind === 'moat-tls') proxy = await startMoat(dir, placement, broker.port, 50, certs)
+    else if (kind === 'moat-tls') proxy = await startMoat(dir, placement, broker.port, 50, certs, moatCli)
   } catch (err) {
     await stopChild(broker.child)
     throw err
