@@ -8,16 +8,14 @@
  * `answerNow` hands out a fresh entry synchronously (the auth check then decides the CONNECT without
  * a promise); a miss goes through `authenticate`, whose lookup counts it.
  *
- * The key is an HMAC-SHA256, under a key drawn at start, of the request fields the backend's answer
- * depends on: the cache never holds a password, nor a fast unsalted hash of one.
+ * The key is a keyed SHA-256 of the request fields the backend's answer depends on (cache-key.ts):
+ * the cache never holds a password, nor a fast unsalted hash of one.
  */
-import { createHmac, randomBytes } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
 import type { AuthCacheConfig } from '../config/types.js'
 import { fullCacheKey, type AuthBackend, type AuthRequest, type AuthResult } from './backend.js'
 import type { AuthStats } from '../stats/auth-stats.js'
-
-const processKey = randomBytes(32)
+import { CacheKeyHasher } from './cache-key.js'
 
 export function cached(backend: AuthBackend, config: AuthCacheConfig, stats: AuthStats): AuthBackend {
   const keyOf = backend.cacheKey?.bind(backend) ?? fullCacheKey
@@ -36,7 +34,8 @@ export function cached(backend: AuthBackend, config: AuthCacheConfig, stats: Aut
     },
   })
   const type = backend.type
-  const keyFor = (req: AuthRequest): string => createHmac('sha256', processKey).update(keyOf(req)).digest('base64')
+  const hasher = new CacheKeyHasher()
+  const keyFor = (req: AuthRequest): string => hasher.keyOf(keyOf(req))
   return {
     type,
     close: backend.close?.bind(backend),
