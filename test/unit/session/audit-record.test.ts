@@ -110,4 +110,42 @@ describe('AuditRecord', () => {
     audit.opened(0)
     expect(lines()[0]).toMatchObject({ event: 'session_open', code: 0, clientId: 'dev-1', username: 'alice', authenticatedBy: 'file', version: 4, transport: 'tcp' })
   })
+
+  it('session_open and session_end are the same lines, key for key, whether or not a child logger was made before them', () => {
+    const keys = (line: Record<string, unknown>): string[] => Object.keys(line).filter((k) => k !== 'time')
+    // Without an earlier line (the common case: written through the root logger, bindings first).
+    const plain = record()
+    plain.state.connected = true
+    plain.audit.opened(0)
+    plain.audit.ended('client_disconnect', 10, 4, 5)
+    // After a refusal made the session's child logger, which then writes them.
+    const refused = record()
+    refused.state.connected = true
+    refused.audit.rejected('acl_denied', 0x87, 'publish', 'a', decidedBy('acl'))
+    refused.audit.opened(0)
+    refused.audit.ended('client_disconnect', 10, 4, 5)
+    const [open, end] = plain.lines()
+    const [, openViaChild, endViaChild] = refused.lines()
+    expect(keys(open!)).toEqual(['level', 'pid', 'hostname', 'sid', 'listener', 'remote', 'event', 'clientId', 'username', 'version', 'code', 'transport', 'msg'])
+    expect(keys(openViaChild!)).toEqual(keys(open!))
+    expect(keys(end!)).toEqual(['level', 'pid', 'hostname', 'sid', 'listener', 'remote', 'event', 'clientId', 'username', 'version', 'reason', 'bytesIn', 'bytesOut', 'durationMs', 'msg'])
+    expect(keys(endViaChild!)).toEqual([...keys(end!).slice(0, -1), 'refusals', 'msg'])
+    expect(end).toMatchObject({ sid: 9, listener: TEST_CONN.listener, remote: '10.0.0.7:40000', event: 'session_end', reason: 'client_disconnect', bytesIn: 10, bytesOut: 4, durationMs: 5 })
+  })
+
+  it('at warn, session_open and session_end are not built at all (no child logger is made for them)', () => {
+    const raw: string[] = []
+    const state = new SessionState(9, TEST_CONN)
+    state.connected = true
+    let children = 0
+    const root = pino({ level: 'warn' }, { write: (l: string) => { raw.push(l) } })
+    const child = root.child.bind(root)
+    root.child = ((...args: Parameters<typeof root.child>) => { children++; return child(...args) }) as typeof root.child
+    const audit = new AuditRecord(root, state, new Stats())
+    audit.admitted()
+    audit.opened(0)
+    audit.ended('client_disconnect', 1, 1, 1)
+    expect(raw).toEqual([])
+    expect(children).toBe(0)
+  })
 })
