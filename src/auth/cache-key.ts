@@ -20,9 +20,12 @@ export class CacheKeyHasher {
   /** The secret, then room for the fields. */
   private readonly scratch = Buffer.alloc(SECRET_BYTES + SCRATCH_BYTES)
 
-  constructor(secret: Buffer = randomBytes(SECRET_BYTES)) {
-    if (secret.length !== SECRET_BYTES) throw new Error(`a cache key secret is ${SECRET_BYTES} bytes`)
-    secret.copy(this.scratch, 0)
+  /** `secret`: for tests; by default one is drawn, and its only copy is the scratch memory's. */
+  constructor(secret?: Buffer) {
+    const drawn = secret ?? randomBytes(SECRET_BYTES)
+    if (drawn.length !== SECRET_BYTES) throw new Error(`a cache key secret is ${SECRET_BYTES} bytes`)
+    drawn.copy(this.scratch, 0)
+    if (secret === undefined) drawn.fill(0)
   }
 
   /** The cache key of `fields` (the request fields, as one string), base64. */
