@@ -146,9 +146,18 @@ describe('log.format from the running proxy', () => {
 
 describe('SIGUSR1', () => {
   /** Whether something accepts TCP connections on 127.0.0.1:`port`. */
+  /**
+   * Whether something listens on `port`. A connect to a free port of the ephemeral range may land
+   * on itself (the kernel picks that very port as the source: TCP simultaneous open), which is not
+   * a listener.
+   */
   function open(port: number): Promise<boolean> {
     return new Promise((resolve) => {
-      const socket = net.connect(port, '127.0.0.1', () => { socket.destroy(); resolve(true) })
+      const socket = net.connect(port, '127.0.0.1', () => {
+        const self = socket.localPort === port
+        socket.destroy()
+        resolve(!self)
+      })
       socket.on('error', () => resolve(false))
     })
   }
