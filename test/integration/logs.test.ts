@@ -6,7 +6,6 @@
  */
 import { execFileSync, spawn } from 'node:child_process'
 import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs'
-import net from 'node:net'
 import { join } from 'node:path'
 import mqtt from 'mqtt'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
@@ -147,19 +146,18 @@ describe('log.format from the running proxy', () => {
 describe('SIGUSR1', () => {
   /** Whether something accepts TCP connections on 127.0.0.1:`port`. */
   /**
-   * Whether something listens on `port`. A connect to a free port of the ephemeral range may land
-   * on itself (the kernel picks that very port as the source: TCP simultaneous open), which is not
-   * a listener.
+   * Whether Node's inspector answers on `port` (its /json/version names node.js). Not merely "does
+   * a connect succeed": while the suite runs, another test may listen on the same free port, and a
+   * connect to a free port of the ephemeral range may land on itself (the kernel picks that very
+   * port as the source).
    */
-  function open(port: number): Promise<boolean> {
-    return new Promise((resolve) => {
-      const socket = net.connect(port, '127.0.0.1', () => {
-        const self = socket.localPort === port
-        socket.destroy()
-        resolve(!self)
-      })
-      socket.on('error', () => resolve(false))
-    })
+  async function open(port: number): Promise<boolean> {
+    try {
+      const res = await fetch(`http://127.0.0.1:${port}/json/version`, { signal: AbortSignal.timeout(2000) })
+      return /"Browser":\s*"node\.js/.test(await res.text())
+    } catch {
+      return false
+    }
   }
 
   /** Node's inspector port for a process started with `env`: where SIGUSR1 would open it. */
