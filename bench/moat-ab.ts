@@ -52,8 +52,8 @@ console.log('CPU per connection, ms: A, B, B − A per window')
 const differences: number[] = []
 try {
   for (let run = 0; run < Number(values.runs); run++) {
-    // Alternate which build is started first and loaded as the first side, so that an order effect
-    // cancels (one build against itself, always loaded first as A: B − A +0.007 ms in 9 of 10 windows).
+    // Alternate which build is started first and loaded as the first side, so that an order effect,
+    // if there is one (bench/README.md, bench:ab), cancels.
     const order: [0 | 1, 0 | 1] = run % 2 === 0 ? [0, 1] : [1, 0]
     const started: RunningTarget[] = []
     try {

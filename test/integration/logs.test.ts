@@ -144,7 +144,6 @@ describe('log.format from the running proxy', () => {
 })
 
 describe('SIGUSR1', () => {
-  /** Whether something accepts TCP connections on 127.0.0.1:`port`. */
   /**
    * Whether Node's inspector answers on `port` (its /json/version names node.js). Not merely "does
    * a connect succeed": while the suite runs, another test may listen on the same free port, and a
