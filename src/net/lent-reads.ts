@@ -91,6 +91,15 @@ export function socketFd(socket: unknown): number {
   return typeof fd === 'number' && fd >= 0 ? fd : -1
 }
 
+/**
+ * Whether `socket` encrypts what it is given inside `write()`: a TLS socket over lent reads' Node
+ * (TLSWrap hands a single buffer to SSL_write at once, and copies what OpenSSL did not take). Lent
+ * bytes written to it with nothing queued before them are therefore not kept (session/run-writer.ts).
+ */
+export function encryptsInWrite(socket: unknown): boolean {
+  return slots !== null && socket instanceof tls.TLSSocket && socket.encrypted
+}
+
 /** True when `buf` is the lent buffer or a view of it: it must not be kept past the read callback. */
 export function isLent(buf: Buffer): boolean {
   return buf.buffer === lentMemory

@@ -12,18 +12,21 @@
  * A run in the lent read buffer (net/lent-reads.ts) must leave it before the read callback returns,
  * so it is never handed to a write that could finish later: on a plain TCP socket with nothing
  * queued, it is written to the descriptor at once (the same non-blocking write Node itself tries
- * first); whatever the kernel does not take then, and any run behind a queue or for a TLS or
+ * first); on a TLS socket with nothing queued, it is encrypted inside `write()` (lent-reads.ts,
+ * `encryptsInWrite`); whatever the kernel does not take then, and any run behind a queue or for a
  * WebSocket peer, is written as a copy.
  */
 import { writeSync } from 'node:fs'
 import type { Writable } from 'node:stream'
-import { isLent, socketFd } from '../net/lent-reads.js'
+import { encryptsInWrite, isLent, socketFd } from '../net/lent-reads.js'
 import { copyRange, frameBuffer } from '../protocol/framer.js'
 
 export class RunWriter {
   private socket: Writable | null = null
   /** The socket's descriptor for immediate writes of lent runs; -1 when it has none (TLS, WebSocket). */
   private fd = -1
+  /** The socket encrypts lent bytes inside write() (TLS): written without a copy when nothing is queued. */
+  private encrypts = false
   private run: Buffer | null = null
   private runStart = 0
   private runEnd = 0
@@ -33,12 +36,14 @@ export class RunWriter {
   attach(socket: Writable): void {
     this.socket = socket
     this.fd = socketFd(socket)
+    this.encrypts = encryptsInWrite(socket)
   }
 
   /** The peer is gone: from now on what is written is dropped (a pending run too). */
   detach(): void {
     this.socket = null
     this.fd = -1
+    this.encrypts = false
     this.run = null
   }
 
@@ -71,9 +76,12 @@ export class RunWriter {
     const end = this.runEnd
     this.bytes += end - start
     if (!isLent(run)) return socket.write(frameBuffer(run, start, end))
-    if (this.fd >= 0 && socket.writableLength === 0 && socket.writable) {
-      start += writeNow(this.fd, run, start, end, socket)
-      if (start === end) return true
+    if (socket.writableLength === 0 && socket.writable) {
+      if (this.encrypts && !socket.writableCorked) return socket.write(frameBuffer(run, start, end))
+      if (this.fd >= 0) {
+        start += writeNow(this.fd, run, start, end, socket)
+        if (start === end) return true
+      }
     }
     return socket.write(copyRange(run, start, end))
   }

@@ -1,7 +1,10 @@
 import net from 'node:net'
+import tls from 'node:tls'
 import { once } from 'node:events'
+import { readFileSync } from 'node:fs'
 import { PassThrough } from 'node:stream'
-import { describe, expect, it, vi } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
+import { makeTestCerts, type TestCerts } from '../../helpers/certs.js'
 import { isLent, lendReads, returnLent } from '../../../src/net/lent-reads.js'
 import { RunWriter } from '../../../src/session/run-writer.js'
 
@@ -87,7 +90,7 @@ describe('RunWriter', () => {
  * whose reads are lent, each read added as a run and flushed inside the callback, the buffer
  * poisoned after it (vitest.config.ts). A run that a write kept a view of would arrive as 0xee.
  */
-async function lentRelay(sink: () => { writable: NodeJS.WritableStream & { write: (b: Buffer) => boolean }; writes: Buffer[] }): Promise<{ source: net.Socket; writer: RunWriter; writes: Buffer[]; close: () => void }> {
+async function lentRelay(sink: () => { writable: NodeJS.WritableStream & { write: (b: Buffer) => boolean }; writes: Buffer[] }, split = false): Promise<{ source: net.Socket; writer: RunWriter; writes: Buffer[]; close: () => void }> {
   const server = net.createServer()
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
@@ -97,7 +100,14 @@ async function lentRelay(sink: () => { writable: NodeJS.WritableStream & { write
   const writer = new RunWriter()
   writer.attach(writable as never)
   const ok = lendReads(relayed, function (nread, buf) {
-    writer.add(buf, 0, nread)
+    // split: each read as two runs written one after the other (a frame left out between them).
+    if (split && nread > 1) {
+      writer.add(buf, 0, nread >> 1)
+      writer.flush()
+      writer.add(buf, nread >> 1, nread)
+    } else {
+      writer.add(buf, 0, nread)
+    }
     if (!writer.flush()) {
       relayed.pause()
       ;(writable as unknown as net.Socket).once('drain', () => relayed.resume())
@@ -106,6 +116,37 @@ async function lentRelay(sink: () => { writable: NodeJS.WritableStream & { write
   })
   expect(ok).toBe(true)
   return { source, writer, writes, close: () => { source.destroy(); relayed.destroy(); server.close() } }
+}
+
+/**
+ * A TLS connection over loopback to write into (the client side, as Moat's broker side never is:
+ * the writer cares only that the socket encrypts); `received()` ends it and returns what the far
+ * end decrypted.
+ */
+async function tlsDestination(certs: TestCerts): Promise<{ socket: tls.TLSSocket; far: tls.TLSSocket; writes: Buffer[]; queued: boolean[]; received: () => Promise<Buffer>; close: () => void }> {
+  const server = tls.createServer({ cert: readFileSync(certs.server.cert), key: readFileSync(certs.server.key) })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const farSocket = once(server, 'secureConnection')
+  const socket = tls.connect({ port: (server.address() as net.AddressInfo).port, host: '127.0.0.1', ca: readFileSync(certs.ca), servername: 'localhost' })
+  await once(socket, 'secureConnect')
+  const [far] = (await farSocket) as [tls.TLSSocket]
+  const chunks: Buffer[] = []
+  far.on('data', (c: Buffer) => chunks.push(c))
+  const writes: Buffer[] = []
+  // Whether something was queued in the socket when each write was made.
+  const queued: boolean[] = []
+  const write = socket.write.bind(socket)
+  socket.write = ((data: Buffer) => { writes.push(data); queued.push(socket.writableLength > 0); return write(data) }) as typeof socket.write
+  return {
+    socket, far, writes, queued,
+    received: async () => {
+      socket.end()
+      await once(far, 'end')
+      return Buffer.concat(chunks)
+    },
+    close: () => { socket.destroy(); far.destroy(); server.close() },
+  }
 }
 
 /** A loopback connection to write into; `received()` ends it and returns what the far end got. */
@@ -183,5 +224,45 @@ describe('RunWriter with lent runs', () => {
     await vi.waitFor(() => expect(Buffer.concat(writes).length).toBe(data.length))
     expect(Buffer.concat(writes).equals(data)).toBe(true)
     relay.close()
+  })
+})
+
+describe('RunWriter with lent runs to a TLS socket', () => {
+  let certs: TestCerts
+  beforeAll(() => { certs = makeTestCerts([]) })
+  afterAll(() => certs.cleanup())
+
+  it('hands a lent run to the TLS socket without a copy when nothing is queued: it is encrypted at once', async () => {
+    const dest = await tlsDestination(certs)
+    const relay = await lentRelay(() => ({ writable: dest.socket, writes: dest.writes }))
+    const data = pattern(200_000, 5)
+    relay.source.end(data)
+    await once(relay.source, 'close')
+    await vi.waitFor(() => expect(dest.socket.writableLength).toBe(0))
+    // Views of the lent buffer went in, and the bytes that came out are the ones read, although the
+    // buffer was poisoned after every read: nothing kept them past the write.
+    expect(dest.writes.some((w) => isLent(w))).toBe(true)
+    const got = await dest.received()
+    expect(got.equals(data)).toBe(true)
+    relay.close()
+    dest.close()
+  })
+
+  it('writes copies to a TLS socket with a write in flight, and delivers every byte in order', async () => {
+    const dest = await tlsDestination(certs)
+    // Two runs per read: the second is written while the TLS socket still holds the first.
+    const relay = await lentRelay(() => ({ writable: dest.socket, writes: dest.writes }), true)
+    const data = pattern(4 * 1024 * 1024, 9)
+    relay.source.end(data)
+    await once(relay.source, 'close')
+    expect(dest.queued.filter((q) => q).length).toBeGreaterThan(0)
+    await vi.waitFor(() => expect(dest.socket.writableLength).toBe(0), { timeout: 10_000 })
+    const got = await dest.received()
+    expect(got.length).toBe(data.length)
+    expect(got.equals(data)).toBe(true)
+    // Every write made while a queue stood was a copy, never a view of the lent buffer.
+    dest.writes.forEach((w, i) => { if (dest.queued[i]) expect(isLent(w)).toBe(false) })
+    relay.close()
+    dest.close()
   })
 })
