@@ -7,24 +7,16 @@
  *
  * `$` topics are matched by no wildcard at the first level [MQTT-4.7.2-1], as in topicMatches.
  */
-const DOLLAR = 0x24
+import { fnv1aString } from '../protocol/fnv.js'
 
-/**
- * A hash of `s[start, end)` kept in the small-integer range, computed without making the substring
- * (a lookup must not allocate a string per level). FNV-1a over UTF-16 code units.
- */
-function levelHash(s: string, start: number, end: number): number {
-  let h = 0x811c9dc5
-  for (let i = start; i < end; i++) h = Math.imul(h ^ s.charCodeAt(i), 0x01000193)
-  return h & 0x3fffffff
-}
+const DOLLAR = 0x24
 
 class TrieNode {
   /** This node's level (the literal it was reached by; '' for the root and `+` nodes). */
   readonly level: string
   /** Next child of the same parent whose level has the same hash. */
   sameHash: TrieNode | null = null
-  /** Literal children by levelHash(level). */
+  /** Literal children by fnv1aString(level). */
   children: Map<number, TrieNode> | null = null
   plus: TrieNode | null = null
   /** Rules whose pattern ends exactly at this node. */
@@ -38,7 +30,7 @@ class TrieNode {
 
   /** The literal child for `topic[start, end)`, or undefined. Allocates nothing. */
   child(topic: string, start: number, end: number): TrieNode | undefined {
-    let node = this.children!.get(levelHash(topic, start, end))
+    let node = this.children!.get(fnv1aString(topic, start, end))
     const length = end - start
     while (node !== undefined) {
       const level = node.level
@@ -57,7 +49,7 @@ class TrieNode {
     if (existing !== undefined) return existing
     const children = this.children ??= new Map()
     const node = new TrieNode(level)
-    const hash = levelHash(level, 0, level.length)
+    const hash = fnv1aString(level, 0, level.length)
     node.sameHash = children.get(hash) ?? null
     children.set(hash, node)
     return node

@@ -6,46 +6,10 @@
 import { readVarint, VARINT_INCOMPLETE, VARINT_MALFORMED, varintSize } from './framer.js'
 import { MAX_USER_PROPERTIES } from './properties.js'
 import { ReasonCode } from './reason.js'
+import { TopicCache } from './topic-cache.js'
 import { checkTopicName, checkUtf8 } from './validate.js'
 
 const EMPTY = Buffer.alloc(0)
-
-/** Recent topics a view remembers, so that a client publishing to the same few topics decodes none again. */
-const TOPIC_CACHE_SLOTS = 4
-/** Longer topics are decoded every time (their bytes are not kept). */
-const TOPIC_CACHE_MAX_BYTES = 128
-
-/**
- * The last few topic names seen by one view, as bytes and string: a topic that repeats (the common
- * case: a device publishes to its own few topics) becomes a string without allocating one. Bounded:
- * TOPIC_CACHE_SLOTS × TOPIC_CACHE_MAX_BYTES bytes per view, allocated once.
- */
-class TopicCache {
-  private readonly bytes = Buffer.alloc(TOPIC_CACHE_SLOTS * TOPIC_CACHE_MAX_BYTES)
-  private readonly lengths = new Int32Array(TOPIC_CACHE_SLOTS).fill(-1)
-  private readonly strings: string[] = new Array<string>(TOPIC_CACHE_SLOTS).fill('')
-  private next = 0
-
-  decode(frame: Buffer, start: number, end: number): string {
-    const length = end - start
-    if (length > TOPIC_CACHE_MAX_BYTES) return frame.toString('utf8', start, end)
-    const bytes = this.bytes
-    for (let slot = 0; slot < TOPIC_CACHE_SLOTS; slot++) {
-      if (this.lengths[slot] !== length) continue
-      const base = slot * TOPIC_CACHE_MAX_BYTES
-      let i = 0
-      while (i < length && bytes[base + i] === frame[start + i]) i++
-      if (i === length) return this.strings[slot]!
-    }
-    const slot = this.next
-    this.next = (slot + 1) % TOPIC_CACHE_SLOTS
-    const topic = frame.toString('utf8', start, end)
-    frame.copy(bytes, slot * TOPIC_CACHE_MAX_BYTES, start, end)
-    this.lengths[slot] = length
-    this.strings[slot] = topic
-    return topic
-  }
-}
 
 export class PublishView {
   /** The buffer the packet is in, and where in it: `frame[frameStart, frameEnd)`. Offsets below are into `frame`. */
