@@ -9,15 +9,20 @@
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, readFileSync, writeFileSync } from 'node:fs'
-import { join } from 'node:path'
+import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { aclYaml } from './policy.js'
 import { freePort, listening, start } from './processes.js'
 import type { Endpoint } from './loadgen.js'
 import { serverCerts, type ServerCerts } from './tls.js'
 
-/** Moat's built CLI (this file runs from .bench-dist/bench/). */
-const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url))
+/**
+ * Moat's built CLI (this file runs from .bench-dist/bench/); BENCH_MOAT_DIST=DIR: another build's
+ * (`cp -r dist .ab-dist` before a change, then runs of each, alternated, compare the two).
+ */
+const CLI = process.env.BENCH_MOAT_DIST === undefined
+  ? fileURLToPath(new URL('../../dist/cli.js', import.meta.url))
+  : resolve(process.env.BENCH_MOAT_DIST, 'cli.js')
 /**
  * How Moat is launched: the node options of its `moat` command's shebang (`#!/usr/bin/env -S node
  * OPTIONS`, as `npm start` and the Dockerfile; docs/tuning.md), read from the built CLI so that
