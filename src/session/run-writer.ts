@@ -15,8 +15,12 @@
  * first); on a TLS socket with nothing queued, it is encrypted inside `write()` (lent-reads.ts,
  * `encryptsInWrite`); whatever the kernel does not take then, and any run behind a queue or for a
  * WebSocket peer, is written as a copy.
+ *
+ * A frame that straddled two reads is assembled in memory of its own and comes right before the
+ * run of the frames after it; the two go out in one system call (a `writev` on the descriptor, one
+ * corked write to a TLS socket, which encrypts them as one record), not one each.
  */
-import { writeSync } from 'node:fs'
+import { writeSync, writevSync } from 'node:fs'
 import type { Writable } from 'node:stream'
 import { encryptsInWrite, isLent, socketFd } from '../net/lent-reads.js'
 import { copyRange, frameBuffer } from '../protocol/framer.js'
@@ -30,6 +34,8 @@ export class RunWriter {
   private run: Buffer | null = null
   private runStart = 0
   private runEnd = 0
+  /** A frame in memory of its own, held to go out with the run after it. */
+  private prefix: Buffer | null = null
   /** Bytes written through this writer (for the session's end-of-connection log). */
   bytes = 0
 
@@ -45,6 +51,7 @@ export class RunWriter {
     this.fd = -1
     this.encrypts = false
     this.run = null
+    this.prefix = null
   }
 
   /** Queues `buf[start, end)`: extends the pending run when it follows it in the same buffer. */
@@ -54,7 +61,10 @@ export class RunWriter {
       this.runEnd = end
       return
     }
-    if (run !== null) this.flush()
+    if (run !== null) {
+      if (this.prefix === null && !isLent(run)) this.prefix = frameBuffer(run, this.runStart, this.runEnd)
+      else this.flush()
+    }
     this.run = buf
     this.runStart = start
     this.runEnd = end
@@ -70,10 +80,13 @@ export class RunWriter {
     const run = this.run
     if (run === null) return true
     this.run = null
+    const prefix = this.prefix
+    this.prefix = null
     const socket = this.socket
     if (socket === null || socket.destroyed) return true
     let start = this.runStart
     const end = this.runEnd
+    if (prefix !== null) return this.flushAfter(prefix, run, start, end, socket)
     this.bytes += end - start
     if (!isLent(run)) return socket.write(frameBuffer(run, start, end))
     if (socket.writableLength === 0 && socket.writable) {
@@ -95,9 +108,31 @@ export class RunWriter {
     return socket.write(data)
   }
 
-  /** Forgets the pending run without writing it. */
-  discard(): void {
-    this.run = null
+  /** Writes `prefix` (Moat's own memory) and then the run `run[start, end)` with one system call where it can. */
+  private flushAfter(prefix: Buffer, run: Buffer, start: number, end: number, socket: Writable): boolean {
+    this.bytes += prefix.length + end - start
+    const lent = isLent(run)
+    if (socket.writableLength === 0 && socket.writable && !socket.writableCorked) {
+      if (lent && this.fd >= 0) {
+        let done = writevNow(this.fd, prefix, frameBuffer(run, start, end), socket)
+        if (done === prefix.length + end - start) return true
+        if (done < prefix.length) {
+          socket.write(prefix.subarray(done))
+          done = prefix.length
+        }
+        return socket.write(copyRange(run, start + done - prefix.length, end))
+      }
+      if (!lent || this.encrypts) {
+        // Corked, both reach the socket as one writev: a TLS socket encrypts them at once, as one record.
+        socket.cork()
+        socket.write(prefix)
+        const ok = socket.write(frameBuffer(run, start, end))
+        socket.uncork()
+        return ok
+      }
+    }
+    socket.write(prefix)
+    return socket.write(lent ? copyRange(run, start, end) : frameBuffer(run, start, end))
   }
 }
 
@@ -106,6 +141,17 @@ export class RunWriter {
  * its buffer is full). A failed connection is handed to the socket, which reports it as usual
  * ('error', 'close'); the bytes then count as done.
  */
+/** writeNow for two buffers in one `writev`: how many bytes of the two the kernel took. */
+function writevNow(fd: number, first: Buffer, second: Buffer, socket: Writable): number {
+  try {
+    return writevSync(fd, [first, second])
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return 0
+    socket.destroy(err as Error)
+    return first.length + second.length
+  }
+}
+
 function writeNow(fd: number, buf: Buffer, start: number, end: number, socket: Writable): number {
   try {
     return writeSync(fd, buf, start, end - start)

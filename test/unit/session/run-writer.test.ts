@@ -90,7 +90,7 @@ describe('RunWriter', () => {
  * whose reads are lent, each read added as a run and flushed inside the callback, the buffer
  * poisoned after it (vitest.config.ts). A run that a write kept a view of would arrive as 0xee.
  */
-async function lentRelay(sink: () => { writable: NodeJS.WritableStream & { write: (b: Buffer) => boolean }; writes: Buffer[] }, split = false): Promise<{ source: net.Socket; writer: RunWriter; writes: Buffer[]; close: () => void }> {
+async function lentRelay(sink: () => { writable: NodeJS.WritableStream & { write: (b: Buffer) => boolean }; writes: Buffer[] }, shape: 'whole' | 'split' | 'prefix' = 'whole'): Promise<{ source: net.Socket; writer: RunWriter; writes: Buffer[]; close: () => void }> {
   const server = net.createServer()
   server.listen(0, '127.0.0.1')
   await once(server, 'listening')
@@ -100,11 +100,15 @@ async function lentRelay(sink: () => { writable: NodeJS.WritableStream & { write
   const writer = new RunWriter()
   writer.attach(writable as never)
   const ok = lendReads(relayed, function (nread, buf) {
-    // split: each read as two runs written one after the other (a frame left out between them).
-    if (split && nread > 1) {
+    if (shape === 'split' && nread > 1) {
+      // Each read as two runs written one after the other (a frame left out between them).
       writer.add(buf, 0, nread >> 1)
       writer.flush()
       writer.add(buf, nread >> 1, nread)
+    } else if (shape === 'prefix' && nread > 10) {
+      // The first bytes in memory of their own (a frame assembled across reads), then the lent rest.
+      writer.addFrame(Buffer.from(buf.subarray(0, 10)))
+      writer.add(buf, 10, nread)
     } else {
       writer.add(buf, 0, nread)
     }
@@ -194,6 +198,20 @@ describe('RunWriter with lent runs', () => {
     dest.close()
   })
 
+  it('writes a frame of its own memory and the lent run after it to the descriptor at once, in order', async () => {
+    const dest = await destination()
+    const relay = await lentRelay(() => ({ writable: dest.socket, writes: dest.writes }), 'prefix')
+    const data = pattern(300_000, 4)
+    relay.source.end(data)
+    await once(relay.source, 'close')
+    await new Promise((r) => setTimeout(r, 50))
+    expect(dest.writes).toEqual([]) // each pair went to the kernel in one writev
+    expect((await dest.received()).equals(data)).toBe(true)
+    expect(relay.writer.bytes).toBe(data.length)
+    relay.close()
+    dest.close()
+  })
+
   it('writes copies once the kernel is full and behind a queue, and delivers every byte in order', async () => {
     const dest = await destination()
     dest.far.pause() // the far end stops reading: the kernel's buffers fill, then the socket's queue
@@ -248,10 +266,23 @@ describe('RunWriter with lent runs to a TLS socket', () => {
     dest.close()
   })
 
+  it('hands a frame of its own memory and the lent run after it to the TLS socket together, without a copy', async () => {
+    const dest = await tlsDestination(certs)
+    const relay = await lentRelay(() => ({ writable: dest.socket, writes: dest.writes }), 'prefix')
+    const data = pattern(300_000, 6)
+    relay.source.end(data)
+    await once(relay.source, 'close')
+    await vi.waitFor(() => expect(dest.socket.writableLength).toBe(0))
+    expect(dest.writes.some((w) => isLent(w))).toBe(true)
+    expect((await dest.received()).equals(data)).toBe(true)
+    relay.close()
+    dest.close()
+  })
+
   it('writes copies to a TLS socket with a write in flight, and delivers every byte in order', async () => {
     const dest = await tlsDestination(certs)
     // Two runs per read: the second is written while the TLS socket still holds the first.
-    const relay = await lentRelay(() => ({ writable: dest.socket, writes: dest.writes }), true)
+    const relay = await lentRelay(() => ({ writable: dest.socket, writes: dest.writes }), 'split')
     const data = pattern(4 * 1024 * 1024, 9)
     relay.source.end(data)
     await once(relay.source, 'close')
