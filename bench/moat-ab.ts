@@ -10,7 +10,11 @@
  *   wildcard, QoS 0, `--payload` bytes) into both at once; B − A is Moat's CPU per message forwarded,
  *   run by run.
  *
+ * `--b-target haproxy|node-pipe` puts that target (over `--transport`) in B's place, for Moat
+ * against another proxy under the same load at the same time.
+ *
  *   npm run bench:ab -- --b DIR [--a DIR] [--transport plain|tls] [--runs 3]
+ *   npm run bench:ab -- --b-target haproxy|node-pipe [--a DIR] [--transport plain|tls] [--scenario …]
  *     connect: [--resume] [--windows 5] [--seconds 4] [--warmup 3000] [--in-flight 50]
  *     fan-in:  --scenario fan-in [--payload 1024] [--burst 5000]
  *
@@ -27,7 +31,7 @@ import { parseArgs } from 'node:util'
 import { median } from './report.js'
 import { fanIn } from './scenarios/fan-in.js'
 import { pairedConnect } from './scenarios/paired.js'
-import { startTarget, type Placement, type RunningTarget } from './targets.js'
+import { startTarget, type Placement, type RunningTarget, type TargetKind } from './targets.js'
 
 const { values } = parseArgs({
   options: {
@@ -43,13 +47,19 @@ const { values } = parseArgs({
     scenario: { type: 'string', default: 'connect' },
     payload: { type: 'string', default: '1024' },
     burst: { type: 'string', default: '5000' },
+    'b-target': { type: 'string' },
   },
 })
-if (values.b === undefined) throw new Error('--b DIR: the dist directory of the build to compare (see the header of bench/moat-ab.ts)')
-const clis = [values.a, values.b].map((d) => join(resolve(d), 'cli.js')) as [string, string]
+const bTarget = values['b-target']
+if (bTarget !== undefined && bTarget !== 'haproxy' && bTarget !== 'node-pipe') throw new Error('--b-target haproxy|node-pipe')
+if (values.b === undefined && bTarget === undefined) throw new Error('--b DIR: the dist directory of the build to compare, or --b-target (see the header of bench/moat-ab.ts)')
+const clis = [values.a, values.b ?? values.a].map((d) => join(resolve(d), 'cli.js')) as [string, string]
 for (const cli of clis) if (!existsSync(cli)) throw new Error(`${cli}: no such file (build with npm run build)`)
 if (values.transport !== 'plain' && values.transport !== 'tls') throw new Error('--transport plain|tls')
-const kind = values.transport === 'tls' ? 'moat-tls' as const : 'moat' as const
+const tls = values.transport === 'tls'
+const kind = tls ? 'moat-tls' as const : 'moat' as const
+const kinds: [TargetKind, TargetKind] = [kind, bTarget === undefined ? kind : bTarget === 'haproxy' ? (tls ? 'haproxy-tls' : 'haproxy') : (tls ? 'node-tls-pipe' : 'node-pipe')]
+const names = [clis[0], bTarget === undefined ? clis[1] : kinds[1]]
 if (values.scenario !== 'connect' && values.scenario !== 'fan-in') throw new Error('--scenario connect|fan-in')
 
 // The load generator on core 1, the servers on core 0 (as npm run bench places them).
@@ -62,13 +72,14 @@ const fanInOptions = { publishers: 50, payloadBytes: Number(values.payload), qos
 const unit = values.scenario === 'connect' ? 'ms per connection' : 'µs per message'
 
 if (values.scenario === 'connect') {
-  console.log(`A ${clis[0]}\nB ${clis[1]}\n${values.transport}${values.resume ? ', resumed' : ''}: ${options.inFlight} in flight towards each, ${options.windows} windows of ${options.seconds} s after ${options.warmupRounds} connections each`)
+  console.log(`A ${names[0]}\nB ${names[1]}\n${values.transport}${values.resume ? ', resumed' : ''}: ${options.inFlight} in flight towards each, ${options.windows} windows of ${options.seconds} s after ${options.warmupRounds} connections each`)
   console.log('CPU per connection, ms: A, B, B − A per window')
 } else {
-  console.log(`A ${clis[0]}\nB ${clis[1]}\n${values.transport} fan-in: a burst of ${fanInOptions.burst} × ${fanInOptions.publishers} messages of ${fanInOptions.payloadBytes} B into each at once`)
-  console.log('Moat CPU per message forwarded, µs: A, B, B − A per run')
+  console.log(`A ${names[0]}\nB ${names[1]}\n${values.transport} fan-in: a burst of ${fanInOptions.burst} × ${fanInOptions.publishers} messages of ${fanInOptions.payloadBytes} B into each at once`)
+  console.log('proxy CPU per message forwarded, µs: A, B, B − A per run')
 }
 const differences: number[] = []
+const ratios: number[] = []
 try {
   for (let run = 0; run < Number(values.runs); run++) {
     // Alternate which build is started first and loaded as the first side, so that an order effect,
@@ -76,7 +87,7 @@ try {
     const order: [0 | 1, 0 | 1] = run % 2 === 0 ? [0, 1] : [1, 0]
     const started: RunningTarget[] = []
     try {
-      for (const i of order) started[i] = await startTarget(kind, dir, placement, clis[i])
+      for (const i of order) started[i] = await startTarget(kinds[i], dir, placement, clis[i])
       if (values.scenario === 'connect') {
         const results = await pairedConnect(started[order[0]]!, started[order[1]]!, options, `ab-${run}`)
         const [a, b] = order[0] === 0 ? results : [results[1], results[0]]
@@ -86,8 +97,9 @@ try {
       } else {
         const results = await Promise.all(order.map((i) => fanIn(started[i]!, fanInOptions, `ab-${run}-${i}`)))
         const [a, b] = (order[0] === 0 ? results : [results[1], results[0]]).map((r) => r!.proxyCpuUsPerForwarded) as [number, number]
-        console.log(`run ${run + 1}: ${a.toFixed(2)} ${b.toFixed(2)} ${b - a >= 0 ? '+' : ''}${(b - a).toFixed(2)}`)
+        console.log(`run ${run + 1}: ${a.toFixed(2)} ${b.toFixed(2)} ${b - a >= 0 ? '+' : ''}${(b - a).toFixed(2)} (A/B ${(a / b).toFixed(2)})`)
         differences.push(b - a)
+        ratios.push(a / b)
       }
     } finally {
       for (const t of started) await t?.stop()
@@ -99,3 +111,4 @@ try {
 const sorted = [...differences].sort((x, y) => x - y)
 const fmt = (x: number): string => `${x >= 0 ? '+' : ''}${x.toFixed(3)}`
 console.log(`B − A over ${differences.length} ${values.scenario === 'connect' ? 'windows' : 'runs'}: median ${fmt(median(differences))} ${unit} (from ${fmt(sorted[0]!)} to ${fmt(sorted.at(-1)!)}); B lower in ${differences.filter((d) => d < 0).length}`)
+if (ratios.length > 0) console.log(`A/B: median ${median(ratios).toFixed(2)} (${[...ratios].sort((x, y) => x - y).map((r) => r.toFixed(2)).join(', ')})`)
