@@ -4,11 +4,16 @@
  * throttled packet waits, and after a 5.0 DISCONNECT. Each reason is a bit; the client is read
  * again when none is left. The Session decides when; this holds how.
  *
- * A paused side read into the lent buffer keeps reading, its bytes held (copied) by its stopped
+ * A paused client read into the lent buffer keeps reading, its bytes held (copied) by its stopped
  * framer, up to PAUSED_HOLD_BYTES; then its socket stops reading too. A socket read through 'data'
  * does the same in Node (its paused stream buffers up to the high-water mark, 16 KiB), and reading
  * on is how a client that leaves while Moat waits (an auth backend, a full broker) is noticed: a
  * socket that reads nothing sees no end of stream.
+ *
+ * The broker's side stops reading at once when the client does not take its deliveries: a TLS
+ * client reports a full buffer after every large write until the event loop's turn ends, and a
+ * broker read held meanwhile would be a copy of up to 64 KiB each time. What the broker sends
+ * waits in the kernel, its close too, until the client drains.
  */
 import type { Framer } from '../protocol/framer.js'
 import type { ReadMode } from './events.js'
@@ -99,12 +104,12 @@ export class FlowControl {
     }
   }
 
-  /** Stops taking broker bytes while the client does not read (a lent upstream reads on, up to PAUSED_HOLD_BYTES). */
+  /** Stops reading the broker while the client does not read. */
   pauseBroker(): void {
     this.brokerPaused = true
     const session = this.session
-    if (this.brokerReads === 'lent') holdWhilePaused(session.brokerFramer, session.upstream!)
-    else session.upstream!.pause()
+    if (this.brokerReads === 'lent') session.brokerFramer.stop()
+    session.upstream!.pause()
   }
 
   /**
