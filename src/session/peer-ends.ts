@@ -5,9 +5,11 @@
  * - A client's clean half-close with packets pipelined behind its CONNECT means "done sending", not
  *   "abort": as a broker reached directly would, Moat still delivers them (if the client is
  *   admitted), then ends the session.
- * - A lent socket reads on while Moat does not take its bytes (flow-control.ts), so its end can come
- *   behind bytes its stopped framer holds: they go on when the pause is over, then the session ends,
- *   as with a 'data' socket, whose end waits behind what its stream buffered.
+ * - A paused lent client reads on while Moat does not take its bytes (flow-control.ts), so its end
+ *   can come behind bytes its stopped framer holds: they go on when the pause is over, then the
+ *   session ends, as with a 'data' socket, whose end waits behind what its stream buffered. The
+ *   broker's side stops reading at once, but a 'data' socket's buffer can still bring its end
+ *   behind deliveries held for a slow client: the same applies.
  * - The broker's close ends the session with the close the broker made, and no answer it did not give.
  */
 import type { CloseReason } from '../stats/reasons.js'
