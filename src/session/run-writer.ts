@@ -141,23 +141,26 @@ export class RunWriter {
  * its buffer is full). A failed connection is handed to the socket, which reports it as usual
  * ('error', 'close'); the bytes then count as done.
  */
+function writeNow(fd: number, buf: Buffer, start: number, end: number, socket: Writable): number {
+  try {
+    return writeSync(fd, buf, start, end - start)
+  } catch (err) {
+    return failedWrite(err, socket, end - start)
+  }
+}
+
 /** writeNow for two buffers in one `writev`: how many bytes of the two the kernel took. */
 function writevNow(fd: number, first: Buffer, second: Buffer, socket: Writable): number {
   try {
     return writevSync(fd, [first, second])
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return 0
-    socket.destroy(err as Error)
-    return first.length + second.length
+    return failedWrite(err, socket, first.length + second.length)
   }
 }
 
-function writeNow(fd: number, buf: Buffer, start: number, end: number, socket: Writable): number {
-  try {
-    return writeSync(fd, buf, start, end - start)
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return 0
-    socket.destroy(err as Error)
-    return end - start
-  }
+/** A full kernel buffer took nothing (0); any other failure goes to the socket and counts as done. */
+function failedWrite(err: unknown, socket: Writable, length: number): number {
+  if ((err as NodeJS.ErrnoException).code === 'EAGAIN') return 0
+  socket.destroy(err as Error)
+  return length
 }
