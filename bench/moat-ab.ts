@@ -31,7 +31,7 @@ import { parseArgs } from 'node:util'
 import { median } from './report.js'
 import { fanIn } from './scenarios/fan-in.js'
 import { pairedConnect } from './scenarios/paired.js'
-import { startTarget, type Placement, type RunningTarget, type TargetKind } from './targets.js'
+import { kindFor, startTarget, type Placement, type RunningTarget, type TargetKind, type Transport } from './targets.js'
 
 const { values } = parseArgs({
   options: {
@@ -56,9 +56,9 @@ if (values.b === undefined && bTarget === undefined) throw new Error('--b DIR: t
 const clis = [values.a, values.b ?? values.a].map((d) => join(resolve(d), 'cli.js')) as [string, string]
 for (const cli of clis) if (!existsSync(cli)) throw new Error(`${cli}: no such file (build with npm run build)`)
 if (values.transport !== 'plain' && values.transport !== 'tls') throw new Error('--transport plain|tls')
-const tls = values.transport === 'tls'
-const kind = tls ? 'moat-tls' as const : 'moat' as const
-const kinds: [TargetKind, TargetKind] = [kind, bTarget === undefined ? kind : bTarget === 'haproxy' ? (tls ? 'haproxy-tls' : 'haproxy') : (tls ? 'node-tls-pipe' : 'node-pipe')]
+const transport: Transport = values.transport
+const kind = kindFor('moat', transport)!
+const kinds: [TargetKind, TargetKind] = [kind, bTarget === undefined ? kind : kindFor(bTarget, transport)!]
 const names = [clis[0], bTarget === undefined ? clis[1] : kinds[1]]
 if (values.scenario !== 'connect' && values.scenario !== 'fan-in') throw new Error('--scenario connect|fan-in')
 

@@ -41,11 +41,11 @@ export class TopicCache {
     const length = end - start
     if (length > MAX_TOPIC_BYTES) return frame.toString('utf8', start, end)
     // The topic of the last packet first: a device's one topic costs one comparison, no hash.
-    const last = this.strings[this.last]!
+    const last = this.strings[this.last] as string | null
     if (last !== null && sameName(last, frame, start, length)) return last
     const hash = fnv1aBytes(frame, start, end)
     const slot = hash & this.mask
-    const cached = this.strings[slot]!
+    const cached = this.strings[slot] as string | null
     if (cached !== null && this.hashes[slot] === hash && sameName(cached, frame, start, length)) {
       this.last = slot
       return cached
