@@ -10,6 +10,8 @@
  *   wildcard, QoS 0, `--payload` bytes) into both at once; B − A is Moat's CPU per message forwarded,
  *   run by run.
  *
+ * `--coalescing WAIT[,ABOVE]` sets both Moats' `coalescing` (as `npm run bench --coalescing`; `0`: off).
+ *
  * `--b-target haproxy|node-pipe` puts that target (over `--transport`) in B's place, for Moat
  * against another proxy under the same load at the same time.
  *
@@ -48,6 +50,7 @@ const { values } = parseArgs({
     payload: { type: 'string', default: '1024' },
     burst: { type: 'string', default: '5000' },
     'b-target': { type: 'string' },
+    coalescing: { type: 'string' },
   },
 })
 const bTarget = values['b-target']
@@ -64,7 +67,7 @@ if (values.scenario !== 'connect' && values.scenario !== 'fan-in') throw new Err
 
 // The load generator on core 1, the servers on core 0 (as npm run bench places them).
 execFileSync('taskset', ['-a', '-p', '-c', '1', String(process.pid)], { stdio: 'ignore' })
-const placement: Placement = { serverCores: '0', nofile: 4096, upstreamSources: 0, proxyScheduling: 'normal', moatCoalescing: null }
+const placement: Placement = { serverCores: '0', nofile: 4096, upstreamSources: 0, proxyScheduling: 'normal', moatCoalescing: values.coalescing ?? null }
 const dir = mkdtempSync(join(tmpdir(), 'moat-bench-ab-'))
 const options = { inFlight: Number(values['in-flight']), warmupRounds: Number(values.warmup), windows: Number(values.windows), seconds: Number(values.seconds), resume: values.resume }
 
