@@ -280,7 +280,7 @@ export function createRegistry(stats: Stats, policy: PolicyStore): Registry {
   })
   new Counter({
     name: 'moat_coalescing_backoffs_total',
-    help: 'Times the coalescing waits went off because reads did not gather behind them (fewer than 8 packets per read: a steady load of many sockets), each followed by a back-off before the packet rate may turn them on again.',
+    help: 'Times the coalescing waits went off because reads did not gather behind them (fewer than 8 packets per read: a steady load of many sockets) or cost more CPU per packet than no waits in a trial, each followed by a back-off before the packet rate may turn them on again.',
     registers: [register],
     collect() {
       this.reset()

@@ -21,6 +21,15 @@
  * reads carried fewer than MIN_PACKETS_PER_READ packets on average turns them off, and the packet
  * rate may turn them on again only after a back-off (doubling while they keep not gathering).
  *
+ * Reads that gather are not enough either: a read of 16 KiB of kilobyte messages costs about the
+ * same per byte whether a wait came before it, and the wait's sleep and context switches are then
+ * pure cost. So waits are put on trial now and then: for a few windows the turns do not wait, and
+ * Moat's own CPU per packet without waits is compared with that of the windows just before, with
+ * them. Waits that cost more than TRIAL_MARGIN over none give up, with the same back-off; waits
+ * that pay are tried again ever less often (every TRIAL_SPACING times longer, up to
+ * MAX_WINDOWS_BEFORE_TRIAL), and a trial ends at its first window when the turns without waits
+ * already cost twice as much. Only Moat's CPU is compared: what waits save the broker is not seen.
+ *
  * The rate is judged every 10 ms from the packet counters Stats keeps anyway; the review timer runs
  * only while packets flow (a read starts it, a window without packets stops it). The cost per read
  * is a counter and two comparisons, and one Immediate per turn of the loop while waits are on.
@@ -44,6 +53,22 @@ export const MIN_PACKETS_PER_READ = 8
 /** After waits that did not gather, the rate may turn them on again only after this long (doubling). */
 export const FIRST_BACKOFF_MS = 250
 export const MAX_BACKOFF_MS = 8000
+
+/** Windows without waits in a trial, and windows with waits it is compared with (the last before it). */
+export const TRIAL_WINDOWS = 5
+/** Windows with waits before the first trial after they went on; then TRIAL_SPACING times as many each time they pay. */
+export const FIRST_WINDOWS_BEFORE_TRIAL = 10
+export const TRIAL_SPACING = 4
+export const MAX_WINDOWS_BEFORE_TRIAL = 1280
+/** Waits whose CPU per packet is more than this share above that without them give up. */
+export const TRIAL_MARGIN = 0.1
+
+/** This process's CPU time so far, µs (user and system, every thread). */
+export type CpuClock = () => number
+const processCpu: CpuClock = () => {
+  const { user, system } = process.cpuUsage()
+  return user + system
+}
 
 /** Without a `coalescing` section. */
 export const DEFAULT_COALESCING: CoalescingConfig = { waitUs: 200, abovePerSecond: 20_000 }
@@ -69,9 +94,21 @@ export class ReadCoalescing {
   /** After waits that did not gather: not on again before this time (performance.now() ms). */
   private notBefore = 0
   private backoffMs = FIRST_BACKOFF_MS
+  private readonly cpu: CpuClock
+  /** Windows with waits from which the next trial starts (counted in windowsOn). */
+  private windowsBeforeTrial = FIRST_WINDOWS_BEFORE_TRIAL
+  /** Windows of the trial under way (turns do not wait); 0: none. */
+  private trialWindows = 0
+  /** CPU (µs) and packets at the start of the span being measured: the last windows with waits, then the trial. */
+  private spanCpu = 0
+  private spanPackets = 0
+  /** CPU µs per packet of the windows with waits just before the trial. */
+  private costWithWaits = 0
 
-  constructor(stats: Stats, settings: CoalescingConfig) {
+  /** `cpu`: for tests; by default this process's CPU time. */
+  constructor(stats: Stats, settings: CoalescingConfig, cpu: CpuClock = processCpu) {
     this.stats = stats
+    this.cpu = cpu
     this.configure(settings)
   }
 
@@ -83,7 +120,12 @@ export class ReadCoalescing {
 
   /** True while busy turns wait. */
   get active(): boolean {
-    return this.on
+    return this.on && this.trialWindows === 0
+  }
+
+  /** True while waits are on trial: the turns do not wait, and what they cost then is measured. */
+  get onTrial(): boolean {
+    return this.on && this.trialWindows > 0
   }
 
   /** True while the packet rate is being judged (packets flowed in the last window). */
@@ -99,7 +141,7 @@ export class ReadCoalescing {
   /** Called on every read from a client or the broker. */
   noteRead(): void {
     this.reads += 1
-    if (this.on) {
+    if (this.on && this.trialWindows === 0) {
       if (!this.armed) {
         this.armed = true
         setImmediate(onTurnEnd, this)
@@ -127,20 +169,57 @@ export class ReadCoalescing {
     if (!this.on) {
       this.on = this.waitMs > 0 && passed >= this.threshold && performance.now() >= this.notBefore
       this.windowsOn = 0
+      this.trialWindows = 0
+      this.windowsBeforeTrial = FIRST_WINDOWS_BEFORE_TRIAL
       return
     }
     if (passed < this.threshold / 2) {
       this.on = false
       return
     }
+    if (this.trialWindows > 0) return this.trialWindow(packets)
     this.windowsOn += 1
     if (this.windowsOn < 2) return
-    if (passed >= reads * MIN_PACKETS_PER_READ) {
-      this.backoffMs = FIRST_BACKOFF_MS // they gather: a later give-up backs off from the start
+    // The waits do not gather: they only cost.
+    if (passed < reads * MIN_PACKETS_PER_READ) return this.giveUp()
+    const before = this.windowsBeforeTrial - this.windowsOn
+    if (before === TRIAL_WINDOWS) this.startSpan(packets)
+    else if (before === 0) {
+      this.costWithWaits = this.spanCost(packets)
+      this.startSpan(packets)
+      this.trialWindows = 1
+    }
+  }
+
+  /** A window of a trial (no waits) has passed: judge the waits once the trial has seen enough. */
+  private trialWindow(packets: number): void {
+    const without = this.spanCost(packets)
+    const pay = without > this.costWithWaits * 2
+    if (!pay && this.trialWindows < TRIAL_WINDOWS) {
+      this.trialWindows += 1
       return
     }
-    // The waits do not gather: they only cost. Off, and not on again for a while.
+    this.trialWindows = 0
+    this.windowsOn = 0
+    if (!pay && this.costWithWaits > without * (1 + TRIAL_MARGIN)) return this.giveUp()
+    this.backoffMs = FIRST_BACKOFF_MS // they pay: a later give-up backs off from the start
+    this.windowsBeforeTrial = Math.min(this.windowsBeforeTrial * TRIAL_SPACING, MAX_WINDOWS_BEFORE_TRIAL)
+  }
+
+  private startSpan(packets: number): void {
+    this.spanCpu = this.cpu()
+    this.spanPackets = packets
+  }
+
+  /** CPU µs per packet since startSpan. */
+  private spanCost(packets: number): number {
+    return (this.cpu() - this.spanCpu) / Math.max(1, packets - this.spanPackets)
+  }
+
+  /** Off, and not on again for a while. */
+  private giveUp(): void {
     this.on = false
+    this.trialWindows = 0
     this.notBefore = performance.now() + this.backoffMs
     this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS)
     this.stats.coalescingBackoffs += 1
@@ -149,7 +228,7 @@ export class ReadCoalescing {
   /** The check phase of a turn that read something: sleep, so that the next turn reads more. */
   turnEnd(): void {
     this.armed = false
-    if (!this.on) return
+    if (!this.on || this.trialWindows > 0) return
     const stats = this.stats
     const start = performance.now()
     Atomics.wait(sleeper, 0, 0, this.waitMs)
@@ -161,6 +240,7 @@ export class ReadCoalescing {
   stop(): void {
     this.on = false
     this.reads = 0
+    this.trialWindows = 0
     this.notBefore = 0
     this.backoffMs = FIRST_BACKOFF_MS
     if (this.reviewer !== null) clearInterval(this.reviewer)

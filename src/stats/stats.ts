@@ -49,7 +49,7 @@ export class Stats {
   coalescingWaits = 0
   /** Seconds spent in those waits (measured, not the configured wait times the count). */
   coalescingWaitSeconds = 0
-  /** Times the waits went off because reads did not gather behind them (net/read-coalescing.ts). */
+  /** Times the waits went off because reads did not gather behind them, or a trial found them dearer (net/read-coalescing.ts). */
   coalescingBackoffs = 0
   /** Credential checks (stats/auth-stats.ts). */
   readonly auth = new AuthStats()

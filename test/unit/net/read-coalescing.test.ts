@@ -1,6 +1,9 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { Stats } from '../../../src/stats/stats.js'
-import { DEFAULT_COALESCING, FIRST_BACKOFF_MS, MAX_BACKOFF_MS, MIN_PACKETS_PER_READ, ReadCoalescing } from '../../../src/net/read-coalescing.js'
+import {
+  DEFAULT_COALESCING, FIRST_BACKOFF_MS, FIRST_WINDOWS_BEFORE_TRIAL, MAX_BACKOFF_MS, MAX_WINDOWS_BEFORE_TRIAL, MIN_PACKETS_PER_READ,
+  ReadCoalescing, TRIAL_MARGIN, TRIAL_SPACING, TRIAL_WINDOWS,
+} from '../../../src/net/read-coalescing.js'
 
 /** One turn of the event loop: the reads happen, then the check phase (where the wait runs). */
 async function turn(coalescing: ReadCoalescing, reads: number): Promise<void> {
@@ -11,8 +14,8 @@ async function turn(coalescing: ReadCoalescing, reads: number): Promise<void> {
 describe('ReadCoalescing', () => {
   const made: ReadCoalescing[] = []
   afterEach(() => { for (const c of made.splice(0)) c.stop() })
-  function coalescing(stats: Stats, waitUs: number, abovePerSecond: number): ReadCoalescing {
-    const c = new ReadCoalescing(stats, { waitUs, abovePerSecond })
+  function coalescing(stats: Stats, waitUs: number, abovePerSecond: number, cpu?: () => number): ReadCoalescing {
+    const c = new ReadCoalescing(stats, { waitUs, abovePerSecond }, cpu)
     made.push(c)
     return c
   }
@@ -113,8 +116,90 @@ describe('ReadCoalescing', () => {
     const stats = new Stats()
     const c = coalescing(stats, 200, 1000)
     expect(windowOf(c, stats, 400, 2)).toBe(true)
-    for (let i = 0; i < 20; i++) expect(windowOf(c, stats, 400, 400 / MIN_PACKETS_PER_READ)).toBe(true)
+    for (let i = 1; i < FIRST_WINDOWS_BEFORE_TRIAL; i++) expect(windowOf(c, stats, 400, 400 / MIN_PACKETS_PER_READ)).toBe(true)
     expect(stats.coalescingBackoffs).toBe(0)
+  })
+
+  /**
+   * Waits on trial. `cpu` is the fake CPU clock the coalescing reads: each window adds `withWaits`
+   * µs per packet while the turns wait, `without` while they do not (a trial). Returns the trial's
+   * windows, whether the waits went on after it, and `window` to go on with the same clock.
+   */
+  function untilTrialEnds(withWaits: number, without: number, stats = new Stats()): { c: ReadCoalescing; trialWindows: number; active: boolean; window: (packets: number) => boolean } {
+    let cpu = 0
+    const c = coalescing(stats, 200, 1000, () => cpu)
+    const window = (packets: number): boolean => {
+      cpu += packets * (c.active ? withWaits : without)
+      return windowOf(c, stats, packets, packets / MIN_PACKETS_PER_READ)
+    }
+    expect(window(400)).toBe(true)
+    for (let i = 1; i < FIRST_WINDOWS_BEFORE_TRIAL; i++) expect(window(400)).toBe(true)
+    window(400)
+    expect(c.onTrial).toBe(true) // the windows without waits begin
+    let trialWindows = 0
+    while (c.onTrial && trialWindows <= TRIAL_WINDOWS) {
+      trialWindows += 1
+      window(400)
+    }
+    return { c, trialWindows, active: c.active, window }
+  }
+
+  it('turns do not wait during a trial', async () => {
+    const stats = new Stats()
+    const { c } = untilTrialEnds(1, 1, stats)
+    expect(c.onTrial).toBe(false)
+    // Bring the next trial on, and check that its turns do not sleep.
+    for (let i = 1; i <= FIRST_WINDOWS_BEFORE_TRIAL * TRIAL_SPACING && !c.onTrial; i++) windowOf(c, stats, 400, 50)
+    expect(c.onTrial).toBe(true)
+    const waits = stats.coalescingWaits
+    await turn(c, 3)
+    expect(stats.coalescingWaits).toBe(waits)
+  })
+
+  it(`gives the waits up, with the back-off, when they cost more than ${TRIAL_MARGIN * 100} % above no waits per packet`, () => {
+    const stats = new Stats()
+    const { c, trialWindows, active } = untilTrialEnds(1.2, 1, stats) // a TLS burst of kilobyte messages
+    expect(trialWindows).toBe(TRIAL_WINDOWS)
+    expect(active).toBe(false)
+    expect(c.onTrial).toBe(false)
+    expect(stats.coalescingBackoffs).toBe(1)
+    expect(c.backingOff).toBe(true)
+    expect(windowOf(c, stats, 400, 50)).toBe(false) // above the rate, yet off during the back-off
+  })
+
+  it('keeps waits that cost no more than the margin, and tries them again after TRIAL_SPACING times as long', () => {
+    const stats = new Stats()
+    const { c, trialWindows, active } = untilTrialEnds(1 + TRIAL_MARGIN / 2, 1, stats)
+    expect(trialWindows).toBe(TRIAL_WINDOWS)
+    expect(active).toBe(true)
+    expect(stats.coalescingBackoffs).toBe(0)
+    let windows = 0
+    while (!c.onTrial && windows < MAX_WINDOWS_BEFORE_TRIAL * 2) {
+      windows += 1
+      windowOf(c, stats, 400, 50)
+    }
+    expect(windows).toBe(FIRST_WINDOWS_BEFORE_TRIAL * TRIAL_SPACING)
+  })
+
+  it('ends a trial at its first window when the turns without waits cost twice as much (a burst of small messages)', () => {
+    const stats = new Stats()
+    const { c, trialWindows, active, window } = untilTrialEnds(1, 5, stats)
+    expect(trialWindows).toBe(1)
+    expect(active).toBe(true)
+    expect(stats.coalescingBackoffs).toBe(0)
+    // Waits that keep paying are tried ever less often, up to the cap.
+    let spacing = FIRST_WINDOWS_BEFORE_TRIAL
+    for (let trial = 0; trial < 6; trial++) {
+      spacing = Math.min(spacing * TRIAL_SPACING, MAX_WINDOWS_BEFORE_TRIAL)
+      let windows = 0
+      while (!c.onTrial && windows < MAX_WINDOWS_BEFORE_TRIAL * 2) {
+        windows += 1
+        window(400)
+      }
+      expect(windows).toBe(spacing)
+      expect(window(400)).toBe(true) // one window of the trial, and the waits are back
+    }
+    expect(spacing).toBe(MAX_WINDOWS_BEFORE_TRIAL)
   })
 
   it('turns the waits off when reads do not gather behind them (a steady load of many sockets), and backs off', () => {
@@ -154,7 +239,7 @@ describe('ReadCoalescing', () => {
     }
   })
 
-  it('a window that gathers resets the back-off; a pause in the traffic does too', () => {
+  it('a pause in the traffic resets the back-off', () => {
     const stats = new Stats()
     const c = coalescing(stats, 200, 1000)
     windowOf(c, stats, 400, 2)
