@@ -1,8 +1,8 @@
 /**
  * The check chain: every client packet passes one ordered list of checks; the
  * first verdict that is not Forward decides. Built once per configuration (CheckChain), instantiated
- * once per session (SessionChecks), with one array per hook holding only the checks that implement
- * it: an absent feature costs nothing per packet.
+ * once per session (SessionChecks); for each hook, the positions of the checks that implement it
+ * (HookLayout, shared by the sessions): an absent feature costs nothing per packet.
  *
  * Per packet the run is a plain loop: no closure, no promise. Only runConnect may go asynchronous,
  * and only when a check actually returns a thenable.
@@ -30,7 +30,8 @@ function isThenable(value: unknown): value is PromiseLike<Verdict> {
 export class CheckChain {
   private readonly makers: ReadonlyArray<(s: SessionState) => Check>
   readonly names: readonly string[]
-  private readonly hooks = new SharedHooks()
+  /** The hook layout of the last session made: every session of a configuration shares it, in practice. */
+  private layout: HookLayout | null = null
 
   private constructor(makers: Array<(s: SessionState) => Check>, names: string[]) {
     this.makers = makers
@@ -50,87 +51,87 @@ export class CheckChain {
   }
 
   forSession(s: SessionState): SessionChecks {
-    const checks: Check[] = []
-    for (const make of this.makers) checks.push(make(s))
-    return new SessionChecks(checks, this.hooks)
+    const makers = this.makers
+    const checks = new Array<Check>(makers.length)
+    for (let i = 0; i < makers.length; i++) checks[i] = makers[i]!(s)
+    let layout = this.layout
+    if (layout === null || !layout.fits(checks)) layout = this.layout = new HookLayout(checks)
+    return new SessionChecks(checks, layout)
   }
 }
+
+type HookName = 'onConnect' | 'onPublish' | 'onSubscribe' | 'onUnsubscribe' | 'onDeliver' | 'onPacket' | 'onClose' | 'reviewSubscription' | 'reviewConnection'
+const HOOKS: readonly HookName[] = ['onConnect', 'onPublish', 'onSubscribe', 'onUnsubscribe', 'onDeliver', 'onPacket', 'onClose', 'reviewSubscription', 'reviewConnection']
 
 /**
- * The publish and deliver hook functions of a configuration's sessions, in chain order, kept once:
- * a session whose checks have the same functions (every session of a configuration, in practice)
- * shares the list and holds none of its own. The per-packet loops call these
- * (`hooks[i].call(checks[i], …)`) rather than `checks[i][hook](…)` or `checks[i].onPublish(…)`: the
- * checks are of five or more classes, which makes that load megamorphic and costly on the hot
- * path (`npm run bench:micro` measures the publish path).
+ * Which checks of a session implement each hook, as positions in its list of checks, and the publish
+ * and deliver hook functions in that order. A session holds its checks and a layout, no list per
+ * hook: every session whose checks have the same hook functions (every session of a configuration,
+ * in practice) shares one layout. The per-packet loops call the functions kept here
+ * (`publishHooks[i].call(checks[publish[i]], …)`) rather than `checks[i].onPublish(…)`: the checks are
+ * of five or more classes, which makes that load megamorphic and costly on the hot path
+ * (`npm run bench:micro` measures the publish path).
  */
-export class SharedHooks {
-  private publish: PublishHook[] = []
-  private deliver: PublishHook[] = []
+export class HookLayout {
+  readonly connect: number[]
+  readonly publish: number[]
+  readonly publishHooks: PublishHook[]
+  readonly subscribe: number[]
+  readonly unsubscribe: number[]
+  readonly deliver: number[]
+  readonly deliverHooks: PublishHook[]
+  readonly packet: number[]
+  readonly closing: number[]
+  readonly reviewing: number[]
+  readonly reviewingConnection: number[]
+  /** Every hook function of every check, check by check (HOOKS order): what fits() compares. */
+  private readonly functions: unknown[]
 
-  onPublish(checks: Check[]): PublishHook[] {
-    return this.publish = sameOrNew(this.publish, checks, 'onPublish')
+  constructor(checks: readonly Check[]) {
+    this.functions = []
+    for (const check of checks) for (const hook of HOOKS) this.functions.push(check[hook])
+    this.connect = implementing(checks, 'onConnect')
+    this.publish = implementing(checks, 'onPublish')
+    this.publishHooks = this.publish.map((i) => checks[i]!.onPublish as PublishHook)
+    this.subscribe = implementing(checks, 'onSubscribe')
+    this.unsubscribe = implementing(checks, 'onUnsubscribe')
+    this.deliver = implementing(checks, 'onDeliver')
+    this.deliverHooks = this.deliver.map((i) => checks[i]!.onDeliver as PublishHook)
+    this.packet = implementing(checks, 'onPacket')
+    this.closing = implementing(checks, 'onClose')
+    this.reviewing = implementing(checks, 'reviewSubscription')
+    this.reviewingConnection = implementing(checks, 'reviewConnection')
   }
 
-  onDeliver(checks: Check[]): PublishHook[] {
-    return this.deliver = sameOrNew(this.deliver, checks, 'onDeliver')
+  /** Whether `checks` have exactly the hook functions this layout was made from. */
+  fits(checks: readonly Check[]): boolean {
+    const functions = this.functions
+    if (functions.length !== checks.length * HOOKS.length) return false
+    let at = 0
+    for (const check of checks) for (const hook of HOOKS) if (check[hook] !== functions[at++]) return false
+    return true
   }
 }
 
-function sameOrNew(cached: PublishHook[], checks: Check[], hook: 'onPublish' | 'onDeliver'): PublishHook[] {
-  if (cached.length === checks.length) {
-    let i = 0
-    while (i < checks.length && checks[i]![hook] === cached[i]) i++
-    if (i === checks.length) return cached
-  }
-  return checks.map((c) => c[hook] as PublishHook)
-}
-
-/** A hook no check implements: one shared empty list, not one per session (never added to). */
-const NO_CHECKS: Check[] = []
-
-/**
- * The checks implementing one hook, in a list of exactly their size: filter() leaves room for 16
- * (150 bytes per list, nine lists per session: memory per idle connection); slice() copies
- * to an exact fit of the same elements kind.
- */
-function hooked(checks: Check[], implemented: (c: Check) => boolean): Check[] {
-  const out = checks.filter(implemented)
-  return out.length === 0 ? NO_CHECKS : out.slice()
+function implementing(checks: readonly Check[], hook: HookName): number[] {
+  const positions: number[] = []
+  for (let i = 0; i < checks.length; i++) if (checks[i]![hook] !== undefined) positions.push(i)
+  return positions
 }
 
 export class SessionChecks {
-  private readonly connect: Check[]
-  private readonly publish: Check[]
-  /** publish's hook functions, in its order (shared: SharedHooks). */
-  private readonly publishHooks: PublishHook[]
-  private readonly subscribe: Check[]
-  private readonly unsubscribe: Check[]
-  private readonly deliver: Check[]
-  private readonly deliverHooks: PublishHook[]
-  private readonly packet: Check[]
-  private readonly closing: Check[]
-  private readonly reviewing: Check[]
-  private readonly reviewingConnection: Check[]
+  private readonly checks: Check[]
+  private readonly layout: HookLayout
   /** The check that decided the last non-Forward verdict (for logs). */
   decidedBy = ''
 
-  constructor(checks: Check[], shared: SharedHooks = new SharedHooks()) {
-    this.connect = hooked(checks, (c) => c.onConnect !== undefined)
-    this.publish = hooked(checks, (c) => c.onPublish !== undefined)
-    this.publishHooks = shared.onPublish(this.publish)
-    this.subscribe = hooked(checks, (c) => c.onSubscribe !== undefined)
-    this.unsubscribe = hooked(checks, (c) => c.onUnsubscribe !== undefined)
-    this.deliver = hooked(checks, (c) => c.onDeliver !== undefined)
-    this.deliverHooks = shared.onDeliver(this.deliver)
-    this.packet = hooked(checks, (c) => c.onPacket !== undefined)
-    this.closing = hooked(checks, (c) => c.onClose !== undefined)
-    this.reviewing = hooked(checks, (c) => c.reviewSubscription !== undefined)
-    this.reviewingConnection = hooked(checks, (c) => c.reviewConnection !== undefined)
+  constructor(checks: Check[], layout: HookLayout = new HookLayout(checks)) {
+    this.checks = checks
+    this.layout = layout
   }
 
   get hasDeliverChecks(): boolean {
-    return this.deliver.length > 0
+    return this.layout.deliver.length > 0
   }
 
   /** Synchronous when every check is; a promise only from the first check that returns one. */
@@ -139,9 +140,9 @@ export class SessionChecks {
   }
 
   private connectFrom(start: number, connect: IConnectPacket, s: SessionState): Verdict | Promise<Verdict> {
-    const checks = this.connect
-    for (let i = start; i < checks.length; i++) {
-      const check = checks[i]!
+    const at = this.layout.connect
+    for (let i = start; i < at.length; i++) {
+      const check = this.checks[at[i]!]!
       let result: Verdict | Promise<Verdict>
       try {
         result = check.onConnect!(connect, s)
@@ -176,18 +177,20 @@ export class SessionChecks {
   }
 
   runPublish(p: PublishView, s: SessionState): Verdict {
-    return this.runPublishHooks(this.publish, this.publishHooks, p, s)
+    return this.runPublishHooks(this.layout.publish, this.layout.publishHooks, p, s)
   }
 
   runDeliver(p: PublishView, s: SessionState): Verdict {
-    return this.runPublishHooks(this.deliver, this.deliverHooks, p, s)
+    return this.runPublishHooks(this.layout.deliver, this.layout.deliverHooks, p, s)
   }
 
-  private runPublishHooks(checks: Check[], hooks: PublishHook[], p: PublishView, s: SessionState): Verdict {
-    for (let i = 0; i < checks.length; i++) {
-      const verdict = hooks[i]!.call(checks[i]!, p, s)
+  private runPublishHooks(at: number[], hooks: PublishHook[], p: PublishView, s: SessionState): Verdict {
+    const checks = this.checks
+    for (let i = 0; i < at.length; i++) {
+      const check = checks[at[i]!]!
+      const verdict = hooks[i]!.call(check, p, s)
       if (verdict.action !== Action.Forward) {
-        this.decidedBy = checks[i]!.name
+        this.decidedBy = check.name
         return verdict
       }
     }
@@ -196,11 +199,12 @@ export class SessionChecks {
 
   /** Any client packet but CONNECT, PUBLISH and DISCONNECT (packet rates); Forward when no check cares. */
   runPacket(type: number, size: number, s: SessionState): Verdict {
-    const checks = this.packet
-    for (let i = 0; i < checks.length; i++) {
-      const verdict = checks[i]!.onPacket!(type, size, s)
+    const at = this.layout.packet
+    for (let i = 0; i < at.length; i++) {
+      const check = this.checks[at[i]!]!
+      const verdict = check.onPacket!(type, size, s)
       if (verdict.action !== Action.Forward) {
-        this.decidedBy = checks[i]!.name
+        this.decidedBy = check.name
         return verdict
       }
     }
@@ -208,11 +212,12 @@ export class SessionChecks {
   }
 
   runSubscribe(subscription: ISubscription, s: SessionState): Verdict {
-    const checks = this.subscribe
-    for (let i = 0; i < checks.length; i++) {
-      const verdict = checks[i]!.onSubscribe!(subscription, s)
+    const at = this.layout.subscribe
+    for (let i = 0; i < at.length; i++) {
+      const check = this.checks[at[i]!]!
+      const verdict = check.onSubscribe!(subscription, s)
       if (verdict.action !== Action.Forward) {
-        this.decidedBy = checks[i]!.name
+        this.decidedBy = check.name
         return verdict
       }
     }
@@ -220,17 +225,17 @@ export class SessionChecks {
   }
 
   runUnsubscribe(filter: string, s: SessionState): Verdict {
-    return this.runFilterHooks(this.unsubscribe, filter, s, 'onUnsubscribe')
+    return this.runFilterHooks(this.layout.unsubscribe, filter, s, 'onUnsubscribe')
   }
 
   /** After a reload: may the client keep this subscription? */
   reviewSubscription(filter: string, s: SessionState): Verdict {
-    return this.runFilterHooks(this.reviewing, filter, s, 'reviewSubscription')
+    return this.runFilterHooks(this.layout.reviewing, filter, s, 'reviewSubscription')
   }
 
-  private runFilterHooks(checks: Check[], filter: string, s: SessionState, hook: 'onUnsubscribe' | 'reviewSubscription'): Verdict {
-    for (let i = 0; i < checks.length; i++) {
-      const check = checks[i]!
+  private runFilterHooks(at: number[], filter: string, s: SessionState, hook: 'onUnsubscribe' | 'reviewSubscription'): Verdict {
+    for (let i = 0; i < at.length; i++) {
+      const check = this.checks[at[i]!]!
       const verdict = (check[hook] as FilterHook).call(check, filter, s)
       if (verdict.action !== Action.Forward) {
         this.decidedBy = check.name
@@ -242,16 +247,17 @@ export class SessionChecks {
 
   /** After a reload: may the client stay connected? */
   reviewConnection(s: SessionState): Verdict {
-    const checks = this.reviewingConnection
-    for (let i = 0; i < checks.length; i++) {
+    const at = this.layout.reviewingConnection
+    for (let i = 0; i < at.length; i++) {
+      const check = this.checks[at[i]!]!
       let verdict: Verdict
       try {
-        verdict = checks[i]!.reviewConnection!(s)
+        verdict = check.reviewConnection!(s)
       } catch {
         verdict = CHECK_FAILED
       }
       if (verdict.action !== Action.Forward) {
-        this.decidedBy = checks[i]!.name
+        this.decidedBy = check.name
         return verdict
       }
     }
@@ -259,9 +265,10 @@ export class SessionChecks {
   }
 
   close(s: SessionState): void {
-    for (const check of this.closing) {
+    const at = this.layout.closing
+    for (let i = 0; i < at.length; i++) {
       try {
-        check.onClose!(s)
+        this.checks[at[i]!]!.onClose!(s)
       } catch {
         // A check's cleanup must not stop the others.
       }

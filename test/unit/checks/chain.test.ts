@@ -93,6 +93,32 @@ describe('CheckChain', () => {
     expect(made.map((c) => c.seen)).toEqual([2, 2, 2, 2])
   })
 
+  it('runs, for each session, the hooks its own checks implement when sessions differ in which they implement', () => {
+    // Every session but the third gets a check without onSubscribe and onClose: the layout made for
+    // one kind must not be used for the other, in either order.
+    const deny = reject(0x87, 'not_authorized')
+    const closed: number[] = []
+    let made = 0
+    const chain = CheckChain.build(config, [
+      factory('first', { onPublish: () => FORWARD }),
+      {
+        name: 'x',
+        create: () => () => {
+          const n = made++
+          return n === 2
+            ? { name: 'x', onSubscribe: () => deny, onClose: () => { closed.push(n) } }
+            : { name: 'x', onPublish: () => deny }
+        },
+      },
+    ])
+    const sessions = [0, 1, 2, 3].map(() => chain.forSession(state()))
+    const view = new PublishView()
+    expect(sessions.map((s) => s.runSubscribe({ topic: 'a', qos: 0 }, state()).action)).toEqual([Action.Forward, Action.Forward, Action.Reject, Action.Forward])
+    expect(sessions.map((s) => s.runPublish(view, state()).action)).toEqual([Action.Reject, Action.Reject, Action.Forward, Action.Reject])
+    for (const s of sessions) s.close(state())
+    expect(closed).toEqual([2])
+  })
+
   it('runs CONNECT synchronously when every check is synchronous', () => {
     const checks = CheckChain.build(config, [factory('a', { onConnect: () => FORWARD })]).forSession(state())
     expect(checks.runConnect(connect, state())).toBe(FORWARD)
