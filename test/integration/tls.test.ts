@@ -6,6 +6,7 @@
  */
 import { execFile } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import net from 'node:net'
 import tls from 'node:tls'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { makeDevCerts } from '../../src/certs.js'
@@ -101,6 +102,31 @@ describe('mqtts: protocol versions', () => {
     expect(v12.output).toMatch(/New, TLSv1\.2,|Protocol\s*: TLSv1\.2/)
     const v13 = await sClient(port, ['-tls1_3'])
     expect(v13.output).toMatch(/New, TLSv1\.3,|Protocol\s*: TLSv1\.3/)
+    expect(broker.connections()).toBe(0)
+  })
+
+  it('closes a TLS handshake that stalls (nothing, or half a ClientHello) after connectTimeout; the broker sees nothing', async () => {
+    const broker = await startBroker('aedes')
+    cleanups.push(() => broker.stop())
+    const m = await startMoatWith(configWith(broker, [listener('secure', 'mqtts', { tls: listenerTls(certs.server.cert, certs.server.key) })], { limits: { connectTimeoutMs: 300 } }))
+    cleanups.push(() => m.moat.shutdown(0))
+    const port = m.moat.address('secure').port
+    // A handshake record header announcing 512 bytes, and only the first few of them.
+    const halfHello = Buffer.from([0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03])
+    for (const opening of [Buffer.alloc(0), halfHello]) {
+      const socket = net.connect(port, '127.0.0.1')
+      socket.on('error', () => {})
+      const received: Buffer[] = []
+      socket.on('data', (chunk: Buffer) => received.push(chunk))
+      await new Promise<void>((resolve) => socket.once('connect', resolve))
+      const started = Date.now()
+      if (opening.length > 0) socket.write(opening)
+      await new Promise<void>((resolve) => socket.once('close', () => resolve()))
+      // Closed by Moat's timer, not by the client: nothing was answered, and not before connectTimeout.
+      expect(Date.now() - started).toBeGreaterThanOrEqual(250)
+      expect(Buffer.concat(received).length).toBe(0)
+    }
+    expect(m.moat.stats.refusedFor('secure', 'handshake_timeout')).toBe(2)
     expect(broker.connections()).toBe(0)
   })
 
