@@ -280,11 +280,13 @@ export function createRegistry(stats: Stats, policy: PolicyStore): Registry {
   })
   new Counter({
     name: 'moat_coalescing_backoffs_total',
-    help: 'Times the coalescing waits went off because reads did not gather behind them (fewer than 8 packets per read: a steady load of many sockets) or cost more CPU per packet than no waits in a trial, each followed by a back-off before the packet rate may turn them on again.',
+    help: 'Times the coalescing waits went off, each followed by a back-off before the packet rate may turn them on again, by reason: not_gathering (fewer than 8 packets per read: a steady load of many sockets), dearer (a trial found them costing more CPU per packet than no waits: kilobyte messages, TLS).',
+    labelNames: ['reason'],
     registers: [register],
     collect() {
       this.reset()
-      this.inc(stats.coalescingBackoffs)
+      this.inc({ reason: 'not_gathering' }, stats.coalescingBackoffs - stats.coalescingTrialBackoffs)
+      this.inc({ reason: 'dearer' }, stats.coalescingTrialBackoffs)
     },
   })
   registerAuthMetrics(register, stats.auth)

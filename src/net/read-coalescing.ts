@@ -201,7 +201,10 @@ export class ReadCoalescing {
     }
     this.trialWindows = 0
     this.windowsOn = 0
-    if (!pay && this.costWithWaits > without * (1 + TRIAL_MARGIN)) return this.giveUp()
+    if (!pay && this.costWithWaits > without * (1 + TRIAL_MARGIN)) {
+      this.stats.coalescingTrialBackoffs += 1
+      return this.giveUp()
+    }
     this.backoffMs = FIRST_BACKOFF_MS // they pay: a later give-up backs off from the start
     this.windowsBeforeTrial = Math.min(this.windowsBeforeTrial * TRIAL_SPACING, MAX_WINDOWS_BEFORE_TRIAL)
   }

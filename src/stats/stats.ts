@@ -51,6 +51,8 @@ export class Stats {
   coalescingWaitSeconds = 0
   /** Times the waits went off because reads did not gather behind them, or a trial found them dearer (net/read-coalescing.ts). */
   coalescingBackoffs = 0
+  /** Of those, the times a trial found them dearer than no waits. */
+  coalescingTrialBackoffs = 0
   /** Credential checks (stats/auth-stats.ts). */
   readonly auth = new AuthStats()
   /** The shared store and bans (stats/fleet-stats.ts). */

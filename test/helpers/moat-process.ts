@@ -109,7 +109,7 @@ export class MoatProcess {
     })
   }
 
-  /** The value of an unlabelled metric from /metrics. */
+  /** The value of a series from /metrics: a metric's name, followed by its labels as /metrics prints them if it has any. */
   async metric(name: string): Promise<number> {
     const text = await (await fetch(`http://127.0.0.1:${this.adminPort}/metrics`)).text()
     const line = text.split('\n').find((l) => l.startsWith(name + ' '))

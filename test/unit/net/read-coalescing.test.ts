@@ -163,6 +163,7 @@ describe('ReadCoalescing', () => {
     expect(active).toBe(false)
     expect(c.onTrial).toBe(false)
     expect(stats.coalescingBackoffs).toBe(1)
+    expect(stats.coalescingTrialBackoffs).toBe(1)
     expect(c.backingOff).toBe(true)
     expect(windowOf(c, stats, 400, 50)).toBe(false) // above the rate, yet off during the back-off
   })
@@ -210,6 +211,7 @@ describe('ReadCoalescing', () => {
     expect(windowOf(c, stats, 400, 200)).toBe(true)
     expect(windowOf(c, stats, 400, 200)).toBe(false) // 2 packets per read: the waits only cost
     expect(stats.coalescingBackoffs).toBe(1)
+    expect(stats.coalescingTrialBackoffs).toBe(0)
     expect(c.backingOff).toBe(true)
     // Above the rate, yet off during the back-off.
     for (let i = 0; i < 5; i++) expect(windowOf(c, stats, 400, 200)).toBe(false)
