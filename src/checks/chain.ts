@@ -60,8 +60,8 @@ export class CheckChain {
   }
 }
 
-type HookName = 'onConnect' | 'onPublish' | 'onSubscribe' | 'onUnsubscribe' | 'onDeliver' | 'onPacket' | 'onClose' | 'reviewSubscription' | 'reviewConnection'
-const HOOKS: readonly HookName[] = ['onConnect', 'onPublish', 'onSubscribe', 'onUnsubscribe', 'onDeliver', 'onPacket', 'onClose', 'reviewSubscription', 'reviewConnection']
+const HOOKS = ['onConnect', 'onPublish', 'onSubscribe', 'onUnsubscribe', 'onDeliver', 'onPacket', 'onClose', 'reviewSubscription', 'reviewConnection'] as const
+type HookName = typeof HOOKS[number]
 
 /**
  * Which checks of a session implement each hook, as positions in its list of checks, and the publish

@@ -141,7 +141,7 @@ export class ReadCoalescing {
   /** Called on every read from a client or the broker. */
   noteRead(): void {
     this.reads += 1
-    if (this.on && this.trialWindows === 0) {
+    if (this.active) {
       if (!this.armed) {
         this.armed = true
         setImmediate(onTurnEnd, this)
@@ -222,7 +222,6 @@ export class ReadCoalescing {
   /** Off, and not on again for a while. */
   private giveUp(): void {
     this.on = false
-    this.trialWindows = 0
     this.notBefore = performance.now() + this.backoffMs
     this.backoffMs = Math.min(this.backoffMs * 2, MAX_BACKOFF_MS)
     this.stats.coalescingBackoffs += 1
@@ -231,7 +230,7 @@ export class ReadCoalescing {
   /** The check phase of a turn that read something: sleep, so that the next turn reads more. */
   turnEnd(): void {
     this.armed = false
-    if (!this.on || this.trialWindows > 0) return
+    if (!this.active) return
     const stats = this.stats
     const start = performance.now()
     Atomics.wait(sleeper, 0, 0, this.waitMs)
