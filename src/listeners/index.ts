@@ -61,6 +61,10 @@ function keyOf(socket: Socket): string {
  */
 const LISTEN_BACKLOG = 4096
 
+/** Node's error when a TLS handshake outlasts the server's handshakeTimeout. */
+const HANDSHAKE_TIMEOUT = 'ERR_TLS_HANDSHAKE_TIMEOUT'
+const TIMEOUT_DETAIL = 'no complete PROXY header, TLS handshake or WebSocket upgrade in time'
+
 export class Listener {
   readonly config: ListenerConfig
   private readonly ctx: ListenerContext
@@ -79,6 +83,13 @@ export class Listener {
    * the TLS socket has lost its address. The errors come in the order of the closes.
    */
   private readonly closedInTls: Pending[] = []
+  /**
+   * TLS straight from accept, with no PROXY header, no WebSocket and no required client certificate:
+   * Node's own handshake timeout bounds the handshake and the TLS socket knows the client's address,
+   * so no pending entry is kept (a peer-address lookup and a timer less per connection).
+   */
+  private readonly tlsDirect: boolean
+  private closed = false
   private readonly log: Logger
 
   constructor(config: ListenerConfig, ctx: ListenerContext, accept: AcceptFn) {
@@ -118,6 +129,7 @@ export class Listener {
         refused: (socket, reason, detail) => this.refused(socket, reason, detail, false),
       }, handshakeMs)
     }
+    this.tlsDirect = this.tlsServer !== null && this.trusted === null && this.ws === null && config.tls?.clientCert !== 'required'
     this.server = net.createServer({ noDelay: true }, (socket) => this.onConnection(socket))
   }
 
@@ -126,6 +138,10 @@ export class Listener {
   private onConnection(raw: Socket): void {
     if (this.trusted === null && this.tlsServer === null && this.ws === null) {
       this.accept(raw, this.connInfo(raw.remoteAddress ?? '', raw.remotePort ?? 0, null, null))
+      return
+    }
+    if (this.tlsDirect) {
+      this.tlsServer!.emit('connection', raw)
       return
     }
     const key = keyOf(raw)
@@ -189,37 +205,52 @@ export class Listener {
   private onSecure(socket: TLSSocket): void {
     const resumed = socket.isSessionReused()
     this.ctx.stats.tls.countHandshake(this.config.name, resumed)
-    const entry = this.pending.get(keyOf(socket))
-    if (entry === undefined) {
+    const entry = this.tlsDirect ? null : this.pending.get(keyOf(socket))
+    if (entry === undefined || this.closed) {
       socket.destroy()
       return
     }
+    let certificate: ClientCertificate | null = null
     const mode = this.config.tls!.clientCert
     if (mode !== 'none') {
       if (socket.authorized) {
         // A resumed session skipped the chain check: its certificate may have expired since.
         const refusal = resumed ? resumedCertificateRefusal(socket) : null
         if (refusal !== null) {
-          this.refused(socket, 'client_cert_refused', refusal, true)
+          this.refused(socket, 'client_cert_refused', refusal, true, entry ?? undefined)
           return
         }
-        entry.certificate = peerCertificate(socket)
+        certificate = peerCertificate(socket)
       } else if (mode === 'required' || socket.getPeerX509Certificate() !== undefined) {
-        this.refused(socket, 'client_cert_refused', clientCertRefusal(socket) ?? 'client certificate not accepted', true)
+        this.refused(socket, 'client_cert_refused', clientCertRefusal(socket) ?? 'client certificate not accepted', true, entry ?? undefined)
         return
       }
     }
-    entry.tlsVersion = socket.getProtocol()
+    const tlsVersion = socket.getProtocol()
+    if (entry === null) {
+      this.accept(socket, this.connInfo(socket.remoteAddress ?? '', socket.remotePort ?? 0, tlsVersion, certificate))
+      return
+    }
+    entry.certificate = certificate
+    entry.tlsVersion = tlsVersion
     if (this.ws !== null) this.ws.handle(socket)
     else this.handOver(socket, socket)
   }
 
   private onTlsError(err: NodeJS.ErrnoException, socket: TLSSocket): void {
+    const timedOut = err.code === HANDSHAKE_TIMEOUT
+    const reason = timedOut ? 'handshake_timeout' : 'tls_handshake_failed'
+    const detail = timedOut ? TIMEOUT_DETAIL : err.code ?? err.message
+    if (this.tlsDirect) {
+      // A client gone before its handshake failed has no address left: nothing was refused.
+      if (socket.remoteAddress !== undefined) this.refused(socket, reason, detail, true)
+      return
+    }
     const refusal = this.config.tls!.clientCert === 'required' ? clientCertRefusal(socket, err) : null
     const entry = this.pending.get(keyOf(socket)) ?? (refusal !== null && socket.remoteAddress === undefined ? this.closedInTls.shift() : undefined)
     if (entry === undefined) return
     if (refusal !== null) this.refused(socket, 'client_cert_refused', refusal, true, entry)
-    else this.refused(socket, 'tls_handshake_failed', err.code ?? err.message, true, entry)
+    else this.refused(socket, reason, detail, true, entry)
   }
 
   private onWebSocket(duplex: WsDuplex, socket: Socket): void {
@@ -266,7 +297,7 @@ export class Listener {
   onPendingTimeout(raw: Socket): void {
     const entry = this.pending.get(keyOf(raw))
     if (entry?.raw !== raw) return
-    this.refused(raw, 'handshake_timeout', 'no complete PROXY header, TLS handshake or WebSocket upgrade in time', true)
+    this.refused(raw, 'handshake_timeout', TIMEOUT_DETAIL, true)
   }
 
   // ------------------------------------------------------------------ lifecycle
@@ -316,6 +347,8 @@ export class Listener {
 
   /** Stops accepting; open connections are not touched (they are the sessions' business). */
   close(): void {
+    // A handshake under way on a direct TLS listener is closed when it completes, or by its timeout.
+    this.closed = true
     if (this.server.listening) this.server.close()
     this.resumption?.close()
     this.ws?.close()

@@ -97,6 +97,8 @@ describe('mqtts: protocol versions', () => {
     expect(old.code).not.toBe(0)
     expect(old.output).toMatch(/alert protocol version|unsupported protocol|wrong version number|no protocols available/i)
     await expect.poll(() => m.moat.stats.refusedFor('secure', 'tls_handshake_failed')).toBe(1)
+    // The log line names the client's address, which only the TLS socket knew.
+    expect(m.logs.filter((l) => l.event === 'connection_refused').map((l) => [l.reason, l.remote])).toEqual([['tls_handshake_failed', expect.stringMatching(/^127\.0\.0\.1:\d+$/)]])
 
     const v12 = await sClient(port, ['-tls1_2'])
     expect(v12.output).toMatch(/New, TLSv1\.2,|Protocol\s*: TLSv1\.2/)
@@ -127,6 +129,31 @@ describe('mqtts: protocol versions', () => {
       expect(Buffer.concat(received).length).toBe(0)
     }
     expect(m.moat.stats.refusedFor('secure', 'handshake_timeout')).toBe(2)
+    const refusals = m.logs.filter((l) => l.event === 'connection_refused')
+    expect(refusals.map((l) => [l.reason, l.remote])).toEqual(Array(2).fill(['handshake_timeout', expect.stringMatching(/^127\.0\.0\.1:\d+$/)]))
+    expect(broker.connections()).toBe(0)
+  })
+
+  it('a handshake under way when the listener closes never becomes a session; the broker sees nothing', async () => {
+    const { broker, m, port } = await setup('aedes')
+    const raw = net.connect(port, '127.0.0.1')
+    await new Promise<void>((resolve) => raw.once('connect', resolve))
+    await m.moat.shutdown(0)
+    // The handshake starts only now, on the connection accepted before the close.
+    const socket = tls.connect({ socket: raw, ca: readFileSync(certs.ca), servername: 'localhost' })
+    socket.on('error', () => {})
+    const received: Buffer[] = []
+    socket.on('data', (chunk: Buffer) => received.push(chunk))
+    let secure = false
+    socket.once('secureConnect', () => {
+      secure = true
+      socket.write(Buffer.from([0x10, 0x0c, 0x00, 0x04, 0x4d, 0x51, 0x54, 0x54, 0x04, 0x02, 0x00, 0x3c, 0x00, 0x00]))
+    })
+    await new Promise<void>((resolve) => socket.once('close', () => resolve()))
+    // The handshake itself went through (a certificate problem would prove nothing): no CONNACK came.
+    expect(secure).toBe(true)
+    expect(Buffer.concat(received).length).toBe(0)
+    expect(m.moat.stats.sessionsOpen).toBe(0)
     expect(broker.connections()).toBe(0)
   })
 
