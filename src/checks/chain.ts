@@ -107,10 +107,19 @@ export class HookLayout {
   fits(checks: readonly Check[]): boolean {
     const functions = this.functions
     if (functions.length !== checks.length * HOOKS.length) return false
-    let at = 0
-    for (const check of checks) for (const hook of HOOKS) if (check[hook] !== functions[at++]) return false
+    for (let i = 0; i < checks.length; i++) if (!sameHooks(checks[i]!, functions, i * HOOKS.length)) return false
     return true
   }
+}
+
+/**
+ * Whether `c`'s hooks are `f[at…]`, in HOOKS order. Named loads: a keyed `c[hook]` on checks of a
+ * handful of classes is a megamorphic lookup per hook, several times dearer (it ran every session).
+ */
+function sameHooks(c: Check, f: readonly unknown[], at: number): boolean {
+  return c.onConnect === f[at] && c.onPublish === f[at + 1] && c.onSubscribe === f[at + 2] &&
+    c.onUnsubscribe === f[at + 3] && c.onDeliver === f[at + 4] && c.onPacket === f[at + 5] &&
+    c.onClose === f[at + 6] && c.reviewSubscription === f[at + 7] && c.reviewConnection === f[at + 8]
 }
 
 function implementing(checks: readonly Check[], hook: HookName): number[] {

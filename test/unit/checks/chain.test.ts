@@ -1,8 +1,8 @@
 import type { IConnectPacket } from 'mqtt-packet'
 import { describe, expect, it } from 'vitest'
-import { CHECK_FAILED, CheckChain } from '../../../src/checks/chain.js'
+import { CHECK_FAILED, CheckChain, HookLayout } from '../../../src/checks/chain.js'
 import type { Check, CheckFactory } from '../../../src/checks/check.js'
-import { Action, disconnect, FORWARD, reject } from '../../../src/checks/verdict.js'
+import { Action, disconnect, FORWARD, reject, type Verdict } from '../../../src/checks/verdict.js'
 import type { MoatConfig } from '../../../src/config/types.js'
 import { PublishView } from '../../../src/protocol/publish.js'
 import { plainConnInfo } from '../../../src/client/conn-info.js'
@@ -117,6 +117,21 @@ describe('CheckChain', () => {
     expect(sessions.map((s) => s.runPublish(view, state()).action)).toEqual([Action.Reject, Action.Reject, Action.Forward, Action.Reject])
     for (const s of sessions) s.close(state())
     expect(closed).toEqual([2])
+  })
+
+  it('a hook layout fits checks with the same function for every hook, and no others', () => {
+    // Every hook of the Check interface, one at a time: a layout compares each of them.
+    const hooks = ['onConnect', 'onPublish', 'onSubscribe', 'onUnsubscribe', 'onDeliver', 'onPacket', 'onClose', 'reviewSubscription', 'reviewConnection'] as const
+    const one = (): Verdict => FORWARD
+    const other = (): Verdict => FORWARD
+    for (const hook of hooks) {
+      const layout = new HookLayout([{ name: 'a' }, { name: 'x', [hook]: one }])
+      expect(layout.fits([{ name: 'b' }, { name: 'y', [hook]: one }]), hook).toBe(true)
+      expect(layout.fits([{ name: 'a' }, { name: 'x', [hook]: other }]), hook).toBe(false)
+      expect(layout.fits([{ name: 'a' }, { name: 'x' }]), hook).toBe(false)
+      expect(layout.fits([{ name: 'a', [hook]: one }, { name: 'x', [hook]: one }]), hook).toBe(false)
+      expect(layout.fits([{ name: 'x', [hook]: one }]), hook).toBe(false)
+    }
   })
 
   it('runs CONNECT synchronously when every check is synchronous', () => {
