@@ -1,6 +1,6 @@
 import { Writable } from 'node:stream'
 import { describe, expect, it } from 'vitest'
-import { createLogger, REDACTED, redactSecrets, SECRET_KEYS } from '../../../src/log/logger.js'
+import { createLogger, isoTimeAt, REDACTED, redactSecrets, SECRET_KEYS } from '../../../src/log/logger.js'
 
 function capture(): { lines: Array<Record<string, unknown>>; sink: Writable } {
   const lines: Array<Record<string, unknown>> = []
@@ -64,5 +64,24 @@ describe('log redaction', () => {
     createLogger('info', sink).info({ event: 'z', password: undefined, packet: { password: undefined, a: 1 } }, 'absent')
     expect(lines[0]).not.toHaveProperty('password')
     expect(lines[0]!.packet).toEqual({ a: 1 })
+  })
+})
+
+describe('log time', () => {
+  it('writes the time as toISOString does, across milliseconds, seconds and days, in any order', () => {
+    const base = Date.UTC(2026, 11, 31, 23, 59, 58)
+    const times = [0, 1, 9, 10, 99, 100, 999, 1000, 1001, 1999, 2000, 2345, 1010].map((d) => base + d)
+    for (const now of [...times, ...times.reverse(), Date.UTC(2000, 1, 29, 0, 0, 0, 7), 0]) {
+      expect(isoTimeAt(now)).toBe(`,"time":"${new Date(now).toISOString()}"`)
+    }
+  })
+
+  it('stamps each line with the time it was logged', () => {
+    const { lines, sink } = capture()
+    const before = Date.now()
+    createLogger('info', sink).info({ event: 'x' }, 'line')
+    const at = Date.parse(lines[0]!.time as string)
+    expect(at).toBeGreaterThanOrEqual(before)
+    expect(at).toBeLessThanOrEqual(Date.now())
   })
 })
