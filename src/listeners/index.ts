@@ -11,7 +11,7 @@
 import net, { type BlockList, type Server, type Socket } from 'node:net'
 import tls, { type TLSSocket } from 'node:tls'
 import type { PolicyStore } from '../policy/store.js'
-import type { ListenerConfig, MoatConfig } from '../config/types.js'
+import type { ListenerConfig, ListenerTlsConfig, MoatConfig, TlsResumptionConfig } from '../config/types.js'
 import { MoatError } from '../errors.js'
 import type { Logger } from '../log/logger.js'
 import type { Stats } from '../stats/stats.js'
@@ -26,6 +26,8 @@ import { ListenerResumption, resumptionOptions } from './resumption.js'
 import { LocalTicketSeeds, type TicketSeeds } from './ticket-keys.js'
 import { WS_PING_INTERVAL_MS } from '../config/tls-schema.js'
 import { WsGateway, type WsDuplex } from './ws.js'
+
+type SniDone = (err: Error | null, context?: tls.SecureContext) => void
 
 /** Hands an accepted connection to the proxy, with what the listener learnt about it. */
 export type AcceptFn = (socket: ClientSocket, conn: ConnInfo) => void
@@ -72,7 +74,9 @@ export class Listener {
   private readonly server: Server
   private readonly transport: Transport
   private serverTls: ServerTls | null = null
-  private readonly tlsServer: tls.Server | null = null
+  private tlsServer: tls.Server | null = null
+  /** The TLS server's handshake timeout: limits.connectTimeout when it was made. */
+  private handshakeMs = 0
   private readonly resumption: ListenerResumption | null = null
   private readonly ws: WsGateway | null = null
   private readonly trusted: BlockList | null
@@ -104,19 +108,7 @@ export class Listener {
     if (config.tls !== undefined && config.tls !== null) {
       const serverTls = loadServerTls(config.tls)
       this.serverTls = serverTls
-      this.tlsServer = tls.createServer({
-        ...serverTls.options,
-        ...resumptionOptions(config.name, config.tls.resumption ?? DEFAULT_TLS_RESUMPTION, serverTls.fingerprint),
-        requestCert: config.tls.clientCert !== 'none',
-        // Required: OpenSSL then refuses a missing certificate itself, with the alert a verifying
-        // OpenSSL server sends. Optional must admit a missing one, so verification waits for onSecure.
-        rejectUnauthorized: config.tls.clientCert === 'required',
-        ALPNProtocols: web ? ['http/1.1'] : ['mqtt'],
-        SNICallback: (servername, cb) => cb(null, sniContext(this.serverTls!, servername) ?? this.serverTls!.context),
-        handshakeTimeout: handshakeMs,
-      })
-      this.tlsServer.on('secureConnection', (socket: TLSSocket) => this.onSecure(socket))
-      this.tlsServer.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => this.onTlsError(err, socket))
+      this.tlsServer = this.makeTlsServer(config.tls, serverTls, config.tls.resumption ?? DEFAULT_TLS_RESUMPTION, handshakeMs)
       this.resumption = new ListenerResumption(config.name, this.tlsServer, ctx.ticketSeeds ?? new LocalTicketSeeds(), this.log)
     }
     if (web) {
@@ -131,6 +123,28 @@ export class Listener {
     }
     this.tlsDirect = this.tlsServer !== null && this.trusted === null && this.ws === null && config.tls?.clientCert !== 'required'
     this.server = net.createServer({ noDelay: true }, (socket) => this.onConnection(socket))
+  }
+
+  /**
+   * The TLS server of this listener. An SNI callback only where there are `sni` entries: with one,
+   * every handshake calls into JavaScript for it, whatever name the client asks for.
+   */
+  private makeTlsServer(t: ListenerTlsConfig, serverTls: ServerTls, resumption: TlsResumptionConfig, handshakeMs: number): tls.Server {
+    const server = tls.createServer({
+      ...serverTls.options,
+      ...resumptionOptions(this.config.name, resumption, serverTls.fingerprint),
+      requestCert: t.clientCert !== 'none',
+      // Required: OpenSSL then refuses a missing certificate itself, with the alert a verifying
+      // OpenSSL server sends. Optional must admit a missing one, so verification waits for onSecure.
+      rejectUnauthorized: t.clientCert === 'required',
+      ALPNProtocols: this.config.protocol === 'wss' ? ['http/1.1'] : ['mqtt'],
+      ...(serverTls.sni.size === 0 ? {} : { SNICallback: (servername: string, cb: SniDone) => cb(null, sniContext(this.serverTls!, servername) ?? this.serverTls!.context) }),
+      handshakeTimeout: handshakeMs,
+    })
+    this.handshakeMs = handshakeMs
+    server.on('secureConnection', (socket: TLSSocket) => this.onSecure(socket))
+    server.on('tlsClientError', (err: NodeJS.ErrnoException, socket: TLSSocket) => this.onTlsError(err, socket))
+    return server
   }
 
   // ------------------------------------------------------------------ stages
@@ -309,7 +323,16 @@ export class Listener {
     try {
       const serverTls = loadServerTls(mine.tls)
       const resumption = mine.tls.resumption ?? DEFAULT_TLS_RESUMPTION
-      this.tlsServer.setSecureContext({ ...serverTls.options, ...resumptionOptions(this.config.name, resumption, serverTls.fingerprint) })
+      const handshakeMs = next.limits.connectTimeoutMs
+      if ((serverTls.sni.size === 0) === (this.serverTls!.sni.size === 0) && handshakeMs === this.handshakeMs) {
+        this.tlsServer.setSecureContext({ ...serverTls.options, ...resumptionOptions(this.config.name, resumption, serverTls.fingerprint) })
+      } else {
+        // The first `sni` entry or the last one gone, or a new connectTimeout (Node's handshake
+        // timeout is the server's): a new server takes the new connections; handshakes under way
+        // finish on the old one.
+        this.tlsServer = this.makeTlsServer(this.config.tls!, serverTls, resumption, handshakeMs)
+        this.resumption!.moveTo(this.tlsServer)
+      }
       // The ticket key is derived from the files: a ticket issued before a new CRL does not resume past it.
       this.resumption!.apply(resumption, serverTls.fingerprint)
       this.serverTls = serverTls

@@ -28,7 +28,7 @@ type ResumeSession = (id: Buffer, done: (err: Error | null, data: Buffer | null)
 
 export class ListenerResumption {
   private readonly name: string
-  private readonly server: tls.Server
+  private server: tls.Server
   private readonly seeds: TicketSeeds
   private readonly log: Logger
   private fingerprint: Buffer = Buffer.alloc(0)
@@ -69,6 +69,17 @@ export class ListenerResumption {
     if (this.watching) this.seeds.unwatch(this.name)
     this.watching = false
     this.server.setTicketKeys(randomBytes(48)) // tickets are off; none made before may resume either
+  }
+
+  /** The listener serves its new connections from `server` now; `apply` follows, which sets its ticket key. */
+  moveTo(server: tls.Server): void {
+    if (this.cache !== null) {
+      this.server.off('newSession', this.onNewSession)
+      this.server.off('resumeSession', this.onResumeSession)
+      server.on('newSession', this.onNewSession)
+      server.on('resumeSession', this.onResumeSession)
+    }
+    this.server = server
   }
 
   close(): void {

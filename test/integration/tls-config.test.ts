@@ -6,6 +6,7 @@
 import { execFile, execFileSync } from 'node:child_process'
 import { X509Certificate } from 'node:crypto'
 import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import net from 'node:net'
 import { join } from 'node:path'
 import tls from 'node:tls'
 import { fileURLToPath } from 'node:url'
@@ -259,6 +260,97 @@ describe('reload of certificates', () => {
     const second = await dial(first.ticket!)
     expect(second.reused).toBe(false)
     await expect.poll(() => moat.stats.refusedFor('secure', 'client_cert_refused')).toBe(1)
+  })
+
+  it('an sni entry added by a reload serves its name from then on, one removed stops; open sessions go on', async () => {
+    const live = join(certs.dir, 'sni-reload')
+    mkdirSync(live, { recursive: true })
+    for (const f of ['server.crt', 'server.key']) copyFileSync(join(certs.dir, f), join(live, f))
+    const other = makeDevCerts({ out: join(certs.dir, 'sni-reload-other'), clients: [], hosts: ['other.example.test'], caName: 'SNI Reload CA' })
+    copyFileSync(other.server.cert, join(live, 'other.crt'))
+    copyFileSync(other.server.key, join(live, 'other.key'))
+    const file = join(live, 'moat.yaml')
+    const yaml = (sni: string): string => [
+      `listeners: [{ name: secure, protocol: mqtts, host: 127.0.0.1, port: 0, tls: { cert: server.crt, key: server.key${sni} } }]`,
+      `upstream: { host: 127.0.0.1, port: ${broker.port} }`,
+      'auth: { anonymous: true }',
+    ].join('\n')
+    writeFileSync(file, yaml(''))
+    const logs: Array<Record<string, unknown>> = []
+    const moat = new Moat(loadConfig(file), { logger: capturingLogger(logs) })
+    await moat.start()
+    cleanups.push(() => moat.shutdown(0))
+    const port = moat.address('secure').port
+    const servedTo = (servername: string): Promise<string> => new Promise((resolve, reject) => {
+      const s = tls.connect({ host: '127.0.0.1', port, servername, rejectUnauthorized: false, ALPNProtocols: ['mqtt'] }, () => {
+        resolve(s.getPeerX509Certificate()!.subject)
+        s.destroy()
+      })
+      s.once('error', reject)
+    })
+    const open = await tryConnect(`mqtts://127.0.0.1:${port}`, { ca: readFileSync(certs.ca) })
+    cleanups.push(() => open.client.endAsync())
+    expect(open.outcome).toBe('connected')
+    const topic = uid('reload/sni')
+    const inbox = new Inbox(open.client)
+    await open.client.subscribeAsync(topic, { qos: 1 })
+
+    expect(await servedTo('other.example.test')).toMatch(/CN=localhost/)
+    writeFileSync(file, yaml(', sni: [{ servername: other.example.test, cert: other.crt, key: other.key }]'))
+    expect(moat.reload()).toBe(true)
+    expect(await servedTo('other.example.test')).toMatch(/CN=other\.example\.test/)
+    expect(await servedTo('localhost')).toMatch(/CN=localhost/)
+    writeFileSync(file, yaml(''))
+    expect(moat.reload()).toBe(true)
+    expect(await servedTo('other.example.test')).toMatch(/CN=localhost/)
+    expect(logs.filter((l) => l.event === 'tls_reload').map((l) => l.outcome)).toEqual(['success', 'success'])
+
+    // The session opened before both reloads still works, both ways.
+    await open.client.publishAsync(topic, 'still here', { qos: 1 })
+    expect((await inbox.waitForTopic(topic)).payload.toString()).toBe('still here')
+  })
+
+  it('a connectTimeout changed by a reload bounds the TLS handshakes after it', async () => {
+    const live = join(certs.dir, 'timeout-reload')
+    mkdirSync(live, { recursive: true })
+    for (const f of ['server.crt', 'server.key']) copyFileSync(join(certs.dir, f), join(live, f))
+    const file = join(live, 'moat.yaml')
+    const yaml = (timeout: string): string => [
+      'listeners: [{ name: secure, protocol: mqtts, host: 127.0.0.1, port: 0, tls: { cert: server.crt, key: server.key } }]',
+      `upstream: { host: 127.0.0.1, port: ${broker.port} }`,
+      'auth: { anonymous: true }',
+      `limits: { connectTimeout: ${timeout} }`,
+    ].join('\n')
+    writeFileSync(file, yaml('30s'))
+    const moat = new Moat(loadConfig(file), { logger: capturingLogger([]) })
+    await moat.start()
+    cleanups.push(() => moat.shutdown(0))
+    const port = moat.address('secure').port
+    const dial = (session?: Buffer): Promise<{ ticket: Buffer | null; reused: boolean }> => new Promise((resolve) => {
+      let ticket: Buffer | null = null
+      let reused = false
+      const s = tls.connect({ host: '127.0.0.1', port, ca: readFileSync(certs.ca), servername: 'localhost', ...(session ? { session } : {}) })
+      s.on('session', (t: Buffer) => { ticket = t; s.end() })
+      s.on('secureConnect', () => { reused = s.isSessionReused() })
+      s.on('error', () => {})
+      s.on('close', () => resolve({ ticket, reused }))
+    })
+    const first = await dial()
+    expect(first.ticket).not.toBeNull()
+    writeFileSync(file, yaml('300ms'))
+    expect(moat.reload()).toBe(true)
+    // The same files: a ticket issued before the reload still resumes.
+    expect((await dial(first.ticket!)).reused).toBe(true)
+    // A client that opens TCP and never starts its handshake.
+    const socket = net.connect(port, '127.0.0.1')
+    socket.on('error', () => {})
+    await new Promise<void>((resolve) => socket.once('connect', resolve))
+    const started = Date.now()
+    await new Promise<void>((resolve) => socket.once('close', () => resolve()))
+    const waited = Date.now() - started
+    expect(waited).toBeGreaterThanOrEqual(250)
+    expect(waited).toBeLessThan(10_000)
+    expect(moat.stats.refusedFor('secure', 'handshake_timeout')).toBe(1)
   })
 
   it('keeps the running certificates when the new files are broken', async () => {
