@@ -60,6 +60,18 @@ function handshake(port: number, options: tls.ConnectionOptions): Promise<tls.TL
   })
 }
 
+/** A real TLS ClientHello (Node's client), caught by a plain TCP server. */
+function recordClientHello(): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const catcher = net.createServer((s) => s.once('data', (chunk: Buffer) => { resolve(chunk); s.destroy() }))
+    catcher.listen(0, '127.0.0.1', () => {
+      const c = tls.connect({ host: '127.0.0.1', port: (catcher.address() as net.AddressInfo).port, rejectUnauthorized: false })
+      c.on('error', () => {})
+      c.on('close', () => catcher.close())
+    })
+  })
+}
+
 for (const kind of brokerKinds()) {
   describe(`mqtts (${kind})`, () => {
     it('MQTT.js over mqtts passes messages both ways', async () => {
@@ -131,6 +143,39 @@ describe('mqtts: protocol versions', () => {
     expect(m.moat.stats.refusedFor('secure', 'handshake_timeout')).toBe(2)
     const refusals = m.logs.filter((l) => l.event === 'connection_refused')
     expect(refusals.map((l) => [l.reason, l.remote])).toEqual(Array(2).fill(['handshake_timeout', expect.stringMatching(/^127\.0\.0\.1:\d+$/)]))
+    expect(broker.connections()).toBe(0)
+  })
+
+  it('closes a TLS handshake trickled a byte at a time, or stalled after its ClientHello, after connectTimeout; the broker sees nothing', async () => {
+    const broker = await startBroker('aedes')
+    cleanups.push(() => broker.stop())
+    const m = await startMoatWith(configWith(broker, [listener('secure', 'mqtts', { tls: listenerTls(certs.server.cert, certs.server.key) })], { limits: { connectTimeoutMs: 400 } }))
+    cleanups.push(() => m.moat.shutdown(0))
+    const hello = await recordClientHello()
+    // Whole: Moat answers with its part of the handshake, and the client never sends its own.
+    for (const bytesPerTick of [1, hello.length]) {
+      const socket = net.connect(m.moat.address('secure').port, '127.0.0.1')
+      socket.on('error', () => {})
+      let received = 0
+      socket.on('data', (chunk: Buffer) => { received += chunk.length })
+      await new Promise<void>((resolve) => socket.once('connect', resolve))
+      const started = Date.now()
+      let sent = 0
+      const drip = setInterval(() => {
+        if (sent >= hello.length || socket.destroyed) return
+        socket.write(hello.subarray(sent, sent + bytesPerTick))
+        sent += bytesPerTick
+      }, 50)
+      await new Promise<void>((resolve) => socket.once('close', () => resolve()))
+      clearInterval(drip)
+      const waited = Date.now() - started
+      expect(waited).toBeGreaterThanOrEqual(350)
+      expect(waited).toBeLessThan(2000)
+      // Trickled, the ClientHello never completed; whole, Moat answered it (the stall came after).
+      if (bytesPerTick === 1) expect([sent < hello.length, received]).toEqual([true, 0])
+      else expect(received).toBeGreaterThan(0)
+    }
+    expect(m.moat.stats.refusedFor('secure', 'handshake_timeout')).toBe(2)
     expect(broker.connections()).toBe(0)
   })
 
