@@ -11,7 +11,7 @@
 import net, { type BlockList, type Server, type Socket } from 'node:net'
 import tls, { type TLSSocket } from 'node:tls'
 import type { PolicyStore } from '../policy/store.js'
-import type { ListenerConfig, ListenerTlsConfig, MoatConfig, TlsResumptionConfig } from '../config/types.js'
+import type { ListenerConfig, MoatConfig, TlsResumptionConfig } from '../config/types.js'
 import { MoatError } from '../errors.js'
 import type { Logger } from '../log/logger.js'
 import type { Stats } from '../stats/stats.js'
@@ -108,7 +108,7 @@ export class Listener {
     if (config.tls !== undefined && config.tls !== null) {
       const serverTls = loadServerTls(config.tls)
       this.serverTls = serverTls
-      this.tlsServer = this.makeTlsServer(config.tls, serverTls, config.tls.resumption ?? DEFAULT_TLS_RESUMPTION, handshakeMs)
+      this.tlsServer = this.makeTlsServer(serverTls, config.tls.resumption ?? DEFAULT_TLS_RESUMPTION, handshakeMs)
       this.resumption = new ListenerResumption(config.name, this.tlsServer, ctx.ticketSeeds ?? new LocalTicketSeeds(), this.log)
     }
     if (web) {
@@ -129,7 +129,8 @@ export class Listener {
    * The TLS server of this listener. An SNI callback only where there are `sni` entries: with one,
    * every handshake calls into JavaScript for it, whatever name the client asks for.
    */
-  private makeTlsServer(t: ListenerTlsConfig, serverTls: ServerTls, resumption: TlsResumptionConfig, handshakeMs: number): tls.Server {
+  private makeTlsServer(serverTls: ServerTls, resumption: TlsResumptionConfig, handshakeMs: number): tls.Server {
+    const t = this.config.tls!
     const server = tls.createServer({
       ...serverTls.options,
       ...resumptionOptions(this.config.name, resumption, serverTls.fingerprint),
@@ -231,12 +232,12 @@ export class Listener {
         // A resumed session skipped the chain check: its certificate may have expired since.
         const refusal = resumed ? resumedCertificateRefusal(socket) : null
         if (refusal !== null) {
-          this.refused(socket, 'client_cert_refused', refusal, true, entry ?? undefined)
+          this.refused(socket, 'client_cert_refused', refusal, true, entry)
           return
         }
         certificate = peerCertificate(socket)
       } else if (mode === 'required' || socket.getPeerX509Certificate() !== undefined) {
-        this.refused(socket, 'client_cert_refused', clientCertRefusal(socket) ?? 'client certificate not accepted', true, entry ?? undefined)
+        this.refused(socket, 'client_cert_refused', clientCertRefusal(socket) ?? 'client certificate not accepted', true, entry)
         return
       }
     }
@@ -257,7 +258,7 @@ export class Listener {
     const detail = timedOut ? TIMEOUT_DETAIL : err.code ?? err.message
     if (this.tlsDirect) {
       // A client gone before its handshake failed has no address left: nothing was refused.
-      if (socket.remoteAddress !== undefined) this.refused(socket, reason, detail, true)
+      if (socket.remoteAddress !== undefined) this.refused(socket, reason, detail, true, null)
       return
     }
     const refusal = this.config.tls!.clientCert === 'required' ? clientCertRefusal(socket, err) : null
@@ -292,10 +293,13 @@ export class Listener {
     return { listener: this.config.name, remoteAddress, remotePort, transport: this.transport, tlsVersion, certificate }
   }
 
-  /** Counts and logs a refusal; `destroy` closes the connection (HTTP refusals close after their answer). */
-  refused(socket: Socket, reason: RefuseReason, detail: string, destroy: boolean, entry: Pending | undefined = this.pending.get(keyOf(socket))): void {
-    const remote = entry === undefined ? `${socket.remoteAddress}:${socket.remotePort}` : `${entry.remoteAddress}:${entry.remotePort}`
-    if (entry !== undefined) {
+  /**
+   * Counts and logs a refusal; `destroy` closes the connection (HTTP refusals close after their
+   * answer). `entry`: the connection's pending entry, null when it has none (a direct TLS listener).
+   */
+  refused(socket: Socket, reason: RefuseReason, detail: string, destroy: boolean, entry: Pending | null | undefined = this.pending.get(keyOf(socket))): void {
+    const remote = entry == null ? `${socket.remoteAddress}:${socket.remotePort}` : `${entry.remoteAddress}:${entry.remotePort}`
+    if (entry != null) {
       clearTimeout(entry.timer)
       if (this.pending.get(entry.key) === entry) this.pending.delete(entry.key)
     }
@@ -330,7 +334,7 @@ export class Listener {
         // The first `sni` entry or the last one gone, or a new connectTimeout (Node's handshake
         // timeout is the server's): a new server takes the new connections; handshakes under way
         // finish on the old one.
-        this.tlsServer = this.makeTlsServer(this.config.tls!, serverTls, resumption, handshakeMs)
+        this.tlsServer = this.makeTlsServer(serverTls, resumption, handshakeMs)
         this.resumption!.moveTo(this.tlsServer)
       }
       // The ticket key is derived from the files: a ticket issued before a new CRL does not resume past it.
