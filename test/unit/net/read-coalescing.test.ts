@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it, vi } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest'
 import { Stats } from '../../../src/stats/stats.js'
 import {
   DEFAULT_COALESCING, FIRST_BACKOFF_MS, FIRST_WINDOWS_BEFORE_TRIAL, MAX_BACKOFF_MS, MAX_WINDOWS_BEFORE_TRIAL, MIN_PACKETS_PER_READ,
@@ -13,7 +13,13 @@ async function turn(coalescing: ReadCoalescing, reads: number): Promise<void> {
 
 describe('ReadCoalescing', () => {
   const made: ReadCoalescing[] = []
-  afterEach(() => { for (const c of made.splice(0)) c.stop() })
+  // The review timer is faked: every review is the test's own call, never a real 10 ms window that
+  // a loaded machine lets pass between two steps (it would find no packets and stop the waits).
+  beforeEach(() => { vi.useFakeTimers({ toFake: ['setInterval', 'clearInterval'] }) })
+  afterEach(() => {
+    for (const c of made.splice(0)) c.stop()
+    vi.useRealTimers()
+  })
   function coalescing(stats: Stats, waitUs: number, abovePerSecond: number, cpu?: () => number): ReadCoalescing {
     const c = new ReadCoalescing(stats, { waitUs, abovePerSecond }, cpu)
     made.push(c)
@@ -218,7 +224,9 @@ describe('ReadCoalescing', () => {
   })
 
   it('tries again after the back-off, and doubles it while the waits keep not gathering, up to its cap', () => {
-    // Only the clock is faked (the review timer stays real, and never fires: this test never yields).
+    // Only the clock is faked (the review timer is real here, and never fires: this test never
+    // yields; a faked one would fire as the clock is advanced).
+    vi.useRealTimers()
     vi.useFakeTimers({ toFake: ['performance'] })
     try {
       const stats = new Stats()
